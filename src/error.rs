@@ -1,0 +1,162 @@
+//! The library's error type: one enum whose variants are sentences a user can act on.
+//!
+//! Rules every variant follows: it says what failed, names the file, model, field or limit, and
+//! where there is one, what to do next. No variant ever carries a secret (passphrase, key, or
+//! decrypted model bytes). The CLI maps variants to exit codes with [`Error::exit_code`].
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error the library returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No vault file exists at the path.
+    #[error("vault not found at {}: create one with `mvault init --vault {}`", .0.display(), .0.display())]
+    VaultNotFound(PathBuf),
+
+    /// `create` was asked to make a vault where a file already exists.
+    #[error("a file already exists at {}: refusing to overwrite it; choose another --vault path", .0.display())]
+    VaultExists(PathBuf),
+
+    /// Another process (or another handle in this one) holds the vault's lock.
+    #[error("vault {} is in use by another process: wait for it, or pass --wait SECONDS to retry", .0.display())]
+    VaultInUse(PathBuf),
+
+    /// The file exists but is not a modelvault vault, or its header is unreadable.
+    #[error("{} is not a modelvault vault: {reason}", .path.display())]
+    NotAVault {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The vault was written by a newer, incompatible format version.
+    #[error("vault format version {found} is not supported (this build reads version {supported}): upgrade mvault")]
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+
+    /// No key slot opened with the passphrase given.
+    #[error("wrong passphrase: no key slot of this vault opens with it")]
+    WrongPassphrase,
+
+    /// A key slot record failed its checksum, so it is damaged (not merely a wrong passphrase).
+    #[error("key slot '{0}' is damaged (its checksum does not match): restore the vault from a backup or open it with another slot")]
+    KeySlotDamaged(String),
+
+    /// A stored record or chunk failed authentication, could not be decoded, or is missing.
+    #[error("{0}")]
+    Damaged(String),
+
+    /// A manifest's Ed25519 signature did not verify.
+    #[error("model '{name}' version {version}: manifest signature does not verify: the vault was tampered with or damaged; do not trust this version")]
+    BadSignature {
+        /// Model name (escaped for display).
+        name: String,
+        /// Version number.
+        version: u64,
+    },
+
+    /// No model of that name.
+    #[error("model '{0}' not found: `mvault ls` lists the models")]
+    ModelNotFound(String),
+
+    /// The model exists but the version or alias does not.
+    #[error("model '{name}' has no version or alias '{reference}': `mvault show {name}` lists them")]
+    VersionNotFound {
+        /// Model name.
+        name: String,
+        /// Version number or alias asked for.
+        reference: String,
+    },
+
+    /// A model name, alias, tag key or file path inside a model broke the naming rule.
+    #[error("invalid {what} \"{shown}\": {reason}")]
+    InvalidName {
+        /// Which kind of name ("model name", "alias", "tag key", "file path").
+        what: &'static str,
+        /// The name with control and invisible characters escaped.
+        shown: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+
+    /// Any other bad input from the caller (argument, source file, option value).
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// A key would pass the encryption count allowed by NIST SP 800-38D for random nonces.
+    #[error("the {key} key has sealed {count} messages; the limit for random 96-bit nonces is {limit} (NIST SP 800-38D §8.3): rotate the master key before writing more")]
+    KeyUsageLimit {
+        /// Which subkey.
+        key: &'static str,
+        /// Encryptions so far.
+        count: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// `get` would overwrite an existing file.
+    #[error("{} already exists: refusing to overwrite it; remove it or pass --force", .0.display())]
+    OutputExists(PathBuf),
+
+    /// An operating-system I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The storage engine (redb) failed.
+    #[error("vault storage error while {context}: {detail}")]
+    Storage {
+        /// What was being done.
+        context: String,
+        /// redb's message.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The process exit code the CLI uses for this error (see README, "Exit codes").
+    ///
+    /// 1 other, 3 wrong passphrase, 4 vault in use, 5 not found, 6 damaged or tampered,
+    /// 7 invalid input. (2 is left to the argument parser.)
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::WrongPassphrase => 3,
+            Error::VaultInUse(_) => 4,
+            Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } => 5,
+            Error::Damaged(_)
+            | Error::BadSignature { .. }
+            | Error::KeySlotDamaged(_)
+            | Error::NotAVault { .. } => 6,
+            Error::InvalidName { .. }
+            | Error::InvalidInput(_)
+            | Error::OutputExists(_)
+            | Error::VaultExists(_)
+            | Error::UnsupportedVersion { .. } => 7,
+            _ => 1,
+        }
+    }
+
+    /// Builds an [`Error::Io`] naming what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// Builds an [`Error::Storage`] from any redb error.
+    pub(crate) fn storage(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Storage { context: context.into(), detail: e.to_string() }
+    }
+}

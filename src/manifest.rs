@@ -1,0 +1,166 @@
+//! The manifest: what one version of a model is, in one canonical encoding, signed with Ed25519.
+//!
+//! A manifest names the vault, the model, the version, every file (path, size, SHA-256 per
+//! FIPS 180-4, and the ordered list of chunk ids and lengths that rebuild it), and the version's
+//! metadata (description, tags, metrics). Its canonical encoding is the `postcard` serialisation
+//! of [`Manifest`]: fields in declaration order, maps as sorted `BTreeMap`s, integers as varints,
+//! metrics restricted to finite `f64`. [`decode_canonical`] re-encodes what it decoded and refuses
+//! bytes that differ, so each manifest has exactly one accepted encoding.
+//!
+//! The signature covers `"modelvault manifest signature v1\0" ‖ canonical bytes`
+//! (see [`crate::crypto::sign`]). Changing a tag or metric makes a new revision, re-signed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::sign;
+use crate::{Error, Result};
+
+/// Manifest encoding version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One version of a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub manifest_version: u32,
+    /// The vault this manifest belongs to.
+    pub vault_id: [u8; 16],
+    /// Model name.
+    pub name: String,
+    /// Version number (from 1).
+    pub version: u64,
+    /// Creation time of the version, Unix seconds.
+    pub created: u64,
+    /// Metadata revision: 0 at put, +1 at each tag, metric or description change.
+    pub revision: u64,
+    /// Time of the latest revision, Unix seconds.
+    pub updated: u64,
+    /// Free text.
+    pub description: String,
+    /// Tags, key → value.
+    pub tags: BTreeMap<String, String>,
+    /// Metrics, key → finite value.
+    pub metrics: BTreeMap<String, f64>,
+    /// Files in path order.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    /// `/`-separated relative path (see [`crate::names::check_file_path`]).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: [u8; 32],
+    /// Chunks in order; their lengths sum to `size`.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A reference to one stored chunk.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ChunkRef {
+    /// Chunk id (BLAKE3-keyed of the plaintext).
+    pub id: [u8; 32],
+    /// Plaintext length in bytes.
+    pub len: u32,
+}
+
+impl Manifest {
+    /// Total size of all files, in bytes.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("manifest serialises")
+    }
+
+    /// Checks internal consistency: chunk lengths sum to each file's size, paths pass the path
+    /// rule, metrics are finite.
+    pub fn check(&self) -> Result<()> {
+        for f in &self.files {
+            crate::names::check_file_path(&f.path)?;
+            let sum: u64 = f.chunks.iter().map(|c| c.len as u64).sum();
+            if sum != f.size {
+                return Err(Error::Damaged(format!(
+                    "model '{}' version {}: file '{}': chunk lengths sum to {sum} bytes but the file has {} bytes",
+                    crate::names::escape(&self.name),
+                    self.version,
+                    crate::names::escape(&f.path),
+                    f.size
+                )));
+            }
+        }
+        for (k, v) in &self.metrics {
+            crate::names::check_metric_value(k, *v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes manifest bytes and refuses any encoding other than the canonical one.
+///
+/// Errors: [`Error::Damaged`] naming `what`.
+pub fn decode_canonical(what: &str, bytes: &[u8]) -> Result<Manifest> {
+    let m: Manifest = crate::store::records::decode(what, bytes)?;
+    if m.encode() != bytes {
+        return Err(Error::Damaged(format!("{what}: manifest is not in canonical encoding: the vault was tampered with")));
+    }
+    if m.manifest_version != MANIFEST_VERSION {
+        return Err(Error::Damaged(format!("{what}: unknown manifest version {}", m.manifest_version)));
+    }
+    Ok(m)
+}
+
+/// Signs canonical manifest bytes.
+pub fn sign(signer: &sign::ManifestSigner, canonical: &[u8]) -> [u8; sign::SIGNATURE_LEN] {
+    signer.sign_manifest(canonical)
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(b: &[u8]) -> String {
+    sign::hex(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            vault_id: [1; 16],
+            name: "m".into(),
+            version: 1,
+            created: 10,
+            revision: 0,
+            updated: 10,
+            description: String::new(),
+            tags: BTreeMap::from([("env".into(), "prod".into())]),
+            metrics: BTreeMap::from([("acc".into(), 0.5)]),
+            files: vec![FileEntry { path: "a".into(), size: 3, sha256: [0; 32], chunks: vec![ChunkRef { id: [2; 32], len: 3 }] }],
+        }
+    }
+
+    #[test]
+    fn canonical_round_trip_and_non_canonical_refused() {
+        let m = sample();
+        let b = m.encode();
+        assert_eq!(decode_canonical("t", &b).unwrap(), m);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(decode_canonical("t", &longer).unwrap_err().to_string().contains("canonical"));
+    }
+
+    #[test]
+    fn inconsistent_sizes_are_caught() {
+        let mut m = sample();
+        m.files[0].size = 4;
+        assert!(m.check().unwrap_err().to_string().contains("sum to 3 bytes"));
+    }
+}

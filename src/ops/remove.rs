@@ -1,0 +1,168 @@
+//! `rm` and `gc`. Removing a version deletes its record (and the aliases pointing at it); the
+//! chunks it alone used stay until `gc`, which deletes every chunk no remaining manifest
+//! references (mark and sweep over all manifests) and then compacts the file.
+//!
+//! Removal is not erasure: freed pages keep their old bytes until reused (see SECURITY.md).
+
+use std::collections::HashSet;
+
+use redb::ReadableTable;
+use serde::Serialize;
+
+use super::VersionRef;
+use super::put::write_model;
+use crate::manifest::hex;
+use crate::names::escape;
+use crate::store::records::VersionRecord;
+use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::vault::{Unlocked, Vault};
+use crate::{Error, Result};
+
+/// What `gc` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    /// Chunks deleted.
+    pub chunks_removed: u64,
+    /// Stored bytes of the deleted chunks.
+    pub bytes_removed: u64,
+    /// Chunks still referenced.
+    pub chunks_kept: u64,
+    /// Referenced chunks that are missing (one line each, naming model, version and file).
+    pub missing: Vec<String>,
+    /// Vault file size before, in bytes.
+    pub file_bytes_before: u64,
+    /// Vault file size after compaction, in bytes.
+    pub file_bytes_after: u64,
+}
+
+impl Vault<Unlocked> {
+    /// Removes one version. Aliases pointing at it are removed; if it was the model's last
+    /// version, the model's record goes too (a later put of the name starts again at 1).
+    ///
+    /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`].
+    pub fn remove_version(&self, name: &str, r: &VersionRef) -> Result<u64> {
+        let mut txn = self.write()?;
+        let mk = self.model_key(name);
+        let (mut model, version) = {
+            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            self.resolve(&models, &versions, name, r)?
+        };
+        let remaining = {
+            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
+            versions.remove(&store::version_key(&mk, version)).map_err(|e| Error::storage("removing a version", e))?;
+            store::version_range(&versions, &mk)?
+                .count()
+        };
+        model.aliases.retain(|_, v| *v != version);
+        if remaining == 0 {
+            let mut models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
+            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
+        } else {
+            write_model(&mut txn, &mk, &model)?;
+        }
+        txn.commit()?;
+        Ok(version)
+    }
+
+    /// Removes a model and all its versions. Returns how many versions were removed.
+    ///
+    /// Errors: [`Error::ModelNotFound`].
+    pub fn remove_model(&self, name: &str) -> Result<u64> {
+        let txn = self.write()?;
+        let mk = self.model_key(name);
+        {
+            let mut models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
+        }
+        let removed = {
+            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing versions", e))?;
+            let keys: Vec<[u8; 40]> = store::version_range(&versions, &mk)?
+                .map(|r| r.map(|(k, _)| *k.value()))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::storage("reading versions", e))?;
+            for k in &keys {
+                versions.remove(k).map_err(|e| Error::storage("removing a version", e))?;
+            }
+            keys.len() as u64
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Deletes every chunk that no manifest references, then compacts the file. Idempotent: a
+    /// second run removes nothing. A referenced chunk that is missing is reported, not fatal.
+    ///
+    /// Errors: [`Error::Damaged`] if a version record cannot be read (gc would not know which
+    /// chunks it needs, so it deletes nothing); [`Error::Storage`].
+    pub fn gc(&mut self) -> Result<GcReport> {
+        let file_bytes_before = file_len(&self.path);
+        let mut referenced: HashSet<[u8; 32]> = HashSet::new();
+        let mut wanted = Vec::new();
+        {
+            let rx = store::begin_read(&self.db)?;
+            if let Ok(versions) = rx.open_table(VERSIONS) {
+                for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
+                    let (k, v) = row.map_err(|e| Error::storage("reading versions", e))?;
+                    let key = *k.value();
+                    let what = format!("version record {}…", &hex(&key)[..16]);
+                    let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value()).map_err(|e| {
+                        Error::Damaged(format!("{e}; gc deleted nothing, since it cannot tell which chunks that version needs"))
+                    })?;
+                    let m = crate::manifest::decode_canonical(&what, &rec.manifest)?;
+                    let version = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
+                    let m = self.check_version_record(&what, &m.name, version, &rec).map_err(|e| {
+                        Error::Damaged(format!("{e}; gc deleted nothing"))
+                    })?;
+                    for f in &m.files {
+                        for c in &f.chunks {
+                            if referenced.insert(c.id) {
+                                wanted.push((c.id, format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path))));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut report = GcReport {
+            chunks_removed: 0,
+            bytes_removed: 0,
+            chunks_kept: 0,
+            missing: Vec::new(),
+            file_bytes_before,
+            file_bytes_after: 0,
+        };
+        let txn = self.write()?;
+        {
+            let mut chunks = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+            let mut doomed = Vec::new();
+            for row in chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
+                let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
+                if referenced.contains(k.value()) {
+                    report.chunks_kept += 1;
+                } else {
+                    doomed.push(*k.value());
+                    report.bytes_removed += v.value().len() as u64;
+                }
+            }
+            for id in &doomed {
+                chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
+            }
+            report.chunks_removed = doomed.len() as u64;
+            for (id, owner) in &wanted {
+                if chunks.get(id).map_err(|e| Error::storage("reading chunks", e))?.is_none() {
+                    report.missing.push(format!("{owner}: chunk {}… is missing", &hex(id)[..16]));
+                }
+            }
+        }
+        txn.commit()?;
+        while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+        report.file_bytes_after = file_len(&self.path);
+        Ok(report)
+    }
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}

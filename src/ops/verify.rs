@@ -1,0 +1,167 @@
+//! `verify`: check every model record, every manifest (authentication, Ed25519 signature,
+//! canonical encoding, binding to vault, name and version) and that every referenced chunk is
+//! present. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
+//! file's SHA-256. Each problem is reported with the model, version and file it hurts; checking
+//! goes on past it.
+
+use std::collections::HashSet;
+
+use redb::ReadableTable;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, hex};
+use crate::names::escape;
+use crate::progress::Progress;
+use crate::store::records::{ModelRecord, split_chunk_value};
+use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::vault::{Unlocked, Vault};
+use crate::{Error, Result};
+
+/// One thing found wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Model name, when known.
+    pub model: Option<String>,
+    /// Version, when known.
+    pub version: Option<u64>,
+    /// File path inside the model, when known.
+    pub file: Option<String>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct VerifyReport {
+    /// Models checked.
+    pub models: u64,
+    /// Versions whose manifest verified.
+    pub versions: u64,
+    /// Chunk references checked.
+    pub chunks: u64,
+    /// Plaintext bytes decrypted and hashed (0 without `read_data`).
+    pub bytes_read: u64,
+    /// Everything found wrong; empty means the vault is sound.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Vault<Unlocked> {
+    /// Verifies the whole vault (see module docs).
+    ///
+    /// Errors: only [`Error::Storage`] when the file cannot be read at all; damage is reported
+    /// in [`VerifyReport::problems`].
+    pub fn verify(&self, read_data: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+        let mut rep = VerifyReport::default();
+        let rx = store::begin_read(&self.db)?;
+        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
+            return Ok(rep);
+        };
+        let chunks = rx.open_table(CHUNKS).ok();
+        let mut known_models = HashSet::new();
+        let mut manifests = Vec::new();
+        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+            let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
+            let key = *k.value();
+            let rec: ModelRecord = match self.open_meta("models", &key, "model record", v.value()) {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.problems.push(Problem { model: None, version: None, file: None, detail: format!("record {}…: {e}", &hex(&key)[..16]) });
+                    continue;
+                }
+            };
+            known_models.insert(key);
+            rep.models += 1;
+            let range = store::version_range(&versions, &key)?;
+            for row in range {
+                let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
+                let ver = u64::from_be_bytes(vk.value()[32..].try_into().expect("40-byte key"));
+                match self.load_version(&versions, &rec.name, ver) {
+                    Ok((m, _)) => {
+                        rep.versions += 1;
+                        manifests.push(m);
+                    }
+                    Err(e) => rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail: e.to_string() }),
+                }
+            }
+        }
+        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
+            let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
+            let mk: [u8; 32] = vk.value()[..32].try_into().expect("40-byte key");
+            if !known_models.contains(&mk) {
+                rep.problems.push(Problem {
+                    model: None,
+                    version: None,
+                    file: None,
+                    detail: format!("version record {}… belongs to no readable model record", &hex(vk.value())[..16]),
+                });
+            }
+        }
+        let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
+        progress.begin("verify", total);
+        for m in &manifests {
+            self.verify_manifest_data(m, chunks.as_ref(), read_data, &mut rep, progress);
+        }
+        progress.end();
+        Ok(rep)
+    }
+
+    fn verify_manifest_data(
+        &self,
+        m: &Manifest,
+        chunks: Option<&redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+        read_data: bool,
+        rep: &mut VerifyReport,
+        progress: &dyn Progress,
+    ) {
+        for f in &m.files {
+            let problem = |detail: String| Problem { model: Some(m.name.clone()), version: Some(m.version), file: Some(f.path.clone()), detail };
+            let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
+            let mut sha = Sha256::new();
+            let mut file_ok = true;
+            for (i, c) in f.chunks.iter().enumerate() {
+                rep.chunks += 1;
+                if !read_data {
+                    let present = chunks.and_then(|t| t.get(&c.id).ok().flatten());
+                    match present {
+                        None => {
+                            rep.problems.push(problem(format!("{where_}: chunk {} of {} (id {}…) is missing", i + 1, f.chunks.len(), &hex(&c.id)[..16])));
+                            file_ok = false;
+                        }
+                        Some(v) if split_chunk_value(v.value()).is_none() => {
+                            rep.problems.push(problem(format!("{where_}: chunk {} of {} has an unreadable header", i + 1, f.chunks.len())));
+                            file_ok = false;
+                        }
+                        Some(_) => {}
+                    }
+                    continue;
+                }
+                match self.open_chunk(chunks, &c.id, c.len, &where_, i, f.chunks.len()) {
+                    Ok(plain) => {
+                        if self.state.keys.chunk_id(&plain) != c.id {
+                            rep.problems.push(problem(format!("{where_}: chunk {} of {} does not hash to its id", i + 1, f.chunks.len())));
+                            file_ok = false;
+                        }
+                        sha.update(&plain);
+                        rep.bytes_read += plain.len() as u64;
+                        progress.advance(plain.len() as u64);
+                    }
+                    Err(e) => {
+                        rep.problems.push(problem(e.to_string()));
+                        file_ok = false;
+                    }
+                }
+            }
+            if read_data && file_ok && <[u8; 32]>::from(sha.finalize()) != f.sha256 {
+                rep.problems.push(problem(format!("{where_}: SHA-256 does not match the manifest")));
+            }
+        }
+    }
+}

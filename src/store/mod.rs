@@ -1,0 +1,163 @@
+//! The redb schema and every byte that touches the vault file. Nothing outside this module names a
+//! table; operations go through the typed helpers here.
+//!
+//! Tables (see SECURITY.md, "Byte layout", for every record's bytes):
+//!
+//! | table      | key                         | value                                            |
+//! |------------|-----------------------------|--------------------------------------------------|
+//! | `meta`     | `"header"`                  | plaintext [`records::Header`]                    |
+//! | `meta`     | `"state"`                   | sealed [`records::State`] (epoch, signer, counts)|
+//! | `slots`    | slot name (UTF-8)           | [`records::SlotRecord`] with SHA-256 checksum     |
+//! | `signers`  | signer id (u32)             | sealed [`records::SignerRecord`]                 |
+//! | `models`   | BLAKE3-keyed(name) (32 B)   | sealed [`records::ModelRecord`]                  |
+//! | `versions` | model key ‖ version BE (40 B)| sealed [`records::VersionRecord`] (signed manifest)|
+//! | `chunks`   | chunk id (32 B)             | `0x01` ‖ epoch BE ‖ nonce ‖ ciphertext ‖ tag     |
+//!
+//! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
+//! value moved to another key, table, vault or epoch fails authentication.
+
+pub mod records;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::{Error, Result};
+
+/// Public header and the sealed state.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Key slots by name.
+pub const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+/// Signing keys by id.
+pub const SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
+/// Model records by keyed hash of the name.
+pub const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
+/// Version records by model key and big-endian version number.
+pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
+/// Encrypted chunks by chunk id.
+pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+
+/// redb page cache, in bytes (64 MiB): keeps a multi-GiB put's RSS flat (see FACTS: the default
+/// 1 GiB cache fills with committed pages).
+pub const CACHE_BYTES: usize = 64 << 20;
+
+/// The key of a version record: model key followed by the big-endian version.
+pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(model);
+    k[32..].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Every version record of the model with key `mk`, in version order.
+pub fn version_range<'t, T>(t: &'t T, mk: &[u8; 32]) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
+where
+    T: ReadableTable<&'static [u8; 40], &'static [u8]>,
+{
+    let lo = version_key(mk, 0);
+    let hi = version_key(mk, u64::MAX);
+    t.range::<&[u8; 40]>(&lo..=&hi).map_err(|e| Error::storage("reading versions", e))
+}
+
+/// The AAD of a sealed record (see module docs).
+pub fn aad(table: &str, vault_id: &[u8; 16], epoch: u32, key: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(32 + table.len() + key.len());
+    a.extend_from_slice(b"modelvault/v1/");
+    a.extend_from_slice(table.as_bytes());
+    a.push(0);
+    a.extend_from_slice(vault_id);
+    a.extend_from_slice(&epoch.to_be_bytes());
+    a.extend_from_slice(key);
+    a
+}
+
+fn builder() -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
+/// Creates a new, empty redb file at `path`, failing if anything exists there. The file is
+/// created with mode 0600 on Unix.
+pub fn create_db(path: &Path) -> Result<Database> {
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        oo.mode(0o600);
+    }
+    oo.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::VaultExists(path.to_path_buf())
+        } else {
+            Error::io(format!("creating vault file {}", path.display()), e)
+        }
+    })?;
+    // The empty file now exists with the right mode; redb initialises it in place.
+    builder().create(path).map_err(|e| map_open_error(path, e))
+}
+
+/// Opens an existing vault file. If another process holds it, retries every 100 ms until `wait`
+/// has passed (no wait: fail at once with [`Error::VaultInUse`]).
+pub fn open_db(path: &Path, wait: Option<Duration>) -> Result<Database> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::VaultNotFound(path.to_path_buf()));
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
+        }
+        Ok(_) => {}
+    }
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        match builder().open(path) {
+            Ok(db) => return Ok(db),
+            Err(DatabaseError::DatabaseAlreadyOpen) => match deadline {
+                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(100)),
+                _ => return Err(Error::VaultInUse(path.to_path_buf())),
+            },
+            Err(e) => return Err(map_open_error(path, e)),
+        }
+    }
+}
+
+fn map_open_error(path: &Path, e: DatabaseError) -> Error {
+    match e {
+        DatabaseError::DatabaseAlreadyOpen => Error::VaultInUse(path.to_path_buf()),
+        DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Error::NotAVault { path: path.to_path_buf(), reason: io.to_string() }
+        }
+        DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            Error::io(format!("opening vault {}", path.display()), io)
+        }
+        other => Error::NotAVault { path: path.to_path_buf(), reason: format!("the storage engine refused it ({other})") },
+    }
+}
+
+/// Starts a write transaction with two-phase commit and quick repair on, as redb's design notes
+/// recommend where the file may be hostile.
+pub fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
+    let mut tx = db.begin_write().map_err(|e| Error::storage("starting a write transaction", e))?;
+    tx.set_two_phase_commit(true);
+    tx.set_quick_repair(true);
+    Ok(tx)
+}
+
+/// Starts a read transaction.
+pub fn begin_read(db: &Database) -> Result<redb::ReadTransaction> {
+    db.begin_read().map_err(|e| Error::storage("starting a read transaction", e))
+}
+
+/// Commits, mapping redb's error.
+pub fn commit(tx: redb::WriteTransaction) -> Result<()> {
+    tx.commit().map_err(|e| Error::storage("committing", e))
+}
+
+/// The file's path, for messages.
+pub fn display(path: &Path) -> PathBuf {
+    path.to_path_buf()
+}

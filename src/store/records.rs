@@ -1,0 +1,182 @@
+//! The encodings of every record in the vault file. Each is a `postcard` serialisation
+//! (<https://postcard.jamesmunns.com/wire-format>) of a struct below, sealed with AES-256-GCM
+//! unless said otherwise. Decoding never trusts a length it has not checked: postcard bounds every
+//! length by the bytes that remain, and every sealed value is authenticated before it is decoded.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::aead::{self, OVERHEAD};
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::SecretKey;
+use crate::{Error, Result};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic bytes at the front of the header record.
+pub const MAGIC: [u8; 10] = *b"modelvault";
+
+/// The public header (plaintext): enough to say what the file is before unlocking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Header {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 10],
+    /// [`FORMAT_VERSION`] at creation.
+    pub format_version: u32,
+    /// Random 128-bit vault id, bound into every key derivation and AAD.
+    pub vault_id: [u8; 16],
+    /// Creation time, Unix seconds.
+    pub created: u64,
+}
+
+/// A key slot: the master key of one epoch wrapped under a KEK from one passphrase.
+///
+/// Stored as `postcard(SlotBody) ‖ SHA-256(postcard(SlotBody))`. The checksum lets `unlock` tell a
+/// damaged slot from a wrong passphrase; it is not a security mechanism (the GCM tag is).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotRecord {
+    /// Epoch of the wrapped master key.
+    pub epoch: u32,
+    /// Argon2id cost parameters for this slot.
+    pub params: Argon2Params,
+    /// Random 128-bit Argon2 salt.
+    pub salt: [u8; 16],
+    /// `nonce ‖ AES-256-GCM(KEK, MK) ‖ tag` (60 bytes), AAD from [`SlotRecord::aad`].
+    pub wrapped: Vec<u8>,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+}
+
+impl SlotRecord {
+    /// The AAD of the wrapped master key: binds vault id, slot name, epoch and parameters.
+    pub fn aad(vault_id: &[u8; 16], name: &str, epoch: u32, p: &Argon2Params) -> Vec<u8> {
+        let mut a = super::aad("slot", vault_id, epoch, name.as_bytes());
+        a.extend_from_slice(&p.memory_kib.to_be_bytes());
+        a.extend_from_slice(&p.time_cost.to_be_bytes());
+        a.extend_from_slice(&p.lanes.to_be_bytes());
+        a
+    }
+
+    /// Encodes with the trailing checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = postcard::to_stdvec(self).expect("slot record serialises");
+        let sum = Sha256::digest(&body);
+        body.extend_from_slice(&sum);
+        body
+    }
+
+    /// Decodes, checking the checksum. `None` means the record is damaged.
+    pub fn decode(bytes: &[u8]) -> Option<SlotRecord> {
+        if bytes.len() < 32 {
+            return None;
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if Sha256::digest(body).as_slice() != sum {
+            return None;
+        }
+        let rec: SlotRecord = postcard::from_bytes(body).ok()?;
+        (rec.wrapped.len() == 32 + OVERHEAD).then_some(rec)
+    }
+}
+
+/// Mutable vault-wide state, sealed under the metadata key.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    /// Current key epoch.
+    pub epoch: u32,
+    /// Id of the signing key used for new manifests.
+    pub active_signer: u32,
+    /// Next signer id to allocate.
+    pub next_signer: u32,
+    /// AES-GCM seals made under this epoch's chunk key.
+    pub chunk_seals: u64,
+    /// AES-GCM seals made under this epoch's metadata key.
+    pub meta_seals: u64,
+}
+
+/// An Ed25519 signing key, sealed under the metadata key.
+#[derive(Serialize, Deserialize)]
+pub struct SignerRecord {
+    /// The 32-byte secret seed.
+    pub seed: [u8; 32],
+    /// The public key.
+    pub public: [u8; 32],
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// When it stopped signing new manifests, if it did.
+    pub retired: Option<u64>,
+}
+
+impl Drop for SignerRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
+}
+
+/// A model: its name and the state shared by its versions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRecord {
+    /// The model name (checked by [`crate::names::check_model_name`]).
+    pub name: String,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// The number the next put gets.
+    pub next_version: u64,
+    /// Alias → version.
+    pub aliases: BTreeMap<String, u64>,
+    /// Model-level description.
+    pub description: String,
+}
+
+/// A version: its signed manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// Canonical manifest bytes (see [`crate::manifest`]).
+    pub manifest: Vec<u8>,
+    /// Ed25519 signature over the manifest with the domain prefix.
+    pub signature: Vec<u8>,
+    /// Public key that made the signature.
+    pub signer: [u8; 32],
+}
+
+/// Serialises a record.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("in-memory records serialise")
+}
+
+/// Deserialises a record, naming it in the error.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
+}
+
+/// Seals a record under `k` (the metadata key) with the given AAD.
+pub fn seal_record<T: Serialize>(k: &SecretKey, aad: &[u8], v: &T) -> Result<Vec<u8>> {
+    let plain = zeroize::Zeroizing::new(encode(v));
+    aead::seal(k, aad, &plain)
+}
+
+/// Opens and decodes a sealed record; `what` names it in errors.
+pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
+    let plain = zeroize::Zeroizing::new(
+        aead::open(k, aad, sealed)
+            .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
+    );
+    decode(what, &plain)
+}
+
+/// Chunk value layout version byte.
+pub const CHUNK_VALUE_VERSION: u8 = 1;
+/// Bytes in front of a chunk's sealed bytes: version (1) + epoch (4).
+pub const CHUNK_HEADER_LEN: usize = 5;
+
+/// Splits a stored chunk value into (epoch, sealed bytes).
+pub fn split_chunk_value(v: &[u8]) -> Option<(u32, &[u8])> {
+    if v.len() < CHUNK_HEADER_LEN || v[0] != CHUNK_VALUE_VERSION {
+        return None;
+    }
+    let epoch = u32::from_be_bytes(v[1..5].try_into().ok()?);
+    Some((epoch, &v[5..]))
+}

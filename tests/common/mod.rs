@@ -1,0 +1,78 @@
+//! Shared test helpers: where the corpus is, a vault with test-sized Argon2 parameters, and a
+//! way to run the `mvault` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use modelvault::{Argon2Params, CreateOptions, OpenOptions, Passphrase, Unlocked, Vault};
+
+/// `../shared/corpus` beside the repository.
+pub fn corpus() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    assert!(p.join("MANIFEST.md").exists(), "the test corpus is expected at {}", p.display());
+    p
+}
+
+/// Cheap Argon2 parameters for tests (the default costs 64 MiB and ~0.1 s per unlock).
+pub fn test_params() -> Argon2Params {
+    Argon2Params { memory_kib: 256, time_cost: 1, lanes: 1 }
+}
+
+pub const PASS: &str = "correct horse battery staple";
+
+pub fn pass() -> Passphrase {
+    Passphrase::new(PASS.as_bytes().to_vec()).unwrap()
+}
+
+/// A new vault in `dir`, unlocked.
+pub fn new_vault(dir: &Path) -> (PathBuf, Vault<Unlocked>) {
+    let path = dir.join("test.mvault");
+    let v = Vault::create(&path, &pass(), &CreateOptions { argon2: test_params(), ..Default::default() }).unwrap();
+    (path, v)
+}
+
+/// Opens and unlocks an existing vault.
+pub fn reopen(path: &Path) -> Vault<Unlocked> {
+    Vault::open(path, &OpenOptions::default()).unwrap().unlock(&pass()).unwrap()
+}
+
+/// A command running the built `mvault` with the vault and a passphrase file set.
+pub fn mvault(dir: &Path) -> assert_cmd::Command {
+    let pf = dir.join("passphrase");
+    if !pf.exists() {
+        std::fs::write(&pf, format!("{PASS}\n")).unwrap();
+    }
+    let mut c = assert_cmd::Command::cargo_bin("mvault").unwrap();
+    c.env("MVAULT_VAULT", dir.join("test.mvault"))
+        .env("MVAULT_PASSPHRASE_FILE", &pf)
+        .env_remove("MVAULT_PASSPHRASE")
+        .current_dir(dir);
+    c
+}
+
+/// `mvault init` with test parameters in `dir`.
+pub fn cli_init(dir: &Path) {
+    mvault(dir)
+        .args(["init", "--argon2-memory-kib", "256", "--argon2-time", "1", "--argon2-lanes", "1"])
+        .assert()
+        .success();
+}
+
+/// Every file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Does `haystack` contain `needle`?
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,205 @@
+//! Damage and tampering in the vault file are detected, named, and contained: bugs.md B15
+//! (truncation, extension, swapped chunks), B16 (short and missing blobs), manifest swaps.
+//! The file is edited through redb itself, as an attacker with the file (but no passphrase) could.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use modelvault::manifest::Manifest;
+use modelvault::store::{CHUNKS, VERSIONS};
+use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
+use redb::ReadableTable;
+
+/// Two models: `s` (silero safetensors, 3 chunks) and `m` (silero ONNX, 5 chunks).
+fn two_models(dir: &Path) -> std::path::PathBuf {
+    let (path, mut v) = new_vault(dir);
+    v.put(&corpus().join("safetensors/silero_vad_16k.safetensors"), "s", &PutOptions::default(), &NoProgress).unwrap();
+    v.put(&corpus().join("onnx/silero_vad.onnx"), "m", &PutOptions::default(), &NoProgress).unwrap();
+    path
+}
+
+/// The chunk ids of `name@1`, in file order.
+fn chunk_ids(path: &Path, name: &str) -> Vec<[u8; 32]> {
+    let v = reopen(path);
+    let m: Manifest = manifest_of(&v, name);
+    m.files[0].chunks.iter().map(|c| c.id).collect()
+}
+
+fn manifest_of(v: &modelvault::Vault<modelvault::Unlocked>, name: &str) -> Manifest {
+    let m = v.manifest(name, &VersionRef::Latest).unwrap();
+    assert_eq!(m.files.len(), 1);
+    m
+}
+
+fn edit_chunks(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], &'static [u8]>)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(CHUNKS).unwrap();
+        f(&mut t);
+    }
+    tx.commit().unwrap();
+}
+
+fn get_err(path: &Path, name: &str, out: &Path) -> Error {
+    let v = reopen(path);
+    v.get(name, &VersionRef::Latest, out, &GetOptions::default(), &NoProgress).unwrap_err()
+}
+
+fn other_model_still_reads(path: &Path, dir: &Path, name: &str, original: &str) {
+    let v = reopen(path);
+    let out = dir.join(format!("ok-{name}"));
+    v.get(name, &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap();
+    let f = corpus().join(original);
+    assert_eq!(std::fs::read(out.join(f.file_name().unwrap())).unwrap(), std::fs::read(&f).unwrap());
+}
+
+#[test]
+fn flipped_byte_in_a_chunk_is_named_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let ids = chunk_ids(&path, "s");
+    edit_chunks(&path, |t| {
+        let mut v = t.get(&ids[1]).unwrap().unwrap().value().to_vec();
+        v[100] ^= 1;
+        t.insert(&ids[1], v.as_slice()).unwrap();
+    });
+    let out = dir.path().join("out");
+    let e = get_err(&path, "s", &out);
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Damaged(_)), "{msg}");
+    assert!(msg.contains("model 's' version 1 file 'silero_vad_16k.safetensors': chunk 2 of 3"), "{msg}");
+    assert!(msg.contains("authentication failed"), "{msg}");
+    assert!(files_under(&out).is_empty(), "a partial or temporary file was left: {:?}", files_under(&out));
+    let rep = reopen(&path).verify(true, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert_eq!(rep.problems[0].model.as_deref(), Some("s"));
+    other_model_still_reads(&path, dir.path(), "m", "onnx/silero_vad.onnx");
+}
+
+#[test]
+fn swapped_chunks_fail_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let ids = chunk_ids(&path, "s");
+    edit_chunks(&path, |t| {
+        let a = t.get(&ids[0]).unwrap().unwrap().value().to_vec();
+        let b = t.get(&ids[1]).unwrap().unwrap().value().to_vec();
+        t.insert(&ids[0], b.as_slice()).unwrap();
+        t.insert(&ids[1], a.as_slice()).unwrap();
+    });
+    let msg = get_err(&path, "s", &dir.path().join("out")).to_string();
+    assert!(msg.contains("chunk 1 of 3") && msg.contains("authentication failed"), "{msg}");
+    let rep = reopen(&path).verify(false, &NoProgress).unwrap();
+    assert!(rep.ok(), "presence-only verify sees both chunks present");
+    let rep = reopen(&path).verify(true, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 2, "{:?}", rep.problems);
+}
+
+#[test]
+fn truncation_at_a_chunk_boundary_is_detected_b15a() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let ids = chunk_ids(&path, "s");
+    edit_chunks(&path, |t| {
+        t.remove(&ids[2]).unwrap();
+    });
+    let out = dir.path().join("out");
+    let msg = get_err(&path, "s", &out).to_string();
+    assert!(msg.contains("chunk 3 of 3") && msg.contains("is missing"), "{msg}");
+    assert!(files_under(&out).is_empty());
+    let v = reopen(&path);
+    let mut sink = Vec::new();
+    assert!(v.cat("s", &VersionRef::Latest, None, &mut sink, &NoProgress).is_err());
+    let rep = v.verify(false, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 1);
+    assert!(rep.problems[0].detail.contains("is missing"));
+    drop(v);
+    other_model_still_reads(&path, dir.path(), "m", "onnx/silero_vad.onnx");
+}
+
+#[test]
+fn a_chunk_from_another_model_in_its_place_is_detected_b15b() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let s = chunk_ids(&path, "s");
+    let m = chunk_ids(&path, "m");
+    edit_chunks(&path, |t| {
+        let foreign = t.get(&m[0]).unwrap().unwrap().value().to_vec();
+        t.insert(&s[2], foreign.as_slice()).unwrap();
+    });
+    let msg = get_err(&path, "s", &dir.path().join("out")).to_string();
+    assert!(msg.contains("chunk 3 of 3") && msg.contains("authentication failed"), "{msg}");
+}
+
+#[test]
+fn short_and_deleted_blobs_are_listed_by_verify_b16() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let s = chunk_ids(&path, "s");
+    let m = chunk_ids(&path, "m");
+    edit_chunks(&path, |t| {
+        let v = t.get(&s[0]).unwrap().unwrap().value().to_vec();
+        t.insert(&s[0], &v[..10]).unwrap();
+        t.remove(&m[1]).unwrap();
+    });
+    let v = reopen(&path);
+    let rep = v.verify(true, &NoProgress).unwrap();
+    let mut hurt: Vec<(String, String)> =
+        rep.problems.iter().map(|p| (p.model.clone().unwrap(), p.detail.clone())).collect();
+    hurt.sort();
+    assert_eq!(hurt.len(), 2, "{hurt:?}");
+    assert_eq!(hurt[0].0, "m");
+    assert!(hurt[0].1.contains("chunk 2 of 5") && hurt[0].1.contains("missing"), "{hurt:?}");
+    assert_eq!(hurt[1].0, "s");
+    assert!(hurt[1].1.contains("shorter than nonce + tag"), "{hurt:?}");
+    // Listing still works and names both models.
+    assert_eq!(v.list(None).unwrap().models.len(), 2);
+    drop(v);
+    // The CLI exits 6 and prints each damaged model.
+    std::fs::rename(&path, dir.path().join("test.mvault")).ok();
+    mvault(dir.path())
+        .args(["verify", "--read-data"])
+        .assert()
+        .code(6)
+        .stdout(predicates::str::contains("DAMAGED model 's'"))
+        .stdout(predicates::str::contains("DAMAGED model 'm'"));
+}
+
+#[test]
+fn one_versions_manifest_in_place_of_anothers_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut v) = new_vault(dir.path());
+    let a = corpus().join("safetensors/silero_vad_16k.safetensors");
+    let b = corpus().join("safetensors/silero_vad_16k.one-tensor-changed.safetensors");
+    v.put(&a, "s", &PutOptions::default(), &NoProgress).unwrap();
+    v.put(&b, "s", &PutOptions::default(), &NoProgress).unwrap();
+    v.put(&a, "t", &PutOptions::default(), &NoProgress).unwrap();
+    drop(v);
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(VERSIONS).unwrap();
+        let rows: Vec<([u8; 40], Vec<u8>)> =
+            t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect();
+        assert_eq!(rows.len(), 3);
+        // Find s@1 and s@2: same 32-byte model prefix, versions 1 and 2.
+        let (k1, v1) = rows.iter().find(|(k, _)| rows.iter().filter(|(k2, _)| k2[..32] == k[..32]).count() == 2 && k[39] == 1).unwrap();
+        let (k2, v2) = rows.iter().find(|(k, _)| k[..32] == k1[..32] && k[39] == 2).unwrap();
+        t.insert(k2, v1.as_slice()).unwrap();
+        t.insert(k1, v2.as_slice()).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    let v = reopen(&path);
+    for r in [1, 2] {
+        let e = v.show("s", &VersionRef::Number(r)).unwrap_err();
+        assert!(matches!(e, Error::Damaged(_)), "{e}");
+        assert!(e.to_string().contains(&format!("model 's' version {r}")), "{e}");
+    }
+    v.show("t", &VersionRef::Latest).unwrap();
+    let rep = v.verify(false, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 2);
+}
