@@ -6,7 +6,8 @@
 //! its plaintext plus [`STORED_OVERHEAD`] bytes (version, epoch, nonce, tag), so a full chunk
 //! holds [`MAX_CHUNK`] = 2^20 − 64 − 33 bytes of plaintext: 64 bytes of page budget keep a margin.
 //!
-//! A span of bytes (a whole file now; a tensor once formats are understood) is cut into full
+//! A span of bytes (a tensor, a header, or a whole file of a format without a tensor index) is
+//! cut into full
 //! chunks, and its tail is cut by binary decomposition into pieces of 2^k − 97 bytes for
 //! decreasing k down to 64 KiB; what is left (under 64 KiB) is one piece, and small pieces share
 //! leaf pages. So the stored size stays within about 1% of the plaintext.
@@ -42,19 +43,58 @@ pub fn plan(len: u64) -> impl Iterator<Item = usize> {
     std::iter::repeat_n(MAX_CHUNK, full as usize).chain(tail_pieces)
 }
 
+/// The piece sizes for a file of `len` bytes that must be cut at each offset in `cuts`
+/// (ascending, each in `1..len`; others are ignored): every span between cuts is cut by [`plan`].
+pub fn plan_with_cuts(len: u64, cuts: &[u64]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    for &c in cuts.iter().filter(|&&c| c > 0 && c < len) {
+        if c > start {
+            out.extend(plan(c - start));
+            start = c;
+        }
+    }
+    out.extend(plan(len - start));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn plan_sums_to_length_and_respects_limits() {
-        for len in [0u64, 1, 65_000, MAX_CHUNK as u64, MAX_CHUNK as u64 + 1, 90_868_376, 3 << 30] {
+        for len in [
+            0u64,
+            1,
+            65_000,
+            MAX_CHUNK as u64,
+            MAX_CHUNK as u64 + 1,
+            90_868_376,
+            3 << 30,
+        ] {
             let pieces: Vec<usize> = plan(len).collect();
             assert_eq!(pieces.iter().map(|&p| p as u64).sum::<u64>(), len);
             assert!(pieces.iter().all(|&p| p > 0 && p <= MAX_CHUNK));
         }
         assert_eq!(plan(0).count(), 0);
         assert_eq!(MAX_CHUNK, 1_048_479);
+    }
+
+    #[test]
+    fn cuts_split_spans_and_bad_cuts_are_ignored() {
+        let p = plan_with_cuts(3_000_000, &[0, 100, 100, 2_000_000, 5_000_000]);
+        assert_eq!(p.iter().map(|&x| x as u64).sum::<u64>(), 3_000_000);
+        assert_eq!(p[0], 100);
+        let mut acc = 0u64;
+        let ends: Vec<u64> = p
+            .iter()
+            .map(|&x| {
+                acc += x as u64;
+                acc
+            })
+            .collect();
+        assert!(ends.contains(&100) && ends.contains(&2_000_000));
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub enum Error {
     },
 
     /// The vault was written by a newer, incompatible format version.
-    #[error("vault format version {found} is not supported (this build reads version {supported}): upgrade mvault")]
+    #[error(
+        "vault format version {found} is not supported (this build reads version {supported}): upgrade mvault"
+    )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -48,7 +50,9 @@ pub enum Error {
     WrongPassphrase,
 
     /// A key slot record failed its checksum, so it is damaged (not merely a wrong passphrase).
-    #[error("key slot '{0}' is damaged (its checksum does not match): restore the vault from a backup or open it with another slot")]
+    #[error(
+        "key slot '{0}' is damaged (its checksum does not match): restore the vault from a backup or open it with another slot"
+    )]
     KeySlotDamaged(String),
 
     /// A stored record or chunk failed authentication, could not be decoded, or is missing.
@@ -56,7 +60,9 @@ pub enum Error {
     Damaged(String),
 
     /// A manifest's Ed25519 signature did not verify.
-    #[error("model '{name}' version {version}: manifest signature does not verify: the vault was tampered with or damaged; do not trust this version")]
+    #[error(
+        "model '{name}' version {version}: manifest signature does not verify: the vault was tampered with or damaged; do not trust this version"
+    )]
     BadSignature {
         /// Model name (escaped for display).
         name: String,
@@ -69,7 +75,9 @@ pub enum Error {
     ModelNotFound(String),
 
     /// The model exists but the version or alias does not.
-    #[error("model '{name}' has no version or alias '{reference}': `mvault show {name}` lists them")]
+    #[error(
+        "model '{name}' has no version or alias '{reference}': `mvault show {name}` lists them"
+    )]
     VersionNotFound {
         /// Model name.
         name: String,
@@ -93,7 +101,9 @@ pub enum Error {
     InvalidInput(String),
 
     /// A key would pass the encryption count allowed by NIST SP 800-38D for random nonces.
-    #[error("the {key} key has sealed {count} messages; the limit for random 96-bit nonces is {limit} (NIST SP 800-38D §8.3): rotate the master key before writing more")]
+    #[error(
+        "the {key} key has sealed {count} messages; the limit for random 96-bit nonces is {limit} (NIST SP 800-38D §8.3): rotate the master key before writing more"
+    )]
     KeyUsageLimit {
         /// Which subkey.
         key: &'static str,
@@ -101,6 +111,20 @@ pub enum Error {
         count: u64,
         /// The limit.
         limit: u64,
+    },
+
+    /// A file holds a pickle that could run code when loaded, or one that could not be fully
+    /// scanned; `put` refuses it unless told to allow unsafe pickles.
+    #[error(
+        "{file}: pickle scan verdict {verdict}: {detail}; nothing was stored (to store it anyway: --allow GLOBAL for a global you trust, or --allow-unsafe-pickle)"
+    )]
+    UnsafePickle {
+        /// The file on disk.
+        file: String,
+        /// `dangerous` or `unscannable`.
+        verdict: String,
+        /// The first findings.
+        detail: String,
     },
 
     /// `get` would overwrite an existing file.
@@ -131,7 +155,7 @@ impl Error {
     /// The process exit code the CLI uses for this error (see README, "Exit codes").
     ///
     /// 1 other, 3 wrong passphrase, 4 vault in use, 5 not found, 6 damaged or tampered,
-    /// 7 invalid input. (2 is left to the argument parser.)
+    /// 7 invalid input, 8 unsafe pickle refused. (2 is left to the argument parser.)
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::WrongPassphrase => 3,
@@ -146,17 +170,24 @@ impl Error {
             | Error::OutputExists(_)
             | Error::VaultExists(_)
             | Error::UnsupportedVersion { .. } => 7,
+            Error::UnsafePickle { .. } => 8,
             _ => 1,
         }
     }
 
     /// Builds an [`Error::Io`] naming what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Storage`] from any redb error.
     pub(crate) fn storage(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Storage { context: context.into(), detail: e.to_string() }
+        Error::Storage {
+            context: context.into(),
+            detail: e.to_string(),
+        }
     }
 }

@@ -40,6 +40,7 @@
 pub mod chunk;
 pub mod crypto;
 pub mod error;
+pub mod formats;
 pub mod manifest;
 pub mod names;
 pub mod ops;

@@ -8,7 +8,19 @@ use clap::Parser;
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("mvault: internal error (a bug; the vault was not changed by this command's unfinished write): {info}");
+        // `println!` panics when stdout is a closed pipe (`mvault ls | head`): that is not a bug,
+        // so end quietly as a SIGPIPE'd process would.
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        eprintln!(
+            "mvault: internal error (a bug; the vault was not changed by this command's unfinished write): {info}"
+        );
         std::process::exit(70);
     }));
     let args = cli::args::Cli::parse();

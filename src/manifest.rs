@@ -58,6 +58,23 @@ pub struct FileEntry {
     pub sha256: [u8; 32],
     /// Chunks in order; their lengths sum to `size`.
     pub chunks: Vec<ChunkRef>,
+    /// Detected format ([`crate::formats::format_name`]), e.g. `safetensors`, `gguf-v3`, `opaque`.
+    pub format: String,
+    /// Tensor index (name, dtype, shape, absolute byte range) for tensor formats.
+    pub tensors: Vec<crate::formats::tensor::TensorInfo>,
+    /// The pickle scan verdict, for files that can carry a pickle.
+    pub scan: Option<ScanRecord>,
+}
+
+/// A pickle scan as recorded in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScanRecord {
+    /// `clean`, `dangerous` or `unscannable`.
+    pub verdict: String,
+    /// One line per finding: global, member, offset and reason.
+    pub findings: Vec<String>,
+    /// True when the file was stored despite a non-clean verdict (`--allow-unsafe-pickle`).
+    pub allowed_unsafe: bool,
 }
 
 /// A reference to one stored chunk.
@@ -99,6 +116,21 @@ impl Manifest {
         for (k, v) in &self.metrics {
             crate::names::check_metric_value(k, *v)?;
         }
+        for f in &self.files {
+            if let Some(t) = f
+                .tensors
+                .iter()
+                .find(|t| t.offset.checked_add(t.len).is_none_or(|end| end > f.size))
+            {
+                return Err(Error::Damaged(format!(
+                    "model '{}' version {}: file '{}': tensor '{}' lies outside the file",
+                    crate::names::escape(&self.name),
+                    self.version,
+                    crate::names::escape(&f.path),
+                    crate::names::escape(&t.name)
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -109,10 +141,15 @@ impl Manifest {
 pub fn decode_canonical(what: &str, bytes: &[u8]) -> Result<Manifest> {
     let m: Manifest = crate::store::records::decode(what, bytes)?;
     if m.encode() != bytes {
-        return Err(Error::Damaged(format!("{what}: manifest is not in canonical encoding: the vault was tampered with")));
+        return Err(Error::Damaged(format!(
+            "{what}: manifest is not in canonical encoding: the vault was tampered with"
+        )));
     }
     if m.manifest_version != MANIFEST_VERSION {
-        return Err(Error::Damaged(format!("{what}: unknown manifest version {}", m.manifest_version)));
+        return Err(Error::Damaged(format!(
+            "{what}: unknown manifest version {}",
+            m.manifest_version
+        )));
     }
     Ok(m)
 }
@@ -143,7 +180,18 @@ mod tests {
             description: String::new(),
             tags: BTreeMap::from([("env".into(), "prod".into())]),
             metrics: BTreeMap::from([("acc".into(), 0.5)]),
-            files: vec![FileEntry { path: "a".into(), size: 3, sha256: [0; 32], chunks: vec![ChunkRef { id: [2; 32], len: 3 }] }],
+            files: vec![FileEntry {
+                path: "a".into(),
+                size: 3,
+                sha256: [0; 32],
+                chunks: vec![ChunkRef {
+                    id: [2; 32],
+                    len: 3,
+                }],
+                format: "opaque".into(),
+                tensors: Vec::new(),
+                scan: None,
+            }],
         }
     }
 
@@ -154,13 +202,23 @@ mod tests {
         assert_eq!(decode_canonical("t", &b).unwrap(), m);
         let mut longer = b.clone();
         longer.push(0);
-        assert!(decode_canonical("t", &longer).unwrap_err().to_string().contains("canonical"));
+        assert!(
+            decode_canonical("t", &longer)
+                .unwrap_err()
+                .to_string()
+                .contains("canonical")
+        );
     }
 
     #[test]
     fn inconsistent_sizes_are_caught() {
         let mut m = sample();
         m.files[0].size = 4;
-        assert!(m.check().unwrap_err().to_string().contains("sum to 3 bytes"));
+        assert!(
+            m.check()
+                .unwrap_err()
+                .to_string()
+                .contains("sum to 3 bytes")
+        );
     }
 }

@@ -44,7 +44,11 @@ pub fn escape(s: &str) -> String {
 }
 
 fn invalid(what: &'static str, s: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidName { what, shown: escape(s), reason: reason.into() }
+    Error::InvalidName {
+        what,
+        shown: escape(s),
+        reason: reason.into(),
+    }
 }
 
 fn check_name_like(what: &'static str, s: &str) -> Result<()> {
@@ -52,9 +56,16 @@ fn check_name_like(what: &'static str, s: &str) -> Result<()> {
         return Err(invalid(what, s, "it is empty"));
     }
     if s.len() > MAX_NAME_LEN {
-        return Err(invalid(what, s, format!("it is {} bytes; the limit is {MAX_NAME_LEN}", s.len())));
+        return Err(invalid(
+            what,
+            s,
+            format!("it is {} bytes; the limit is {MAX_NAME_LEN}", s.len()),
+        ));
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(invalid(
             what,
             s,
@@ -90,7 +101,11 @@ pub fn check_model_name(s: &str) -> Result<()> {
 pub fn check_alias(s: &str) -> Result<()> {
     check_name_like("alias", s)?;
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid("alias", s, "it is all digits and would be read as a version number"));
+        return Err(invalid(
+            "alias",
+            s,
+            "it is all digits and would be read as a version number",
+        ));
     }
     Ok(())
 }
@@ -110,10 +125,18 @@ fn has_bad_char(s: &str, allow_newline: bool) -> Option<char> {
 /// Checks a tag value: at most [`MAX_TAG_VALUE_LEN`] bytes, no control or bidi characters.
 pub fn check_tag_value(s: &str) -> Result<()> {
     if s.len() > MAX_TAG_VALUE_LEN {
-        return Err(invalid("tag value", s, format!("it is {} bytes; the limit is {MAX_TAG_VALUE_LEN}", s.len())));
+        return Err(invalid(
+            "tag value",
+            s,
+            format!("it is {} bytes; the limit is {MAX_TAG_VALUE_LEN}", s.len()),
+        ));
     }
     if let Some(c) = has_bad_char(s, false) {
-        return Err(invalid("tag value", s, format!("character {} is not allowed", escape_char(c))));
+        return Err(invalid(
+            "tag value",
+            s,
+            format!("character {} is not allowed", escape_char(c)),
+        ));
     }
     Ok(())
 }
@@ -128,7 +151,11 @@ pub fn check_description(s: &str) -> Result<()> {
         )));
     }
     if let Some(c) = has_bad_char(s, true) {
-        return Err(invalid("description", s, format!("character {} is not allowed", escape_char(c))));
+        return Err(invalid(
+            "description",
+            s,
+            format!("character {} is not allowed", escape_char(c)),
+        ));
     }
     Ok(())
 }
@@ -136,7 +163,9 @@ pub fn check_description(s: &str) -> Result<()> {
 /// Checks a metric value: a finite number.
 pub fn check_metric_value(key: &str, v: f64) -> Result<()> {
     if !v.is_finite() {
-        return Err(Error::InvalidInput(format!("metric '{key}' must be a finite number, got {v}")));
+        return Err(Error::InvalidInput(format!(
+            "metric '{key}' must be a finite number, got {v}"
+        )));
     }
     Ok(())
 }
@@ -150,30 +179,57 @@ pub fn check_file_path(p: &str) -> Result<Vec<&str>> {
         return Err(invalid(W, p, "it is empty"));
     }
     if p.len() > MAX_PATH_LEN {
-        return Err(invalid(W, p, format!("it is {} bytes; the limit is {MAX_PATH_LEN}", p.len())));
+        return Err(invalid(
+            W,
+            p,
+            format!("it is {} bytes; the limit is {MAX_PATH_LEN}", p.len()),
+        ));
     }
     if p.starts_with('/') {
-        return Err(invalid(W, p, "it is absolute; paths inside a model are relative"));
+        return Err(invalid(
+            W,
+            p,
+            "it is absolute; paths inside a model are relative",
+        ));
     }
     let parts: Vec<&str> = p.split('/').collect();
     if parts.len() > MAX_PATH_DEPTH {
-        return Err(invalid(W, p, format!("it has {} components; the limit is {MAX_PATH_DEPTH}", parts.len())));
+        return Err(invalid(
+            W,
+            p,
+            format!(
+                "it has {} components; the limit is {MAX_PATH_DEPTH}",
+                parts.len()
+            ),
+        ));
     }
     for part in &parts {
         if part.is_empty() {
-            return Err(invalid(W, p, "it has an empty component ('//' or a trailing '/')"));
+            return Err(invalid(
+                W,
+                p,
+                "it has an empty component ('//' or a trailing '/')",
+            ));
         }
         if *part == "." || *part == ".." {
             return Err(invalid(W, p, "it has a '.' or '..' component"));
         }
         if part.len() > 255 {
-            return Err(invalid(W, p, format!("a component is {} bytes; the limit is 255", part.len())));
+            return Err(invalid(
+                W,
+                p,
+                format!("a component is {} bytes; the limit is 255", part.len()),
+            ));
         }
         if part.contains('\\') {
             return Err(invalid(W, p, "it contains a backslash"));
         }
         if let Some(c) = has_bad_char(part, false) {
-            return Err(invalid(W, p, format!("character {} is not allowed", escape_char(c))));
+            return Err(invalid(
+                W,
+                p,
+                format!("character {} is not allowed", escape_char(c)),
+            ));
         }
     }
     Ok(parts)
@@ -192,7 +248,12 @@ mod tests {
 
     #[test]
     fn aliases_cannot_be_numbers() {
-        assert!(check_alias("123").unwrap_err().to_string().contains("version number"));
+        assert!(
+            check_alias("123")
+                .unwrap_err()
+                .to_string()
+                .contains("version number")
+        );
         check_alias("prod").unwrap();
     }
 
@@ -206,7 +267,18 @@ mod tests {
     #[test]
     fn file_paths() {
         assert_eq!(check_file_path("a/b.bin").unwrap(), vec!["a", "b.bin"]);
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/", "a\\b", "a\u{0}b", ".", "x/\u{202e}y"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\u{0}b",
+            ".",
+            "x/\u{202e}y",
+        ] {
             assert!(check_file_path(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -59,7 +59,10 @@ pub struct CreateOptions {
 
 impl Default for CreateOptions {
     fn default() -> Self {
-        CreateOptions { argon2: Argon2Params::default(), slot_name: "default".into() }
+        CreateOptions {
+            argon2: Argon2Params::default(),
+            slot_name: "default".into(),
+        }
     }
 }
 
@@ -91,7 +94,10 @@ pub struct Vault<S> {
 
 /// Current time in Unix seconds.
 pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl<S> Vault<S> {
@@ -113,9 +119,14 @@ impl<S> Vault<S> {
     /// Names of the key slots.
     pub fn slot_names(&self) -> Result<Vec<String>> {
         let rx = store::begin_read(&self.db)?;
-        let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
+        let t = rx
+            .open_table(SLOTS)
+            .map_err(|e| Error::storage("reading key slots", e))?;
         let mut out = Vec::new();
-        for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
+        for row in t
+            .iter()
+            .map_err(|e| Error::storage("reading key slots", e))?
+        {
             let (k, _) = row.map_err(|e| Error::storage("reading key slots", e))?;
             out.push(k.value().to_string());
         }
@@ -132,7 +143,12 @@ impl Vault<Locked> {
         let path = path.as_ref().to_path_buf();
         let db = store::open_db(&path, opts.wait)?;
         let header = read_header(&db, &path)?;
-        Ok(Vault { db, path, header, state: Locked })
+        Ok(Vault {
+            db,
+            path,
+            header,
+            state: Locked,
+        })
     }
 
     /// Unlocks with `passphrase`, trying every key slot (each costs one Argon2id derivation).
@@ -152,9 +168,14 @@ impl Vault<Locked> {
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         let slots = {
             let rx = store::begin_read(&self.db)?;
-            let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
+            let t = rx
+                .open_table(SLOTS)
+                .map_err(|e| Error::storage("reading key slots", e))?;
             let mut v = Vec::new();
-            for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
+            for row in t
+                .iter()
+                .map_err(|e| Error::storage("reading key slots", e))?
+            {
                 let (k, val) = row.map_err(|e| Error::storage("reading key slots", e))?;
                 v.push((k.value().to_string(), val.value().to_vec()));
             }
@@ -163,7 +184,10 @@ impl Vault<Locked> {
         if let Some(name) = only
             && !slots.iter().any(|(n, _)| n == name)
         {
-            return Err(Error::InvalidInput(format!("no key slot named '{}'", crate::names::escape(name))));
+            return Err(Error::InvalidInput(format!(
+                "no key slot named '{}'",
+                crate::names::escape(name)
+            )));
         }
         let mut damaged = None;
         for (name, bytes) in &slots {
@@ -176,9 +200,15 @@ impl Vault<Locked> {
             };
             let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
             let aad = SlotRecord::aad(&self.header.vault_id, name, slot.epoch, &slot.params);
-            let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else { continue };
+            let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else {
+                continue;
+            };
             let mk = Zeroizing::new(mk);
-            let master = SecretKey(mk.as_slice().try_into().expect("slot decode checked 32 bytes"));
+            let master = SecretKey(
+                mk.as_slice()
+                    .try_into()
+                    .expect("slot decode checked 32 bytes"),
+            );
             return self.finish_unlock(&master, slot.epoch);
         }
         match damaged {
@@ -190,48 +220,92 @@ impl Vault<Locked> {
     fn finish_unlock(self, master: &SecretKey, epoch: u32) -> Result<Vault<Unlocked>> {
         let keys = Subkeys::derive(master, &self.header.vault_id, epoch);
         let rx = store::begin_read(&self.db)?;
-        let meta = rx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
+        let meta = rx
+            .open_table(META)
+            .map_err(|e| Error::storage("reading vault state", e))?;
         let st_bytes = meta
             .get("state")
             .map_err(|e| Error::storage("reading vault state", e))?
-            .ok_or_else(|| Error::Damaged("vault state record is missing: the vault is damaged".into()))?;
+            .ok_or_else(|| {
+                Error::Damaged("vault state record is missing: the vault is damaged".into())
+            })?;
         let aad = store::aad("meta", &self.header.vault_id, epoch, b"state");
-        let st: State = records::open_record(&keys.meta, &aad, "vault state record", st_bytes.value())?;
-        let signers = rx.open_table(SIGNERS).map_err(|e| Error::storage("reading signers", e))?;
+        let st: State =
+            records::open_record(&keys.meta, &aad, "vault state record", st_bytes.value())?;
+        let signers = rx
+            .open_table(SIGNERS)
+            .map_err(|e| Error::storage("reading signers", e))?;
         let sv = signers
             .get(st.active_signer)
             .map_err(|e| Error::storage("reading signers", e))?
-            .ok_or_else(|| Error::Damaged("the active signing key record is missing: the vault is damaged".into()))?;
-        let aad = store::aad("signers", &self.header.vault_id, epoch, &st.active_signer.to_be_bytes());
-        let rec: SignerRecord = records::open_record(&keys.meta, &aad, "signing key record", sv.value())?;
+            .ok_or_else(|| {
+                Error::Damaged(
+                    "the active signing key record is missing: the vault is damaged".into(),
+                )
+            })?;
+        let aad = store::aad(
+            "signers",
+            &self.header.vault_id,
+            epoch,
+            &st.active_signer.to_be_bytes(),
+        );
+        let rec: SignerRecord =
+            records::open_record(&keys.meta, &aad, "signing key record", sv.value())?;
         let signer = ManifestSigner::from_seed(&SecretKey(rec.seed));
         let mut publics = Vec::new();
-        for row in signers.iter().map_err(|e| Error::storage("reading signers", e))? {
+        for row in signers
+            .iter()
+            .map_err(|e| Error::storage("reading signers", e))?
+        {
             let (id, v) = row.map_err(|e| Error::storage("reading signers", e))?;
-            let aad = store::aad("signers", &self.header.vault_id, epoch, &id.value().to_be_bytes());
-            let r: SignerRecord = records::open_record(&keys.meta, &aad, "signing key record", v.value())?;
+            let aad = store::aad(
+                "signers",
+                &self.header.vault_id,
+                epoch,
+                &id.value().to_be_bytes(),
+            );
+            let r: SignerRecord =
+                records::open_record(&keys.meta, &aad, "signing key record", v.value())?;
             publics.push(r.public);
         }
         drop((meta, signers, st_bytes, sv, rx));
-        let state = Unlocked { keys, signer, signers: publics };
-        Ok(Vault { db: self.db, path: self.path, header: self.header, state })
+        let state = Unlocked {
+            keys,
+            signer,
+            signers: publics,
+        };
+        Ok(Vault {
+            db: self.db,
+            path: self.path,
+            header: self.header,
+            state,
+        })
     }
 }
 
 fn read_header(db: &Database, path: &Path) -> Result<Header> {
-    let not_vault = |reason: &str| Error::NotAVault { path: path.to_path_buf(), reason: reason.into() };
+    let not_vault = |reason: &str| Error::NotAVault {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
     let rx = store::begin_read(db)?;
-    let t = rx.open_table(META).map_err(|_| not_vault("it has no modelvault header table"))?;
+    let t = rx
+        .open_table(META)
+        .map_err(|_| not_vault("it has no modelvault header table"))?;
     let v = t
         .get("header")
         .map_err(|e| Error::storage("reading the header", e))?
         .ok_or_else(|| not_vault("it has no modelvault header"))?;
-    let h: Header = postcard::from_bytes(v.value()).map_err(|_| not_vault("its header does not decode"))?;
+    let h: Header =
+        postcard::from_bytes(v.value()).map_err(|_| not_vault("its header does not decode"))?;
     if h.magic != MAGIC {
         return Err(not_vault("its header has the wrong magic bytes"));
     }
     if h.format_version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { found: h.format_version, supported: FORMAT_VERSION });
+        return Err(Error::UnsupportedVersion {
+            found: h.format_version,
+            supported: FORMAT_VERSION,
+        });
     }
     Ok(h)
 }
@@ -242,21 +316,46 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::VaultExists`], [`Error::InvalidInput`] for bad Argon2 parameters or slot
     /// name, [`Error::Io`].
-    pub fn create(path: impl AsRef<Path>, passphrase: &Passphrase, opts: &CreateOptions) -> Result<Vault<Unlocked>> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        passphrase: &Passphrase,
+        opts: &CreateOptions,
+    ) -> Result<Vault<Unlocked>> {
         let path = path.as_ref().to_path_buf();
         opts.argon2.check()?;
         crate::names::check_key("key slot name", &opts.slot_name)?;
         let mut vault_id = [0u8; 16];
         fill_random(&mut vault_id)?;
-        let header = Header { magic: MAGIC, format_version: FORMAT_VERSION, vault_id, created: now() };
+        let header = Header {
+            magic: MAGIC,
+            format_version: FORMAT_VERSION,
+            vault_id,
+            created: now(),
+        };
         let epoch = 1;
         let master = SecretKey::random()?;
-        let slot = make_slot(&vault_id, &opts.slot_name, epoch, &opts.argon2, &master, passphrase)?;
+        let slot = make_slot(
+            &vault_id,
+            &opts.slot_name,
+            epoch,
+            &opts.argon2,
+            &master,
+            passphrase,
+        )?;
         let keys = Subkeys::derive(&master, &vault_id, epoch);
         let signer = ManifestSigner::generate()?;
         let db = store::create_db(&path)?;
         let signers = vec![signer.public_key()];
-        let vault = Vault { db, path, header, state: Unlocked { keys, signer, signers } };
+        let vault = Vault {
+            db,
+            path,
+            header,
+            state: Unlocked {
+                keys,
+                signer,
+                signers,
+            },
+        };
         let result = (|| {
             let mut tx = vault.write()?;
             tx.put_plain_meta("header", &records::encode(&vault.header))?;
@@ -267,7 +366,13 @@ impl Vault<Unlocked> {
                 created: now(),
                 retired: None,
             };
-            tx.state = State { epoch, active_signer: 0, next_signer: 1, chunk_seals: 0, meta_seals: 0 };
+            tx.state = State {
+                epoch,
+                active_signer: 0,
+                next_signer: 1,
+                chunk_seals: 0,
+                meta_seals: 0,
+            };
             tx.put_signer(0, &rec)?;
             tx.commit()
         })();
@@ -294,17 +399,31 @@ impl Vault<Unlocked> {
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
         let state = {
-            let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
-            let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;
+            let meta = tx
+                .open_table(META)
+                .map_err(|e| Error::storage("reading vault state", e))?;
+            let v = meta
+                .get("state")
+                .map_err(|e| Error::storage("reading vault state", e))?;
             match v {
                 Some(v) => {
                     let aad = self.aad("meta", b"state");
-                    records::open_record(&self.state.keys.meta, &aad, "vault state record", v.value())?
+                    records::open_record(
+                        &self.state.keys.meta,
+                        &aad,
+                        "vault state record",
+                        v.value(),
+                    )?
                 }
                 None => State::default(),
             }
         };
-        Ok(Txn { vault: self, tx, state, warned: false })
+        Ok(Txn {
+            vault: self,
+            tx,
+            state,
+            warned: false,
+        })
     }
 
     /// AAD for a sealed record of `table` at `key` in the current epoch.
@@ -313,7 +432,13 @@ impl Vault<Unlocked> {
     }
 
     /// Opens a sealed metadata record.
-    pub(crate) fn open_meta<T: DeserializeOwned>(&self, table: &str, key: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
+    pub(crate) fn open_meta<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &[u8],
+        what: &str,
+        sealed: &[u8],
+    ) -> Result<T> {
         records::open_record(&self.state.keys.meta, &self.aad(table, key), what, sealed)
     }
 }
@@ -332,7 +457,13 @@ pub(crate) fn make_slot(
     let kek = params.derive_kek(passphrase.bytes(), &salt)?;
     let aad = SlotRecord::aad(vault_id, name, epoch, params);
     let wrapped = aead::seal(&kek, &aad, master.expose())?;
-    Ok(SlotRecord { epoch, params: *params, salt, wrapped, created: now() })
+    Ok(SlotRecord {
+        epoch,
+        params: *params,
+        salt,
+        wrapped,
+        created: now(),
+    })
 }
 
 /// A write transaction that counts AES-GCM seals per key and writes the sealed state on commit.
@@ -353,7 +484,11 @@ impl Txn<'_> {
 
     fn check_limit(&mut self, key: &'static str, count: u64) -> Result<()> {
         if count >= NONCE_LIMIT {
-            return Err(Error::KeyUsageLimit { key, count, limit: NONCE_LIMIT });
+            return Err(Error::KeyUsageLimit {
+                key,
+                count,
+                limit: NONCE_LIMIT,
+            });
         }
         if count >= NONCE_WARN && !self.warned {
             self.warned = true;
@@ -365,28 +500,45 @@ impl Txn<'_> {
     }
 
     /// Seals a metadata record for `table`/`key`.
-    pub(crate) fn seal_meta<T: Serialize>(&mut self, table: &str, key: &[u8], v: &T) -> Result<Vec<u8>> {
+    pub(crate) fn seal_meta<T: Serialize>(
+        &mut self,
+        table: &str,
+        key: &[u8],
+        v: &T,
+    ) -> Result<Vec<u8>> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
         records::seal_record(&self.vault.state.keys.meta, &self.vault.aad(table, key), v)
     }
 
     fn put_plain_meta(&mut self, key: &str, v: &[u8]) -> Result<()> {
-        let mut t = self.tx.open_table(META).map_err(|e| Error::storage("writing the header", e))?;
-        t.insert(key, v).map_err(|e| Error::storage("writing the header", e))?;
+        let mut t = self
+            .tx
+            .open_table(META)
+            .map_err(|e| Error::storage("writing the header", e))?;
+        t.insert(key, v)
+            .map_err(|e| Error::storage("writing the header", e))?;
         Ok(())
     }
 
     fn put_slot(&mut self, name: &str, v: &[u8]) -> Result<()> {
-        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("writing a key slot", e))?;
-        t.insert(name, v).map_err(|e| Error::storage("writing a key slot", e))?;
+        let mut t = self
+            .tx
+            .open_table(SLOTS)
+            .map_err(|e| Error::storage("writing a key slot", e))?;
+        t.insert(name, v)
+            .map_err(|e| Error::storage("writing a key slot", e))?;
         Ok(())
     }
 
     fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
         let v = self.seal_meta("signers", &id.to_be_bytes(), rec)?;
-        let mut t = self.tx.open_table(SIGNERS).map_err(|e| Error::storage("writing a signing key", e))?;
-        t.insert(id, v.as_slice()).map_err(|e| Error::storage("writing a signing key", e))?;
+        let mut t = self
+            .tx
+            .open_table(SIGNERS)
+            .map_err(|e| Error::storage("writing a signing key", e))?;
+        t.insert(id, v.as_slice())
+            .map_err(|e| Error::storage("writing a signing key", e))?;
         Ok(())
     }
 
@@ -394,10 +546,18 @@ impl Txn<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
-        let v = records::seal_record(&self.vault.state.keys.meta, &self.vault.aad("meta", b"state"), &self.state)?;
+        let v = records::seal_record(
+            &self.vault.state.keys.meta,
+            &self.vault.aad("meta", b"state"),
+            &self.state,
+        )?;
         {
-            let mut t = self.tx.open_table(META).map_err(|e| Error::storage("writing vault state", e))?;
-            t.insert("state", v.as_slice()).map_err(|e| Error::storage("writing vault state", e))?;
+            let mut t = self
+                .tx
+                .open_table(META)
+                .map_err(|e| Error::storage("writing vault state", e))?;
+            t.insert("state", v.as_slice())
+                .map_err(|e| Error::storage("writing vault state", e))?;
         }
         store::commit(self.tx)
     }

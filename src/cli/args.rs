@@ -21,7 +21,12 @@ pub struct Global {
     #[arg(long, env = "MVAULT_VAULT", global = true, value_name = "PATH")]
     pub vault: Option<PathBuf>,
     /// Read the passphrase from this file (one trailing newline is ignored).
-    #[arg(long, env = "MVAULT_PASSPHRASE_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "MVAULT_PASSPHRASE_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
     pub passphrase_file: Option<PathBuf>,
     /// Read the passphrase from this open file descriptor.
     #[arg(long, global = true, value_name = "N")]
@@ -139,6 +144,14 @@ pub enum Command {
     },
     /// What the vault file is, without unlocking it.
     Info,
+    /// Scan files or a model directory for pickles that would run code (no vault needed).
+    Scan {
+        /// A file or a directory.
+        path: PathBuf,
+        /// Allow this exact `module.qualname` global (repeatable).
+        #[arg(long = "allow", value_name = "GLOBAL")]
+        allow: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,4 +198,10 @@ pub struct PutArgs {
     /// Free-text description.
     #[arg(long, default_value = "")]
     pub description: String,
+    /// Allow this exact `module.qualname` global in pickles (repeatable).
+    #[arg(long = "allow", value_name = "GLOBAL")]
+    pub allow: Vec<String>,
+    /// Store files whose pickle scan is dangerous or unscannable (the verdict is recorded).
+    #[arg(long)]
+    pub allow_unsafe_pickle: bool,
 }

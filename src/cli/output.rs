@@ -9,7 +9,10 @@ use serde::Serialize;
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn json<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("report serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("report serialises")
+    );
 }
 
 /// Unix seconds as RFC 3339 UTC.
@@ -26,7 +29,11 @@ pub fn size(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// Prints a listing as a table: one line per version.
@@ -35,10 +42,17 @@ pub fn listing(l: &Listing) {
         println!("(no models)");
         return;
     }
-    println!("{:<28} {:>7} {:>11} {:<20} {:<16} TAGS", "NAME", "VERSION", "SIZE", "CREATED", "ALIASES");
+    println!(
+        "{:<28} {:>7} {:>11} {:<20} {:<16} TAGS",
+        "NAME", "VERSION", "SIZE", "CREATED", "ALIASES"
+    );
     for m in &l.models {
         for v in &m.versions {
-            let tags: Vec<String> = v.tags.iter().map(|(k, val)| format!("{k}={}", escape(val))).collect();
+            let tags: Vec<String> = v
+                .tags
+                .iter()
+                .map(|(k, val)| format!("{k}={}", escape(val)))
+                .collect();
             println!(
                 "{:<28} {:>7} {:>11} {:<20} {:<16} {}",
                 escape(&m.name),
@@ -60,7 +74,11 @@ pub fn version(v: &VersionInfo) {
     if v.revision > 0 {
         println!("updated:     {} (revision {})", time(v.updated), v.revision);
     }
-    println!("size:        {} ({} bytes)", size(v.size_bytes), v.size_bytes);
+    println!(
+        "size:        {} ({} bytes)",
+        size(v.size_bytes),
+        v.size_bytes
+    );
     if !v.aliases.is_empty() {
         println!("aliases:     {}", v.aliases.join(", "));
     }

@@ -22,9 +22,13 @@ fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
 
 fn read_all(mut r: impl Read, what: &str) -> Result<Passphrase> {
     let mut buf = Zeroizing::new(Vec::new());
-    r.read_to_end(&mut buf).map_err(|e| Error::Io { context: format!("reading the passphrase from {what}"), source: e })?;
+    r.read_to_end(&mut buf).map_err(|e| Error::Io {
+        context: format!("reading the passphrase from {what}"),
+        source: e,
+    })?;
     let v = strip_newline(std::mem::take(&mut *buf));
-    Passphrase::new(v).map_err(|_| Error::InvalidInput(format!("the passphrase from {what} is empty")))
+    Passphrase::new(v)
+        .map_err(|_| Error::InvalidInput(format!("the passphrase from {what} is empty")))
 }
 
 /// True if a non-interactive source was given.
@@ -37,13 +41,18 @@ pub fn has_source(g: &Global) -> bool {
 /// Errors: [`Error::InvalidInput`] when no source is given and there is no terminal.
 pub fn obtain(g: &Global, prompt: &str, confirm: bool) -> Result<Passphrase> {
     if let Some(f) = &g.passphrase_file {
-        let file = std::fs::File::open(f).map_err(|e| Error::Io { context: format!("opening passphrase file {}", f.display()), source: e })?;
+        let file = std::fs::File::open(f).map_err(|e| Error::Io {
+            context: format!("opening passphrase file {}", f.display()),
+            source: e,
+        })?;
         return read_all(file, &format!("file {}", f.display()));
     }
     if let Some(fd) = g.passphrase_fd {
         let path = format!("/dev/fd/{fd}");
-        let file = std::fs::File::open(Path::new(&path))
-            .map_err(|e| Error::Io { context: format!("opening passphrase file descriptor {fd}"), source: e })?;
+        let file = std::fs::File::open(Path::new(&path)).map_err(|e| Error::Io {
+            context: format!("opening passphrase file descriptor {fd}"),
+            source: e,
+        })?;
         return read_all(file, &format!("file descriptor {fd}"));
     }
     if let Some(cmd) = &g.passphrase_command {
@@ -53,10 +62,16 @@ pub fn obtain(g: &Global, prompt: &str, confirm: bool) -> Result<Passphrase> {
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|e| Error::Io { context: "running --passphrase-command".into(), source: e })?;
+            .map_err(|e| Error::Io {
+                context: "running --passphrase-command".into(),
+                source: e,
+            })?;
         let stdout = Zeroizing::new(out.stdout);
         if !out.status.success() {
-            return Err(Error::InvalidInput(format!("--passphrase-command failed ({})", out.status)));
+            return Err(Error::InvalidInput(format!(
+                "--passphrase-command failed ({})",
+                out.status
+            )));
         }
         return read_all(&stdout[..], "--passphrase-command");
     }
@@ -67,7 +82,9 @@ pub fn obtain(g: &Global, prompt: &str, confirm: bool) -> Result<Passphrase> {
     };
     let first = Zeroizing::new(rpassword::prompt_password(prompt).map_err(|_| no_tty())?);
     if confirm {
-        let second = Zeroizing::new(rpassword::prompt_password("Repeat the passphrase: ").map_err(|_| no_tty())?);
+        let second = Zeroizing::new(
+            rpassword::prompt_password("Repeat the passphrase: ").map_err(|_| no_tty())?,
+        );
         if *first != *second {
             return Err(Error::InvalidInput("the two passphrases differ".into()));
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use modelvault::names::escape;
 use modelvault::{
-    Argon2Params, CreateOptions, Error, GetOptions, OpenOptions, Progress, PutOptions, Result, Unlocked, Vault, VersionRef,
-    parse_spec,
+    Argon2Params, CreateOptions, Error, GetOptions, OpenOptions, Progress, PutOptions, Result,
+    Unlocked, Vault, VersionRef, parse_spec,
 };
 use serde_json::json;
 
@@ -33,9 +33,11 @@ impl Progress for Bar {
             b.reset();
             b.set_length(total);
             b.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b.set_message(label.to_string());
         }
@@ -53,16 +55,20 @@ impl Progress for Bar {
 }
 
 fn vault_path(g: &Global) -> Result<PathBuf> {
-    g.vault
-        .clone()
-        .ok_or_else(|| Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into()))
+    g.vault.clone().ok_or_else(|| {
+        Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into())
+    })
 }
 
 fn open_opts(g: &Global) -> Result<OpenOptions> {
     let wait = match g.wait {
         None => None,
         Some(s) if s.is_finite() && s >= 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => return Err(Error::InvalidInput(format!("--wait {s}: give a number of seconds from 0 to 86400"))),
+        Some(s) => {
+            return Err(Error::InvalidInput(format!(
+                "--wait {s}: give a number of seconds from 0 to 86400"
+            )));
+        }
     };
     Ok(OpenOptions { wait })
 }
@@ -78,12 +84,15 @@ fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
 }
 
 fn split_kv<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
-    s.split_once('=').ok_or_else(|| Error::InvalidInput(format!("{what} '{}' is not KEY=VALUE", escape(s))))
+    s.split_once('=')
+        .ok_or_else(|| Error::InvalidInput(format!("{what} '{}' is not KEY=VALUE", escape(s))))
 }
 
 fn parse_metric(s: &str) -> Result<(String, f64)> {
     let (k, v) = split_kv(s, "metric")?;
-    let n: f64 = v.trim().parse().map_err(|_| Error::InvalidInput(format!("metric '{k}': '{}' is not a number", escape(v))))?;
+    let n: f64 = v.trim().parse().map_err(|_| {
+        Error::InvalidInput(format!("metric '{k}': '{}' is not a number", escape(v)))
+    })?;
     Ok((k.to_string(), n))
 }
 
@@ -98,14 +107,24 @@ fn put_options(a: &PutArgs) -> Result<PutOptions> {
         let (k, v) = parse_metric(m)?;
         metrics.insert(k, v);
     }
-    Ok(PutOptions { aliases: a.aliases.clone(), tags, metrics, description: a.description.clone() })
+    Ok(PutOptions {
+        aliases: a.aliases.clone(),
+        tags,
+        metrics,
+        description: a.description.clone(),
+        allow_unsafe_pickle: a.allow_unsafe_pickle,
+        allow_globals: a.allow.clone(),
+    })
 }
 
 /// Requires an explicit version in `spec` (NAME@N or NAME@ALIAS).
 fn versioned(spec: &str) -> Result<(String, VersionRef)> {
     let (name, r) = parse_spec(spec)?;
     if r == VersionRef::Latest {
-        return Err(Error::InvalidInput(format!("'{}' needs a version: write NAME@VERSION", escape(spec))));
+        return Err(Error::InvalidInput(format!(
+            "'{}' needs a version: write NAME@VERSION",
+            escape(spec)
+        )));
     }
     Ok((name, r))
 }
@@ -123,19 +142,41 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let memory_kib = match a.argon2_memory_kib {
                 Some(k) => k,
-                None => a.argon2_memory_mib.checked_mul(1024).ok_or_else(|| Error::InvalidInput("--argon2-memory-mib is too large".into()))?,
+                None => a.argon2_memory_mib.checked_mul(1024).ok_or_else(|| {
+                    Error::InvalidInput("--argon2-memory-mib is too large".into())
+                })?,
             };
-            let argon2 = Argon2Params { memory_kib, time_cost: a.argon2_time, lanes: a.argon2_lanes };
+            let argon2 = Argon2Params {
+                memory_kib,
+                time_cost: a.argon2_time,
+                lanes: a.argon2_lanes,
+            };
             argon2.check()?;
-            let pass = passphrase::obtain(g, &format!("New passphrase for {}: ", path.display()), !passphrase::has_source(g))?;
-            let v = Vault::create(&path, &pass, &CreateOptions { argon2, slot_name: a.slot_name.clone() })?;
+            let pass = passphrase::obtain(
+                g,
+                &format!("New passphrase for {}: ", path.display()),
+                !passphrase::has_source(g),
+            )?;
+            let v = Vault::create(
+                &path,
+                &pass,
+                &CreateOptions {
+                    argon2,
+                    slot_name: a.slot_name.clone(),
+                },
+            )?;
             let id = modelvault::manifest::hex(&v.vault_id());
             let signer = modelvault::manifest::hex(&v.signer_public_key());
             if g.json {
-                output::json(&json!({"vault": path, "vault_id": id, "signer": signer, "slot": a.slot_name, "argon2": argon2}));
+                output::json(
+                    &json!({"vault": path, "vault_id": id, "signer": signer, "slot": a.slot_name, "argon2": argon2}),
+                );
             } else {
                 println!("created vault {} (id {id})", path.display());
-                println!("key slot '{}': Argon2id m={} KiB t={} p={}", a.slot_name, argon2.memory_kib, argon2.time_cost, argon2.lanes);
+                println!(
+                    "key slot '{}': Argon2id m={} KiB t={} p={}",
+                    a.slot_name, argon2.memory_kib, argon2.time_cost, argon2.lanes
+                );
                 println!("signer: ed25519:{signer}");
             }
         }
@@ -160,7 +201,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Ls { name } => {
             let v = unlock(g)?;
             let l = v.list(name.as_deref())?;
-            if g.json { output::json(&l) } else { output::listing(&l) }
+            if g.json {
+                output::json(&l)
+            } else {
+                output::listing(&l)
+            }
             for p in &l.problems {
                 eprintln!("mvault: damaged: {p}");
             }
@@ -172,9 +217,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             let info = v.show(&name, &r)?;
-            if g.json { output::json(&info) } else { output::version(&info) }
+            if g.json {
+                output::json(&info)
+            } else {
+                output::version(&info)
+            }
         }
-        Command::Get { spec, output: dest, force } => {
+        Command::Get {
+            spec,
+            output: dest,
+            force,
+        } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             let rep = v.get(&name, &r, dest, &GetOptions { force: *force }, &bar)?;
@@ -184,7 +237,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 for f in &rep.files {
                     println!("{}", f.display());
                 }
-                eprintln!("wrote {}@{}: {} file(s), {} (SHA-256 and signature verified)", rep.name, rep.version, rep.files.len(), output::size(rep.bytes));
+                eprintln!(
+                    "wrote {}@{}: {} file(s), {} (SHA-256 and signature verified)",
+                    rep.name,
+                    rep.version,
+                    rep.files.len(),
+                    output::size(rep.bytes)
+                );
             }
         }
         Command::Cat { spec, file } => {
@@ -192,19 +251,37 @@ pub fn run(cli: Cli) -> Result<i32> {
             let v = unlock(g)?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            v.cat(&name, &r, file.as_deref(), &mut lock, &modelvault::NoProgress)?;
+            v.cat(
+                &name,
+                &r,
+                file.as_deref(),
+                &mut lock,
+                &modelvault::NoProgress,
+            )?;
         }
-        Command::Alias { spec, alias, remove } => {
+        Command::Alias {
+            spec,
+            alias,
+            remove,
+        } => {
             if *remove {
                 let (name, _) = parse_spec(spec)?;
                 let v = unlock(g)?;
                 v.remove_alias(&name, alias)?;
-                print_done(g, json!({"name": name, "alias": alias, "removed": true}), &format!("removed alias {alias} of {name}"));
+                print_done(
+                    g,
+                    json!({"name": name, "alias": alias, "removed": true}),
+                    &format!("removed alias {alias} of {name}"),
+                );
             } else {
                 let (name, r) = versioned(spec)?;
                 let v = unlock(g)?;
                 let n = v.set_alias(&name, &r, alias)?;
-                print_done(g, json!({"name": name, "version": n, "alias": alias}), &format!("{name}@{alias} -> {name}@{n}"));
+                print_done(
+                    g,
+                    json!({"name": name, "version": n, "alias": alias}),
+                    &format!("{name}@{alias} -> {name}@{n}"),
+                );
             }
         }
         Command::Tag { spec, tag } => {
@@ -212,41 +289,67 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (k, val) = split_kv(tag, "tag")?;
             let v = unlock(g)?;
             let n = v.set_tag(&name, &r, k, val)?;
-            print_done(g, json!({"name": name, "version": n, "tag": {k: val}}), &format!("{name}@{n}: tag {k} set"));
+            print_done(
+                g,
+                json!({"name": name, "version": n, "tag": {k: val}}),
+                &format!("{name}@{n}: tag {k} set"),
+            );
         }
         Command::Untag { spec, key } => {
             let (name, r) = versioned(spec)?;
             let v = unlock(g)?;
             let n = v.remove_tag(&name, &r, key)?;
-            print_done(g, json!({"name": name, "version": n, "removed_tag": key}), &format!("{name}@{n}: tag {key} removed"));
+            print_done(
+                g,
+                json!({"name": name, "version": n, "removed_tag": key}),
+                &format!("{name}@{n}: tag {key} removed"),
+            );
         }
         Command::Metric { spec, metric } => {
             let (name, r) = versioned(spec)?;
             let (k, val) = parse_metric(metric)?;
             let v = unlock(g)?;
             let n = v.set_metric(&name, &r, &k, val)?;
-            print_done(g, json!({"name": name, "version": n, "metric": {k.clone(): val}}), &format!("{name}@{n}: metric {k}={val}"));
+            print_done(
+                g,
+                json!({"name": name, "version": n, "metric": {k.clone(): val}}),
+                &format!("{name}@{n}: metric {k}={val}"),
+            );
         }
         Command::Describe { spec, text } => {
             let (name, r) = parse_spec(spec)?;
             let has_version = spec.contains('@');
             let v = unlock(g)?;
             v.describe(&name, has_version.then_some(&r), text)?;
-            print_done(g, json!({"name": name, "described": spec}), &format!("{spec}: description set"));
+            print_done(
+                g,
+                json!({"name": name, "described": spec}),
+                &format!("{spec}: description set"),
+            );
         }
         Command::Rm { spec, yes } => {
             let (name, r) = parse_spec(spec)?;
             if spec.contains('@') {
                 let v = unlock(g)?;
                 let n = v.remove_version(&name, &r)?;
-                print_done(g, json!({"name": name, "removed_version": n}), &format!("removed {name}@{n} (run `mvault gc` to reclaim its chunks)"));
+                print_done(
+                    g,
+                    json!({"name": name, "removed_version": n}),
+                    &format!("removed {name}@{n} (run `mvault gc` to reclaim its chunks)"),
+                );
             } else {
                 if !*yes {
                     confirm(&format!("Remove every version of '{name}'?"))?;
                 }
                 let v = unlock(g)?;
                 let n = v.remove_model(&name)?;
-                print_done(g, json!({"name": name, "removed_versions": n}), &format!("removed {name}: {n} version(s) (run `mvault gc` to reclaim its chunks)"));
+                print_done(
+                    g,
+                    json!({"name": name, "removed_versions": n}),
+                    &format!(
+                        "removed {name}: {n} version(s) (run `mvault gc` to reclaim its chunks)"
+                    ),
+                );
             }
         }
         Command::Gc => {
@@ -286,17 +389,77 @@ pub fn run(cli: Cli) -> Result<i32> {
                     rep.models,
                     rep.versions,
                     rep.chunks,
-                    if *read_data { format!(", {} decrypted and hashed", output::size(rep.bytes_read)) } else { String::new() }
+                    if *read_data {
+                        format!(", {} decrypted and hashed", output::size(rep.bytes_read))
+                    } else {
+                        String::new()
+                    }
                 );
             }
             if !rep.ok() {
                 return Ok(6);
             }
         }
-        Command::Signer { command: SignerCommand::Show } => {
+        Command::Signer {
+            command: SignerCommand::Show,
+        } => {
             let v = unlock(g)?;
             let k = modelvault::manifest::hex(&v.signer_public_key());
-            if g.json { output::json(&json!({"algorithm": "ed25519", "public_key": k})) } else { println!("ed25519:{k}") }
+            if g.json {
+                output::json(&json!({"algorithm": "ed25519", "public_key": k}))
+            } else {
+                println!("ed25519:{k}")
+            }
+        }
+        Command::Scan { path, allow } => {
+            let sources = modelvault::ops::put::collect_sources(path)?;
+            let opts = modelvault::formats::pickle::ScanOptions {
+                extra_allowed: allow.clone(),
+                ..Default::default()
+            };
+            let mut results = Vec::new();
+            let mut bad = 0;
+            for s in &sources {
+                let r = modelvault::formats::scan_file(&s.disk, &opts).map_err(|e| Error::Io {
+                    context: format!("scanning {}", s.disk.display()),
+                    source: e,
+                })?;
+                let rec = r
+                    .report
+                    .as_ref()
+                    .map(|rep| modelvault::ops::put::scan_record(rep, false));
+                let verdict = match (&r.error, &rec) {
+                    (Some(_), _) => "invalid".to_string(),
+                    (None, Some(rec)) => rec.verdict.clone(),
+                    (None, None) => "no-pickle".to_string(),
+                };
+                if verdict != "clean" && verdict != "no-pickle" {
+                    bad += 1;
+                }
+                if !g.json {
+                    println!(
+                        "{:<12} {:<14} {}",
+                        verdict.to_uppercase(),
+                        r.format,
+                        s.disk.display()
+                    );
+                    if let Some(e) = &r.error {
+                        println!("    {e}");
+                    }
+                    for f in rec.iter().flat_map(|r| &r.findings) {
+                        println!("    {f}");
+                    }
+                }
+                results.push(json!({"path": s.disk, "format": r.format, "verdict": verdict, "error": r.error, "findings": rec.map(|r| r.findings).unwrap_or_default()}));
+            }
+            if g.json {
+                output::json(&results);
+            } else {
+                println!("{} file(s) scanned, {bad} refused", sources.len());
+            }
+            if bad > 0 {
+                return Ok(8);
+            }
         }
         Command::Info => {
             let path = vault_path(g)?;
@@ -304,7 +467,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let slots = v.slot_names()?;
             let id = modelvault::manifest::hex(&v.vault_id());
             if g.json {
-                output::json(&json!({"vault": path, "vault_id": id, "created": v.created(), "key_slots": slots}));
+                output::json(
+                    &json!({"vault": path, "vault_id": id, "created": v.created(), "key_slots": slots}),
+                );
             } else {
                 println!("vault:     {}", path.display());
                 println!("id:        {id}");
@@ -317,16 +482,27 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 fn print_done(g: &Global, j: serde_json::Value, text: &str) {
-    if g.json { output::json(&j) } else { println!("{text}") }
+    if g.json {
+        output::json(&j)
+    } else {
+        println!("{text}")
+    }
 }
 
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::InvalidInput(format!("{question} Refusing without --yes: there is no terminal to ask on")));
+        return Err(Error::InvalidInput(format!(
+            "{question} Refusing without --yes: there is no terminal to ask on"
+        )));
     }
     eprint!("{question} [y/N] ");
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| Error::Io { context: "reading the answer".into(), source: e })?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::Io {
+            context: "reading the answer".into(),
+            source: e,
+        })?;
     if matches!(line.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {

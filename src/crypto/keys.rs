@@ -41,7 +41,8 @@ impl Subkeys {
             info.extend_from_slice(purpose.as_bytes());
             info.extend_from_slice(&epoch.to_be_bytes());
             let mut k = SecretKey([0u8; 32]);
-            hk.expand(&info, &mut k.0).expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
+            hk.expand(&info, &mut k.0)
+                .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
             k
         };
         Subkeys {

@@ -54,8 +54,12 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn manifest(&self, name: &str, r: &VersionRef) -> Result<Manifest> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx
+            .open_table(MODELS)
+            .map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let versions = rx
+            .open_table(VERSIONS)
+            .map_err(|_| Error::ModelNotFound(escape(name)))?;
         let (_, version) = self.resolve(&models, &versions, name, r)?;
         Ok(self.load_version(&versions, name, version)?.0)
     }
@@ -65,7 +69,14 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::BadSignature`],
     /// [`Error::Damaged`] (naming model, file and chunk), [`Error::OutputExists`] (without
     /// `force`), [`Error::InvalidInput`] (a symlink or non-directory in the way), [`Error::Io`].
-    pub fn get(&self, name: &str, r: &VersionRef, dest: &Path, opts: &GetOptions, progress: &dyn Progress) -> Result<GetReport> {
+    pub fn get(
+        &self,
+        name: &str,
+        r: &VersionRef,
+        dest: &Path,
+        opts: &GetOptions,
+        progress: &dyn Progress,
+    ) -> Result<GetReport> {
         let m = self.manifest(name, r)?;
         let mut targets = Vec::with_capacity(m.files.len());
         for f in &m.files {
@@ -79,7 +90,8 @@ impl Vault<Unlocked> {
             }
             targets.push((f, parts, target));
         }
-        std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        std::fs::create_dir_all(dest)
+            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
@@ -88,14 +100,29 @@ impl Vault<Unlocked> {
             written.push(target);
         }
         progress.end();
-        Ok(GetReport { name: name.to_string(), version: m.version, files: written, bytes: m.total_size() })
+        Ok(GetReport {
+            name: name.to_string(),
+            version: m.version,
+            files: written,
+            bytes: m.total_size(),
+        })
     }
 
-    fn write_one(&self, m: &Manifest, f: &FileEntry, dir: &Path, target: &Path, progress: &dyn Progress) -> Result<()> {
+    fn write_one(
+        &self,
+        m: &Manifest,
+        f: &FileEntry,
+        dir: &Path,
+        target: &Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         if let Ok(meta) = std::fs::symlink_metadata(target)
             && !meta.is_file()
         {
-            return Err(Error::InvalidInput(format!("{} exists and is not a regular file: refusing to replace it", target.display())));
+            return Err(Error::InvalidInput(format!(
+                "{} exists and is not a regular file: refusing to replace it",
+                target.display()
+            )));
         }
         let mut rnd = [0u8; 8];
         crate::crypto::fill_random(&mut rnd)?;
@@ -106,9 +133,19 @@ impl Vault<Unlocked> {
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let result = (|| {
-            self.stream_file(m, f, &mut |b| out.write_all(b).map_err(|e| Error::io(format!("writing {}", tmp.display()), e)), progress)?;
-            out.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, target).map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
+            self.stream_file(
+                m,
+                f,
+                &mut |b| {
+                    out.write_all(b)
+                        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
+                },
+                progress,
+            )?;
+            out.sync_all()
+                .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, target)
+                .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -120,11 +157,22 @@ impl Vault<Unlocked> {
     /// one file.
     ///
     /// Errors: as [`Vault::get`], and [`Error::InvalidInput`] when `file` is needed or unknown.
-    pub fn cat(&self, name: &str, r: &VersionRef, file: Option<&str>, out: &mut dyn Write, progress: &dyn Progress) -> Result<()> {
+    pub fn cat(
+        &self,
+        name: &str,
+        r: &VersionRef,
+        file: Option<&str>,
+        out: &mut dyn Write,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let m = self.manifest(name, r)?;
         let f = match file {
             Some(p) => m.files.iter().find(|f| f.path == p).ok_or_else(|| {
-                Error::InvalidInput(format!("{name}@{} has no file '{}': `mvault show` lists its files", m.version, escape(p)))
+                Error::InvalidInput(format!(
+                    "{name}@{} has no file '{}': `mvault show` lists its files",
+                    m.version,
+                    escape(p)
+                ))
             })?,
             None if m.files.len() == 1 => &m.files[0],
             None => {
@@ -136,8 +184,17 @@ impl Vault<Unlocked> {
             }
         };
         progress.begin(&f.path, f.size);
-        self.stream_file(&m, f, &mut |b| out.write_all(b).map_err(|e| Error::io("writing to standard output", e)), progress)?;
-        out.flush().map_err(|e| Error::io("writing to standard output", e))?;
+        self.stream_file(
+            &m,
+            f,
+            &mut |b| {
+                out.write_all(b)
+                    .map_err(|e| Error::io("writing to standard output", e))
+            },
+            progress,
+        )?;
+        out.flush()
+            .map_err(|e| Error::io("writing to standard output", e))?;
         progress.end();
         Ok(())
     }
@@ -153,7 +210,12 @@ impl Vault<Unlocked> {
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
+        let where_ = format!(
+            "model '{}' version {} file '{}'",
+            escape(&m.name),
+            m.version,
+            escape(&f.path)
+        );
         let n = f.chunks.len();
         let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<u8>>>(super::put::QUEUE_DEPTH);
         std::thread::scope(|scope| {
@@ -163,7 +225,8 @@ impl Vault<Unlocked> {
                     let rtx = store::begin_read(&self.db)?;
                     let chunks = rtx.open_table(CHUNKS).ok();
                     for (i, c) in f.chunks.iter().enumerate() {
-                        let plain = self.open_chunk(chunks.as_ref(), &c.id, c.len, where_r, i, n)?;
+                        let plain =
+                            self.open_chunk(chunks.as_ref(), &c.id, c.len, where_r, i, n)?;
                         if tx.send(Ok(plain)).is_err() {
                             return Ok(());
                         }
@@ -204,20 +267,38 @@ impl Vault<Unlocked> {
     ) -> Result<Vec<u8>> {
         let which = format!("{where_}: chunk {} of {n} (id {})", i + 1, &hex(id)[..16]);
         let v = match chunks {
-            Some(t) => t.get(id).map_err(|e| Error::storage("reading a chunk", e))?,
+            Some(t) => t
+                .get(id)
+                .map_err(|e| Error::storage("reading a chunk", e))?,
             None => None,
         }
-        .ok_or_else(|| Error::Damaged(format!("{which} is missing: the vault is damaged; other models remain readable")))?;
-        let (epoch, sealed) = split_chunk_value(v.value())
-            .ok_or_else(|| Error::Damaged(format!("{which} has an unreadable header: the vault is damaged")))?;
+        .ok_or_else(|| {
+            Error::Damaged(format!(
+                "{which} is missing: the vault is damaged; other models remain readable"
+            ))
+        })?;
+        let (epoch, sealed) = split_chunk_value(v.value()).ok_or_else(|| {
+            Error::Damaged(format!(
+                "{which} has an unreadable header: the vault is damaged"
+            ))
+        })?;
         if epoch != self.state.keys.epoch {
-            return Err(Error::Damaged(format!("{which} claims key epoch {epoch}, not {}: the vault is damaged", self.state.keys.epoch)));
+            return Err(Error::Damaged(format!(
+                "{which} claims key epoch {epoch}, not {}: the vault is damaged",
+                self.state.keys.epoch
+            )));
         }
         let aad = store::aad("chunks", &self.header.vault_id, epoch, id);
-        let plain = aead::open(&self.state.keys.chunk, &aad, sealed)
-            .map_err(|e| Error::Damaged(format!("{which}: {e}: the vault is damaged or was tampered with")))?;
+        let plain = aead::open(&self.state.keys.chunk, &aad, sealed).map_err(|e| {
+            Error::Damaged(format!(
+                "{which}: {e}: the vault is damaged or was tampered with"
+            ))
+        })?;
         if plain.len() != len as usize {
-            return Err(Error::Damaged(format!("{which} has {} bytes, the manifest says {len}", plain.len())));
+            return Err(Error::Damaged(format!(
+                "{which} has {} bytes, the manifest says {len}",
+                plain.len()
+            )));
         }
         Ok(plain)
     }
@@ -237,9 +318,9 @@ fn ensure_dirs(dest: &Path, parts: &[&str]) -> Result<PathBuf> {
                     dir.display()
                 )));
             }
-            Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?,
+            Err(_) => std::fs::create_dir(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?,
         }
     }
     Ok(dir)
 }
-

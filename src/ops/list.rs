@@ -88,7 +88,12 @@ pub(crate) fn version_info(m: &Manifest, model: &ModelRecord, signer: &[u8; 32])
         updated: m.updated,
         revision: m.revision,
         size_bytes: m.total_size(),
-        aliases: model.aliases.iter().filter(|(_, v)| **v == m.version).map(|(a, _)| a.clone()).collect(),
+        aliases: model
+            .aliases
+            .iter()
+            .filter(|(_, v)| **v == m.version)
+            .map(|(a, _)| a.clone())
+            .collect(),
         tags: m.tags.clone(),
         metrics: m.metrics.clone(),
         description: m.description.clone(),
@@ -96,7 +101,12 @@ pub(crate) fn version_info(m: &Manifest, model: &ModelRecord, signer: &[u8; 32])
         files: m
             .files
             .iter()
-            .map(|f| FileInfo { path: f.path.clone(), size: f.size, sha256: hex(&f.sha256), chunks: f.chunks.len() })
+            .map(|f| FileInfo {
+                path: f.path.clone(),
+                size: f.size,
+                sha256: hex(&f.sha256),
+                chunks: f.chunks.len(),
+            })
             .collect(),
     }
 }
@@ -108,7 +118,10 @@ impl Vault<Unlocked> {
     /// Damaged records do not fail the listing: they are returned in [`Listing::problems`].
     pub fn list(&self, name: Option<&str>) -> Result<Listing> {
         let rx = store::begin_read(&self.db)?;
-        let mut listing = Listing { models: Vec::new(), problems: Vec::new() };
+        let mut listing = Listing {
+            models: Vec::new(),
+            problems: Vec::new(),
+        };
         let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
             return match name {
                 Some(n) => Err(Error::ModelNotFound(escape(n))),
@@ -118,10 +131,15 @@ impl Vault<Unlocked> {
         let mut records = Vec::new();
         if let Some(n) = name {
             crate::names::check_model_name(n)?;
-            let rec = self.load_model(&models, n)?.ok_or_else(|| Error::ModelNotFound(escape(n)))?;
+            let rec = self
+                .load_model(&models, n)?
+                .ok_or_else(|| Error::ModelNotFound(escape(n)))?;
             records.push((self.model_key(n), rec));
         } else {
-            for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+            for row in models
+                .iter()
+                .map_err(|e| Error::storage("reading models", e))?
+            {
                 let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
                 let key = *k.value();
                 match self.open_meta::<ModelRecord>("models", &key, "a model record", v.value()) {
@@ -164,8 +182,12 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn show(&self, name: &str, r: &VersionRef) -> Result<VersionInfo> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx
+            .open_table(MODELS)
+            .map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let versions = rx
+            .open_table(VERSIONS)
+            .map_err(|_| Error::ModelNotFound(escape(name)))?;
         let (model, version) = self.resolve(&models, &versions, name, r)?;
         let (m, vr) = self.load_version(&versions, name, version)?;
         Ok(version_info(&m, &model, &vr.signer))

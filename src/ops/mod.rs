@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::crypto::sign;
 use crate::manifest::{self, Manifest};
 use crate::names::{self, escape};
-use crate::store::records::{ModelRecord, VersionRecord};
 use crate::store;
+use crate::store::records::{ModelRecord, VersionRecord};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -52,9 +52,15 @@ pub fn parse_spec(spec: &str) -> Result<(String, VersionRef)> {
     names::check_model_name(name)?;
     let r = match r {
         None => VersionRef::Latest,
-        Some("") => return Err(Error::InvalidInput(format!("'{}' has an empty version after '@'", escape(spec)))),
+        Some("") => {
+            return Err(Error::InvalidInput(format!(
+                "'{}' has an empty version after '@'",
+                escape(spec)
+            )));
+        }
         Some(r) if r.bytes().all(|b| b.is_ascii_digit()) => VersionRef::Number(
-            r.parse().map_err(|_| Error::InvalidInput(format!("version '{r}' is too large")))?,
+            r.parse()
+                .map_err(|_| Error::InvalidInput(format!("version '{r}' is too large")))?,
         ),
         Some(r) => {
             names::check_alias(r)?;
@@ -71,15 +77,25 @@ impl Vault<Unlocked> {
     }
 
     /// Loads a model record, or `None` if there is no model of that name.
-    pub(crate) fn load_model(&self, models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>, name: &str) -> Result<Option<ModelRecord>> {
+    pub(crate) fn load_model(
+        &self,
+        models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+        name: &str,
+    ) -> Result<Option<ModelRecord>> {
         let key = self.model_key(name);
-        let Some(v) = models.get(&key).map_err(|e| Error::storage("reading a model record", e))? else {
+        let Some(v) = models
+            .get(&key)
+            .map_err(|e| Error::storage("reading a model record", e))?
+        else {
             return Ok(None);
         };
         let what = format!("model '{}' record", escape(name));
         let rec: ModelRecord = self.open_meta("models", &key, &what, v.value())?;
         if rec.name != name {
-            return Err(Error::Damaged(format!("{what} holds the name '{}': the vault was tampered with", escape(&rec.name))));
+            return Err(Error::Damaged(format!(
+                "{what} holds the name '{}': the vault was tampered with",
+                escape(&rec.name)
+            )));
         }
         Ok(Some(rec))
     }
@@ -94,9 +110,14 @@ impl Vault<Unlocked> {
         name: &str,
         r: &VersionRef,
     ) -> Result<(ModelRecord, u64)> {
-        let model = self.load_model(models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+        let model = self
+            .load_model(models, name)?
+            .ok_or_else(|| Error::ModelNotFound(escape(name)))?;
         let mk = self.model_key(name);
-        let not_found = || Error::VersionNotFound { name: escape(name), reference: r.to_string() };
+        let not_found = || Error::VersionNotFound {
+            name: escape(name),
+            reference: r.to_string(),
+        };
         let version = match r {
             VersionRef::Latest => {
                 let mut range = store::version_range(versions, &mk)?;
@@ -107,7 +128,11 @@ impl Vault<Unlocked> {
             VersionRef::Number(n) => *n,
             VersionRef::Alias(a) => *model.aliases.get(a).ok_or_else(not_found)?,
         };
-        if versions.get(&store::version_key(&mk, version)).map_err(|e| Error::storage("reading versions", e))?.is_none() {
+        if versions
+            .get(&store::version_key(&mk, version))
+            .map_err(|e| Error::storage("reading versions", e))?
+            .is_none()
+        {
             return Err(not_found());
         }
         Ok((model, version))
@@ -118,12 +143,20 @@ impl Vault<Unlocked> {
     /// the manifest names this vault, this model and this version.
     ///
     /// Errors: [`Error::VersionNotFound`], [`Error::Damaged`], [`Error::BadSignature`].
-    pub(crate) fn load_version(&self, versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>, name: &str, version: u64) -> Result<(Manifest, VersionRecord)> {
+    pub(crate) fn load_version(
+        &self,
+        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+        name: &str,
+        version: u64,
+    ) -> Result<(Manifest, VersionRecord)> {
         let key = store::version_key(&self.model_key(name), version);
         let v = versions
             .get(&key)
             .map_err(|e| Error::storage("reading a version record", e))?
-            .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: version.to_string() })?;
+            .ok_or_else(|| Error::VersionNotFound {
+                name: escape(name),
+                reference: version.to_string(),
+            })?;
         let what = format!("model '{}' version {version}", escape(name));
         let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value())?;
         let m = self.check_version_record(&what, name, version, &rec)?;
@@ -131,13 +164,23 @@ impl Vault<Unlocked> {
     }
 
     /// The checks of [`Self::load_version`] on an already-opened record.
-    pub(crate) fn check_version_record(&self, what: &str, name: &str, version: u64, rec: &VersionRecord) -> Result<Manifest> {
-        let sig: [u8; sign::SIGNATURE_LEN] = rec
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Damaged(format!("{what}: signature has {} bytes, not 64", rec.signature.len())))?;
-        let bad = || Error::BadSignature { name: escape(name), version };
+    pub(crate) fn check_version_record(
+        &self,
+        what: &str,
+        name: &str,
+        version: u64,
+        rec: &VersionRecord,
+    ) -> Result<Manifest> {
+        let sig: [u8; sign::SIGNATURE_LEN] = rec.signature.as_slice().try_into().map_err(|_| {
+            Error::Damaged(format!(
+                "{what}: signature has {} bytes, not 64",
+                rec.signature.len()
+            ))
+        })?;
+        let bad = || Error::BadSignature {
+            name: escape(name),
+            version,
+        };
         if !self.state.signers.contains(&rec.signer) {
             return Err(bad());
         }

@@ -3,8 +3,9 @@
 //!
 //! The data path is a three-stage pipeline over bounded channels, so memory stays flat whatever
 //! the model size and both cores work:
-//! 1. a reader thread reads the file in chunk-sized pieces ([`crate::chunk::plan`]) and feeds the
-//!    file's SHA-256;
+//! 1. a reader thread reads the file in pieces cut at tensor boundaries
+//!    ([`crate::chunk::plan_with_cuts`], from [`crate::formats::analyze`]) and feeds the file's
+//!    SHA-256;
 //! 2. a sealer thread computes each chunk id (BLAKE3-keyed) and, unless the chunk is already
 //!    stored, seals it with AES-256-GCM;
 //! 3. the calling thread inserts new chunks into redb.
@@ -13,22 +14,23 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use redb::ReadableTable;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::chunk;
 use crate::crypto::aead;
-use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest};
+use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
+use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
 use crate::progress::Progress;
 use crate::store::records::{CHUNK_VALUE_VERSION, ModelRecord, VersionRecord};
 use crate::store::{self, CHUNKS, MODELS, VERSIONS};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
+use crate::{chunk, formats};
 
 /// Pieces in flight per pipeline stage.
 pub const QUEUE_DEPTH: usize = 4;
@@ -46,6 +48,10 @@ pub struct PutOptions {
     pub metrics: BTreeMap<String, f64>,
     /// Free text.
     pub description: String,
+    /// Store files whose pickle scan is dangerous or unscannable (the verdict is still recorded).
+    pub allow_unsafe_pickle: bool,
+    /// Extra exact `module.qualname` globals the pickle scanner allows for this put.
+    pub allow_globals: Vec<String>,
 }
 
 /// What a put did.
@@ -84,7 +90,8 @@ pub struct Source {
 /// Errors: [`Error::InvalidInput`] naming the offending path; [`Error::InvalidName`] for a file
 /// name that breaks the path rule; [`Error::Io`].
 pub fn collect_sources(src: &Path) -> Result<Vec<Source>> {
-    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+    let meta = std::fs::symlink_metadata(src)
+        .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     let ft = meta.file_type();
     let mut out = Vec::new();
     if ft.is_symlink() {
@@ -93,25 +100,35 @@ pub fn collect_sources(src: &Path) -> Result<Vec<Source>> {
             src.display()
         )));
     } else if ft.is_file() {
-        let name = src
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", src.display())))?;
+        let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::InvalidInput(format!("{}: file name is not valid UTF-8", src.display()))
+        })?;
         names::check_file_path(name)?;
-        out.push(Source { path: name.to_string(), disk: src.to_path_buf(), size: meta.len() });
+        out.push(Source {
+            path: name.to_string(),
+            disk: src.to_path_buf(),
+            size: meta.len(),
+        });
     } else if ft.is_dir() {
         walk(src, "", &mut out)?;
         if out.is_empty() {
-            return Err(Error::InvalidInput(format!("{} holds no files", src.display())));
+            return Err(Error::InvalidInput(format!(
+                "{} holds no files",
+                src.display()
+            )));
         }
     } else {
-        return Err(Error::InvalidInput(format!("{} is not a regular file or directory", src.display())));
+        return Err(Error::InvalidInput(format!(
+            "{} is not a regular file or directory",
+            src.display()
+        )));
     }
     Ok(out)
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     let mut entries = Vec::new();
     for e in rd {
         let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -119,12 +136,16 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
     }
     entries.sort();
     for p in entries {
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", p.display())))?;
-        let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        let name = p.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::InvalidInput(format!("{}: file name is not valid UTF-8", p.display()))
+        })?;
+        let rel = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let meta = std::fs::symlink_metadata(&p)
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         let ft = meta.file_type();
         if ft.is_symlink() {
             return Err(Error::InvalidInput(format!(
@@ -136,9 +157,15 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
         } else if ft.is_file() {
             names::check_file_path(&rel)?;
             if out.len() >= MAX_FILES {
-                return Err(Error::InvalidInput(format!("the model holds more than {MAX_FILES} files")));
+                return Err(Error::InvalidInput(format!(
+                    "the model holds more than {MAX_FILES} files"
+                )));
             }
-            out.push(Source { path: rel, disk: p, size: meta.len() });
+            out.push(Source {
+                path: rel,
+                disk: p,
+                size: meta.len(),
+            });
         } else {
             return Err(Error::InvalidInput(format!(
                 "{} is a special file (device, socket or FIFO): only regular files can be stored",
@@ -164,7 +191,13 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidName`] (name, alias, tag key, file path), [`Error::InvalidInput`]
     /// (symlink, special file, file changed while read, bad metric), [`Error::KeyUsageLimit`],
     /// [`Error::Io`], [`Error::Storage`].
-    pub fn put(&mut self, src: &Path, name: &str, opts: &PutOptions, progress: &dyn Progress) -> Result<PutReport> {
+    pub fn put(
+        &mut self,
+        src: &Path,
+        name: &str,
+        opts: &PutOptions,
+        progress: &dyn Progress,
+    ) -> Result<PutReport> {
         names::check_model_name(name)?;
         for a in &opts.aliases {
             names::check_alias(a)?;
@@ -184,7 +217,10 @@ impl Vault<Unlocked> {
         let mut txn = self.write()?;
         let mk = self.model_key(name);
         let mut model = {
-            let models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
+            let models = txn
+                .tx
+                .open_table(MODELS)
+                .map_err(|e| Error::storage("reading models", e))?;
             self.load_model(&models, name)?
         }
         .unwrap_or_else(|| ModelRecord {
@@ -200,7 +236,7 @@ impl Vault<Unlocked> {
         let mut files = Vec::with_capacity(sources.len());
         let mut stored = Stored::default();
         for s in &sources {
-            files.push(self.store_file(&mut txn, s, &mut stored, progress)?);
+            files.push(self.store_file(&mut txn, s, opts, &mut stored, progress)?);
         }
         progress.end();
 
@@ -239,16 +275,62 @@ impl Vault<Unlocked> {
     }
 
     /// Streams one file through the pipeline into the transaction's chunk table.
-    fn store_file(&self, txn: &mut Txn<'_>, src: &Source, stored: &mut Stored, progress: &dyn Progress) -> Result<FileEntry> {
+    fn store_file(
+        &self,
+        txn: &mut Txn<'_>,
+        src: &Source,
+        opts: &PutOptions,
+        stored: &mut Stored,
+        progress: &dyn Progress,
+    ) -> Result<FileEntry> {
         let shown = src.disk.display().to_string();
-        let mut file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
-        let size = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?.len();
+        let mut file =
+            File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {shown}"), e))?
+            .len();
+        let scan_opts = ScanOptions {
+            extra_allowed: opts.allow_globals.clone(),
+            ..Default::default()
+        };
+        let analysis = formats::analyze(&mut file, size, &scan_opts)
+            .map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
+        let scan = analysis
+            .scan
+            .as_ref()
+            .map(|r| scan_record(r, opts.allow_unsafe_pickle));
+        if let Some(rec) = &scan
+            && rec.verdict != "clean"
+            && !opts.allow_unsafe_pickle
+        {
+            let detail = rec
+                .findings
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::UnsafePickle {
+                file: shown,
+                verdict: rec.verdict.clone(),
+                detail,
+            });
+        }
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        let pieces = chunk::plan_with_cuts(size, &analysis.cuts);
         let changed = {
             let shown = shown.clone();
-            move || Error::InvalidInput(format!("{shown} changed while it was being read: stop what is writing it and put again"))
+            move || {
+                Error::InvalidInput(format!(
+                    "{shown} changed while it was being read: stop what is writing it and put again"
+                ))
+            }
         };
         let (piece_tx, piece_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE_DEPTH);
-        let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
+        let (sealed_tx, sealed_rx) =
+            crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
         let keys = &self.state.keys;
         let vault_id = self.header.vault_id;
         let db = &self.db;
@@ -256,10 +338,14 @@ impl Vault<Unlocked> {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || -> Result<[u8; 32]> {
                 let mut sha = Sha256::new();
-                for len in chunk::plan(size) {
+                for len in pieces {
                     let mut buf = vec![0u8; len];
                     file.read_exact(&mut buf).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::UnexpectedEof { changed() } else { Error::io(format!("reading {shown}"), e) }
+                        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            changed()
+                        } else {
+                            Error::io(format!("reading {shown}"), e)
+                        }
                     })?;
                     sha.update(&buf);
                     if piece_tx.send(buf).is_err() {
@@ -267,7 +353,11 @@ impl Vault<Unlocked> {
                     }
                 }
                 let mut probe = [0u8; 1];
-                if file.read(&mut probe).map_err(|e| Error::io(format!("reading {shown}"), e))? != 0 {
+                if file
+                    .read(&mut probe)
+                    .map_err(|e| Error::io(format!("reading {shown}"), e))?
+                    != 0
+                {
                     return Err(changed());
                 }
                 Ok(sha.finalize().into())
@@ -277,9 +367,15 @@ impl Vault<Unlocked> {
                 let committed = snapshot.open_table(CHUNKS).ok();
                 for piece in piece_rx {
                     let id = keys.chunk_id(&piece);
-                    let r = ChunkRef { id, len: piece.len() as u32 };
+                    let r = ChunkRef {
+                        id,
+                        len: piece.len() as u32,
+                    };
                     let known = match &committed {
-                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading chunks", e))?.is_some(),
+                        Some(t) => t
+                            .get(&id)
+                            .map_err(|e| Error::storage("reading chunks", e))?
+                            .is_some(),
                         None => false,
                     };
                     let value = if known {
@@ -301,15 +397,23 @@ impl Vault<Unlocked> {
             let mut refs = Vec::new();
             let mut seen_here = HashSet::new();
             let written = (|| -> Result<()> {
-                let mut chunks = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+                let mut chunks = txn
+                    .tx
+                    .open_table(CHUNKS)
+                    .map_err(|e| Error::storage("opening chunks", e))?;
                 let mut seals = 0u64;
                 for (r, value) in sealed_rx.iter() {
                     if let Some(v) = value {
                         seals += 1;
                         let present = seen_here.contains(&r.id)
-                            || chunks.get(&r.id).map_err(|e| Error::storage("reading chunks", e))?.is_some();
+                            || chunks
+                                .get(&r.id)
+                                .map_err(|e| Error::storage("reading chunks", e))?
+                                .is_some();
                         if !present {
-                            chunks.insert(&r.id, v.as_slice()).map_err(|e| Error::storage("writing a chunk", e))?;
+                            chunks
+                                .insert(&r.id, v.as_slice())
+                                .map_err(|e| Error::storage("writing a chunk", e))?;
                             seen_here.insert(r.id);
                             stored.new_chunks += 1;
                             stored.new_bytes += r.len as u64;
@@ -328,7 +432,15 @@ impl Vault<Unlocked> {
             let sha256 = read?;
             sealed?;
             written?;
-            Ok(FileEntry { path: src.path.clone(), size, sha256, chunks: refs })
+            Ok(FileEntry {
+                path: src.path.clone(),
+                size,
+                sha256,
+                chunks: refs,
+                format: formats::format_name(&analysis.format),
+                tensors: analysis.tensors,
+                scan,
+            })
         })
     }
 }
@@ -342,10 +454,15 @@ impl Vault<Unlocked> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(&self.path).map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+            let meta = std::fs::metadata(&self.path)
+                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
             let allocated = meta.blocks() * 512;
             if allocated > 0 && meta.len() as f64 > allocated as f64 * (1.0 + TRIM_SLACK) {
-                while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+                while self
+                    .db
+                    .compact()
+                    .map_err(|e| Error::storage("compacting the vault file", e))?
+                {}
             }
         }
         Ok(())
@@ -355,22 +472,69 @@ impl Vault<Unlocked> {
 /// Fraction of unwritten file tail tolerated after a put before it is compacted away.
 pub const TRIM_SLACK: f64 = 0.10;
 
+/// The manifest form of a scan report.
+pub fn scan_record(r: &ScanReport, allowed_unsafe: bool) -> ScanRecord {
+    let verdict = match r.verdict {
+        Verdict::Clean => "clean",
+        Verdict::Dangerous => "dangerous",
+        Verdict::Unscannable => "unscannable",
+    };
+    let findings = r
+        .findings
+        .iter()
+        .map(|f| {
+            let at = f
+                .member
+                .as_deref()
+                .map(|m| format!(" in member '{}'", names::escape(m)))
+                .unwrap_or_default();
+            let g = if f.global.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", names::escape(&f.global))
+            };
+            format!(
+                "{g}at offset {}{at}: {}",
+                f.offset,
+                names::escape(&f.reason)
+            )
+        })
+        .collect();
+    ScanRecord {
+        verdict: verdict.into(),
+        findings,
+        allowed_unsafe: allowed_unsafe && r.verdict != Verdict::Clean,
+    }
+}
+
 /// Signs `m` and writes its version record.
 pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> Result<()> {
     let bytes = m.encode();
     let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
-    let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
+    let rec = VersionRecord {
+        manifest: bytes,
+        signature,
+        signer: txn.vault.state.signer.public_key(),
+    };
     let key = store::version_key(mk, m.version);
     let sealed = txn.seal_meta("versions", &key, &rec)?;
-    let mut t = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
-    t.insert(&key, sealed.as_slice()).map_err(|e| Error::storage("writing a version", e))?;
+    let mut t = txn
+        .tx
+        .open_table(VERSIONS)
+        .map_err(|e| Error::storage("writing a version", e))?;
+    t.insert(&key, sealed.as_slice())
+        .map_err(|e| Error::storage("writing a version", e))?;
     Ok(())
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
     let sealed = txn.seal_meta("models", mk, m)?;
-    let mut t = txn.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
-    t.insert(mk, sealed.as_slice()).map_err(|e| Error::storage("writing a model", e))?;
+    let mut t = txn
+        .tx
+        .open_table(MODELS)
+        .map_err(|e| Error::storage("writing a model", e))?;
+    t.insert(mk, sealed.as_slice())
+        .map_err(|e| Error::storage("writing a model", e))?;
     Ok(())
 }

@@ -18,8 +18,14 @@ impl Vault<Unlocked> {
         names::check_alias(alias)?;
         let mut txn = self.write()?;
         let (mut model, version) = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let models = txn
+                .tx
+                .open_table(MODELS)
+                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn
+                .tx
+                .open_table(VERSIONS)
+                .map_err(|_| Error::ModelNotFound(escape(name)))?;
             self.resolve(&models, &versions, name, r)?
         };
         model.aliases.insert(alias.to_string(), version);
@@ -34,22 +40,40 @@ impl Vault<Unlocked> {
     pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
         let mut txn = self.write()?;
         let mut model = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
+            let models = txn
+                .tx
+                .open_table(MODELS)
+                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            self.load_model(&models, name)?
+                .ok_or_else(|| Error::ModelNotFound(escape(name)))?
         };
         if model.aliases.remove(alias).is_none() {
-            return Err(Error::VersionNotFound { name: escape(name), reference: escape(alias) });
+            return Err(Error::VersionNotFound {
+                name: escape(name),
+                reference: escape(alias),
+            });
         }
         write_model(&mut txn, &self.model_key(name), &model)?;
         txn.commit()
     }
 
     /// Applies `change` to the manifest of `name@r` as a new signed revision. Returns the version.
-    fn revise(&self, name: &str, r: &VersionRef, change: impl FnOnce(&mut Manifest) -> Result<()>) -> Result<u64> {
+    fn revise(
+        &self,
+        name: &str,
+        r: &VersionRef,
+        change: impl FnOnce(&mut Manifest) -> Result<()>,
+    ) -> Result<u64> {
         let mut txn = self.write()?;
         let mut m = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let models = txn
+                .tx
+                .open_table(MODELS)
+                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn
+                .tx
+                .open_table(VERSIONS)
+                .map_err(|_| Error::ModelNotFound(escape(name)))?;
             let (_, version) = self.resolve(&models, &versions, name, r)?;
             self.load_version(&versions, name, version)?.0
         };
@@ -78,10 +102,9 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] if the version has no such tag; as [`Vault::show`].
     pub fn remove_tag(&self, name: &str, r: &VersionRef, key: &str) -> Result<u64> {
         self.revise(name, r, |m| {
-            m.tags
-                .remove(key)
-                .map(|_| ())
-                .ok_or_else(|| Error::InvalidInput(format!("{name}@{} has no tag '{}'", m.version, escape(key))))
+            m.tags.remove(key).map(|_| ()).ok_or_else(|| {
+                Error::InvalidInput(format!("{name}@{} has no tag '{}'", m.version, escape(key)))
+            })
         })
     }
 
@@ -108,8 +131,12 @@ impl Vault<Unlocked> {
             None => {
                 let mut txn = self.write()?;
                 let mut model = {
-                    let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-                    self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
+                    let models = txn
+                        .tx
+                        .open_table(MODELS)
+                        .map_err(|_| Error::ModelNotFound(escape(name)))?;
+                    self.load_model(&models, name)?
+                        .ok_or_else(|| Error::ModelNotFound(escape(name)))?
                 };
                 model.description = text.to_string();
                 write_model(&mut txn, &self.model_key(name), &model)?;

@@ -67,13 +67,21 @@ impl Vault<Unlocked> {
         let chunks = rx.open_table(CHUNKS).ok();
         let mut known_models = HashSet::new();
         let mut manifests = Vec::new();
-        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+        for row in models
+            .iter()
+            .map_err(|e| Error::storage("reading models", e))?
+        {
             let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
             let key = *k.value();
             let rec: ModelRecord = match self.open_meta("models", &key, "model record", v.value()) {
                 Ok(r) => r,
                 Err(e) => {
-                    rep.problems.push(Problem { model: None, version: None, file: None, detail: format!("record {}…: {e}", &hex(&key)[..16]) });
+                    rep.problems.push(Problem {
+                        model: None,
+                        version: None,
+                        file: None,
+                        detail: format!("record {}…: {e}", &hex(&key)[..16]),
+                    });
                     continue;
                 }
             };
@@ -88,11 +96,19 @@ impl Vault<Unlocked> {
                         rep.versions += 1;
                         manifests.push(m);
                     }
-                    Err(e) => rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail: e.to_string() }),
+                    Err(e) => rep.problems.push(Problem {
+                        model: Some(rec.name.clone()),
+                        version: Some(ver),
+                        file: None,
+                        detail: e.to_string(),
+                    }),
                 }
             }
         }
-        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
+        for row in versions
+            .iter()
+            .map_err(|e| Error::storage("reading versions", e))?
+        {
             let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
             let mk: [u8; 32] = vk.value()[..32].try_into().expect("40-byte key");
             if !known_models.contains(&mk) {
@@ -100,11 +116,18 @@ impl Vault<Unlocked> {
                     model: None,
                     version: None,
                     file: None,
-                    detail: format!("version record {}… belongs to no readable model record", &hex(vk.value())[..16]),
+                    detail: format!(
+                        "version record {}… belongs to no readable model record",
+                        &hex(vk.value())[..16]
+                    ),
                 });
             }
         }
-        let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
+        let total: u64 = if read_data {
+            manifests.iter().map(Manifest::total_size).sum()
+        } else {
+            0
+        };
         progress.begin("verify", total);
         for m in &manifests {
             self.verify_manifest_data(m, chunks.as_ref(), read_data, &mut rep, progress);
@@ -122,8 +145,18 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) {
         for f in &m.files {
-            let problem = |detail: String| Problem { model: Some(m.name.clone()), version: Some(m.version), file: Some(f.path.clone()), detail };
-            let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
+            let problem = |detail: String| Problem {
+                model: Some(m.name.clone()),
+                version: Some(m.version),
+                file: Some(f.path.clone()),
+                detail,
+            };
+            let where_ = format!(
+                "model '{}' version {} file '{}'",
+                escape(&m.name),
+                m.version,
+                escape(&f.path)
+            );
             let mut sha = Sha256::new();
             let mut file_ok = true;
             for (i, c) in f.chunks.iter().enumerate() {
@@ -132,11 +165,20 @@ impl Vault<Unlocked> {
                     let present = chunks.and_then(|t| t.get(&c.id).ok().flatten());
                     match present {
                         None => {
-                            rep.problems.push(problem(format!("{where_}: chunk {} of {} (id {}…) is missing", i + 1, f.chunks.len(), &hex(&c.id)[..16])));
+                            rep.problems.push(problem(format!(
+                                "{where_}: chunk {} of {} (id {}…) is missing",
+                                i + 1,
+                                f.chunks.len(),
+                                &hex(&c.id)[..16]
+                            )));
                             file_ok = false;
                         }
                         Some(v) if split_chunk_value(v.value()).is_none() => {
-                            rep.problems.push(problem(format!("{where_}: chunk {} of {} has an unreadable header", i + 1, f.chunks.len())));
+                            rep.problems.push(problem(format!(
+                                "{where_}: chunk {} of {} has an unreadable header",
+                                i + 1,
+                                f.chunks.len()
+                            )));
                             file_ok = false;
                         }
                         Some(_) => {}
@@ -146,7 +188,11 @@ impl Vault<Unlocked> {
                 match self.open_chunk(chunks, &c.id, c.len, &where_, i, f.chunks.len()) {
                     Ok(plain) => {
                         if self.state.keys.chunk_id(&plain) != c.id {
-                            rep.problems.push(problem(format!("{where_}: chunk {} of {} does not hash to its id", i + 1, f.chunks.len())));
+                            rep.problems.push(problem(format!(
+                                "{where_}: chunk {} of {} does not hash to its id",
+                                i + 1,
+                                f.chunks.len()
+                            )));
                             file_ok = false;
                         }
                         sha.update(&plain);
@@ -160,7 +206,9 @@ impl Vault<Unlocked> {
                 }
             }
             if read_data && file_ok && <[u8; 32]>::from(sha.finalize()) != f.sha256 {
-                rep.problems.push(problem(format!("{where_}: SHA-256 does not match the manifest")));
+                rep.problems.push(problem(format!(
+                    "{where_}: SHA-256 does not match the manifest"
+                )));
             }
         }
     }

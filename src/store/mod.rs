@@ -51,13 +51,17 @@ pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
 }
 
 /// Every version record of the model with key `mk`, in version order.
-pub fn version_range<'t, T>(t: &'t T, mk: &[u8; 32]) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
+pub fn version_range<'t, T>(
+    t: &'t T,
+    mk: &[u8; 32],
+) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
 where
     T: ReadableTable<&'static [u8; 40], &'static [u8]>,
 {
     let lo = version_key(mk, 0);
     let hi = version_key(mk, u64::MAX);
-    t.range::<&[u8; 40]>(&lo..=&hi).map_err(|e| Error::storage("reading versions", e))
+    t.range::<&[u8; 40]>(&lo..=&hi)
+        .map_err(|e| Error::storage("reading versions", e))
 }
 
 /// The AAD of a sealed record (see module docs).
@@ -108,7 +112,10 @@ pub fn open_db(path: &Path, wait: Option<Duration>) -> Result<Database> {
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         Ok(m) if !m.is_file() => {
-            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
+            return Err(Error::NotAVault {
+                path: path.to_path_buf(),
+                reason: "it is not a regular file".into(),
+            });
         }
         Ok(_) => {}
     }
@@ -128,20 +135,30 @@ pub fn open_db(path: &Path, wait: Option<Duration>) -> Result<Database> {
 fn map_open_error(path: &Path, e: DatabaseError) -> Error {
     match e {
         DatabaseError::DatabaseAlreadyOpen => Error::VaultInUse(path.to_path_buf()),
-        DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Error::NotAVault { path: path.to_path_buf(), reason: io.to_string() }
+        DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::NotAVault {
+                path: path.to_path_buf(),
+                reason: io.to_string(),
+            }
         }
         DatabaseError::Storage(redb::StorageError::Io(io)) => {
             Error::io(format!("opening vault {}", path.display()), io)
         }
-        other => Error::NotAVault { path: path.to_path_buf(), reason: format!("the storage engine refused it ({other})") },
+        other => Error::NotAVault {
+            path: path.to_path_buf(),
+            reason: format!("the storage engine refused it ({other})"),
+        },
     }
 }
 
 /// Starts a write transaction with two-phase commit and quick repair on, as redb's design notes
 /// recommend where the file may be hostile.
 pub fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
-    let mut tx = db.begin_write().map_err(|e| Error::storage("starting a write transaction", e))?;
+    let mut tx = db
+        .begin_write()
+        .map_err(|e| Error::storage("starting a write transaction", e))?;
     tx.set_two_phase_commit(true);
     tx.set_quick_repair(true);
     Ok(tx)
@@ -149,7 +166,8 @@ pub fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
 
 /// Starts a read transaction.
 pub fn begin_read(db: &Database) -> Result<redb::ReadTransaction> {
-    db.begin_read().map_err(|e| Error::storage("starting a read transaction", e))
+    db.begin_read()
+        .map_err(|e| Error::storage("starting a read transaction", e))
 }
 
 /// Commits, mapping redb's error.

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
+use crate::crypto::SecretKey;
 use crate::crypto::aead::{self, OVERHEAD};
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::SecretKey;
 use crate::{Error, Result};
 
 /// The format version this build writes and reads.
@@ -148,8 +148,11 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Deserialises a record, naming it in the error.
 pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
+    postcard::from_bytes(bytes).map_err(|e| {
+        Error::Damaged(format!(
+            "{what}: record does not decode ({e}): the vault is damaged"
+        ))
+    })
 }
 
 /// Seals a record under `k` (the metadata key) with the given AAD.
@@ -159,11 +162,17 @@ pub fn seal_record<T: Serialize>(k: &SecretKey, aad: &[u8], v: &T) -> Result<Vec
 }
 
 /// Opens and decodes a sealed record; `what` names it in errors.
-pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
-    let plain = zeroize::Zeroizing::new(
-        aead::open(k, aad, sealed)
-            .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
-    );
+pub fn open_record<T: DeserializeOwned>(
+    k: &SecretKey,
+    aad: &[u8],
+    what: &str,
+    sealed: &[u8],
+) -> Result<T> {
+    let plain = zeroize::Zeroizing::new(aead::open(k, aad, sealed).map_err(|e| {
+        Error::Damaged(format!(
+            "{what}: {e}: the vault is damaged or was tampered with"
+        ))
+    })?);
     decode(what, &plain)
 }
 

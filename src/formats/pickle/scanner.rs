@@ -1,0 +1,494 @@
+//! Bounded symbolic pickle walker (one pickle, STOP to STOP).
+//!
+//! Owns: walking the opcodes of a single pickle with a symbolic stack, mark
+//! stack and memo, and reporting every import the unpickler would perform:
+//! GLOBAL, INST, STACK_GLOBAL (operands resolved from any string-pushing
+//! opcode, directly or through the memo), and EXT1/2/4 extension codes.
+//! It also hosts the joblib hook: after a BUILD of a
+//! `joblib.numpy_pickle.NumpyArrayWrapper`, joblib's `NumpyUnpickler` reads
+//! the array payload straight from the stream (see `super::joblib`).
+//!
+//! Specs: CPython `Lib/pickletools.py` (stack effects of every opcode) and
+//! `Lib/pickle.py` / `Modules/_pickle.c` (`load_pop` mark handling, memo,
+//! `STACK_GLOBAL requires str`).
+//!
+//! Limits: the walker stops where CPython's unpickler would raise (unknown
+//! opcode, truncated argument, stack underflow, missing memo key, ...), so it
+//! never looks further than a loader could get. Stack and memo are capped
+//! ([`MAX_STACK`], [`MAX_MEMO`]); container contents are tracked only up to
+//! `values::MAX_ITEMS` items (enough for joblib wrapper state). Floats, bytes
+//! and big integers are not kept. Errors caused by these caps or by the
+//! joblib analysis (not by the pickle) are marked `Walk::limit`: they always
+//! make the input Unscannable, even where a parse error would only mean
+//! "not a pickle".
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::allowlist;
+use super::opcodes::{self, Arg, Cursor};
+use super::values::{self, V};
+
+pub const MAX_STACK: usize = 1 << 20;
+pub const MAX_MEMO: usize = 1 << 20;
+/// Nesting cap for pickles embedded in joblib object arrays.
+pub const MAX_NESTED: u32 = 8;
+/// Nodes the joblib taint analysis may visit in one walk.
+pub const TAINT_BUDGET: u64 = 5_000_000;
+/// Prefix of errors that come from the scanner's own limits.
+pub const LIMIT: &str = "scanner limit: ";
+
+/// What an import-like opcode referred to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A resolved `module.qualname` import.
+    Global,
+    /// An import the walker could not name (reason in `name`).
+    Unresolved,
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub offset: usize,
+    pub name: String,
+    pub kind: EventKind,
+}
+
+/// Outcome of walking one pickle.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Offset just after STOP, or of the failing opcode.
+    pub end: usize,
+    /// `Some((offset, message))` if the pickle did not reach STOP cleanly.
+    pub error: Option<(usize, String)>,
+    pub events: Vec<Event>,
+    /// The value STOP returned (only if it is a small int; legacy torch magic).
+    pub stop_int: Option<i128>,
+    /// Offsets where joblib array payloads were skipped.
+    pub joblib_skips: Vec<usize>,
+    /// Names already reported (each import is reported once, first offset).
+    seen: std::collections::HashSet<String>,
+    /// The walk failed because the data ran out (not a genuine parse error).
+    pub eof: bool,
+    /// The walk failed on one of the scanner's own limits.
+    pub limit: bool,
+}
+
+impl Walk {
+    pub fn report(&mut self, offset: usize, name: String, kind: EventKind) {
+        if self.seen.insert(name.clone()) {
+            self.events.push(Event { offset, name, kind });
+        }
+    }
+}
+
+struct State {
+    stack: Vec<V>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, V>,
+    /// A joblib wrapper class was imported or an extension code used.
+    pub wrapper_possible: bool,
+    pub budget: u64,
+}
+
+impl State {
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+    pub fn push(&mut self, v: V) -> Result<(), String> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(format!("{LIMIT}stack cap of {MAX_STACK} entries exceeded"));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+    pub fn pop(&mut self) -> Result<V, String> {
+        if self.stack.len() <= self.fence() {
+            return Err("unpickling stack underflow".into());
+        }
+        self.stack
+            .pop()
+            .ok_or_else(|| "unpickling stack underflow".into())
+    }
+    pub fn top(&mut self) -> Result<&mut V, String> {
+        if self.stack.len() <= self.fence() {
+            return Err("unpickling stack underflow".into());
+        }
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "unpickling stack underflow".into())
+    }
+    fn pop_mark(&mut self) -> Result<Vec<V>, String> {
+        let m = self.marks.pop().ok_or("could not find MARK")?;
+        Ok(self.stack.split_off(m.min(self.stack.len())))
+    }
+    fn call(&mut self, callable: V, args: Vec<V>, bare: bool) -> V {
+        values::call(
+            callable,
+            args,
+            bare,
+            self.wrapper_possible,
+            &mut self.budget,
+        )
+    }
+    fn memo_put(&mut self, idx: u64) -> Result<(), String> {
+        let v = self.top()?.clone();
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&idx) {
+            return Err(format!("{LIMIT}memo cap of {MAX_MEMO} entries exceeded"));
+        }
+        self.memo.insert(idx, v);
+        Ok(())
+    }
+}
+
+fn int_arg(a: &Arg) -> i128 {
+    if let Arg::Int(i) = a { *i } else { 0 }
+}
+
+/// How to walk.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    /// Emulate joblib's `NumpyUnpickler` (inline array payloads after BUILD).
+    pub joblib: bool,
+    /// The bytes are of unknown type (zip member): an import whose module or
+    /// name is not a dotted identifier ends the walk as "not a pickle"
+    /// (CPython's import would fail there), instead of being reported.
+    pub sniff: bool,
+}
+
+/// Walk one pickle starting at `start`.
+pub fn walk(data: &[u8], start: usize, mode: Mode, depth: u32) -> Walk {
+    let mut w = Walk {
+        end: start,
+        ..Walk::default()
+    };
+    let mut st = State {
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        wrapper_possible: false,
+        budget: TAINT_BUDGET,
+    };
+    let mut cur = Cursor::new(data, start);
+    loop {
+        let at = cur.pos;
+        w.end = at;
+        let Some(&code) = data.get(at) else {
+            w.error = Some((at, "pickle ended without STOP (truncated)".into()));
+            w.eof = true;
+            return w;
+        };
+        let Some(op) = opcodes::lookup(code) else {
+            w.error = Some((at, format!("invalid opcode 0x{code:02x}")));
+            return w;
+        };
+        cur.pos += 1;
+        let res = opcodes::read_arg(&mut cur, op)
+            .and_then(|arg| step(&mut st, &mut w, &mut cur, op.code, arg, at, mode, depth));
+        match res {
+            Ok(true) => {
+                w.end = cur.pos;
+                return w;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                w.eof = e.contains("exceeds the") || e.contains("truncated");
+                w.limit = e.starts_with(LIMIT);
+                w.error = Some((at, format!("{} at offset {at}: {e}", op.name)));
+                return w;
+            }
+        }
+    }
+}
+
+/// Execute one opcode symbolically. Returns `Ok(true)` on STOP.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    st: &mut State,
+    w: &mut Walk,
+    cur: &mut Cursor,
+    code: u8,
+    arg: Arg,
+    at: usize,
+    mode: Mode,
+    depth: u32,
+) -> Result<bool, String> {
+    match code {
+        b'I' => {
+            let Arg::Line(l) = arg else {
+                return Err("bad INT".into());
+            };
+            let v = match l {
+                b"00" => V::Bool(false),
+                b"01" => V::Bool(true),
+                _ => V::Int(opcodes::parse_decimal(l).ok_or("invalid literal for int()")?),
+            };
+            st.push(v)?;
+        }
+        b'L' => {
+            let Arg::Line(l) = arg else {
+                return Err("bad LONG".into());
+            };
+            let t = std::str::from_utf8(l)
+                .map_err(|_| "invalid LONG literal")?
+                .trim();
+            let t = t.strip_suffix('L').unwrap_or(t);
+            let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("invalid literal for int()".into());
+            }
+            st.push(t.parse::<i128>().map(V::Int).unwrap_or(V::Other))?;
+        }
+        b'J' | b'K' | b'M' | 0x8a | 0x8b => st.push(if let Arg::Int(i) = arg {
+            V::Int(i)
+        } else {
+            V::Other
+        })?,
+        b'S' | b'T' | b'U' | b'V' | 0x8c | b'X' | 0x8d => {
+            let Arg::Text(t, trunc) = arg else {
+                return Err("bad string".into());
+            };
+            let s: Rc<str> = if trunc {
+                format!("{t}...").into()
+            } else {
+                t.as_ref().into()
+            };
+            st.push(V::Str(s))?;
+        }
+        b'B' | b'C' | 0x8e | 0x96 | 0x97 | b'F' | b'G' => st.push(V::Other)?,
+        0x98 => {
+            st.top()?;
+        }
+        b'N' => st.push(V::None)?,
+        0x88 => st.push(V::Bool(true))?,
+        0x89 => st.push(V::Bool(false))?,
+        b']' => st.push(V::new_list(Vec::new()))?,
+        b')' => st.push(V::tuple(Vec::new()))?,
+        b'}' => st.push(V::new_dict())?,
+        0x8f => st.push(V::Other)?,
+        b'a' => {
+            let x = st.pop()?;
+            values::list_extend(st.top()?, vec![x])?;
+        }
+        b'e' => {
+            let items = st.pop_mark()?;
+            values::list_extend(st.top()?, items)?;
+        }
+        b'l' => {
+            let items = st.pop_mark()?;
+            st.push(V::new_list(items))?;
+        }
+        b't' => {
+            let items = st.pop_mark()?;
+            st.push(V::tuple(items))?;
+        }
+        0x85..=0x87 => {
+            let n = usize::from(code - 0x84);
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(st.pop()?);
+            }
+            items.reverse();
+            st.push(V::tuple(items))?;
+        }
+        b'd' => {
+            let items = st.pop_mark()?;
+            let d = V::new_dict();
+            values::set_items(&d, items)?;
+            st.push(d)?;
+        }
+        b's' => {
+            let v = st.pop()?;
+            let k = st.pop()?;
+            values::set_items(st.top()?, vec![k, v])?;
+        }
+        b'u' => {
+            let items = st.pop_mark()?;
+            values::set_items(st.top()?, items)?;
+        }
+        0x90 => {
+            st.pop_mark()?;
+            st.top()?;
+        }
+        0x91 => {
+            st.pop_mark()?;
+            st.push(V::Other)?;
+        }
+        b'0' => {
+            // CPython load_pop: an empty frame above the last mark pops the mark.
+            if st.marks.last() == Some(&st.stack.len()) {
+                st.marks.pop();
+            } else {
+                st.pop()?;
+            }
+        }
+        b'2' => {
+            let v = st.top()?.clone();
+            st.push(v)?;
+        }
+        b'(' => {
+            if st.marks.len() >= MAX_STACK {
+                return Err(format!("{LIMIT}mark stack cap exceeded"));
+            }
+            st.marks.push(st.stack.len());
+        }
+        b'1' => {
+            st.pop_mark()?;
+        }
+        b'g' | b'h' | b'j' => {
+            let idx = match arg {
+                Arg::Line(l) => opcodes::parse_decimal(l).ok_or("invalid GET index")?,
+                a => int_arg(&a),
+            };
+            let v = u64::try_from(idx)
+                .ok()
+                .and_then(|i| st.memo.get(&i))
+                .cloned();
+            st.push(v.ok_or_else(|| format!("memo value not found at index {idx}"))?)?;
+        }
+        b'p' | b'q' | b'r' => {
+            let idx = match arg {
+                Arg::Line(l) => opcodes::parse_decimal(l).ok_or("invalid PUT index")?,
+                a => int_arg(&a),
+            };
+            st.memo_put(u64::try_from(idx).map_err(|_| "negative PUT argument")?)?;
+        }
+        0x94 => {
+            let idx = st.memo.len() as u64;
+            st.memo_put(idx)?;
+        }
+        0x82..=0x84 => {
+            st.wrapper_possible = true;
+            let name = format!(
+                "extension code {} (copyreg registry, cannot be resolved)",
+                int_arg(&arg)
+            );
+            w.report(at, name, EventKind::Unresolved);
+            st.push(V::Unknown)?;
+        }
+        b'c' | b'i' => {
+            let Arg::Pair(m, n, eof) = arg else {
+                return Err("bad GLOBAL".into());
+            };
+            if mode.sniff && !(allowlist::importable(&m) && allowlist::importable(&n)) {
+                return Err(
+                    "import of a name that is not a Python identifier (not a pickle)".into(),
+                );
+            }
+            let name = format!("{m}.{n}");
+            st.wrapper_possible |= values::is_wrapper(&name);
+            w.report(at, name.clone(), EventKind::Global);
+            if eof {
+                return Err("stream ends inside the GLOBAL name".into());
+            }
+            if code == b'c' {
+                st.push(V::Global(name.into()))?;
+            } else {
+                let args = st.pop_mark()?;
+                let v = st.call(V::Global(name.into()), args, false);
+                st.push(v)?;
+            }
+        }
+        0x93 => {
+            let n = st.pop()?;
+            let m = st.pop()?;
+            // CPython requires both to be str (str subclasses included).
+            let maybe_str = |v: &V| matches!(v, V::Str(_) | V::Obj(_) | V::Unknown | V::Global(_));
+            match (&m, &n) {
+                (V::Str(m), V::Str(n)) => {
+                    if mode.sniff && !(allowlist::importable(m) && allowlist::importable(n)) {
+                        return Err(
+                            "import of a name that is not a Python identifier (not a pickle)"
+                                .into(),
+                        );
+                    }
+                    let name = format!("{m}.{n}");
+                    st.wrapper_possible |= values::is_wrapper(&name);
+                    w.report(at, name.clone(), EventKind::Global);
+                    st.push(V::Global(name.into()))?;
+                }
+                _ if maybe_str(&m) && maybe_str(&n) => {
+                    let show = |v: &V| match v {
+                        V::Str(s) => s.to_string(),
+                        _ => "?".to_string(),
+                    };
+                    st.wrapper_possible = true;
+                    w.report(
+                        at,
+                        format!("{}.{}", show(&m), show(&n)),
+                        EventKind::Unresolved,
+                    );
+                    st.push(V::Unknown)?;
+                }
+                _ => return Err("STACK_GLOBAL requires str".into()),
+            }
+        }
+        b'R' => {
+            let args = st.pop()?;
+            let f = st.pop()?;
+            let v = st.call(f, values::tuple_items(&args), false);
+            st.push(v)?;
+        }
+        b'b' => {
+            let state = st.pop()?;
+            let target = st.top()?.clone();
+            if mode.joblib && st.wrapper_possible {
+                if let Some(replacement) = super::joblib::on_build(&target, &state, cur, w, depth)
+                    .map_err(|e| format!("{LIMIT}joblib: {e}"))?
+                {
+                    st.pop()?;
+                    st.push(replacement)?;
+                }
+            } else if let V::Obj(o) = &target
+                && let Ok(mut o) = o.try_borrow_mut()
+            {
+                o.state = Some(state);
+            }
+        }
+        b'o' => {
+            let mut items = st.pop_mark()?;
+            if items.is_empty() {
+                return Err("OBJ without a class".into());
+            }
+            let cls = items.remove(0);
+            let v = st.call(cls, items, false);
+            st.push(v)?;
+        }
+        0x81 => {
+            let args = st.pop()?;
+            let cls = st.pop()?;
+            let bare = matches!(&args, V::Tuple(t) if t.is_empty());
+            let v = st.call(cls, values::tuple_items(&args), bare);
+            st.push(v)?;
+        }
+        0x92 => {
+            let kwargs = st.pop()?;
+            let args = st.pop()?;
+            let cls = st.pop()?;
+            let mut items = values::tuple_items(&args);
+            items.push(kwargs);
+            let v = st.call(cls, items, false);
+            st.push(v)?;
+        }
+        0x80 => {
+            if int_arg(&arg) > 5 {
+                return Err(format!("unsupported pickle protocol: {}", int_arg(&arg)));
+            }
+        }
+        0x95 => {}
+        b'P' => st.push(V::Unknown)?,
+        b'Q' => {
+            st.pop()?;
+            st.push(V::Unknown)?;
+        }
+        b'.' => {
+            let v = st.pop()?;
+            if let V::Int(i) = v {
+                w.stop_int = Some(i);
+            }
+            return Ok(true);
+        }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(false)
+}
