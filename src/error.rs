@@ -70,6 +70,19 @@ pub enum Error {
         version: u64,
     },
 
+    /// A version's manifest is validly signed, but not by the key the caller required.
+    #[error("model '{name}' version {version} is signed by ed25519:{signer}, not by the key trusted as '{required}': refusing it")]
+    UntrustedSigner {
+        /// Model name (escaped).
+        name: String,
+        /// Version number.
+        version: u64,
+        /// The signer's public key, hex.
+        signer: String,
+        /// The trust name required.
+        required: String,
+    },
+
     /// No model of that name.
     #[error("model '{0}' not found: `mvault ls` lists the models")]
     ModelNotFound(String),
@@ -155,12 +168,14 @@ impl Error {
     /// The process exit code the CLI uses for this error (see README, "Exit codes").
     ///
     /// 1 other, 3 wrong passphrase, 4 vault in use, 5 not found, 6 damaged or tampered,
-    /// 7 invalid input, 8 unsafe pickle refused. (2 is left to the argument parser.)
+    /// 7 invalid input, 8 unsafe pickle refused, 9 signed by a key other than the one required.
+    /// (2 is left to the argument parser.)
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::WrongPassphrase => 3,
             Error::VaultInUse(_) => 4,
             Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } => 5,
+            Error::UntrustedSigner { .. } => 9,
             Error::Damaged(_)
             | Error::BadSignature { .. }
             | Error::KeySlotDamaged(_)

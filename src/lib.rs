@@ -50,10 +50,17 @@ pub mod vault;
 
 pub use crypto::kdf::Argon2Params;
 pub use error::{Error, Result};
+pub use ops::diff::{DiffReport, DiffSummary, FileDiff, FileStatus, TensorChange, TensorDiff};
 pub use ops::get::{GetOptions, GetReport};
+pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::put::{PutOptions, PutReport};
 pub use ops::remove::GcReport;
+pub use ops::query::{MetaDb, QueryResult, SqlValue, WhereListing};
+pub use ops::stats::{
+    Families, Family, FamilyMember, ModelStats, SimilarModel, SimilarVersion, Similarity, VaultStats,
+};
+pub use ops::tensor_get::{TensorGetOptions, TensorGetReport, TensorSource};
 pub use ops::verify::{Problem, VerifyReport};
 pub use ops::{VersionRef, parse_spec};
 pub use progress::{NoProgress, Progress};

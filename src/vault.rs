@@ -14,10 +14,10 @@ use zeroize::Zeroizing;
 
 use crate::crypto::aead::{self, NONCE_LIMIT, NONCE_WARN};
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::keys::Subkeys;
+use crate::crypto::keys::{EpochKeys, IndexKeys};
 use crate::crypto::sign::ManifestSigner;
 use crate::crypto::{SecretKey, fill_random};
-use crate::store::records::{self, FORMAT_VERSION, Header, MAGIC, SignerRecord, SlotRecord, State};
+use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SignerRecord, SlotRecord, State};
 use crate::store::{self, META, SIGNERS, SLOTS};
 use crate::{Error, Result};
 
@@ -78,7 +78,18 @@ pub struct Locked;
 
 /// Type state: keys loaded (zeroized on drop).
 pub struct Unlocked {
-    pub(crate) keys: Subkeys,
+    /// Encryption keys of the current epoch.
+    pub(crate) keys: EpochKeys,
+    /// While a master-key rotation runs: the keys of the epoch being rotated away from.
+    pub(crate) prev: Option<EpochKeys>,
+    /// Keyed-hash keys for record keys and chunk ids.
+    pub(crate) index: IndexKeys,
+    /// The key slot that opened the vault (right after `create`: the first slot).
+    pub(crate) slot: String,
+    /// That slot's KEK, so a rotation can wrap the new master key for it without asking again.
+    pub(crate) slot_kek: SecretKey,
+    /// The master key of `keys.epoch`.
+    pub(crate) master: SecretKey,
     pub(crate) signer: ManifestSigner,
     /// Public keys of every signing key this vault has had (active and retired).
     pub(crate) signers: Vec<[u8; 32]>,
@@ -203,13 +214,16 @@ impl Vault<Locked> {
             let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else {
                 continue;
             };
-            let mk = Zeroizing::new(mk);
-            let master = SecretKey(
-                mk.as_slice()
-                    .try_into()
-                    .expect("slot decode checked 32 bytes"),
-            );
-            return self.finish_unlock(&master, slot.epoch);
+            let master = to_key(mk);
+            let next = match &slot.next {
+                Some((e, w)) => {
+                    let aad = SlotRecord::aad(&self.header.vault_id, name, *e, &slot.params);
+                    let mk = aead::open(&kek, &aad, w).map_err(|_| Error::KeySlotDamaged(name.clone()))?;
+                    Some((*e, to_key(mk)))
+                }
+                None => None,
+            };
+            return self.finish_unlock(name, kek, master, slot.epoch, next);
         }
         match damaged {
             Some(name) if slots.len() == 1 || only.is_some() => Err(Error::KeySlotDamaged(name)),
@@ -217,70 +231,72 @@ impl Vault<Locked> {
         }
     }
 
-    fn finish_unlock(self, master: &SecretKey, epoch: u32) -> Result<Vault<Unlocked>> {
-        let keys = Subkeys::derive(master, &self.header.vault_id, epoch);
+    fn finish_unlock(
+        self,
+        slot: &str,
+        slot_kek: SecretKey,
+        master: SecretKey,
+        epoch: u32,
+        next: Option<(u32, SecretKey)>,
+    ) -> Result<Vault<Unlocked>> {
+        let vid = self.header.vault_id;
+        let (keys, prev, master) = match next {
+            None => (EpochKeys::derive(&master, &vid, epoch), None, master),
+            Some((e, mk)) => (EpochKeys::derive(&mk, &vid, e), Some(EpochKeys::derive(&master, &vid, epoch)), mk),
+        };
+        let pick = |e: u32| if e == keys.epoch { Some(&keys) } else { prev.as_ref().filter(|p| p.epoch == e) };
+        let read_err = |e: redb::Error| Error::storage("reading vault state", e);
         let rx = store::begin_read(&self.db)?;
-        let meta = rx
-            .open_table(META)
-            .map_err(|e| Error::storage("reading vault state", e))?;
-        let st_bytes = meta
-            .get("state")
-            .map_err(|e| Error::storage("reading vault state", e))?
-            .ok_or_else(|| {
-                Error::Damaged("vault state record is missing: the vault is damaged".into())
-            })?;
-        let aad = store::aad("meta", &self.header.vault_id, epoch, b"state");
-        let st: State =
-            records::open_record(&keys.meta, &aad, "vault state record", st_bytes.value())?;
-        let signers = rx
-            .open_table(SIGNERS)
-            .map_err(|e| Error::storage("reading signers", e))?;
-        let sv = signers
-            .get(st.active_signer)
-            .map_err(|e| Error::storage("reading signers", e))?
-            .ok_or_else(|| {
-                Error::Damaged(
-                    "the active signing key record is missing: the vault is damaged".into(),
-                )
-            })?;
-        let aad = store::aad(
-            "signers",
-            &self.header.vault_id,
-            epoch,
-            &st.active_signer.to_be_bytes(),
-        );
-        let rec: SignerRecord =
-            records::open_record(&keys.meta, &aad, "signing key record", sv.value())?;
-        let signer = ManifestSigner::from_seed(&SecretKey(rec.seed));
+        let meta = rx.open_table(META).map_err(|e| read_err(e.into()))?;
+        let missing = |what: &str| Error::Damaged(format!("the {what} record is missing: the vault is damaged"));
+        let st_bytes = meta.get("state").map_err(|e| read_err(e.into()))?.ok_or_else(|| missing("vault state"))?;
+        let st: State = open_sealed(pick, &vid, "meta", b"state", "vault state record", st_bytes.value())?;
+        let ix_bytes = meta.get("index").map_err(|e| read_err(e.into()))?.ok_or_else(|| missing("index key"))?;
+        let ix: IndexRecord = open_sealed(pick, &vid, "meta", b"index", "index key record", ix_bytes.value())?;
+        let index = IndexKeys::derive(&SecretKey(ix.key), &vid);
+        let signers = rx.open_table(SIGNERS).map_err(|e| read_err(e.into()))?;
+        let mut signer = None;
         let mut publics = Vec::new();
-        for row in signers
-            .iter()
-            .map_err(|e| Error::storage("reading signers", e))?
-        {
-            let (id, v) = row.map_err(|e| Error::storage("reading signers", e))?;
-            let aad = store::aad(
-                "signers",
-                &self.header.vault_id,
-                epoch,
-                &id.value().to_be_bytes(),
-            );
+        for row in signers.iter().map_err(|e| read_err(e.into()))? {
+            let (id, v) = row.map_err(|e| read_err(e.into()))?;
+            let id = id.value();
             let r: SignerRecord =
-                records::open_record(&keys.meta, &aad, "signing key record", v.value())?;
+                open_sealed(pick, &vid, "signers", &id.to_be_bytes(), "signing key record", v.value())?;
+            if id == st.active_signer {
+                signer = Some(ManifestSigner::from_seed(&SecretKey(r.seed)));
+            }
             publics.push(r.public);
         }
-        drop((meta, signers, st_bytes, sv, rx));
-        let state = Unlocked {
-            keys,
-            signer,
-            signers: publics,
-        };
-        Ok(Vault {
-            db: self.db,
-            path: self.path,
-            header: self.header,
-            state,
-        })
+        let signer = signer.ok_or_else(|| missing("active signing key"))?;
+        drop((meta, signers, st_bytes, ix_bytes, rx));
+        let state = Unlocked { keys, prev, index, signer, signers: publics, slot: slot.to_string(), slot_kek, master };
+        Ok(Vault { db: self.db, path: self.path, header: self.header, state })
     }
+}
+
+fn to_key(bytes: Vec<u8>) -> SecretKey {
+    let bytes = Zeroizing::new(bytes);
+    SecretKey(bytes.as_slice().try_into().expect("slot decode checked 32 bytes"))
+}
+
+/// Opens a stored sealed record (`0x01 ‖ epoch ‖ nonce ‖ ciphertext ‖ tag`) of `table`/`key` with
+/// the keys `pick` gives for the epoch the value names.
+///
+/// Errors: [`Error::Damaged`] naming `what`.
+pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
+    pick: impl Fn(u32) -> Option<&'k EpochKeys>,
+    vault_id: &[u8; 16],
+    table: &str,
+    key: &[u8],
+    what: &str,
+    value: &[u8],
+) -> Result<T> {
+    let (epoch, sealed) = records::split_sealed(value)
+        .ok_or_else(|| Error::Damaged(format!("{what}: unreadable value header: the vault is damaged")))?;
+    let keys = pick(epoch).ok_or_else(|| {
+        Error::Damaged(format!("{what}: sealed under key epoch {epoch}, which this vault does not hold: the vault is damaged"))
+    })?;
+    records::open_record(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed)
 }
 
 fn read_header(db: &Database, path: &Path) -> Result<Header> {
@@ -334,28 +350,16 @@ impl Vault<Unlocked> {
         };
         let epoch = 1;
         let master = SecretKey::random()?;
-        let slot = make_slot(
-            &vault_id,
-            &opts.slot_name,
-            epoch,
-            &opts.argon2,
-            &master,
-            passphrase,
-        )?;
-        let keys = Subkeys::derive(&master, &vault_id, epoch);
+        let (slot, slot_kek) = make_slot(&vault_id, &opts.slot_name, epoch, &opts.argon2, &master, passphrase)?;
+        let keys = EpochKeys::derive(&master, &vault_id, epoch);
+        let index_rec = IndexRecord { key: *SecretKey::random()?.expose() };
+        let index = IndexKeys::derive(&SecretKey(index_rec.key), &vault_id);
         let signer = ManifestSigner::generate()?;
         let db = store::create_db(&path)?;
         let signers = vec![signer.public_key()];
-        let vault = Vault {
-            db,
-            path,
-            header,
-            state: Unlocked {
-                keys,
-                signer,
-                signers,
-            },
-        };
+        let slot_name = opts.slot_name.clone();
+        let state = Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master };
+        let vault = Vault { db, path, header, state };
         let result = (|| {
             let mut tx = vault.write()?;
             tx.put_plain_meta("header", &records::encode(&vault.header))?;
@@ -372,8 +376,11 @@ impl Vault<Unlocked> {
                 next_signer: 1,
                 chunk_seals: 0,
                 meta_seals: 0,
+                rotating_to: None,
             };
             tx.put_signer(0, &rec)?;
+            let ix = tx.seal_meta("meta", b"index", &index_rec)?;
+            tx.put_plain_meta("index", &ix)?;
             tx.commit()
         })();
         if let Err(e) = result {
@@ -406,15 +413,7 @@ impl Vault<Unlocked> {
                 .get("state")
                 .map_err(|e| Error::storage("reading vault state", e))?;
             match v {
-                Some(v) => {
-                    let aad = self.aad("meta", b"state");
-                    records::open_record(
-                        &self.state.keys.meta,
-                        &aad,
-                        "vault state record",
-                        v.value(),
-                    )?
-                }
+                Some(v) => self.open_meta("meta", b"state", "vault state record", v.value())?,
                 None => State::default(),
             }
         };
@@ -431,19 +430,21 @@ impl Vault<Unlocked> {
         store::aad(table, &self.header.vault_id, self.state.keys.epoch, key)
     }
 
-    /// Opens a sealed metadata record.
-    pub(crate) fn open_meta<T: DeserializeOwned>(
-        &self,
-        table: &str,
-        key: &[u8],
-        what: &str,
-        sealed: &[u8],
-    ) -> Result<T> {
-        records::open_record(&self.state.keys.meta, &self.aad(table, key), what, sealed)
+    /// Opens a stored sealed metadata record of `table`/`key`.
+    ///
+    /// Errors: [`Error::Damaged`] naming `what`.
+    pub(crate) fn open_meta<T: DeserializeOwned>(&self, table: &str, key: &[u8], what: &str, value: &[u8]) -> Result<T> {
+        open_sealed(|e| self.epoch_keys(e), &self.header.vault_id, table, key, what, value)
+    }
+
+    /// The keys of `epoch`: the current epoch, or during a rotation the one rotated away from.
+    pub(crate) fn epoch_keys(&self, epoch: u32) -> Option<&EpochKeys> {
+        if epoch == self.state.keys.epoch { Some(&self.state.keys) } else { self.state.prev.as_ref().filter(|p| p.epoch == epoch) }
     }
 }
 
-/// Builds a key slot wrapping `master` under a KEK from `passphrase`.
+/// Builds a key slot wrapping `master` under a KEK from `passphrase` (one Argon2id derivation);
+/// returns the slot and its KEK.
 pub(crate) fn make_slot(
     vault_id: &[u8; 16],
     name: &str,
@@ -451,19 +452,12 @@ pub(crate) fn make_slot(
     params: &Argon2Params,
     master: &SecretKey,
     passphrase: &Passphrase,
-) -> Result<SlotRecord> {
+) -> Result<(SlotRecord, SecretKey)> {
     let mut salt = [0u8; 16];
     fill_random(&mut salt)?;
     let kek = params.derive_kek(passphrase.bytes(), &salt)?;
-    let aad = SlotRecord::aad(vault_id, name, epoch, params);
-    let wrapped = aead::seal(&kek, &aad, master.expose())?;
-    Ok(SlotRecord {
-        epoch,
-        params: *params,
-        salt,
-        wrapped,
-        created: now(),
-    })
+    let wrapped = aead::seal(&kek, &SlotRecord::aad(vault_id, name, epoch, params), master.expose())?;
+    Ok((SlotRecord { next: None, epoch, params: *params, salt, wrapped, created: now() }, kek))
 }
 
 /// A write transaction that counts AES-GCM seals per key and writes the sealed state on commit.
@@ -508,10 +502,11 @@ impl Txn<'_> {
     ) -> Result<Vec<u8>> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
-        records::seal_record(&self.vault.state.keys.meta, &self.vault.aad(table, key), v)
+        records::seal_record(&self.vault.state.keys, &self.vault.aad(table, key), v)
     }
 
-    fn put_plain_meta(&mut self, key: &str, v: &[u8]) -> Result<()> {
+    /// Writes a value of the `meta` table as given (the header, or an already sealed record).
+    pub(crate) fn put_plain_meta(&mut self, key: &str, v: &[u8]) -> Result<()> {
         let mut t = self
             .tx
             .open_table(META)
@@ -521,7 +516,8 @@ impl Txn<'_> {
         Ok(())
     }
 
-    fn put_slot(&mut self, name: &str, v: &[u8]) -> Result<()> {
+    /// Writes a key slot record.
+    pub(crate) fn put_slot(&mut self, name: &str, v: &[u8]) -> Result<()> {
         let mut t = self
             .tx
             .open_table(SLOTS)
@@ -531,7 +527,8 @@ impl Txn<'_> {
         Ok(())
     }
 
-    fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
+    /// Seals and writes a signing key record.
+    pub(crate) fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
         let v = self.seal_meta("signers", &id.to_be_bytes(), rec)?;
         let mut t = self
             .tx
@@ -546,11 +543,7 @@ impl Txn<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
-        let v = records::seal_record(
-            &self.vault.state.keys.meta,
-            &self.vault.aad("meta", b"state"),
-            &self.state,
-        )?;
+        let v = records::seal_record(&self.vault.state.keys, &self.vault.aad("meta", b"state"), &self.state)?;
         {
             let mut t = self
                 .tx

@@ -58,6 +58,36 @@ pub enum Command {
     Ls {
         /// Only this model.
         name: Option<String>,
+        /// Only versions where this SQL condition holds, e.g.
+        /// "metric.accuracy > 0.9 AND tag.env = 'prod'" (columns of the versions table; see `query`).
+        #[arg(long = "where", value_name = "EXPR")]
+        where_expr: Option<String>,
+    },
+    /// Run one read-only SQL query (SQLite dialect) over the vault's metadata tables: models,
+    /// versions, files, tensors, aliases, alias_history, tags, metrics, chunks.
+    Query {
+        /// The SELECT statement.
+        sql: String,
+        /// Print CSV (RFC 4180) instead of an aligned table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Storage figures: logical, unique and stored bytes, dedup ratio (overall and per model),
+    /// chunk count, key epoch.
+    Stats,
+    /// Versions and models ranked by the stored bytes they share with one version.
+    Similar {
+        /// NAME, NAME@VERSION or NAME@ALIAS.
+        spec: String,
+        /// Show at most this many versions and models (0: all).
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
+    /// Groups of versions that share most of their bytes (a base model and its fine-tunes).
+    Families {
+        /// Link two versions when they share at least this fraction of the smaller one's bytes.
+        #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+        min_shared: f64,
     },
     /// Show one version: files with SHA-256, aliases, tags, metrics, signer.
     Show {
@@ -68,12 +98,35 @@ pub enum Command {
     Get {
         /// NAME, NAME@VERSION or NAME@ALIAS.
         spec: String,
-        /// Destination directory (created if missing).
+        /// Destination directory (created if missing); with --tensor, the .safetensors file.
         #[arg(short = 'o', long = "output", value_name = "DEST")]
         output: PathBuf,
         /// Overwrite files that already exist.
         #[arg(long)]
         force: bool,
+        /// Write only this tensor (repeatable) into one safetensors file at -o.
+        #[arg(long = "tensor", value_name = "NAME")]
+        tensor: Vec<String>,
+        /// With --tensor: take tensors from this file of the version.
+        #[arg(long = "file", value_name = "PATH", requires = "tensor")]
+        file: Option<String>,
+        /// Refuse the version unless its manifest was signed by the key trusted under this name
+        /// (`self`: this vault's own keys).
+        #[arg(long, value_name = "NAME")]
+        require_signer: Option<String>,
+    },
+    /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
+    /// tensor data.
+    Inspect {
+        /// NAME, NAME@VERSION or NAME@ALIAS.
+        spec: String,
+    },
+    /// Compare two versions: files, tensors, and how much changed tensors moved.
+    Diff {
+        /// The first version: NAME@REF.
+        a: String,
+        /// The second version: NAME@REF.
+        b: String,
     },
     /// Stream one file of a version to standard output.
     Cat {
@@ -128,6 +181,10 @@ pub enum Command {
         /// Do not ask before removing a whole model.
         #[arg(long, short)]
         yes: bool,
+        /// Cryptographic erasure: also delete the chunks only these versions used and rewrite the
+        /// vault file, so no stale copy of their bytes remains in it (see SECURITY.md).
+        #[arg(long)]
+        erase: bool,
     },
     /// Delete chunks no version references, then compact the file.
     Gc,
@@ -137,10 +194,20 @@ pub enum Command {
         #[arg(long)]
         read_data: bool,
     },
-    /// The vault's manifest-signing key.
+    /// The vault's manifest-signing keys.
     Signer {
         #[command(subcommand)]
         command: SignerCommand,
+    },
+    /// Key slots and master-key rotation.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Other vaults' signing keys that this vault trusts.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
     },
     /// What the vault file is, without unlocking it.
     Info,
@@ -158,6 +225,103 @@ pub enum Command {
 pub enum SignerCommand {
     /// Print the public key that signs new manifests.
     Show,
+    /// Every signing key this vault has had (active and retired).
+    List,
+    /// Make a new signing key the active one; older keys stay, retired, so their manifests verify.
+    Rotate,
+}
+
+/// Where a new passphrase comes from (else: a no-echo prompt, asked twice).
+#[derive(Debug, Args, Clone)]
+pub struct NewPassphrase {
+    /// Read the new passphrase from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from this open file descriptor.
+    #[arg(long, value_name = "N")]
+    pub new_passphrase_fd: Option<u32>,
+    /// Run this shell command and use its standard output as the new passphrase.
+    #[arg(long, value_name = "CMD")]
+    pub new_passphrase_command: Option<String>,
+}
+
+/// Argon2id cost of a key slot; unset fields keep the default (or the slot's current value).
+#[derive(Debug, Args, Clone)]
+pub struct SlotCost {
+    /// Argon2id memory cost in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub argon2_memory_mib: Option<u32>,
+    /// Argon2id memory cost in KiB (overrides --argon2-memory-mib; for tests).
+    #[arg(long, value_name = "KIB", hide = true)]
+    pub argon2_memory_kib: Option<u32>,
+    /// Argon2id passes.
+    #[arg(long, value_name = "N")]
+    pub argon2_time: Option<u32>,
+    /// Argon2id lanes.
+    #[arg(long, value_name = "N")]
+    pub argon2_lanes: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the key slots (no passphrase needed).
+    List,
+    /// AES-GCM seals made under each key of the current epoch, and the NIST SP 800-38D limit.
+    Usage,
+    /// Add a key slot with its own passphrase and Argon2id cost.
+    Add {
+        /// The new slot's name (e.g. alice, ci).
+        name: String,
+        #[command(flatten)]
+        new: NewPassphrase,
+        #[command(flatten)]
+        cost: SlotCost,
+    },
+    /// Remove a key slot (not the last one, nor the one unlocking this command).
+    Remove {
+        /// The slot's name.
+        name: String,
+    },
+    /// Change a key slot's passphrase (default: the slot that unlocks this command).
+    Passwd {
+        /// Which slot.
+        #[arg(long = "slot-name", value_name = "NAME")]
+        slot_name: Option<String>,
+        #[command(flatten)]
+        new: NewPassphrase,
+        #[command(flatten)]
+        cost: SlotCost,
+    },
+    /// Make a new master key, re-encrypt everything under it, and destroy the old one.
+    Rotate {
+        /// Finish an interrupted rotation.
+        #[arg(long)]
+        resume: bool,
+        /// NAME=FILE: the passphrase of another slot to keep (repeatable).
+        #[arg(long = "slot-passphrase-file", value_name = "NAME=FILE")]
+        slot_passphrase_file: Vec<String>,
+        /// Remove the slots whose passphrase was not given.
+        #[arg(long)]
+        remove_other_slots: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust another vault's signing key under NAME.
+    Add {
+        /// A name for it.
+        name: String,
+        /// The public key, as `mvault signer show` prints it.
+        public_key: String,
+    },
+    /// List trusted keys.
+    List,
+    /// Stop trusting a key.
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

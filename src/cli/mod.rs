@@ -2,6 +2,7 @@
 //! output formats. Every command is a thin call into the library.
 
 pub mod args;
+pub mod keys;
 pub mod output;
 pub mod passphrase;
 pub mod run;

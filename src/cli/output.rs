@@ -97,3 +97,408 @@ pub fn version(v: &VersionInfo) {
         println!("  {}  {:>12}  sha256:{}", escape(&f.path), f.size, f.sha256);
     }
 }
+
+/// A count with thousands separators: 1234567 → "1,234,567".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A shape as `[a, b, c]`.
+fn shape(s: &[u64]) -> String {
+    let dims: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// A statistic: six decimals in the usual range, scientific notation outside it.
+fn stat(x: Option<f64>) -> String {
+    match x {
+        None => "n/a".into(),
+        Some(v) if v == 0.0 || (1e-3..1e6).contains(&v.abs()) => format!("{v:.6}"),
+        Some(v) => format!("{v:.3e}"),
+    }
+}
+
+/// Prints `inspect`: a summary, then each file with its tensor table, then totals per dtype.
+pub fn inspection(i: &modelvault::Inspection) {
+    println!("model:      {}@{}", escape(&i.name), i.version);
+    println!(
+        "size:       {} in {} file(s)",
+        size(i.size_bytes),
+        i.files.len()
+    );
+    println!(
+        "parameters: {} in {} tensor(s), {} of tensor data",
+        group(i.params),
+        group(i.tensors),
+        size(i.tensor_bytes)
+    );
+    for f in &i.files {
+        let allowed = match &f.scan {
+            Some(s) if s.allowed_unsafe => " (stored with --allow-unsafe-pickle)",
+            _ => "",
+        };
+        println!();
+        println!(
+            "{}  {}  {}  pickle scan: {}{allowed}",
+            escape(&f.path),
+            f.format,
+            size(f.size),
+            f.scan_verdict
+        );
+        for finding in f.scan.iter().flat_map(|s| &s.findings) {
+            println!("    {}", escape(finding));
+        }
+        if f.tensors.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = f.tensors.iter().map(|t| escape(&t.name)).collect();
+        let shapes: Vec<String> = f.tensors.iter().map(|t| shape(&t.shape)).collect();
+        let nw = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(6, 60);
+        let dw = f
+            .tensors
+            .iter()
+            .map(|t| t.dtype.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let sw = shapes.iter().map(|s| s.len()).max().unwrap_or(0).max(5);
+        let pw = f
+            .tensors
+            .iter()
+            .map(|t| group(t.params).len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let bw = f
+            .tensors
+            .iter()
+            .map(|t| group(t.bytes).len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        println!(
+            "  {:<nw$}  {:<dw$}  {:<sw$}  {:>pw$}  {:>bw$}",
+            "TENSOR", "DTYPE", "SHAPE", "PARAMS", "BYTES"
+        );
+        for ((t, n), s) in f.tensors.iter().zip(&names).zip(&shapes) {
+            println!(
+                "  {n:<nw$}  {:<dw$}  {s:<sw$}  {:>pw$}  {:>bw$}",
+                escape(&t.dtype),
+                group(t.params),
+                group(t.bytes)
+            );
+        }
+    }
+    if !i.dtypes.is_empty() {
+        println!();
+        println!(
+            "{:<8} {:>8} {:>15} {:>15}",
+            "DTYPE", "TENSORS", "PARAMS", "BYTES"
+        );
+        for d in &i.dtypes {
+            println!(
+                "{:<8} {:>8} {:>15} {:>15}",
+                escape(&d.dtype),
+                group(d.tensors),
+                group(d.params),
+                group(d.bytes)
+            );
+        }
+    }
+}
+
+/// Prints `diff`: one line per file (`+` added, `-` removed, `~` changed, `=` same), its tensor
+/// changes indented beneath, then the summary.
+pub fn diff(d: &modelvault::DiffReport) {
+    use modelvault::FileStatus;
+    println!("diff {} {}", escape(&d.a), escape(&d.b));
+    for f in &d.files {
+        let (mark, word) = match f.status {
+            FileStatus::Added => ('+', "added"),
+            FileStatus::Removed => ('-', "removed"),
+            FileStatus::Changed => ('~', "changed"),
+            FileStatus::Same => ('=', "same"),
+        };
+        let path = match (&f.path_a, &f.path_b) {
+            (Some(a), Some(b)) if a != b => format!("{} -> {}", escape(a), escape(b)),
+            (Some(p), _) | (None, Some(p)) => escape(p),
+            (None, None) => String::new(),
+        };
+        let fmt = match (&f.format_a, &f.format_b) {
+            (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
+            (Some(x), _) | (None, Some(x)) => x.clone(),
+            (None, None) => String::new(),
+        };
+        let sizes = match (f.size_a, f.size_b) {
+            (Some(a), Some(b)) if a != b => format!("{} -> {} bytes", group(a), group(b)),
+            (Some(x), _) | (None, Some(x)) => format!("{} bytes", group(x)),
+            (None, None) => String::new(),
+        };
+        println!("{mark} {path}  ({word}; {fmt}; {sizes})");
+        if let Some(n) = &f.note {
+            println!("    {n}");
+        }
+        let Some(t) = &f.tensors else { continue };
+        for x in &t.added {
+            println!("    + {} {} {}", escape(&x.name), x.dtype, shape(&x.shape));
+        }
+        for x in &t.removed {
+            println!("    - {} {} {}", escape(&x.name), x.dtype, shape(&x.shape));
+        }
+        for x in &t.reshaped {
+            println!(
+                "    reshaped {} {} {} -> {}",
+                escape(&x.name),
+                x.dtype,
+                shape(&x.shape_a),
+                shape(&x.shape_b)
+            );
+        }
+        for x in &t.dtype_changed {
+            let sh = if x.shape_a == x.shape_b {
+                shape(&x.shape_a)
+            } else {
+                format!("{} -> {}", shape(&x.shape_a), shape(&x.shape_b))
+            };
+            println!(
+                "    dtype {} {} -> {} {sh}",
+                escape(&x.name),
+                x.dtype_a,
+                x.dtype_b
+            );
+        }
+        for x in &t.changed {
+            let elems = x
+                .elements_changed
+                .map(|n| format!("; {} element(s) changed", group(n)))
+                .unwrap_or_default();
+            println!(
+                "    changed {} {} {}: max|diff| {}, rel L2 {}, cosine {}{elems}",
+                escape(&x.name),
+                x.dtype,
+                shape(&x.shape),
+                stat(x.max_abs_diff),
+                stat(x.rel_l2),
+                stat(x.cosine)
+            );
+            if let Some(n) = &x.note {
+                println!("        {n}");
+            }
+        }
+        if t.same > 0 {
+            println!("    {} tensor(s) unchanged", group(t.same));
+        }
+    }
+    let s = &d.summary;
+    println!(
+        "files: {} added, {} removed, {} changed, {} same; tensors: {} added, {} removed, {} reshaped, {} dtype changed, {} changed, {} same; {} decrypted to compare",
+        s.files_added,
+        s.files_removed,
+        s.files_changed,
+        s.files_same,
+        s.tensors_added,
+        s.tensors_removed,
+        s.tensors_reshaped,
+        s.tensors_dtype_changed,
+        s.tensors_changed,
+        s.tensors_same,
+        size(d.bytes_decrypted)
+    );
+}
+
+/// Prints `get --tensor`: the file written on stdout, what went into it on stderr.
+pub fn tensor_get(r: &modelvault::TensorGetReport) {
+    println!("{}", r.output.display());
+    for t in &r.tensors {
+        eprintln!(
+            "  {} {} {} ({} bytes, from {})",
+            escape(&t.name),
+            t.dtype,
+            shape(&t.shape),
+            group(t.bytes),
+            escape(&t.file)
+        );
+    }
+    eprintln!(
+        "wrote {} tensor(s) of {}@{}, {}; decrypted {} of {} chunk(s)",
+        r.tensors.len(),
+        escape(&r.name),
+        r.version,
+        size(r.bytes),
+        r.chunks_read,
+        r.chunks_total
+    );
+}
+
+/// Prints a query result as an aligned table: a header, then one line per row; numbers right-
+/// aligned, text left-aligned and escaped, NULL as empty. The row count goes to stderr.
+pub fn query_table(r: &modelvault::QueryResult) {
+    use modelvault::SqlValue;
+    let cells: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|v| escape(&v.to_string())).collect())
+        .collect();
+    let heads: Vec<String> = r.columns.iter().map(|c| escape(c)).collect();
+    let mut widths: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let last = widths.len().saturating_sub(1);
+    let line: Vec<String> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| if i == last { h.clone() } else { format!("{h:<w$}", w = widths[i]) })
+        .collect();
+    println!("{}", line.join("  ").trim_end());
+    for (row, vals) in cells.iter().zip(&r.rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(vals)
+            .enumerate()
+            .map(|(i, (c, v))| match v {
+                SqlValue::Integer(_) | SqlValue::Real(_) => format!("{c:>w$}", w = widths[i]),
+                _ if i == last => c.clone(),
+                _ => format!("{c:<w$}", w = widths[i]),
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    eprintln!("({} row(s))", r.rows.len());
+}
+
+/// Prints a query result as CSV (RFC 4180): a header line, then one line per row; fields with a
+/// comma, quote, CR or LF are quoted, quotes doubled; NULL is an empty field.
+pub fn csv(r: &modelvault::QueryResult) {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\r', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let head: Vec<String> = r.columns.iter().map(|c| field(c)).collect();
+    println!("{}", head.join(","));
+    for row in &r.rows {
+        let line: Vec<String> = row.iter().map(|v| field(&v.to_string())).collect();
+        println!("{}", line.join(","));
+    }
+}
+
+/// Prints `stats`: vault totals, then one line per model.
+pub fn stats(s: &modelvault::VaultStats) {
+    println!("models:        {}", group(s.models));
+    println!("versions:      {} ({} files)", group(s.versions), group(s.files));
+    println!("logical bytes: {} ({} bytes)", size(s.logical_bytes), group(s.logical_bytes));
+    println!("unique bytes:  {} ({} bytes)", size(s.unique_bytes), group(s.unique_bytes));
+    println!("stored bytes:  {} ({} bytes, sealed)", size(s.stored_bytes), group(s.stored_bytes));
+    println!("dedup ratio:   {:.2}x", s.dedup_ratio);
+    println!(
+        "chunks:        {} distinct, {} references; {} in the file, {} unreferenced (gc frees them)",
+        group(s.chunks),
+        group(s.chunk_refs),
+        group(s.chunks_in_file),
+        group(s.unreferenced_chunks)
+    );
+    println!("key epoch:     {}", s.key_epoch);
+    println!("vault file:    {}", size(s.file_bytes));
+    if s.per_model.is_empty() {
+        return;
+    }
+    println!();
+    let nw = s.per_model.iter().map(|m| escape(&m.name).chars().count()).max().unwrap_or(0).max(5);
+    println!("{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>7}  {:>11}", "MODEL", "VERSIONS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "EXCLUSIVE");
+    for m in &s.per_model {
+        println!(
+            "{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>6.2}x  {:>11}",
+            escape(&m.name),
+            m.versions,
+            size(m.logical_bytes),
+            size(m.unique_bytes),
+            size(m.stored_bytes),
+            m.dedup_ratio,
+            size(m.exclusive_bytes)
+        );
+    }
+}
+
+/// Prints `similar`: the version asked about, then versions and models by shared bytes.
+pub fn similar(s: &modelvault::Similarity) {
+    println!(
+        "{}@{}: {} distinct chunk(s), {} stored",
+        escape(&s.name),
+        s.version,
+        group(s.chunks),
+        size(s.stored_bytes)
+    );
+    if s.versions.is_empty() && s.models.is_empty() {
+        println!("no other version shares a chunk with it");
+        return;
+    }
+    if !s.versions.is_empty() {
+        println!();
+        println!("{:<40}  {:>11}  {:>8}  {:>7}", "VERSION", "SHARED", "CHUNKS", "JACCARD");
+        for v in &s.versions {
+            println!(
+                "{:<40}  {:>11}  {:>8}  {:>7.3}",
+                format!("{}@{}", escape(&v.name), v.version),
+                size(v.shared_bytes),
+                v.shared_chunks,
+                v.jaccard
+            );
+        }
+    }
+    if !s.models.is_empty() {
+        println!();
+        println!("{:<40}  {:>11}  {:>8}  {:>7}", "MODEL", "SHARED", "CHUNKS", "JACCARD");
+        for m in &s.models {
+            println!("{:<40}  {:>11}  {:>8}  {:>7.3}", escape(&m.name), size(m.shared_bytes), m.shared_chunks, m.jaccard);
+        }
+    }
+}
+
+/// Prints `families`: each family's base, then its members with the share they have in common
+/// with the base.
+pub fn families(f: &modelvault::Families) {
+    if f.families.is_empty() {
+        println!("no versions share at least {:.0}% of their bytes", f.min_shared * 100.0);
+    }
+    for (i, fam) in f.families.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!(
+            "family of {}@{}: {} version(s), {} logical, {} unique",
+            escape(&fam.base.name),
+            fam.base.version,
+            fam.members.len(),
+            size(fam.logical_bytes),
+            size(fam.unique_bytes)
+        );
+        for m in &fam.members {
+            println!(
+                "  {:<40}  {:>11}  {:<20}  {:>5.1}% shared with base",
+                format!("{}@{}", escape(&m.name), m.version),
+                size(m.size_bytes),
+                time(m.created),
+                m.shared_with_base * 100.0
+            );
+        }
+    }
+    println!("{} version(s) in no family", group(f.singletons));
+}

@@ -13,54 +13,91 @@ use modelvault::{
 };
 use serde_json::json;
 
-use super::args::{Cli, Command, Global, PutArgs, SignerCommand};
+use super::args::{Cli, Command, Global, PutArgs};
 use super::{output, passphrase};
 
 /// A progress bar on stderr when it is a terminal; silent otherwise.
-struct Bar(Option<ProgressBar>);
+/// Progress: a bar on stderr when it is a terminal; with `--json` and no terminal, one JSON
+/// object per line on stderr (at most one a second, plus the start and the end of each phase);
+/// otherwise silent.
+struct Bar {
+    bar: Option<ProgressBar>,
+    lines: Option<std::sync::Mutex<JsonLines>>,
+}
+
+struct JsonLines {
+    phase: String,
+    total: u64,
+    done: u64,
+    last: std::time::Instant,
+}
+
+impl JsonLines {
+    fn emit(&self, event: &str) {
+        eprintln!("{}", json!({"event": event, "phase": self.phase, "bytes_done": self.done, "bytes_total": self.total}));
+    }
+}
 
 impl Bar {
     fn new(g: &Global) -> Bar {
-        let show = !g.quiet && !g.json && std::io::stderr().is_terminal();
-        Bar(show.then(ProgressBar::hidden))
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!g.quiet && !g.json && tty).then(ProgressBar::hidden);
+        let lines = (!g.quiet && g.json && !tty).then(|| {
+            std::sync::Mutex::new(JsonLines { phase: String::new(), total: 0, done: 0, last: std::time::Instant::now() })
+        });
+        Bar { bar, lines }
     }
 }
 
 impl Progress for Bar {
     fn begin(&self, label: &str, total: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             b.reset();
             b.set_length(total);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             b.set_message(label.to_string());
         }
+        if let Some(l) = &self.lines {
+            let mut l = l.lock().expect("progress lock");
+            *l = JsonLines { phase: label.to_string(), total, done: 0, last: std::time::Instant::now() };
+            l.emit("begin");
+        }
     }
     fn advance(&self, n: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.inc(n);
+        }
+        if let Some(l) = &self.lines {
+            let mut l = l.lock().expect("progress lock");
+            l.done += n;
+            if l.last.elapsed() >= std::time::Duration::from_secs(1) {
+                l.last = std::time::Instant::now();
+                l.emit("progress");
+            }
         }
     }
     fn end(&self) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        if let Some(l) = &self.lines {
+            l.lock().expect("progress lock").emit("end");
         }
     }
 }
 
-fn vault_path(g: &Global) -> Result<PathBuf> {
+pub(super) fn vault_path(g: &Global) -> Result<PathBuf> {
     g.vault.clone().ok_or_else(|| {
         Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into())
     })
 }
 
-fn open_opts(g: &Global) -> Result<OpenOptions> {
+pub(super) fn open_opts(g: &Global) -> Result<OpenOptions> {
     let wait = match g.wait {
         None => None,
         Some(s) if s.is_finite() && s >= 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
@@ -73,7 +110,17 @@ fn open_opts(g: &Global) -> Result<OpenOptions> {
     Ok(OpenOptions { wait })
 }
 
-fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
+/// Unlocks for a command that writes: an interrupted master-key rotation is finished first.
+pub(super) fn unlock_write(g: &Global, progress: &dyn Progress) -> Result<Vault<Unlocked>> {
+    let mut v = unlock(g)?;
+    if v.rotation_pending() {
+        eprintln!("mvault: finishing an interrupted master-key rotation first");
+        v.resume_rotation(progress)?;
+    }
+    Ok(v)
+}
+
+pub(super) fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
     let path = vault_path(g)?;
     let locked = Vault::open(&path, &open_opts(g)?)?;
     let pass = passphrase::obtain(g, &format!("Passphrase for {}: ", path.display()), false)?;
@@ -182,7 +229,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Put(a) => {
             let opts = put_options(a)?;
-            let mut v = unlock(g)?;
+            let mut v = unlock_write(g, &bar)?;
             let r = v.put(&a.src, &a.name, &opts, &bar)?;
             if g.json {
                 output::json(&r);
@@ -198,9 +245,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
-        Command::Ls { name } => {
+        Command::Ls { name, where_expr } => {
             let v = unlock(g)?;
-            let l = v.list(name.as_deref())?;
+            let l = match where_expr {
+                None => v.list(name.as_deref())?,
+                Some(expr) => {
+                    let w = v.list_where(name.as_deref(), expr)?;
+                    for k in &w.unknown_keys {
+                        eprintln!("mvault: note: no version has {} (it reads as NULL)", escape(k));
+                    }
+                    w.listing
+                }
+            };
             if g.json {
                 output::json(&l)
             } else {
@@ -210,6 +266,49 @@ pub fn run(cli: Cli) -> Result<i32> {
                 eprintln!("mvault: damaged: {p}");
             }
             if !l.problems.is_empty() {
+                return Ok(6);
+            }
+        }
+        Command::Query { sql, csv } => {
+            if *csv && g.json {
+                return Err(Error::InvalidInput("--csv and --json cannot be used together: pick one".into()));
+            }
+            let v = unlock(g)?;
+            let r = v.query(sql)?;
+            if g.json {
+                output::json(&r)
+            } else if *csv {
+                output::csv(&r)
+            } else {
+                output::query_table(&r)
+            }
+            if damaged(&r.problems) {
+                return Ok(6);
+            }
+        }
+        Command::Stats => {
+            let v = unlock(g)?;
+            let st = v.stats()?;
+            if g.json { output::json(&st) } else { output::stats(&st) }
+            if damaged(&st.problems) {
+                return Ok(6);
+            }
+        }
+        Command::Similar { spec, limit } => {
+            let (name, r) = parse_spec(spec)?;
+            let v = unlock(g)?;
+            let mut sim = v.similar(&name, &r)?;
+            if *limit > 0 {
+                sim.versions.truncate(*limit);
+                sim.models.truncate(*limit);
+            }
+            if g.json { output::json(&sim) } else { output::similar(&sim) }
+        }
+        Command::Families { min_shared } => {
+            let v = unlock(g)?;
+            let f = v.families(*min_shared)?;
+            if g.json { output::json(&f) } else { output::families(&f) }
+            if damaged(&f.problems) {
                 return Ok(6);
             }
         }
@@ -227,9 +326,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             spec,
             output: dest,
             force,
+            tensor,
+            file,
+            require_signer,
         } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
+            // Pin the version first, so the check and the read are of the same version.
+            let r = match require_signer {
+                Some(signer) => modelvault::VersionRef::Number(v.require_signer(&name, &r, signer)?),
+                None => r,
+            };
+            if !tensor.is_empty() {
+                let opts = modelvault::TensorGetOptions {
+                    force: *force,
+                    file: file.clone(),
+                };
+                let rep = v.get_tensors(&name, &r, tensor, dest, &opts, &bar)?;
+                if g.json {
+                    output::json(&rep);
+                } else {
+                    output::tensor_get(&rep);
+                }
+                return Ok(0);
+            }
             let rep = v.get(&name, &r, dest, &GetOptions { force: *force }, &bar)?;
             if g.json {
                 output::json(&rep);
@@ -244,6 +364,27 @@ pub fn run(cli: Cli) -> Result<i32> {
                     rep.files.len(),
                     output::size(rep.bytes)
                 );
+            }
+        }
+        Command::Inspect { spec } => {
+            let (name, r) = parse_spec(spec)?;
+            let v = unlock(g)?;
+            let ins = v.inspect(&name, &r)?;
+            if g.json {
+                output::json(&ins)
+            } else {
+                output::inspection(&ins)
+            }
+        }
+        Command::Diff { a, b } => {
+            let (an, ar) = parse_spec(a)?;
+            let (bn, br) = parse_spec(b)?;
+            let v = unlock(g)?;
+            let d = v.diff(&an, &ar, &bn, &br)?;
+            if g.json {
+                output::json(&d)
+            } else {
+                output::diff(&d)
             }
         }
         Command::Cat { spec, file } => {
@@ -266,7 +407,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             if *remove {
                 let (name, _) = parse_spec(spec)?;
-                let v = unlock(g)?;
+                let v = unlock_write(g, &bar)?;
                 v.remove_alias(&name, alias)?;
                 print_done(
                     g,
@@ -275,7 +416,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
             } else {
                 let (name, r) = versioned(spec)?;
-                let v = unlock(g)?;
+                let v = unlock_write(g, &bar)?;
                 let n = v.set_alias(&name, &r, alias)?;
                 print_done(
                     g,
@@ -287,7 +428,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tag { spec, tag } => {
             let (name, r) = versioned(spec)?;
             let (k, val) = split_kv(tag, "tag")?;
-            let v = unlock(g)?;
+            let v = unlock_write(g, &bar)?;
             let n = v.set_tag(&name, &r, k, val)?;
             print_done(
                 g,
@@ -297,7 +438,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Untag { spec, key } => {
             let (name, r) = versioned(spec)?;
-            let v = unlock(g)?;
+            let v = unlock_write(g, &bar)?;
             let n = v.remove_tag(&name, &r, key)?;
             print_done(
                 g,
@@ -308,7 +449,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Metric { spec, metric } => {
             let (name, r) = versioned(spec)?;
             let (k, val) = parse_metric(metric)?;
-            let v = unlock(g)?;
+            let v = unlock_write(g, &bar)?;
             let n = v.set_metric(&name, &r, &k, val)?;
             print_done(
                 g,
@@ -319,7 +460,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Describe { spec, text } => {
             let (name, r) = parse_spec(spec)?;
             let has_version = spec.contains('@');
-            let v = unlock(g)?;
+            let v = unlock_write(g, &bar)?;
             v.describe(&name, has_version.then_some(&r), text)?;
             print_done(
                 g,
@@ -327,10 +468,30 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &format!("{spec}: description set"),
             );
         }
-        Command::Rm { spec, yes } => {
+        Command::Rm { spec, yes, erase } => {
             let (name, r) = parse_spec(spec)?;
+            if *erase {
+                if !spec.contains('@') && !*yes {
+                    confirm(&format!("Erase every version of '{name}'?"))?;
+                }
+                let mut v = unlock_write(g, &bar)?;
+                let rep = v.erase(&name, spec.contains('@').then_some(&r))?;
+                let vs: Vec<String> = rep.versions.iter().map(|n| n.to_string()).collect();
+                print_done(
+                    g,
+                    serde_json::to_value(&rep).expect("report serialises"),
+                    &format!(
+                        "erased {name}@{}: {} chunk(s) deleted, vault file rewritten ({} -> {})",
+                        vs.join(","),
+                        rep.chunks_removed,
+                        output::size(rep.file_bytes_before),
+                        output::size(rep.file_bytes_after)
+                    ),
+                );
+                return Ok(0);
+            }
             if spec.contains('@') {
-                let v = unlock(g)?;
+                let v = unlock_write(g, &bar)?;
                 let n = v.remove_version(&name, &r)?;
                 print_done(
                     g,
@@ -341,7 +502,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 if !*yes {
                     confirm(&format!("Remove every version of '{name}'?"))?;
                 }
-                let v = unlock(g)?;
+                let v = unlock_write(g, &bar)?;
                 let n = v.remove_model(&name)?;
                 print_done(
                     g,
@@ -353,7 +514,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Gc => {
-            let mut v = unlock(g)?;
+            let mut v = unlock_write(g, &bar)?;
             let rep = v.gc()?;
             if g.json {
                 output::json(&rep);
@@ -400,17 +561,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 return Ok(6);
             }
         }
-        Command::Signer {
-            command: SignerCommand::Show,
-        } => {
-            let v = unlock(g)?;
-            let k = modelvault::manifest::hex(&v.signer_public_key());
-            if g.json {
-                output::json(&json!({"algorithm": "ed25519", "public_key": k}))
-            } else {
-                println!("ed25519:{k}")
-            }
-        }
+        Command::Signer { command } => return super::keys::signer(g, command),
+        Command::Key { command } => return super::keys::key(g, command, &bar),
+        Command::Trust { command } => return super::keys::trust(g, command),
         Command::Scan { path, allow } => {
             let sources = modelvault::ops::put::collect_sources(path)?;
             let opts = modelvault::formats::pickle::ScanOptions {
@@ -481,7 +634,15 @@ pub fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-fn print_done(g: &Global, j: serde_json::Value, text: &str) {
+/// Reports records that could not be read on stderr; true if there were any.
+fn damaged(problems: &[String]) -> bool {
+    for p in problems {
+        eprintln!("mvault: damaged: {p}");
+    }
+    !problems.is_empty()
+}
+
+pub(super) fn print_done(g: &Global, j: serde_json::Value, text: &str) {
     if g.json {
         output::json(&j)
     } else {

@@ -1,57 +1,73 @@
 //! The key hierarchy below the master key.
 //!
 //! ```text
-//! master key MK (32 random bytes, one per key epoch)
-//!   └─ HKDF-SHA256(salt = vault id, ikm = MK, info = "modelvault/v1/<purpose>" || epoch as u32 BE)
-//!        ├─ chunk     AES-256-GCM key for chunk ciphertexts
-//!        ├─ meta      AES-256-GCM key for every other record (models, versions, signers, counters)
+//! master key MK_e (32 random bytes, one per key epoch e; wrapped by every key slot)
+//!   └─ HKDF-SHA256(salt = vault id, ikm = MK_e, info = "modelvault/v1/<purpose>" || e as u32 BE)
+//!        ├─ chunk     AES-256-GCM key for chunk ciphertexts of epoch e
+//!        └─ meta      AES-256-GCM key for every other record of epoch e
+//! index key IK (32 random bytes, made at init, sealed under the meta key of the current epoch)
+//!   └─ HKDF-SHA256(salt = vault id, ikm = IK, info = "modelvault/v1/<purpose>")
 //!        ├─ chunk-id  BLAKE3 keyed-hash key: chunk id = BLAKE3-keyed(chunk-id key, plaintext)
-//!        └─ name      BLAKE3 keyed-hash key: record key of a model = BLAKE3-keyed(name key, name)
+//!        └─ name      BLAKE3 keyed-hash key: model record key = BLAKE3-keyed(name key, name)
 //! ```
 //! HKDF is RFC 5869 (<https://www.rfc-editor.org/rfc/rfc5869>). Each purpose has its own key, so
-//! no key is used by two algorithms. All keys zeroize on drop.
+//! no key is used by two algorithms. The index keys outlive epochs so that record keys and chunk
+//! ids stay put when the master key is rotated (a rotation re-encrypts values in place); they
+//! only decide where things are stored, never protect their content. All keys zeroize on drop.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::SecretKey;
 
-/// The keys one epoch's master key yields.
+fn hkdf(ikm: &SecretKey, vault_id: &[u8; 16], purpose: &str, epoch: Option<u32>) -> SecretKey {
+    let hk = Hkdf::<Sha256>::new(Some(vault_id), ikm.expose());
+    let mut info = Vec::with_capacity(32);
+    info.extend_from_slice(b"modelvault/v1/");
+    info.extend_from_slice(purpose.as_bytes());
+    if let Some(e) = epoch {
+        info.extend_from_slice(&e.to_be_bytes());
+    }
+    let mut k = SecretKey([0u8; 32]);
+    hk.expand(&info, &mut k.0).expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
+    k
+}
+
+/// The encryption keys of one key epoch.
 #[derive(Debug)]
-pub struct Subkeys {
+pub struct EpochKeys {
     /// Key epoch these keys belong to (bound into every AAD).
     pub epoch: u32,
     /// AES-256-GCM key for chunks.
     pub chunk: SecretKey,
     /// AES-256-GCM key for metadata records.
     pub meta: SecretKey,
+}
+
+impl EpochKeys {
+    /// Derives the keys of `master` for `epoch` in the vault `vault_id`.
+    pub fn derive(master: &SecretKey, vault_id: &[u8; 16], epoch: u32) -> EpochKeys {
+        EpochKeys {
+            epoch,
+            chunk: hkdf(master, vault_id, "chunk", Some(epoch)),
+            meta: hkdf(master, vault_id, "meta", Some(epoch)),
+        }
+    }
+}
+
+/// The keyed-hash keys that place records and chunks.
+#[derive(Debug)]
+pub struct IndexKeys {
     /// BLAKE3 key for chunk ids.
     pub chunk_id: SecretKey,
     /// BLAKE3 key for model-name record keys.
     pub name: SecretKey,
 }
 
-impl Subkeys {
-    /// Derives the subkeys of `master` for `epoch` in the vault `vault_id`.
-    pub fn derive(master: &SecretKey, vault_id: &[u8; 16], epoch: u32) -> Subkeys {
-        let hk = Hkdf::<Sha256>::new(Some(vault_id), master.expose());
-        let derive = |purpose: &str| {
-            let mut info = Vec::with_capacity(32);
-            info.extend_from_slice(b"modelvault/v1/");
-            info.extend_from_slice(purpose.as_bytes());
-            info.extend_from_slice(&epoch.to_be_bytes());
-            let mut k = SecretKey([0u8; 32]);
-            hk.expand(&info, &mut k.0)
-                .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
-            k
-        };
-        Subkeys {
-            epoch,
-            chunk: derive("chunk"),
-            meta: derive("meta"),
-            chunk_id: derive("chunk-id"),
-            name: derive("name"),
-        }
+impl IndexKeys {
+    /// Derives the index keys from the vault's index key.
+    pub fn derive(index_key: &SecretKey, vault_id: &[u8; 16]) -> IndexKeys {
+        IndexKeys { chunk_id: hkdf(index_key, vault_id, "chunk-id", None), name: hkdf(index_key, vault_id, "name", None) }
     }
 
     /// The chunk id of `plaintext`: BLAKE3 in keyed mode (a PRF), so equal plaintexts share an id
@@ -73,13 +89,16 @@ mod tests {
     #[test]
     fn subkeys_differ_by_purpose_epoch_and_vault() {
         let mk = SecretKey([7u8; 32]);
-        let a = Subkeys::derive(&mk, &[1u8; 16], 1);
-        let b = Subkeys::derive(&mk, &[1u8; 16], 2);
-        let c = Subkeys::derive(&mk, &[2u8; 16], 1);
+        let a = EpochKeys::derive(&mk, &[1u8; 16], 1);
+        let b = EpochKeys::derive(&mk, &[1u8; 16], 2);
+        let c = EpochKeys::derive(&mk, &[2u8; 16], 1);
         assert_ne!(a.chunk.expose(), a.meta.expose());
         assert_ne!(a.chunk.expose(), b.chunk.expose());
         assert_ne!(a.chunk.expose(), c.chunk.expose());
-        assert_ne!(a.chunk_id(b"x"), b.chunk_id(b"x"));
-        assert_eq!(a.chunk_id(b"x"), a.chunk_id(b"x"));
+        let i = IndexKeys::derive(&mk, &[1u8; 16]);
+        let j = IndexKeys::derive(&mk, &[2u8; 16]);
+        assert_ne!(i.chunk_id(b"x"), j.chunk_id(b"x"));
+        assert_eq!(i.chunk_id(b"x"), i.chunk_id(b"x"));
+        assert_ne!(i.chunk_id.expose(), a.chunk.expose());
     }
 }

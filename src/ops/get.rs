@@ -277,23 +277,14 @@ impl Vault<Unlocked> {
                 "{which} is missing: the vault is damaged; other models remain readable"
             ))
         })?;
-        let (epoch, sealed) = split_chunk_value(v.value()).ok_or_else(|| {
-            Error::Damaged(format!(
-                "{which} has an unreadable header: the vault is damaged"
-            ))
+        let (epoch, sealed) = split_chunk_value(v.value())
+            .ok_or_else(|| Error::Damaged(format!("{which} has an unreadable header: the vault is damaged")))?;
+        let keys = self.epoch_keys(epoch).ok_or_else(|| {
+            Error::Damaged(format!("{which} claims key epoch {epoch}, which this vault does not hold: the vault is damaged"))
         })?;
-        if epoch != self.state.keys.epoch {
-            return Err(Error::Damaged(format!(
-                "{which} claims key epoch {epoch}, not {}: the vault is damaged",
-                self.state.keys.epoch
-            )));
-        }
         let aad = store::aad("chunks", &self.header.vault_id, epoch, id);
-        let plain = aead::open(&self.state.keys.chunk, &aad, sealed).map_err(|e| {
-            Error::Damaged(format!(
-                "{which}: {e}: the vault is damaged or was tampered with"
-            ))
-        })?;
+        let plain = aead::open(&keys.chunk, &aad, sealed)
+            .map_err(|e| Error::Damaged(format!("{which}: {e}: the vault is damaged or was tampered with")))?;
         if plain.len() != len as usize {
             return Err(Error::Damaged(format!(
                 "{which} has {} bytes, the manifest says {len}",

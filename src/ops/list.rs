@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
@@ -116,64 +115,11 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`] when `name` is given and absent; [`Error::Storage`].
     /// Damaged records do not fail the listing: they are returned in [`Listing::problems`].
+    /// Manifests are checked on up to 4 threads.
     pub fn list(&self, name: Option<&str>) -> Result<Listing> {
-        let rx = store::begin_read(&self.db)?;
-        let mut listing = Listing {
-            models: Vec::new(),
-            problems: Vec::new(),
-        };
-        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
-            return match name {
-                Some(n) => Err(Error::ModelNotFound(escape(n))),
-                None => Ok(listing),
-            };
-        };
-        let mut records = Vec::new();
-        if let Some(n) = name {
-            crate::names::check_model_name(n)?;
-            let rec = self
-                .load_model(&models, n)?
-                .ok_or_else(|| Error::ModelNotFound(escape(n)))?;
-            records.push((self.model_key(n), rec));
-        } else {
-            for row in models
-                .iter()
-                .map_err(|e| Error::storage("reading models", e))?
-            {
-                let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
-                let key = *k.value();
-                match self.open_meta::<ModelRecord>("models", &key, "a model record", v.value()) {
-                    Ok(rec) if self.model_key(&rec.name) == key => records.push((key, rec)),
-                    Ok(rec) => listing.problems.push(format!(
-                        "model record {}… holds the name '{}' of another record: the vault was tampered with",
-                        &hex(&key)[..16],
-                        escape(&rec.name)
-                    )),
-                    Err(e) => listing.problems.push(format!("model record {}…: {e}", &hex(&key)[..16])),
-                }
-            }
-        }
-        for (mk, rec) in records {
-            let mut info = ModelInfo {
-                name: rec.name.clone(),
-                created: rec.created,
-                description: rec.description.clone(),
-                aliases: rec.aliases.clone(),
-                versions: Vec::new(),
-            };
-            let range = store::version_range(&versions, &mk)?;
-            for row in range {
-                let (k, _) = row.map_err(|e| Error::storage("reading versions", e))?;
-                let v = u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key"));
-                match self.load_version(&versions, &rec.name, v) {
-                    Ok((m, vr)) => info.versions.push(version_info(&m, &rec, &vr.signer)),
-                    Err(e) => listing.problems.push(e.to_string()),
-                }
-            }
-            listing.models.push(info);
-        }
-        listing.models.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listing)
+        // The snapshot reads the same records with the same checks, verifying manifests in
+        // parallel (see `query::Snapshot`).
+        Ok(self.snapshot(name)?.listing())
     }
 
     /// Shows one version.

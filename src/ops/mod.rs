@@ -2,10 +2,17 @@
 //! share: version references, and loading a model or a version with every check applied
 //! (authentication, signature, canonical encoding, and that the manifest is the one stored here).
 
+pub mod diff;
 pub mod get;
+pub mod inspect;
+pub mod keys;
 pub mod list;
 pub mod put;
+pub mod signers;
+pub mod query;
 pub mod remove;
+pub mod stats;
+pub mod tensor_get;
 pub mod update;
 pub mod verify;
 
@@ -73,7 +80,7 @@ pub fn parse_spec(spec: &str) -> Result<(String, VersionRef)> {
 impl Vault<Unlocked> {
     /// The record key of a model name.
     pub(crate) fn model_key(&self, name: &str) -> [u8; 32] {
-        self.state.keys.name_key(name)
+        self.state.index.name_key(name)
     }
 
     /// Loads a model record, or `None` if there is no model of that name.

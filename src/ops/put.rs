@@ -26,7 +26,7 @@ use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
 use crate::progress::Progress;
-use crate::store::records::{CHUNK_VALUE_VERSION, ModelRecord, VersionRecord};
+use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
 use crate::store::{self, CHUNKS, MODELS, VERSIONS};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
@@ -229,6 +229,7 @@ impl Vault<Unlocked> {
             next_version: 1,
             aliases: BTreeMap::new(),
             description: String::new(),
+            alias_history: Vec::new(),
         });
         let version = model.next_version;
 
@@ -256,7 +257,8 @@ impl Vault<Unlocked> {
         };
         model.next_version = version + 1;
         for a in &opts.aliases {
-            model.aliases.insert(a.clone(), version);
+            let from = model.aliases.insert(a.clone(), version);
+            model.alias_history.push(AliasEvent { alias: a.clone(), from, to: Some(version), at: t });
         }
         write_version(&mut txn, &mk, &manifest)?;
         write_model(&mut txn, &mk, &model)?;
@@ -332,6 +334,7 @@ impl Vault<Unlocked> {
         let (sealed_tx, sealed_rx) =
             crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
         let keys = &self.state.keys;
+        let index = &self.state.index;
         let vault_id = self.header.vault_id;
         let db = &self.db;
 
@@ -366,7 +369,7 @@ impl Vault<Unlocked> {
                 let snapshot = store::begin_read(db)?;
                 let committed = snapshot.open_table(CHUNKS).ok();
                 for piece in piece_rx {
-                    let id = keys.chunk_id(&piece);
+                    let id = index.chunk_id(&piece);
                     let r = ChunkRef {
                         id,
                         len: piece.len() as u32,
@@ -381,9 +384,7 @@ impl Vault<Unlocked> {
                     let value = if known {
                         None
                     } else {
-                        let mut prefix = [0u8; 5];
-                        prefix[0] = CHUNK_VALUE_VERSION;
-                        prefix[1..].copy_from_slice(&keys.epoch.to_be_bytes());
+                        let prefix = sealed_prefix(keys.epoch);
                         let aad = store::aad("chunks", &vault_id, keys.epoch, &id);
                         Some(aead::seal_with_prefix(&keys.chunk, &aad, &prefix, &piece)?)
                     };

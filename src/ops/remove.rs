@@ -13,9 +13,9 @@ use super::VersionRef;
 use super::put::write_model;
 use crate::manifest::hex;
 use crate::names::escape;
-use crate::store::records::VersionRecord;
+use crate::store::records::{AliasEvent, VersionRecord};
 use crate::store::{self, CHUNKS, MODELS, VERSIONS};
-use crate::vault::{Unlocked, Vault};
+use crate::vault::{Unlocked, Vault, now};
 use crate::{Error, Result};
 
 /// What `gc` did.
@@ -64,7 +64,12 @@ impl Vault<Unlocked> {
                 .map_err(|e| Error::storage("removing a version", e))?;
             store::version_range(&versions, &mk)?.count()
         };
-        model.aliases.retain(|_, v| *v != version);
+        let dropped: Vec<String> =
+            model.aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a.clone()).collect();
+        for alias in dropped {
+            model.aliases.remove(&alias);
+            model.alias_history.push(AliasEvent { alias, from: Some(version), to: None, at: now() });
+        }
         if remaining == 0 {
             let mut models = txn
                 .tx

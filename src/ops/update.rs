@@ -6,6 +6,7 @@ use super::VersionRef;
 use super::put::{write_model, write_version};
 use crate::manifest::Manifest;
 use crate::names::{self, escape};
+use crate::store::records::AliasEvent;
 use crate::store::{MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault, now};
 use crate::{Error, Result};
@@ -28,7 +29,10 @@ impl Vault<Unlocked> {
                 .map_err(|_| Error::ModelNotFound(escape(name)))?;
             self.resolve(&models, &versions, name, r)?
         };
-        model.aliases.insert(alias.to_string(), version);
+        let from = model.aliases.insert(alias.to_string(), version);
+        if from != Some(version) {
+            model.alias_history.push(AliasEvent { alias: alias.to_string(), from, to: Some(version), at: now() });
+        }
         write_model(&mut txn, &self.model_key(name), &model)?;
         txn.commit()?;
         Ok(version)
@@ -47,12 +51,13 @@ impl Vault<Unlocked> {
             self.load_model(&models, name)?
                 .ok_or_else(|| Error::ModelNotFound(escape(name)))?
         };
-        if model.aliases.remove(alias).is_none() {
+        let Some(from) = model.aliases.remove(alias) else {
             return Err(Error::VersionNotFound {
                 name: escape(name),
                 reference: escape(alias),
             });
-        }
+        };
+        model.alias_history.push(AliasEvent { alias: alias.to_string(), from: Some(from), to: None, at: now() });
         write_model(&mut txn, &self.model_key(name), &model)?;
         txn.commit()
     }

@@ -187,7 +187,7 @@ impl Vault<Unlocked> {
                 }
                 match self.open_chunk(chunks, &c.id, c.len, &where_, i, f.chunks.len()) {
                     Ok(plain) => {
-                        if self.state.keys.chunk_id(&plain) != c.id {
+                        if self.state.index.chunk_id(&plain) != c.id {
                             rep.problems.push(problem(format!(
                                 "{where_}: chunk {} of {} does not hash to its id",
                                 i + 1,

@@ -9,6 +9,7 @@
 //! | `meta`     | `"state"`                   | sealed [`records::State`] (epoch, signer, counts)|
 //! | `slots`    | slot name (UTF-8)           | [`records::SlotRecord`] with SHA-256 checksum     |
 //! | `signers`  | signer id (u32)             | sealed [`records::SignerRecord`]                 |
+//! | `trust`    | trust name (UTF-8)          | sealed [`records::TrustRecord`]                  |
 //! | `models`   | BLAKE3-keyed(name) (32 B)   | sealed [`records::ModelRecord`]                  |
 //! | `versions` | model key ‖ version BE (40 B)| sealed [`records::VersionRecord`] (signed manifest)|
 //! | `chunks`   | chunk id (32 B)             | `0x01` ‖ epoch BE ‖ nonce ‖ ciphertext ‖ tag     |
@@ -21,7 +22,7 @@ pub mod records;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{Error, Result};
 
@@ -35,6 +36,8 @@ pub const SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers")
 pub const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
 /// Version records by model key and big-endian version number.
 pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
+/// Trusted public keys of other vaults, by name.
+pub const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
 /// Encrypted chunks by chunk id.
 pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 
@@ -178,4 +181,84 @@ pub fn commit(tx: redb::WriteTransaction) -> Result<()> {
 /// The file's path, for messages.
 pub fn display(path: &Path) -> PathBuf {
     path.to_path_buf()
+}
+
+fn copy_table<K: redb::Key + 'static>(
+    rx: &redb::ReadTransaction,
+    tx: &redb::WriteTransaction,
+    def: TableDefinition<K, &'static [u8]>,
+) -> Result<u64> {
+    let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
+    let src = match rx.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(ctx(&e)),
+    };
+    let mut dst = tx.open_table(def).map_err(|e| ctx(&e))?;
+    let mut n = 0;
+    for row in src.iter().map_err(|e| ctx(&e))? {
+        let (k, v) = row.map_err(|e| ctx(&e))?;
+        dst.insert(k.value(), v.value()).map_err(|e| ctx(&e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// An empty in-memory database, to stand in for a vault's handle while [`rewrite`] owns it.
+pub fn create_placeholder() -> Result<Database> {
+    redb::Builder::new()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| Error::storage("creating an in-memory placeholder", e))
+}
+
+/// The temporary file [`rewrite`] builds beside the vault.
+pub fn rewrite_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".rewrite-tmp");
+    path.with_file_name(name)
+}
+
+/// Copies every live record of the vault into a fresh file and renames it over the old one, so
+/// the vault file holds nothing but live records: no freed page with old bytes (deleted chunks,
+/// superseded key slots, values sealed under a retired key) survives in it. The old file is
+/// unlinked; what its blocks held on the disk is outside the vault's reach (see SECURITY.md).
+///
+/// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
+/// A left-over temporary file from a crash is removed by the next rewrite.
+///
+/// Errors: [`Error::Storage`], [`Error::Io`]; [`Error::VaultInUse`] if another process takes the
+/// vault in the instant between closing the old file and opening the new one (the rewrite itself
+/// is then complete).
+pub fn rewrite(db: Database, path: &Path) -> Result<Database> {
+    let tmp = rewrite_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    let mut fresh = create_db(&tmp)?;
+    let copied = (|| {
+        let rx = begin_read(&db)?;
+        let tx = begin_write(&fresh)?;
+        copy_table(&rx, &tx, META)?;
+        copy_table(&rx, &tx, SLOTS)?;
+        copy_table(&rx, &tx, SIGNERS)?;
+        copy_table(&rx, &tx, TRUST)?;
+        copy_table(&rx, &tx, MODELS)?;
+        copy_table(&rx, &tx, VERSIONS)?;
+        copy_table(&rx, &tx, CHUNKS)?;
+        commit(tx)?;
+        while fresh.compact().map_err(|e| Error::storage("compacting the rewritten vault", e))? {}
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        drop(fresh);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(fresh);
+    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+    sync(&tmp).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+    drop(db);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = sync(dir);
+    }
+    open_db(path, Some(Duration::from_secs(5)))
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::SecretKey;
+use crate::crypto::keys::EpochKeys;
 use crate::crypto::aead::{self, OVERHEAD};
 use crate::crypto::kdf::Argon2Params;
 use crate::{Error, Result};
@@ -47,6 +48,9 @@ pub struct SlotRecord {
     pub wrapped: Vec<u8>,
     /// Creation time, Unix seconds.
     pub created: u64,
+    /// While a master-key rotation runs: the next epoch and its master key wrapped under the same
+    /// KEK (AAD for that epoch). `None` otherwise.
+    pub next: Option<(u32, Vec<u8>)>,
 }
 
 impl SlotRecord {
@@ -77,7 +81,8 @@ impl SlotRecord {
             return None;
         }
         let rec: SlotRecord = postcard::from_bytes(body).ok()?;
-        (rec.wrapped.len() == 32 + OVERHEAD).then_some(rec)
+        let next_ok = rec.next.as_ref().is_none_or(|(_, w)| w.len() == 32 + OVERHEAD);
+        (rec.wrapped.len() == 32 + OVERHEAD && next_ok).then_some(rec)
     }
 }
 
@@ -94,6 +99,8 @@ pub struct State {
     pub chunk_seals: u64,
     /// AES-GCM seals made under this epoch's metadata key.
     pub meta_seals: u64,
+    /// A master-key rotation in progress: the epoch being rotated to. Every write finishes it first.
+    pub rotating_to: Option<u32>,
 }
 
 /// An Ed25519 signing key, sealed under the metadata key.
@@ -115,6 +122,18 @@ impl Drop for SignerRecord {
     }
 }
 
+/// A public key from another vault that this vault trusts (`mvault trust add`), sealed under
+/// the metadata key in table `trust`, keyed by its name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrustRecord {
+    /// The name it was added under (the record key).
+    pub name: String,
+    /// Ed25519 public key.
+    pub public: [u8; 32],
+    /// When it was added, Unix seconds.
+    pub added: u64,
+}
+
 /// A model: its name and the state shared by its versions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelRecord {
@@ -128,6 +147,22 @@ pub struct ModelRecord {
     pub aliases: BTreeMap<String, u64>,
     /// Model-level description.
     pub description: String,
+    /// Every alias move, oldest first (appended by put, set_alias, remove_alias and
+    /// remove_version).
+    pub alias_history: Vec<AliasEvent>,
+}
+
+/// One alias move: `alias` went from version `from` to version `to` at time `at`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AliasEvent {
+    /// The alias.
+    pub alias: String,
+    /// The version it pointed at before (`None`: it was new).
+    pub from: Option<u64>,
+    /// The version it points at after (`None`: it was removed).
+    pub to: Option<u64>,
+    /// When, Unix seconds.
+    pub at: u64,
 }
 
 /// A version: its signed manifest.
@@ -155,37 +190,64 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// Seals a record under `k` (the metadata key) with the given AAD.
-pub fn seal_record<T: Serialize>(k: &SecretKey, aad: &[u8], v: &T) -> Result<Vec<u8>> {
+/// Seals a record under the metadata key of `keys`; returns the stored value
+/// `0x01 ‖ epoch (u32 BE) ‖ nonce ‖ ciphertext ‖ tag`. `aad` must name `keys.epoch`.
+pub fn seal_record<T: Serialize>(keys: &EpochKeys, aad: &[u8], v: &T) -> Result<Vec<u8>> {
     let plain = zeroize::Zeroizing::new(encode(v));
-    aead::seal(k, aad, &plain)
+    aead::seal_with_prefix(&keys.meta, aad, &sealed_prefix(keys.epoch), &plain)
 }
 
-/// Opens and decodes a sealed record; `what` names it in errors.
-pub fn open_record<T: DeserializeOwned>(
-    k: &SecretKey,
-    aad: &[u8],
-    what: &str,
-    sealed: &[u8],
-) -> Result<T> {
-    let plain = zeroize::Zeroizing::new(aead::open(k, aad, sealed).map_err(|e| {
-        Error::Damaged(format!(
-            "{what}: {e}: the vault is damaged or was tampered with"
-        ))
-    })?);
+/// Opens and decodes the sealed part of a record (after [`split_sealed`]); `what` names it in
+/// errors.
+pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
+    let plain = zeroize::Zeroizing::new(
+        aead::open(k, aad, sealed)
+            .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
+    );
     decode(what, &plain)
 }
 
-/// Chunk value layout version byte.
-pub const CHUNK_VALUE_VERSION: u8 = 1;
-/// Bytes in front of a chunk's sealed bytes: version (1) + epoch (4).
-pub const CHUNK_HEADER_LEN: usize = 5;
+/// Layout version byte in front of every sealed value (chunks and records).
+pub const SEALED_VALUE_VERSION: u8 = 1;
+/// Bytes in front of a value's nonce: version (1) + epoch (4).
+pub const SEALED_HEADER_LEN: usize = 5;
+/// Same as [`SEALED_VALUE_VERSION`], for chunk values.
+pub const CHUNK_VALUE_VERSION: u8 = SEALED_VALUE_VERSION;
+/// Same as [`SEALED_HEADER_LEN`], for chunk values.
+pub const CHUNK_HEADER_LEN: usize = SEALED_HEADER_LEN;
 
-/// Splits a stored chunk value into (epoch, sealed bytes).
-pub fn split_chunk_value(v: &[u8]) -> Option<(u32, &[u8])> {
-    if v.len() < CHUNK_HEADER_LEN || v[0] != CHUNK_VALUE_VERSION {
+/// The 5-byte header of a sealed value of `epoch`.
+pub fn sealed_prefix(epoch: u32) -> [u8; SEALED_HEADER_LEN] {
+    let mut p = [0u8; SEALED_HEADER_LEN];
+    p[0] = SEALED_VALUE_VERSION;
+    p[1..].copy_from_slice(&epoch.to_be_bytes());
+    p
+}
+
+/// Splits a stored sealed value into (epoch, `nonce ‖ ciphertext ‖ tag`); `None` if the header
+/// is missing or of an unknown version.
+pub fn split_sealed(v: &[u8]) -> Option<(u32, &[u8])> {
+    if v.len() < SEALED_HEADER_LEN || v[0] != SEALED_VALUE_VERSION {
         return None;
     }
     let epoch = u32::from_be_bytes(v[1..5].try_into().ok()?);
     Some((epoch, &v[5..]))
+}
+
+/// Splits a stored chunk value (the same layout as every sealed value).
+pub fn split_chunk_value(v: &[u8]) -> Option<(u32, &[u8])> {
+    split_sealed(v)
+}
+
+/// The vault's index key, sealed under the metadata key (table `meta`, key `index`).
+#[derive(Serialize, Deserialize)]
+pub struct IndexRecord {
+    /// 32 random bytes made at `init`; see [`crate::crypto::keys::IndexKeys`].
+    pub key: [u8; 32],
+}
+
+impl Drop for IndexRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
 }

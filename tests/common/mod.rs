@@ -9,21 +9,13 @@ use modelvault::{Argon2Params, CreateOptions, OpenOptions, Passphrase, Unlocked,
 /// `../shared/corpus` beside the repository.
 pub fn corpus() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    assert!(
-        p.join("MANIFEST.md").exists(),
-        "the test corpus is expected at {}",
-        p.display()
-    );
+    assert!(p.join("MANIFEST.md").exists(), "the test corpus is expected at {}", p.display());
     p
 }
 
 /// Cheap Argon2 parameters for tests (the default costs 64 MiB and ~0.1 s per unlock).
 pub fn test_params() -> Argon2Params {
-    Argon2Params {
-        memory_kib: 256,
-        time_cost: 1,
-        lanes: 1,
-    }
+    Argon2Params { memory_kib: 256, time_cost: 1, lanes: 1 }
 }
 
 pub const PASS: &str = "correct horse battery staple";
@@ -35,24 +27,13 @@ pub fn pass() -> Passphrase {
 /// A new vault in `dir`, unlocked.
 pub fn new_vault(dir: &Path) -> (PathBuf, Vault<Unlocked>) {
     let path = dir.join("test.mvault");
-    let v = Vault::create(
-        &path,
-        &pass(),
-        &CreateOptions {
-            argon2: test_params(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let v = Vault::create(&path, &pass(), &CreateOptions { argon2: test_params(), ..Default::default() }).unwrap();
     (path, v)
 }
 
 /// Opens and unlocks an existing vault.
 pub fn reopen(path: &Path) -> Vault<Unlocked> {
-    Vault::open(path, &OpenOptions::default())
-        .unwrap()
-        .unlock(&pass())
-        .unwrap()
+    Vault::open(path, &OpenOptions::default()).unwrap().unlock(&pass()).unwrap()
 }
 
 /// A command running the built `mvault` with the vault and a passphrase file set.
@@ -72,15 +53,7 @@ pub fn mvault(dir: &Path) -> assert_cmd::Command {
 /// `mvault init` with test parameters in `dir`.
 pub fn cli_init(dir: &Path) {
     mvault(dir)
-        .args([
-            "init",
-            "--argon2-memory-kib",
-            "256",
-            "--argon2-time",
-            "1",
-            "--argon2-lanes",
-            "1",
-        ])
+        .args(["init", "--argon2-memory-kib", "256", "--argon2-time", "1", "--argon2-lanes", "1"])
         .assert()
         .success();
 }
@@ -92,11 +65,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p)
-            } else {
-                out.push(p)
-            }
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }
     out.sort();

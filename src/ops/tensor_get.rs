@@ -1,0 +1,428 @@
+//! `get --tensor`: write chosen tensors of a version into a new safetensors file, decrypting
+//! only the chunks that hold them.
+//!
+//! Owns [`Vault::get_tensors`], its options and report, and the crate-internal helpers that map
+//! a tensor's byte range onto a file's chunks ([`ChunkMap`], [`PieceReader`], also used by
+//! `diff`). At `put`, chunks are cut at every tensor boundary, so a chunk's byte range (from the
+//! cumulative chunk lengths) lies inside one tensor or outside all of them; the chunks a tensor
+//! needs are those overlapping `[offset, offset + len)`. The helpers also cope with chunks that
+//! straddle a boundary, by taking only the overlapping bytes.
+//!
+//! Output follows the safetensors format (<https://github.com/huggingface/safetensors>, README
+//! "Format"): `u64` little-endian header length N, N bytes of JSON mapping each tensor name to
+//! `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative to the data buffer),
+//! right-padded with spaces so the data starts 8-byte aligned, then the data. No `__metadata__`
+//! is written. The file is written under a temporary name (`.mvault-tmp-*`) in its directory and
+//! renamed into place only when complete, like `get`.
+//!
+//! Integrity: every chunk read passes its AES-GCM tag and length check; the file's SHA-256 is
+//! not re-checked, as that would need every chunk. Memory: one chunk at a time.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::VersionRef;
+use crate::formats::safetensors::dtype_bits;
+use crate::formats::tensor::{TensorInfo, checked_product};
+use crate::manifest::{FileEntry, Manifest, hex};
+use crate::names::escape;
+use crate::progress::Progress;
+use crate::store::{self, CHUNKS};
+use crate::vault::{Unlocked, Vault};
+use crate::{Error, Result};
+
+/// Options for [`Vault::get_tensors`].
+#[derive(Debug, Clone, Default)]
+pub struct TensorGetOptions {
+    /// Overwrite the output file if it exists.
+    pub force: bool,
+    /// Take tensors from this file of the version only (needed when a name is in several).
+    pub file: Option<String>,
+}
+
+/// What [`Vault::get_tensors`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorGetReport {
+    /// Model name.
+    pub name: String,
+    /// Version read.
+    pub version: u64,
+    /// The safetensors file written.
+    pub output: PathBuf,
+    /// Tensors written, in file order, with the file of the version each came from.
+    pub tensors: Vec<TensorSource>,
+    /// Size of the written file in bytes.
+    pub bytes: u64,
+    /// Chunks decrypted.
+    pub chunks_read: usize,
+    /// Chunks in the source file(s) those tensors came from.
+    pub chunks_total: usize,
+}
+
+/// One tensor written by [`Vault::get_tensors`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorSource {
+    /// Tensor name.
+    pub name: String,
+    /// The file of the version it came from.
+    pub file: String,
+    /// dtype (safetensors spelling).
+    pub dtype: String,
+    /// Row-major shape.
+    pub shape: Vec<u64>,
+    /// Bytes of data.
+    pub bytes: u64,
+}
+
+/// One piece of a byte range: `take` bytes from `skip` in chunk `chunk` of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// Index of the chunk in the file's chunk list.
+    pub chunk: usize,
+    /// Bytes to skip at the chunk's start.
+    pub skip: usize,
+    /// Bytes to take after that.
+    pub take: usize,
+}
+
+/// Where each chunk of a file starts (cumulative chunk lengths).
+pub(crate) struct ChunkMap {
+    starts: Vec<u64>,
+    lens: Vec<u32>,
+}
+
+impl ChunkMap {
+    /// The map of `f`'s chunks.
+    pub fn new(f: &FileEntry) -> ChunkMap {
+        let mut starts = Vec::with_capacity(f.chunks.len());
+        let mut at = 0u64;
+        for c in &f.chunks {
+            starts.push(at);
+            at = at.saturating_add(c.len as u64);
+        }
+        ChunkMap { starts, lens: f.chunks.iter().map(|c| c.len).collect() }
+    }
+
+    /// The pieces of every chunk overlapping `[offset, offset + len)`, in order. A range past the
+    /// last chunk yields only the part the chunks cover (callers check the total).
+    pub fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
+        let end = offset.saturating_add(len);
+        let mut out = Vec::new();
+        if len == 0 {
+            return out;
+        }
+        let first = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        for i in first..self.starts.len() {
+            let (s, l) = (self.starts[i], self.lens[i] as u64);
+            if s >= end {
+                break;
+            }
+            let lo = offset.max(s);
+            let hi = end.min(s + l);
+            if hi > lo {
+                out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
+            }
+        }
+        out
+    }
+}
+
+/// Reads a list of pieces of one file, decrypting one chunk per call.
+pub(crate) struct PieceReader<'a> {
+    vault: &'a Vault<Unlocked>,
+    table: Option<&'a redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+    file: &'a FileEntry,
+    where_: &'a str,
+    pieces: std::vec::IntoIter<Piece>,
+    /// Chunks decrypted so far.
+    pub chunks_read: usize,
+}
+
+impl<'a> PieceReader<'a> {
+    /// A reader of `pieces` of `file`; `where_` names model, version and file in errors.
+    pub fn new(
+        vault: &'a Vault<Unlocked>,
+        table: Option<&'a redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+        file: &'a FileEntry,
+        where_: &'a str,
+        pieces: Vec<Piece>,
+    ) -> Self {
+        PieceReader { vault, table, file, where_, pieces: pieces.into_iter(), chunks_read: 0 }
+    }
+
+    /// The next piece's bytes (at most one chunk), or `None` at the end.
+    ///
+    /// Errors: [`Error::Damaged`] naming model, version, file and chunk.
+    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(p) = self.pieces.next() else {
+            return Ok(None);
+        };
+        let c = &self.file.chunks[p.chunk];
+        let mut plain =
+            self.vault.open_chunk(self.table, &c.id, c.len, self.where_, p.chunk, self.file.chunks.len())?;
+        self.chunks_read += 1;
+        // open_chunk checked plain.len() == c.len, and the piece lies inside the chunk.
+        plain.truncate(p.skip + p.take);
+        plain.drain(..p.skip);
+        Ok(Some(plain))
+    }
+}
+
+/// "model 'x' version N file 'p'", as every chunk error names it.
+pub(crate) fn file_where(m: &Manifest, f: &FileEntry) -> String {
+    format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path))
+}
+
+/// True for formats whose manifest entry carries a tensor index.
+pub(crate) fn is_tensor_format(format: &str) -> bool {
+    format == "safetensors" || format.starts_with("gguf")
+}
+
+/// Checks that `t` can be written as a safetensors tensor and that its index entry is
+/// self-consistent (shape × dtype size = length).
+fn check_expressible(m: &Manifest, f: &FileEntry, t: &TensorInfo) -> Result<()> {
+    let Some(bits) = dtype_bits(&t.dtype) else {
+        return Err(Error::InvalidInput(format!(
+            "tensor '{}' of {}@{} (file '{}') has dtype {}, which safetensors cannot express: `mvault get` without --tensor writes the whole file",
+            escape(&t.name),
+            escape(&m.name),
+            m.version,
+            escape(&f.path),
+            escape(&t.dtype)
+        )));
+    };
+    let bytes = checked_product(&t.shape).and_then(|n| n.checked_mul(bits)).filter(|b| b % 8 == 0).map(|b| b / 8);
+    if bytes != Some(t.len) {
+        return Err(Error::Damaged(format!(
+            "{}: tensor '{}' is indexed as {} {:?} but {} bytes long: the manifest's tensor index is inconsistent",
+            file_where(m, f),
+            escape(&t.name),
+            escape(&t.dtype),
+            t.shape,
+            t.len
+        )));
+    }
+    Ok(())
+}
+
+impl Vault<Unlocked> {
+    /// Writes the tensors named in `tensors` (in that order; repeats ignored) of `name@r` into a
+    /// new safetensors file at `out`, decrypting only the chunks holding them. Tensors may come
+    /// from several files of the version (shards); a name found in more than one file needs
+    /// `opts.file`. Sources: safetensors files, and GGUF files for dtypes safetensors can
+    /// express (F32, F16, BF16, F64, I8, I16, I32, I64); quantized GGUF types are refused.
+    ///
+    /// Errors: [`Error::InvalidInput`] (no tensor named; unknown tensor or file, pointing at
+    /// `mvault inspect`; a name in several files; a dtype safetensors cannot express; a version
+    /// without a tensor index; `out` is a directory), [`Error::OutputExists`] (without
+    /// `force`), [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::BadSignature`],
+    /// [`Error::Damaged`] (a needed chunk missing or failing authentication), [`Error::Io`].
+    pub fn get_tensors(
+        &self,
+        name: &str,
+        r: &VersionRef,
+        tensors: &[String],
+        out: &Path,
+        opts: &TensorGetOptions,
+        progress: &dyn Progress,
+    ) -> Result<TensorGetReport> {
+        if tensors.is_empty() {
+            return Err(Error::InvalidInput(
+                "no tensor named: pass --tensor NAME (`mvault inspect` lists them)".into(),
+            ));
+        }
+        let m = self.manifest(name, r)?;
+        let spec = format!("{}@{}", escape(&m.name), m.version);
+        let files: Vec<&FileEntry> = match &opts.file {
+            Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{spec} has no file '{}': `mvault inspect {spec}` lists its files",
+                    escape(p)
+                ))
+            })?],
+            None => m.files.iter().collect(),
+        };
+        if files.iter().all(|f| f.tensors.is_empty()) {
+            let formats: BTreeSet<&str> = files.iter().map(|f| f.format.as_str()).collect();
+            return Err(Error::InvalidInput(format!(
+                "{spec} has no tensor index (its files are {}): --tensor works on safetensors and GGUF files; `mvault get` without --tensor writes whole files",
+                formats.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        let mut chosen: Vec<(&FileEntry, &TensorInfo)> = Vec::new();
+        for want in tensors {
+            if !seen.insert(want.as_str()) {
+                continue;
+            }
+            let hits: Vec<(&FileEntry, &TensorInfo)> =
+                files.iter().filter_map(|f| f.tensors.iter().find(|t| &t.name == want).map(|t| (*f, t))).collect();
+            match hits.len() {
+                0 => {
+                    return Err(Error::InvalidInput(format!(
+                        "{spec} has no tensor '{}': `mvault inspect {spec}` lists its tensors",
+                        escape(want)
+                    )));
+                }
+                1 => chosen.push(hits[0]),
+                n => {
+                    let paths: Vec<String> = hits.iter().map(|(f, _)| escape(&f.path)).collect();
+                    return Err(Error::InvalidInput(format!(
+                        "tensor '{}' is in {n} files of {spec} ({}): choose one with --file PATH",
+                        escape(want),
+                        paths.join(", ")
+                    )));
+                }
+            }
+        }
+        for (f, t) in &chosen {
+            check_expressible(&m, f, t)?;
+        }
+
+        // The header: offsets follow the requested order.
+        let mut header = serde_json::Map::new();
+        let mut at = 0u64;
+        for (_, t) in &chosen {
+            let end = at
+                .checked_add(t.len)
+                .ok_or_else(|| Error::InvalidInput("the tensors chosen add up to more than 2^64 bytes".into()))?;
+            header.insert(
+                t.name.clone(),
+                serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [at, end]}),
+            );
+            at = end;
+        }
+        let data_len = at;
+        let mut hbytes = serde_json::to_vec(&serde_json::Value::Object(header))
+            .map_err(|e| Error::InvalidInput(format!("building the safetensors header: {e}")))?;
+        while (8 + hbytes.len()) % 8 != 0 {
+            hbytes.push(b' ');
+        }
+        let total = (8 + hbytes.len() as u64).saturating_add(data_len);
+
+        // The output path.
+        match std::fs::symlink_metadata(out) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is a directory: with --tensor, -o names the output file (e.g. -o {}/tensors.safetensors)",
+                    out.display(),
+                    out.display()
+                )));
+            }
+            Ok(_) if !opts.force => return Err(Error::OutputExists(out.to_path_buf())),
+            _ => {}
+        }
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let mut rnd = [0u8; 8];
+        crate::crypto::fill_random(&mut rnd)?;
+        let tmp = dir.join(format!(".mvault-tmp-{}", hex(&rnd)));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+
+        progress.begin(&format!("get {spec} --tensor"), data_len);
+        let mut chunks_read = 0usize;
+        let result = (|| -> Result<()> {
+            let werr = |e| Error::io(format!("writing {}", tmp.display()), e);
+            let mut w = std::io::BufWriter::new(&mut file);
+            w.write_all(&(hbytes.len() as u64).to_le_bytes()).map_err(werr)?;
+            w.write_all(&hbytes).map_err(werr)?;
+            let rtx = store::begin_read(&self.db)?;
+            let table = rtx.open_table(CHUNKS).ok();
+            for (f, t) in &chosen {
+                let where_ = file_where(&m, f);
+                let pieces = ChunkMap::new(f).pieces(t.offset, t.len);
+                let mut rd = PieceReader::new(self, table.as_ref(), f, &where_, pieces);
+                let mut got = 0u64;
+                while let Some(b) = rd.next_piece()? {
+                    w.write_all(&b).map_err(werr)?;
+                    got += b.len() as u64;
+                    progress.advance(b.len() as u64);
+                }
+                chunks_read += rd.chunks_read;
+                if got != t.len {
+                    return Err(Error::Damaged(format!(
+                        "{where_}: tensor '{}' should have {} bytes but its chunks hold {got}: the manifest is inconsistent",
+                        escape(&t.name),
+                        t.len
+                    )));
+                }
+            }
+            w.flush().map_err(werr)?;
+            drop(w);
+            file.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, out).map_err(|e| Error::io(format!("renaming into {}", out.display()), e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        progress.end();
+        let mut source_files: Vec<&str> = chosen.iter().map(|(f, _)| f.path.as_str()).collect();
+        source_files.sort_unstable();
+        source_files.dedup();
+        let chunks_total =
+            m.files.iter().filter(|f| source_files.contains(&f.path.as_str())).map(|f| f.chunks.len()).sum();
+        Ok(TensorGetReport {
+            name: m.name.clone(),
+            version: m.version,
+            output: out.to_path_buf(),
+            tensors: chosen
+                .iter()
+                .map(|(f, t)| TensorSource {
+                    name: t.name.clone(),
+                    file: f.path.clone(),
+                    dtype: t.dtype.clone(),
+                    shape: t.shape.clone(),
+                    bytes: t.len,
+                })
+                .collect(),
+            bytes: total,
+            chunks_read,
+            chunks_total,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ChunkRef;
+
+    fn entry(lens: &[u32]) -> FileEntry {
+        FileEntry {
+            path: "f".into(),
+            size: lens.iter().map(|&l| l as u64).sum(),
+            sha256: [0; 32],
+            chunks: lens.iter().map(|&len| ChunkRef { id: [0; 32], len }).collect(),
+            format: "safetensors".into(),
+            tensors: Vec::new(),
+            scan: None,
+        }
+    }
+
+    #[test]
+    fn pieces_cover_exactly_the_range() {
+        let f = entry(&[10, 20, 30]);
+        let m = ChunkMap::new(&f);
+        let p = |c, skip, take| Piece { chunk: c, skip, take };
+        assert_eq!(m.pieces(10, 20), vec![p(1, 0, 20)]);
+        assert_eq!(m.pieces(0, 60), vec![p(0, 0, 10), p(1, 0, 20), p(2, 0, 30)]);
+        assert_eq!(m.pieces(5, 10), vec![p(0, 5, 5), p(1, 0, 5)]);
+        assert_eq!(m.pieces(59, 1), vec![p(2, 29, 1)]);
+        assert!(m.pieces(30, 0).is_empty());
+        // Past the end: only what the chunks cover, never a panic.
+        assert_eq!(m.pieces(55, 100), vec![p(2, 25, 5)]);
+        assert!(m.pieces(u64::MAX, u64::MAX).is_empty());
+        assert!(ChunkMap::new(&entry(&[])).pieces(0, 5).is_empty());
+    }
+}
