@@ -417,12 +417,7 @@ impl Vault<Unlocked> {
                 None => State::default(),
             }
         };
-        Ok(Txn {
-            vault: self,
-            tx,
-            state,
-            warned: false,
-        })
+        Ok(Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false })
     }
 
     /// AAD for a sealed record of `table` at `key` in the current epoch.
@@ -461,12 +456,24 @@ pub(crate) fn make_slot(
 }
 
 /// A write transaction that counts AES-GCM seals per key and writes the sealed state on commit.
-/// Dropping it without [`Txn::commit`] aborts: nothing it wrote reaches the file.
+/// Dropping it without [`Txn::commit`] aborts what was written since the last
+/// [`Txn::checkpoint`] (or since it began).
 pub(crate) struct Txn<'v> {
     pub(crate) vault: &'v Vault<Unlocked>,
-    pub(crate) tx: redb::WriteTransaction,
+    pub(crate) tx: TxCell,
     pub(crate) state: State,
     warned: bool,
+}
+
+/// The redb write transaction inside a [`Txn`]; always present except for the instant a
+/// checkpoint swaps it.
+pub(crate) struct TxCell(Option<redb::WriteTransaction>);
+
+impl std::ops::Deref for TxCell {
+    type Target = redb::WriteTransaction;
+    fn deref(&self) -> &redb::WriteTransaction {
+        self.0.as_ref().expect("a write transaction is open outside a checkpoint")
+    }
 }
 
 impl Txn<'_> {
@@ -539,19 +546,34 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Writes the sealed state (counting its own seal) and commits.
-    pub(crate) fn commit(mut self) -> Result<()> {
+    /// Seals the state (counting its own seal) into the transaction.
+    fn write_state(&mut self) -> Result<()> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
         let v = records::seal_record(&self.vault.state.keys, &self.vault.aad("meta", b"state"), &self.state)?;
-        {
-            let mut t = self
-                .tx
-                .open_table(META)
-                .map_err(|e| Error::storage("writing vault state", e))?;
-            t.insert("state", v.as_slice())
-                .map_err(|e| Error::storage("writing vault state", e))?;
-        }
-        store::commit(self.tx)
+        let mut t = self.tx.open_table(META).map_err(|e| Error::storage("writing vault state", e))?;
+        t.insert("state", v.as_slice()).map_err(|e| Error::storage("writing vault state", e))?;
+        Ok(())
+    }
+
+    /// Writes the sealed state and commits durably (one fsync).
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.write_state()?;
+        store::commit(self.tx.0.take().expect("open transaction"))
+    }
+
+    /// Commits what was written so far without waiting for the disk, and goes on in a new
+    /// transaction. A crash may lose a checkpointed part but never tears it, and a later durable
+    /// [`Txn::commit`] makes it durable. `put` checkpoints its chunks every
+    /// [`crate::ops::put::CHECKPOINT_BYTES`], which keeps redb from writing dirty pages twice
+    /// under cache pressure; chunks of a put that never committed its manifest are garbage that
+    /// `gc` collects.
+    pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        self.write_state()?;
+        let mut tx = self.tx.0.take().expect("open transaction");
+        tx.set_durability(redb::Durability::None).map_err(|e| Error::storage("checkpointing", e))?;
+        store::commit(tx)?;
+        self.tx = TxCell(Some(store::begin_write(&self.vault.db)?));
+        Ok(())
     }
 }
