@@ -1,7 +1,9 @@
 //! A small program embedding the library: create a vault, store a model, list it, read it back
 //! and verify. Run: `cargo run --release --example store_and_fetch [MODEL_FILE]`.
 
-use modelvault::{Argon2Params, CreateOptions, GetOptions, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
+use modelvault::{
+    Argon2Params, CreateOptions, GetOptions, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "examples/data/silero_vad_16k.safetensors".into());

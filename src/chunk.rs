@@ -64,15 +64,7 @@ mod tests {
 
     #[test]
     fn plan_sums_to_length_and_respects_limits() {
-        for len in [
-            0u64,
-            1,
-            65_000,
-            MAX_CHUNK as u64,
-            MAX_CHUNK as u64 + 1,
-            90_868_376,
-            3 << 30,
-        ] {
+        for len in [0u64, 1, 65_000, MAX_CHUNK as u64, MAX_CHUNK as u64 + 1, 90_868_376, 3 << 30] {
             let pieces: Vec<usize> = plan(len).collect();
             assert_eq!(pieces.iter().map(|&p| p as u64).sum::<u64>(), len);
             assert!(pieces.iter().all(|&p| p > 0 && p <= MAX_CHUNK));

@@ -35,9 +35,7 @@ pub enum Error {
     },
 
     /// The vault was written by a newer, incompatible format version.
-    #[error(
-        "vault format version {found} is not supported (this build reads version {supported}): upgrade mvault"
-    )]
+    #[error("vault format version {found} is not supported (this build reads version {supported}): upgrade mvault")]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -71,7 +69,9 @@ pub enum Error {
     },
 
     /// A version's manifest is validly signed, but not by the key the caller required.
-    #[error("model '{name}' version {version} is signed by ed25519:{signer}, not by the key trusted as '{required}': refusing it")]
+    #[error(
+        "model '{name}' version {version} is signed by ed25519:{signer}, not by the key trusted as '{required}': refusing it"
+    )]
     UntrustedSigner {
         /// Model name (escaped).
         name: String,
@@ -83,14 +83,17 @@ pub enum Error {
         required: String,
     },
 
+    /// Something else named by the caller does not exist: a key slot, a trusted key, a file or a
+    /// tensor of a version.
+    #[error("{0}")]
+    NotFound(String),
+
     /// No model of that name.
     #[error("model '{0}' not found: `mvault ls` lists the models")]
     ModelNotFound(String),
 
     /// The model exists but the version or alias does not.
-    #[error(
-        "model '{name}' has no version or alias '{reference}': `mvault show {name}` lists them"
-    )]
+    #[error("model '{name}' has no version or alias '{reference}': `mvault ls {name}` lists them")]
     VersionNotFound {
         /// Model name.
         name: String,
@@ -174,12 +177,12 @@ impl Error {
         match self {
             Error::WrongPassphrase => 3,
             Error::VaultInUse(_) => 4,
-            Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } => 5,
+            Error::VaultNotFound(_)
+            | Error::ModelNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::NotFound(_) => 5,
             Error::UntrustedSigner { .. } => 9,
-            Error::Damaged(_)
-            | Error::BadSignature { .. }
-            | Error::KeySlotDamaged(_)
-            | Error::NotAVault { .. } => 6,
+            Error::Damaged(_) | Error::BadSignature { .. } | Error::KeySlotDamaged(_) | Error::NotAVault { .. } => 6,
             Error::InvalidName { .. }
             | Error::InvalidInput(_)
             | Error::OutputExists(_)
@@ -192,17 +195,11 @@ impl Error {
 
     /// Builds an [`Error::Io`] naming what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 
     /// Builds an [`Error::Storage`] from any redb error.
     pub(crate) fn storage(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Storage {
-            context: context.into(),
-            detail: e.to_string(),
-        }
+        Error::Storage { context: context.into(), detail: e.to_string() }
     }
 }

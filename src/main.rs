@@ -10,11 +10,7 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         // `println!` panics when stdout is a closed pipe (`mvault ls | head`): that is not a bug,
         // so end quietly as a SIGPIPE'd process would.
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .unwrap_or("");
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or("");
         if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(141);
         }

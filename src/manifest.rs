@@ -117,11 +117,7 @@ impl Manifest {
             crate::names::check_metric_value(k, *v)?;
         }
         for f in &self.files {
-            if let Some(t) = f
-                .tensors
-                .iter()
-                .find(|t| t.offset.checked_add(t.len).is_none_or(|end| end > f.size))
-            {
+            if let Some(t) = f.tensors.iter().find(|t| t.offset.checked_add(t.len).is_none_or(|end| end > f.size)) {
                 return Err(Error::Damaged(format!(
                     "model '{}' version {}: file '{}': tensor '{}' lies outside the file",
                     crate::names::escape(&self.name),
@@ -146,10 +142,7 @@ pub fn decode_canonical(what: &str, bytes: &[u8]) -> Result<Manifest> {
         )));
     }
     if m.manifest_version != MANIFEST_VERSION {
-        return Err(Error::Damaged(format!(
-            "{what}: unknown manifest version {}",
-            m.manifest_version
-        )));
+        return Err(Error::Damaged(format!("{what}: unknown manifest version {}", m.manifest_version)));
     }
     Ok(m)
 }
@@ -184,10 +177,7 @@ mod tests {
                 path: "a".into(),
                 size: 3,
                 sha256: [0; 32],
-                chunks: vec![ChunkRef {
-                    id: [2; 32],
-                    len: 3,
-                }],
+                chunks: vec![ChunkRef { id: [2; 32], len: 3 }],
                 format: "opaque".into(),
                 tensors: Vec::new(),
                 scan: None,
@@ -202,23 +192,13 @@ mod tests {
         assert_eq!(decode_canonical("t", &b).unwrap(), m);
         let mut longer = b.clone();
         longer.push(0);
-        assert!(
-            decode_canonical("t", &longer)
-                .unwrap_err()
-                .to_string()
-                .contains("canonical")
-        );
+        assert!(decode_canonical("t", &longer).unwrap_err().to_string().contains("canonical"));
     }
 
     #[test]
     fn inconsistent_sizes_are_caught() {
         let mut m = sample();
         m.files[0].size = 4;
-        assert!(
-            m.check()
-                .unwrap_err()
-                .to_string()
-                .contains("sum to 3 bytes")
-        );
+        assert!(m.check().unwrap_err().to_string().contains("sum to 3 bytes"));
     }
 }

@@ -15,6 +15,8 @@
 
 use crate::{Error, Result};
 
+/// Most characters of a user-supplied string that [`escape`] shows.
+pub const MAX_SHOWN_CHARS: usize = 200;
 /// Longest model name, alias or key, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest tag value, in bytes.
@@ -28,9 +30,16 @@ pub const MAX_PATH_DEPTH: usize = 64;
 
 /// Shows a user-supplied string with every control, format (bidi), whitespace other than space,
 /// and non-alphanumeric non-ASCII character escaped as `\u{..}`, so nothing invisible hides in it.
+///
+/// Output is capped at [`MAX_SHOWN_CHARS`] characters, with the full length said after `…`, so a
+/// hostile megabyte-long name cannot flood a terminal or a log.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let mut out = String::with_capacity(s.len().min(4 * MAX_SHOWN_CHARS));
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_SHOWN_CHARS {
+            out.push_str(&format!("…({} bytes in all)", s.len()));
+            break;
+        }
         if c.is_ascii_graphic() || c == ' ' || (!c.is_ascii() && c.is_alphanumeric()) {
             if c == '\\' || c == '"' {
                 out.push('\\');
@@ -44,11 +53,7 @@ pub fn escape(s: &str) -> String {
 }
 
 fn invalid(what: &'static str, s: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidName {
-        what,
-        shown: escape(s),
-        reason: reason.into(),
-    }
+    Error::InvalidName { what, shown: escape(s), reason: reason.into() }
 }
 
 fn check_name_like(what: &'static str, s: &str) -> Result<()> {
@@ -56,23 +61,13 @@ fn check_name_like(what: &'static str, s: &str) -> Result<()> {
         return Err(invalid(what, s, "it is empty"));
     }
     if s.len() > MAX_NAME_LEN {
-        return Err(invalid(
-            what,
-            s,
-            format!("it is {} bytes; the limit is {MAX_NAME_LEN}", s.len()),
-        ));
+        return Err(invalid(what, s, format!("it is {} bytes; the limit is {MAX_NAME_LEN}", s.len())));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Err(invalid(
             what,
             s,
-            format!(
-                "character {} is not allowed: use ASCII letters, digits, '.', '_' and '-'",
-                escape_char(c)
-            ),
+            format!("character {} is not allowed: use ASCII letters, digits, '.', '_' and '-'", escape_char(c)),
         ));
     }
     if !s.as_bytes()[0].is_ascii_alphanumeric() {
@@ -101,11 +96,7 @@ pub fn check_model_name(s: &str) -> Result<()> {
 pub fn check_alias(s: &str) -> Result<()> {
     check_name_like("alias", s)?;
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(
-            "alias",
-            s,
-            "it is all digits and would be read as a version number",
-        ));
+        return Err(invalid("alias", s, "it is all digits and would be read as a version number"));
     }
     Ok(())
 }
@@ -125,18 +116,10 @@ fn has_bad_char(s: &str, allow_newline: bool) -> Option<char> {
 /// Checks a tag value: at most [`MAX_TAG_VALUE_LEN`] bytes, no control or bidi characters.
 pub fn check_tag_value(s: &str) -> Result<()> {
     if s.len() > MAX_TAG_VALUE_LEN {
-        return Err(invalid(
-            "tag value",
-            s,
-            format!("it is {} bytes; the limit is {MAX_TAG_VALUE_LEN}", s.len()),
-        ));
+        return Err(invalid("tag value", s, format!("it is {} bytes; the limit is {MAX_TAG_VALUE_LEN}", s.len())));
     }
     if let Some(c) = has_bad_char(s, false) {
-        return Err(invalid(
-            "tag value",
-            s,
-            format!("character {} is not allowed", escape_char(c)),
-        ));
+        return Err(invalid("tag value", s, format!("character {} is not allowed", escape_char(c))));
     }
     Ok(())
 }
@@ -151,11 +134,7 @@ pub fn check_description(s: &str) -> Result<()> {
         )));
     }
     if let Some(c) = has_bad_char(s, true) {
-        return Err(invalid(
-            "description",
-            s,
-            format!("character {} is not allowed", escape_char(c)),
-        ));
+        return Err(invalid("description", s, format!("character {} is not allowed", escape_char(c))));
     }
     Ok(())
 }
@@ -163,9 +142,7 @@ pub fn check_description(s: &str) -> Result<()> {
 /// Checks a metric value: a finite number.
 pub fn check_metric_value(key: &str, v: f64) -> Result<()> {
     if !v.is_finite() {
-        return Err(Error::InvalidInput(format!(
-            "metric '{key}' must be a finite number, got {v}"
-        )));
+        return Err(Error::InvalidInput(format!("metric '{key}' must be a finite number, got {v}")));
     }
     Ok(())
 }
@@ -179,57 +156,30 @@ pub fn check_file_path(p: &str) -> Result<Vec<&str>> {
         return Err(invalid(W, p, "it is empty"));
     }
     if p.len() > MAX_PATH_LEN {
-        return Err(invalid(
-            W,
-            p,
-            format!("it is {} bytes; the limit is {MAX_PATH_LEN}", p.len()),
-        ));
+        return Err(invalid(W, p, format!("it is {} bytes; the limit is {MAX_PATH_LEN}", p.len())));
     }
     if p.starts_with('/') {
-        return Err(invalid(
-            W,
-            p,
-            "it is absolute; paths inside a model are relative",
-        ));
+        return Err(invalid(W, p, "it is absolute; paths inside a model are relative"));
     }
     let parts: Vec<&str> = p.split('/').collect();
     if parts.len() > MAX_PATH_DEPTH {
-        return Err(invalid(
-            W,
-            p,
-            format!(
-                "it has {} components; the limit is {MAX_PATH_DEPTH}",
-                parts.len()
-            ),
-        ));
+        return Err(invalid(W, p, format!("it has {} components; the limit is {MAX_PATH_DEPTH}", parts.len())));
     }
     for part in &parts {
         if part.is_empty() {
-            return Err(invalid(
-                W,
-                p,
-                "it has an empty component ('//' or a trailing '/')",
-            ));
+            return Err(invalid(W, p, "it has an empty component ('//' or a trailing '/')"));
         }
         if *part == "." || *part == ".." {
             return Err(invalid(W, p, "it has a '.' or '..' component"));
         }
         if part.len() > 255 {
-            return Err(invalid(
-                W,
-                p,
-                format!("a component is {} bytes; the limit is 255", part.len()),
-            ));
+            return Err(invalid(W, p, format!("a component is {} bytes; the limit is 255", part.len())));
         }
         if part.contains('\\') {
             return Err(invalid(W, p, "it contains a backslash"));
         }
         if let Some(c) = has_bad_char(part, false) {
-            return Err(invalid(
-                W,
-                p,
-                format!("character {} is not allowed", escape_char(c)),
-            ));
+            return Err(invalid(W, p, format!("character {} is not allowed", escape_char(c))));
         }
     }
     Ok(parts)
@@ -248,12 +198,7 @@ mod tests {
 
     #[test]
     fn aliases_cannot_be_numbers() {
-        assert!(
-            check_alias("123")
-                .unwrap_err()
-                .to_string()
-                .contains("version number")
-        );
+        assert!(check_alias("123").unwrap_err().to_string().contains("version number"));
         check_alias("prod").unwrap();
     }
 
@@ -267,18 +212,7 @@ mod tests {
     #[test]
     fn file_paths() {
         assert_eq!(check_file_path("a/b.bin").unwrap(), vec!["a", "b.bin"]);
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../b",
-            "a//b",
-            "a/",
-            "a\\b",
-            "a\u{0}b",
-            ".",
-            "x/\u{202e}y",
-        ] {
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/", "a\\b", "a\u{0}b", ".", "x/\u{202e}y"] {
             assert!(check_file_path(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -59,10 +59,7 @@ pub struct CreateOptions {
 
 impl Default for CreateOptions {
     fn default() -> Self {
-        CreateOptions {
-            argon2: Argon2Params::default(),
-            slot_name: "default".into(),
-        }
+        CreateOptions { argon2: Argon2Params::default(), slot_name: "default".into() }
     }
 }
 
@@ -105,10 +102,7 @@ pub struct Vault<S> {
 
 /// Current time in Unix seconds.
 pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl<S> Vault<S> {
@@ -130,14 +124,9 @@ impl<S> Vault<S> {
     /// Names of the key slots.
     pub fn slot_names(&self) -> Result<Vec<String>> {
         let rx = store::begin_read(&self.db)?;
-        let t = rx
-            .open_table(SLOTS)
-            .map_err(|e| Error::storage("reading key slots", e))?;
+        let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
         let mut out = Vec::new();
-        for row in t
-            .iter()
-            .map_err(|e| Error::storage("reading key slots", e))?
-        {
+        for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
             let (k, _) = row.map_err(|e| Error::storage("reading key slots", e))?;
             out.push(k.value().to_string());
         }
@@ -154,12 +143,7 @@ impl Vault<Locked> {
         let path = path.as_ref().to_path_buf();
         let db = store::open_db(&path, opts.wait)?;
         let header = read_header(&db, &path)?;
-        Ok(Vault {
-            db,
-            path,
-            header,
-            state: Locked,
-        })
+        Ok(Vault { db, path, header, state: Locked })
     }
 
     /// Unlocks with `passphrase`, trying every key slot (each costs one Argon2id derivation).
@@ -179,14 +163,9 @@ impl Vault<Locked> {
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         let slots = {
             let rx = store::begin_read(&self.db)?;
-            let t = rx
-                .open_table(SLOTS)
-                .map_err(|e| Error::storage("reading key slots", e))?;
+            let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
             let mut v = Vec::new();
-            for row in t
-                .iter()
-                .map_err(|e| Error::storage("reading key slots", e))?
-            {
+            for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
                 let (k, val) = row.map_err(|e| Error::storage("reading key slots", e))?;
                 v.push((k.value().to_string(), val.value().to_vec()));
             }
@@ -195,10 +174,7 @@ impl Vault<Locked> {
         if let Some(name) = only
             && !slots.iter().any(|(n, _)| n == name)
         {
-            return Err(Error::InvalidInput(format!(
-                "no key slot named '{}'",
-                crate::names::escape(name)
-            )));
+            return Err(Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name))));
         }
         let mut damaged = None;
         for (name, bytes) in &slots {
@@ -294,34 +270,27 @@ pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
     let (epoch, sealed) = records::split_sealed(value)
         .ok_or_else(|| Error::Damaged(format!("{what}: unreadable value header: the vault is damaged")))?;
     let keys = pick(epoch).ok_or_else(|| {
-        Error::Damaged(format!("{what}: sealed under key epoch {epoch}, which this vault does not hold: the vault is damaged"))
+        Error::Damaged(format!(
+            "{what}: sealed under key epoch {epoch}, which this vault does not hold: the vault is damaged"
+        ))
     })?;
     records::open_record(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed)
 }
 
 fn read_header(db: &Database, path: &Path) -> Result<Header> {
-    let not_vault = |reason: &str| Error::NotAVault {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    };
+    let not_vault = |reason: &str| Error::NotAVault { path: path.to_path_buf(), reason: reason.into() };
     let rx = store::begin_read(db)?;
-    let t = rx
-        .open_table(META)
-        .map_err(|_| not_vault("it has no modelvault header table"))?;
+    let t = rx.open_table(META).map_err(|_| not_vault("it has no modelvault header table"))?;
     let v = t
         .get("header")
         .map_err(|e| Error::storage("reading the header", e))?
         .ok_or_else(|| not_vault("it has no modelvault header"))?;
-    let h: Header =
-        postcard::from_bytes(v.value()).map_err(|_| not_vault("its header does not decode"))?;
+    let h: Header = postcard::from_bytes(v.value()).map_err(|_| not_vault("its header does not decode"))?;
     if h.magic != MAGIC {
         return Err(not_vault("its header has the wrong magic bytes"));
     }
     if h.format_version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            found: h.format_version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::UnsupportedVersion { found: h.format_version, supported: FORMAT_VERSION });
     }
     Ok(h)
 }
@@ -332,22 +301,13 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::VaultExists`], [`Error::InvalidInput`] for bad Argon2 parameters or slot
     /// name, [`Error::Io`].
-    pub fn create(
-        path: impl AsRef<Path>,
-        passphrase: &Passphrase,
-        opts: &CreateOptions,
-    ) -> Result<Vault<Unlocked>> {
+    pub fn create(path: impl AsRef<Path>, passphrase: &Passphrase, opts: &CreateOptions) -> Result<Vault<Unlocked>> {
         let path = path.as_ref().to_path_buf();
         opts.argon2.check()?;
         crate::names::check_key("key slot name", &opts.slot_name)?;
         let mut vault_id = [0u8; 16];
         fill_random(&mut vault_id)?;
-        let header = Header {
-            magic: MAGIC,
-            format_version: FORMAT_VERSION,
-            vault_id,
-            created: now(),
-        };
+        let header = Header { magic: MAGIC, format_version: FORMAT_VERSION, vault_id, created: now() };
         let epoch = 1;
         let master = SecretKey::random()?;
         let (slot, slot_kek) = make_slot(&vault_id, &opts.slot_name, epoch, &opts.argon2, &master, passphrase)?;
@@ -370,14 +330,8 @@ impl Vault<Unlocked> {
                 created: now(),
                 retired: None,
             };
-            tx.state = State {
-                epoch,
-                active_signer: 0,
-                next_signer: 1,
-                chunk_seals: 0,
-                meta_seals: 0,
-                rotating_to: None,
-            };
+            tx.state =
+                State { epoch, active_signer: 0, next_signer: 1, chunk_seals: 0, meta_seals: 0, rotating_to: None };
             tx.put_signer(0, &rec)?;
             let ix = tx.seal_meta("meta", b"index", &index_rec)?;
             tx.put_plain_meta("index", &ix)?;
@@ -406,12 +360,8 @@ impl Vault<Unlocked> {
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
         let state = {
-            let meta = tx
-                .open_table(META)
-                .map_err(|e| Error::storage("reading vault state", e))?;
-            let v = meta
-                .get("state")
-                .map_err(|e| Error::storage("reading vault state", e))?;
+            let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
+            let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;
             match v {
                 Some(v) => self.open_meta("meta", b"state", "vault state record", v.value())?,
                 None => State::default(),
@@ -428,13 +378,23 @@ impl Vault<Unlocked> {
     /// Opens a stored sealed metadata record of `table`/`key`.
     ///
     /// Errors: [`Error::Damaged`] naming `what`.
-    pub(crate) fn open_meta<T: DeserializeOwned>(&self, table: &str, key: &[u8], what: &str, value: &[u8]) -> Result<T> {
+    pub(crate) fn open_meta<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &[u8],
+        what: &str,
+        value: &[u8],
+    ) -> Result<T> {
         open_sealed(|e| self.epoch_keys(e), &self.header.vault_id, table, key, what, value)
     }
 
     /// The keys of `epoch`: the current epoch, or during a rotation the one rotated away from.
     pub(crate) fn epoch_keys(&self, epoch: u32) -> Option<&EpochKeys> {
-        if epoch == self.state.keys.epoch { Some(&self.state.keys) } else { self.state.prev.as_ref().filter(|p| p.epoch == epoch) }
+        if epoch == self.state.keys.epoch {
+            Some(&self.state.keys)
+        } else {
+            self.state.prev.as_ref().filter(|p| p.epoch == epoch)
+        }
     }
 }
 
@@ -485,11 +445,7 @@ impl Txn<'_> {
 
     fn check_limit(&mut self, key: &'static str, count: u64) -> Result<()> {
         if count >= NONCE_LIMIT {
-            return Err(Error::KeyUsageLimit {
-                key,
-                count,
-                limit: NONCE_LIMIT,
-            });
+            return Err(Error::KeyUsageLimit { key, count, limit: NONCE_LIMIT });
         }
         if count >= NONCE_WARN && !self.warned {
             self.warned = true;
@@ -501,12 +457,7 @@ impl Txn<'_> {
     }
 
     /// Seals a metadata record for `table`/`key`.
-    pub(crate) fn seal_meta<T: Serialize>(
-        &mut self,
-        table: &str,
-        key: &[u8],
-        v: &T,
-    ) -> Result<Vec<u8>> {
+    pub(crate) fn seal_meta<T: Serialize>(&mut self, table: &str, key: &[u8], v: &T) -> Result<Vec<u8>> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
         records::seal_record(&self.vault.state.keys, &self.vault.aad(table, key), v)
@@ -514,35 +465,23 @@ impl Txn<'_> {
 
     /// Writes a value of the `meta` table as given (the header, or an already sealed record).
     pub(crate) fn put_plain_meta(&mut self, key: &str, v: &[u8]) -> Result<()> {
-        let mut t = self
-            .tx
-            .open_table(META)
-            .map_err(|e| Error::storage("writing the header", e))?;
-        t.insert(key, v)
-            .map_err(|e| Error::storage("writing the header", e))?;
+        let mut t = self.tx.open_table(META).map_err(|e| Error::storage("writing the header", e))?;
+        t.insert(key, v).map_err(|e| Error::storage("writing the header", e))?;
         Ok(())
     }
 
     /// Writes a key slot record.
     pub(crate) fn put_slot(&mut self, name: &str, v: &[u8]) -> Result<()> {
-        let mut t = self
-            .tx
-            .open_table(SLOTS)
-            .map_err(|e| Error::storage("writing a key slot", e))?;
-        t.insert(name, v)
-            .map_err(|e| Error::storage("writing a key slot", e))?;
+        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("writing a key slot", e))?;
+        t.insert(name, v).map_err(|e| Error::storage("writing a key slot", e))?;
         Ok(())
     }
 
     /// Seals and writes a signing key record.
     pub(crate) fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
         let v = self.seal_meta("signers", &id.to_be_bytes(), rec)?;
-        let mut t = self
-            .tx
-            .open_table(SIGNERS)
-            .map_err(|e| Error::storage("writing a signing key", e))?;
-        t.insert(id, v.as_slice())
-            .map_err(|e| Error::storage("writing a signing key", e))?;
+        let mut t = self.tx.open_table(SIGNERS).map_err(|e| Error::storage("writing a signing key", e))?;
+        t.insert(id, v.as_slice()).map_err(|e| Error::storage("writing a signing key", e))?;
         Ok(())
     }
 

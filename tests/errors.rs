@@ -30,34 +30,16 @@ fn long_non_ascii_passphrase_is_used_whole_and_its_prefix_fails() {
     let path = dir.path().join("v.mvault");
     let long: String = "пароль-密码-كلمة".chars().cycle().take(100).collect();
     assert_eq!(long.chars().count(), 100);
-    let opts = CreateOptions {
-        argon2: test_params(),
-        ..Default::default()
-    };
-    drop(
-        Vault::create(
-            &path,
-            &Passphrase::new(long.clone().into_bytes()).unwrap(),
-            &opts,
-        )
-        .unwrap(),
-    );
+    let opts = CreateOptions { argon2: test_params(), ..Default::default() };
+    drop(Vault::create(&path, &Passphrase::new(long.clone().into_bytes()).unwrap(), &opts).unwrap());
     let open = || Vault::open(&path, &OpenOptions::default()).unwrap();
-    open()
-        .unlock(&Passphrase::new(long.clone().into_bytes()).unwrap())
-        .unwrap();
+    open().unlock(&Passphrase::new(long.clone().into_bytes()).unwrap()).unwrap();
     let prefix: String = long.chars().take(99).collect();
-    let e = open()
-        .unlock(&Passphrase::new(prefix.into_bytes()).unwrap())
-        .err()
-        .unwrap();
+    let e = open().unlock(&Passphrase::new(prefix.into_bytes()).unwrap()).err().unwrap();
     assert!(matches!(e, Error::WrongPassphrase), "{e}");
     let fourteen: String = long.chars().take(14).collect();
     assert!(matches!(
-        open()
-            .unlock(&Passphrase::new(fourteen.into_bytes()).unwrap())
-            .err()
-            .unwrap(),
+        open().unlock(&Passphrase::new(fourteen.into_bytes()).unwrap()).err().unwrap(),
         Error::WrongPassphrase
     ));
 }
@@ -78,11 +60,7 @@ fn damaged_key_slot_is_reported_as_damage_not_wrong_passphrase() {
         }
         tx.commit().unwrap();
     }
-    let e = Vault::open(&path, &OpenOptions::default())
-        .unwrap()
-        .unlock(&pass())
-        .err()
-        .unwrap();
+    let e = Vault::open(&path, &OpenOptions::default()).unwrap().unlock(&pass()).err().unwrap();
     assert!(matches!(e, Error::KeySlotDamaged(_)), "{e}");
     assert_eq!(e.exit_code(), 6);
     assert!(e.to_string().contains("key slot 'default' is damaged"));
@@ -91,22 +69,9 @@ fn damaged_key_slot_is_reported_as_damage_not_wrong_passphrase() {
 #[test]
 fn vault_not_found_and_not_a_vault() {
     let dir = tempfile::tempdir().unwrap();
-    mvault(dir.path())
-        .args(["ls"])
-        .assert()
-        .code(5)
-        .stderr(has("vault not found at"))
-        .stderr(has("mvault init"));
-    std::fs::write(
-        dir.path().join("test.mvault"),
-        b"this is a text file, not a vault",
-    )
-    .unwrap();
-    mvault(dir.path())
-        .args(["ls"])
-        .assert()
-        .code(6)
-        .stderr(has("is not a modelvault vault"));
+    mvault(dir.path()).args(["ls"]).assert().code(5).stderr(has("vault not found at")).stderr(has("mvault init"));
+    std::fs::write(dir.path().join("test.mvault"), b"this is a text file, not a vault").unwrap();
+    mvault(dir.path()).args(["ls"]).assert().code(6).stderr(has("is not a modelvault vault"));
 }
 
 #[test]
@@ -115,22 +80,11 @@ fn init_refuses_to_overwrite() {
     cli_init(dir.path());
     let before = std::fs::read(dir.path().join("test.mvault")).unwrap();
     mvault(dir.path())
-        .args([
-            "init",
-            "--argon2-memory-kib",
-            "256",
-            "--argon2-time",
-            "1",
-            "--argon2-lanes",
-            "1",
-        ])
+        .args(["init", "--argon2-memory-kib", "256", "--argon2-time", "1", "--argon2-lanes", "1"])
         .assert()
         .code(7)
         .stderr(has("already exists"));
-    assert_eq!(
-        std::fs::read(dir.path().join("test.mvault")).unwrap(),
-        before
-    );
+    assert_eq!(std::fs::read(dir.path().join("test.mvault")).unwrap(), before);
 }
 
 #[test]
@@ -142,20 +96,14 @@ fn vault_in_use_says_which_and_wait_retries() {
         .args(["ls", "--wait", "0.5"])
         .assert()
         .code(4)
-        .stderr(has(format!(
-            "vault {} is in use by another process",
-            path.display()
-        )))
+        .stderr(has(format!("vault {} is in use by another process", path.display())))
         .stderr(has("--wait SECONDS"));
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
     let holder = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(700));
         drop(v);
     });
-    mvault(dir.path())
-        .args(["ls", "--wait", "10"])
-        .assert()
-        .success();
+    mvault(dir.path()).args(["ls", "--wait", "10"]).assert().success();
     holder.join().unwrap();
 }
 
@@ -163,71 +111,32 @@ fn vault_in_use_says_which_and_wait_retries() {
 fn name_and_version_not_found() {
     let dir = tempfile::tempdir().unwrap();
     cli_init(dir.path());
-    mvault(dir.path())
-        .args(["put"])
-        .arg(silero())
-        .args(["--name", "s"])
-        .assert()
-        .success()
-        .stdout("s@1\n");
-    mvault(dir.path())
-        .args(["show", "nope"])
-        .assert()
-        .code(5)
-        .stderr(has("model 'nope' not found"));
-    mvault(dir.path())
-        .args(["show", "s@7"])
-        .assert()
-        .code(5)
-        .stderr(has("model 's' has no version or alias '7'"));
-    mvault(dir.path())
-        .args(["get", "s@prod", "-o", "x"])
-        .assert()
-        .code(5)
-        .stderr(has("no version or alias 'prod'"));
+    mvault(dir.path()).args(["put"]).arg(silero()).args(["--name", "s"]).assert().success().stdout("s@1\n");
+    mvault(dir.path()).args(["show", "nope"]).assert().code(5).stderr(has("model 'nope' not found"));
+    mvault(dir.path()).args(["show", "s@7"]).assert().code(5).stderr(has("model 's' has no version or alias '7'"));
+    mvault(dir.path()).args(["get", "s@prod", "-o", "x"]).assert().code(5).stderr(has("no version or alias 'prod'"));
     mvault(dir.path()).args(["rm", "s@2"]).assert().code(5);
     assert!(!dir.path().join("x").exists());
 }
 
 #[test]
 fn hostile_names_are_refused_at_every_entry_point() {
-    let names: Vec<String> = serde_json::from_slice(
-        &std::fs::read(corpus().join("malformed/B18_registry_names.json")).unwrap(),
-    )
-    .unwrap();
+    let names: Vec<String> =
+        serde_json::from_slice(&std::fs::read(corpus().join("malformed/B18_registry_names.json")).unwrap()).unwrap();
     assert_eq!(names.len(), 22);
     let dir = tempfile::tempdir().unwrap();
     let (path, mut v) = new_vault(dir.path());
-    let accepted: Vec<&String> = names
-        .iter()
-        .filter(|n| {
-            v.put(&silero(), n, &PutOptions::default(), &NoProgress)
-                .is_ok()
-        })
-        .collect();
+    let accepted: Vec<&String> =
+        names.iter().filter(|n| v.put(&silero(), n, &PutOptions::default(), &NoProgress).is_ok()).collect();
     // Only the Windows device names are plain ASCII names; no path is ever built from a name.
     assert_eq!(accepted, ["CON", "nul"]);
     for n in &names {
         if accepted.contains(&n) {
             continue;
         }
-        let e = v
-            .put(&silero(), n, &PutOptions::default(), &NoProgress)
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::InvalidName {
-                    what: "model name",
-                    ..
-                }
-            ),
-            "{n:?}: {e}"
-        );
-        assert!(
-            !e.to_string().contains('\u{202e}'),
-            "the RTL override must be shown escaped"
-        );
+        let e = v.put(&silero(), n, &PutOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::InvalidName { what: "model name", .. }), "{n:?}: {e}");
+        assert!(!e.to_string().contains('\u{202e}'), "the RTL override must be shown escaped");
     }
     let listing = v.list(None).unwrap();
     assert_eq!(listing.models.len(), 2);
@@ -235,14 +144,7 @@ fn hostile_names_are_refused_at_every_entry_point() {
     // The CLI refuses them too, with exit 7, at put, show, rm and alias.
     std::fs::write(dir.path().join("passphrase"), format!("{PASS}\n")).unwrap();
     let _ = path;
-    for n in [
-        "../../etc/passwd",
-        "a/b",
-        "team:model",
-        "model-with-trailing-space ",
-        "model\u{202e}gnp.exe",
-        "",
-    ] {
+    for n in ["../../etc/passwd", "a/b", "team:model", "model-with-trailing-space ", "model\u{202e}gnp.exe", ""] {
         mvault(dir.path())
             .arg("put")
             .arg(silero())
@@ -252,36 +154,21 @@ fn hostile_names_are_refused_at_every_entry_point() {
             .stderr(has("invalid model name"));
         mvault(dir.path()).args(["show", n]).assert().code(7);
         mvault(dir.path()).args(["rm", "--yes", n]).assert().code(7);
-        mvault(dir.path())
-            .args(["alias", &format!("{n}@1"), "prod"])
-            .assert()
-            .code(7);
+        mvault(dir.path()).args(["alias", &format!("{n}@1"), "prod"]).assert().code(7);
     }
-    mvault(dir.path())
-        .args(["show", "model\u{202e}gnp.exe"])
-        .assert()
-        .stderr(has("model\\u{202e}gnp.exe"));
+    mvault(dir.path()).args(["show", "model\u{202e}gnp.exe"]).assert().stderr(has("model\\u{202e}gnp.exe"));
 }
 
 #[test]
 fn deleting_a_never_touches_a_space_or_capital_a() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, mut v) = new_vault(dir.path());
-    v.put(&silero(), "a", &PutOptions::default(), &NoProgress)
-        .unwrap();
-    v.put(&silero(), "A", &PutOptions::default(), &NoProgress)
-        .unwrap();
-    assert!(
-        v.put(&silero(), "a ", &PutOptions::default(), &NoProgress)
-            .is_err()
-    );
-    v.remove_version("a", &modelvault::VersionRef::Number(1))
-        .unwrap();
+    v.put(&silero(), "a", &PutOptions::default(), &NoProgress).unwrap();
+    v.put(&silero(), "A", &PutOptions::default(), &NoProgress).unwrap();
+    assert!(v.put(&silero(), "a ", &PutOptions::default(), &NoProgress).is_err());
+    v.remove_version("a", &modelvault::VersionRef::Number(1)).unwrap();
     let l = v.list(None).unwrap();
-    assert_eq!(
-        l.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["A"]
-    );
+    assert_eq!(l.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["A"]);
     assert_eq!(l.models[0].versions.len(), 1);
 }
 
@@ -293,26 +180,12 @@ fn symlinks_and_special_files_are_refused_and_nothing_is_stored() {
     std::fs::create_dir(&src).unwrap();
     std::fs::copy(silero(), src.join("w.safetensors")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", src.join("link")).unwrap();
-    let e = v
-        .put(&src, "m", &PutOptions::default(), &NoProgress)
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("is a symbolic link inside the model directory"),
-        "{e}"
-    );
+    let e = v.put(&src, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("is a symbolic link inside the model directory"), "{e}");
     std::fs::remove_file(src.join("link")).unwrap();
     let fifo = src.join("pipe");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let e = v
-        .put(&src, "m", &PutOptions::default(), &NoProgress)
-        .unwrap_err();
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let e = v.put(&src, "m", &PutOptions::default(), &NoProgress).unwrap_err();
     assert!(e.to_string().contains("is a special file"), "{e}");
     assert!(v.list(None).unwrap().models.is_empty());
     drop(v);
@@ -326,48 +199,18 @@ fn get_refuses_to_overwrite_and_never_follows_a_symlinked_directory() {
     let src = dir.path().join("model");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("sub/f.bin"), b"payload").unwrap();
-    v.put(&src, "m", &PutOptions::default(), &NoProgress)
-        .unwrap();
+    v.put(&src, "m", &PutOptions::default(), &NoProgress).unwrap();
     let out = dir.path().join("out");
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, out.join("sub")).unwrap();
-    let e = v
-        .get(
-            "m",
-            &modelvault::VersionRef::Latest,
-            &out,
-            &Default::default(),
-            &NoProgress,
-        )
-        .unwrap_err();
-    assert!(
-        e.to_string().contains("refusing to write through it"),
-        "{e}"
-    );
-    assert!(
-        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
-        "a file was written through the symlink"
-    );
+    let e = v.get("m", &modelvault::VersionRef::Latest, &out, &Default::default(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("refusing to write through it"), "{e}");
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "a file was written through the symlink");
     std::fs::remove_file(out.join("sub")).unwrap();
-    v.get(
-        "m",
-        &modelvault::VersionRef::Latest,
-        &out,
-        &Default::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    let e = v
-        .get(
-            "m",
-            &modelvault::VersionRef::Latest,
-            &out,
-            &Default::default(),
-            &NoProgress,
-        )
-        .unwrap_err();
+    v.get("m", &modelvault::VersionRef::Latest, &out, &Default::default(), &NoProgress).unwrap();
+    let e = v.get("m", &modelvault::VersionRef::Latest, &out, &Default::default(), &NoProgress).unwrap_err();
     assert!(matches!(e, Error::OutputExists(_)), "{e}");
 }
 
@@ -387,21 +230,79 @@ fn no_passphrase_source_and_no_terminal_is_a_clear_error() {
 fn rm_of_a_whole_model_needs_yes_without_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     cli_init(dir.path());
+    mvault(dir.path()).arg("put").arg(silero()).args(["--name", "s"]).assert().success();
+    mvault(dir.path()).args(["rm", "s"]).assert().code(7).stderr(has("Refusing without --yes"));
+    mvault(dir.path()).args(["show", "s"]).assert().success();
+    mvault(dir.path()).args(["rm", "s", "--yes"]).assert().success();
+    mvault(dir.path()).args(["show", "s"]).assert().code(5);
+}
+
+#[test]
+fn an_endless_passphrase_source_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_init(dir.path());
+    let started = std::time::Instant::now();
     mvault(dir.path())
-        .arg("put")
-        .arg(silero())
-        .args(["--name", "s"])
-        .assert()
-        .success();
-    mvault(dir.path())
-        .args(["rm", "s"])
+        .env("MVAULT_PASSPHRASE_FILE", "/dev/zero")
+        .args(["ls"])
         .assert()
         .code(7)
-        .stderr(has("Refusing without --yes"));
-    mvault(dir.path()).args(["show", "s"]).assert().success();
+        .stderr(has("longer than 65536 bytes"));
     mvault(dir.path())
-        .args(["rm", "s", "--yes"])
+        .env_remove("MVAULT_PASSPHRASE_FILE")
+        .args(["--passphrase-command", "cat /dev/zero", "ls"])
         .assert()
-        .success();
-    mvault(dir.path()).args(["show", "s"]).assert().code(5);
+        .code(7)
+        .stderr(has("longer than 65536 bytes"));
+    mvault(dir.path())
+        .env_remove("MVAULT_PASSPHRASE_FILE")
+        .args(["--passphrase-fd", "99", "ls"])
+        .assert()
+        .code(7)
+        .stderr(has("no such open file descriptor"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Rewrites 8 bytes of the source in place the first time the put reports progress.
+struct Saboteur(std::path::PathBuf, std::sync::atomic::AtomicBool);
+
+impl modelvault::Progress for Saboteur {
+    fn advance(&self, _bytes: u64) {
+        if !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            use std::io::{Seek, Write};
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut f = std::fs::OpenOptions::new().write(true).open(&self.0).unwrap();
+            f.seek(std::io::SeekFrom::Start(100)).unwrap();
+            f.write_all(b"CHANGED!").unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_rewritten_in_place_during_put_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let f = dir.path().join("weights.bin");
+    std::fs::write(&f, vec![7u8; 3 << 20]).unwrap();
+    let sab = Saboteur(f.clone(), std::sync::atomic::AtomicBool::new(false));
+    let e = v.put(&f, "m", &PutOptions::default(), &sab).unwrap_err();
+    assert!(e.to_string().contains("changed while it was being read"), "{e}");
+    assert!(v.list(None).unwrap().models.is_empty());
+}
+
+#[test]
+fn get_force_checks_every_target_before_writing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let src = dir.path().join("model");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"first").unwrap();
+    std::fs::write(src.join("b.txt"), b"second").unwrap();
+    v.put(&src, "m", &PutOptions::default(), &NoProgress).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("b.txt")).unwrap();
+    let opts = modelvault::GetOptions { force: true };
+    let e = v.get("m", &modelvault::VersionRef::Latest, &out, &opts, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("is not a regular file"), "{e}");
+    assert!(!out.join("a.txt").exists(), "a.txt was written before the refusal");
 }

@@ -8,103 +8,47 @@ use common::*;
 use modelvault::{Error, NoProgress, PutOptions, VersionRef};
 
 fn refused(v: &mut modelvault::Vault<modelvault::Unlocked>, rel: &str) -> Error {
-    v.put(
-        &corpus().join(rel),
-        "m",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap_err()
+    v.put(&corpus().join(rel), "m", &PutOptions::default(), &NoProgress).unwrap_err()
 }
 
 #[test]
 fn malformed_tensor_headers_are_refused_with_specific_messages() {
     let dir = tempfile::tempdir().unwrap();
     let (path, mut v) = new_vault(dir.path());
-    v.put(
-        &corpus().join("safetensors/silero_vad_16k.safetensors"),
-        "keep",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.put(&corpus().join("safetensors/silero_vad_16k.safetensors"), "keep", &PutOptions::default(), &NoProgress)
+        .unwrap();
     drop(v);
     let before = table_sizes(&path);
     let mut v = reopen(&path);
     let cases = [
-        (
-            "B01_safetensors_duplicate_key.safetensors",
-            "duplicate tensor name 'key00' in safetensors header",
-        ),
-        (
-            "B02a_safetensors_hdrlen_u64max.safetensors",
-            "header length 18446744073709551615 exceeds file size 10",
-        ),
-        (
-            "B02b_safetensors_hdrlen_200MB_file_tiny.safetensors",
-            "header length 209715200 exceeds file size 66",
-        ),
+        ("B01_safetensors_duplicate_key.safetensors", "duplicate tensor name 'key00' in safetensors header"),
+        ("B02a_safetensors_hdrlen_u64max.safetensors", "header length 18446744073709551615 exceeds file size 10"),
+        ("B02b_safetensors_hdrlen_200MB_file_tiny.safetensors", "header length 209715200 exceeds file size 66"),
         (
             "B02c_safetensors_truncated_silero_first4096.safetensors",
             "file truncated: tensor 'stft_conv.weight' ends at byte 265408, file has 4096",
         ),
-        (
-            "B02d_safetensors_is_git_lfs_pointer.safetensors",
-            "looks like a Git LFS pointer",
-        ),
-        (
-            "B04a_safetensors_shape_exceeds_offsets.safetensors",
-            "size mismatch for tensor 't'",
-        ),
-        (
-            "B04b_safetensors_reversed_offsets.safetensors",
-            "reversed data_offsets [8, 0]",
-        ),
-        (
-            "B04c_safetensors_header_is_json_array.safetensors",
-            "header must be a JSON object",
-        ),
-        (
-            "B04d_safetensors_header_not_utf8.safetensors",
-            "invalid UTF-8 in header at byte 3",
-        ),
-        (
-            "B04e_safetensors_shape_product_overflow.safetensors",
-            "overflows",
-        ),
-        (
-            "B04f_safetensors_unknown_dtype_negative_offset.safetensors",
-            "negative data offset -4",
-        ),
+        ("B02d_safetensors_is_git_lfs_pointer.safetensors", "looks like a Git LFS pointer"),
+        ("B04a_safetensors_shape_exceeds_offsets.safetensors", "size mismatch for tensor 't'"),
+        ("B04b_safetensors_reversed_offsets.safetensors", "reversed data_offsets [8, 0]"),
+        ("B04c_safetensors_header_is_json_array.safetensors", "header must be a JSON object"),
+        ("B04d_safetensors_header_not_utf8.safetensors", "invalid UTF-8 in header at byte 3"),
+        ("B04e_safetensors_shape_product_overflow.safetensors", "overflows"),
+        ("B04f_safetensors_unknown_dtype_negative_offset.safetensors", "negative data offset -4"),
         (
             "B05a_gguf_string_len_2pow62.gguf",
             "string length 4611686018427387904 exceeds remaining 4 bytes at offset 0x",
         ),
-        (
-            "B05b_gguf_key_len_2pow63.gguf",
-            "exceeds remaining 12 bytes",
-        ),
+        ("B05b_gguf_key_len_2pow63.gguf", "exceeds remaining 12 bytes"),
         (
             "B06a_gguf_array_count_2pow63.gguf",
             "array of 9223372036854775808 x 1-byte elements exceeds remaining 3 bytes",
         ),
-        (
-            "B06b_gguf_n_kv_2pow63.gguf",
-            "n_kv 9223372036854775808 exceeds",
-        ),
+        ("B06b_gguf_n_kv_2pow63.gguf", "n_kv 9223372036854775808 exceeds"),
         ("B06c_gguf_n_tensors_2pow63.gguf", "9223372036854775808"),
-        (
-            "B13a_onnx_external_data_relative_traversal.onnx",
-            "escapes model directory",
-        ),
-        (
-            "B13b_onnx_external_data_absolute_path.onnx",
-            "escapes model directory",
-        ),
-        (
-            "derived_truncated_ggml-vocab-bert-bge.first64KiB.gguf",
-            "file truncated or corrupt",
-        ),
+        ("B13a_onnx_external_data_relative_traversal.onnx", "escapes model directory"),
+        ("B13b_onnx_external_data_absolute_path.onnx", "escapes model directory"),
+        ("derived_truncated_ggml-vocab-bert-bge.first64KiB.gguf", "file truncated or corrupt"),
     ];
     for (file, want) in cases {
         let started = std::time::Instant::now();
@@ -112,25 +56,14 @@ fn malformed_tensor_headers_are_refused_with_specific_messages() {
         let msg = e.to_string();
         assert!(matches!(e, Error::InvalidInput(_)), "{file}: {msg}");
         assert!(msg.contains(want), "{file}: got {msg:?}, want {want:?}");
-        assert!(
-            msg.contains(file),
-            "{file}: the message must name the file: {msg}"
-        );
+        assert!(msg.contains(file), "{file}: the message must name the file: {msg}");
         assert!(msg.contains("nothing was stored"), "{msg}");
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "{file} took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{file} took {:?}", started.elapsed());
     }
     assert_eq!(v.list(None).unwrap().models.len(), 1);
     drop(v);
     // redb rewrites its header on every open, so compare contents, not bytes.
-    assert_eq!(
-        table_sizes(&path),
-        before,
-        "a refused put left records behind"
-    );
+    assert_eq!(table_sizes(&path), before, "a refused put left records behind");
 }
 
 /// Row counts of the chunk, version and model tables.
@@ -139,18 +72,9 @@ fn table_sizes(path: &std::path::Path) -> (u64, u64, u64) {
     let db = redb::Database::open(path).unwrap();
     let rx = db.begin_read().unwrap();
     (
-        rx.open_table(modelvault::store::CHUNKS)
-            .unwrap()
-            .len()
-            .unwrap(),
-        rx.open_table(modelvault::store::VERSIONS)
-            .unwrap()
-            .len()
-            .unwrap(),
-        rx.open_table(modelvault::store::MODELS)
-            .unwrap()
-            .len()
-            .unwrap(),
+        rx.open_table(modelvault::store::CHUNKS).unwrap().len().unwrap(),
+        rx.open_table(modelvault::store::VERSIONS).unwrap().len().unwrap(),
+        rx.open_table(modelvault::store::MODELS).unwrap().len().unwrap(),
     )
 }
 
@@ -161,14 +85,8 @@ fn every_malicious_file_is_refused_and_named() {
     let files = files_under(&corpus().join("malicious"));
     assert!(files.len() >= 40);
     for f in &files {
-        let e = v
-            .put(f, "m", &PutOptions::default(), &NoProgress)
-            .unwrap_err();
-        assert!(
-            matches!(e, Error::UnsafePickle { .. }),
-            "{}: {e}",
-            f.display()
-        );
+        let e = v.put(f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::UnsafePickle { .. }), "{}: {e}", f.display());
         assert_eq!(e.exit_code(), 8);
     }
     let check = |rel: &str, global: &str| {
@@ -178,9 +96,7 @@ fn every_malicious_file_is_refused_and_named() {
     fn v_err(p: &std::path::Path) -> String {
         let dir = tempfile::tempdir().unwrap();
         let (_p, mut v) = new_vault(dir.path());
-        v.put(p, "m", &PutOptions::default(), &NoProgress)
-            .unwrap_err()
-            .to_string()
+        v.put(p, "m", &PutOptions::default(), &NoProgress).unwrap_err().to_string()
     }
     check("B10_picklescan_malicious23.pkl", "os.system");
     for f in [
@@ -216,11 +132,7 @@ fn unscannable_files_are_refused_never_called_clean() {
         let e = refused(&mut v, rel);
         assert!(matches!(e, Error::UnsafePickle { .. }), "{rel}: {e}");
     }
-    assert!(
-        refused(&mut v, "malformed/picklescan_broken_model.pkl")
-            .to_string()
-            .contains("builtins.exec")
-    );
+    assert!(refused(&mut v, "malformed/picklescan_broken_model.pkl").to_string().contains("builtins.exec"));
 }
 
 #[test]
@@ -228,10 +140,7 @@ fn allow_unsafe_pickle_stores_and_records_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, mut v) = new_vault(dir.path());
     let f = corpus().join("malicious/B10_picklescan_malicious23.pkl");
-    let opts = PutOptions {
-        allow_unsafe_pickle: true,
-        ..Default::default()
-    };
+    let opts = PutOptions { allow_unsafe_pickle: true, ..Default::default() };
     v.put(&f, "evil", &opts, &NoProgress).unwrap();
     let m = v.manifest("evil", &VersionRef::Latest).unwrap();
     let scan = m.files[0].scan.as_ref().unwrap();
@@ -239,19 +148,9 @@ fn allow_unsafe_pickle_stores_and_records_the_verdict() {
     assert!(scan.allowed_unsafe);
     assert!(scan.findings[0].contains("os.system"));
     // --allow for the exact global makes it clean.
-    let opts = PutOptions {
-        allow_globals: vec!["os.system".into()],
-        ..Default::default()
-    };
+    let opts = PutOptions { allow_globals: vec!["os.system".into()], ..Default::default() };
     v.put(&f, "evil", &opts, &NoProgress).unwrap();
-    assert_eq!(
-        v.manifest("evil", &VersionRef::Latest).unwrap().files[0]
-            .scan
-            .as_ref()
-            .unwrap()
-            .verdict,
-        "clean"
-    );
+    assert_eq!(v.manifest("evil", &VersionRef::Latest).unwrap().files[0].scan.as_ref().unwrap().verdict, "clean");
 }
 
 #[test]
@@ -271,13 +170,8 @@ fn tensor_index_is_recorded_in_the_manifest() {
     assert_eq!(f.tensors.len(), 104);
     assert_eq!(f.tensors.iter().filter(|t| t.dtype == "F32").count(), 103);
     assert_eq!(f.tensors.iter().filter(|t| t.dtype == "I64").count(), 1);
-    v.put(
-        &corpus().join("gguf/silero_vad_16k.from-safetensors.f16.gguf"),
-        "g",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.put(&corpus().join("gguf/silero_vad_16k.from-safetensors.f16.gguf"), "g", &PutOptions::default(), &NoProgress)
+        .unwrap();
     let g = v.manifest("g", &VersionRef::Latest).unwrap();
     assert_eq!(g.files[0].format, "gguf-v3");
     assert_eq!(g.files[0].tensors.len(), 15);
@@ -289,35 +183,13 @@ fn reheadered_model_adds_under_64_kib_and_one_changed_tensor_adds_about_that_ten
     let dir = tempfile::tempdir().unwrap();
     let (_p, mut v) = new_vault(dir.path());
     let st = corpus().join("safetensors");
-    let r0 = v
-        .put(
-            &st.join("silero_vad_16k.safetensors"),
-            "s",
-            &PutOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
+    let r0 = v.put(&st.join("silero_vad_16k.safetensors"), "s", &PutOptions::default(), &NoProgress).unwrap();
     assert_eq!(r0.new_bytes, 1_239_748);
-    let r1 = v
-        .put(
-            &st.join("silero_vad_16k.reheadered.safetensors"),
-            "s",
-            &PutOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
-    assert!(
-        r1.new_bytes < 64 * 1024,
-        "re-headered copy stored {} new bytes",
-        r1.new_bytes
-    );
+    let r1 =
+        v.put(&st.join("silero_vad_16k.reheadered.safetensors"), "s", &PutOptions::default(), &NoProgress).unwrap();
+    assert!(r1.new_bytes < 64 * 1024, "re-headered copy stored {} new bytes", r1.new_bytes);
     let r2 = v
-        .put(
-            &st.join("silero_vad_16k.one-tensor-changed.safetensors"),
-            "s",
-            &PutOptions::default(),
-            &NoProgress,
-        )
+        .put(&st.join("silero_vad_16k.one-tensor-changed.safetensors"), "s", &PutOptions::default(), &NoProgress)
         .unwrap();
     // The changed tensor (final_conv.bias, 4 bytes) and the header are new; nothing else.
     let m = v.manifest("s", &VersionRef::Number(3)).unwrap();
@@ -328,4 +200,37 @@ fn reheadered_model_adds_under_64_kib_and_one_changed_tensor_adds_about_that_ten
         r2.new_bytes
     );
     assert_eq!(r2.new_chunks, 2);
+}
+
+#[test]
+fn a_payload_behind_no_op_opcodes_or_inside_a_polyglot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let cases: [(&str, &[u8]); 4] = [
+        ("none-pop.bin", b"N0cos\nsystem\n(S'id'\ntR."),
+        ("looks-like.csv", b"S'a,b'\n0cos\nsystem\n(S'id'\ntR."),
+        ("dict-pop.dat", b"}0cos\nsystem\n(S'id'\ntR."),
+        ("binint-pop.dat", b"K\x010cos\nsystem\n(S'id'\ntR."),
+    ];
+    for (name, bytes) in cases {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let e = v.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::UnsafePickle { .. }), "{name}: {e}");
+        assert!(e.to_string().contains("os.system"), "{name}: {e}");
+    }
+    // A zip with data in front of it (Python's zipfile opens it) is not waved through as data.
+    let mut z = b"junk in front ".to_vec();
+    z.extend(std::fs::read(corpus().join("malicious/picklescan_malicious1.zip")).unwrap());
+    let f = dir.path().join("prefixed.zip");
+    std::fs::write(&f, &z).unwrap();
+    let e = v.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("zip archive with data in front"), "{e}");
+    // Plain data still goes in.
+    for (name, bytes) in [("notes.txt", &b"hello world\n"[..]), ("config.json", b"{\"a\": 1}")] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        v.put(&f, "data", &PutOptions::default(), &NoProgress).unwrap();
+    }
+    assert_eq!(v.list(None).unwrap().models.len(), 1);
 }

@@ -11,11 +11,7 @@ use modelvault::store::CHUNKS;
 use modelvault::{GetOptions, NoProgress, PutOptions, VersionRef};
 
 fn ids(v: &modelvault::Vault<modelvault::Unlocked>, r: u64) -> HashSet<[u8; 32]> {
-    v.manifest("s", &VersionRef::Number(r)).unwrap().files[0]
-        .chunks
-        .iter()
-        .map(|c| c.id)
-        .collect()
+    v.manifest("s", &VersionRef::Number(r)).unwrap().files[0].chunks.iter().map(|c| c.id).collect()
 }
 
 #[test]
@@ -36,25 +32,11 @@ fn gc_keeps_shared_chunks_reclaims_everything_and_is_idempotent_b19() {
     assert_eq!(g.chunks_kept as usize, v2.len());
     assert!(g.missing.is_empty());
     let out = dir.path().join("out");
-    v.get(
-        "s",
-        &VersionRef::Number(2),
-        &out,
-        &GetOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(
-        std::fs::read(out.join(b.file_name().unwrap())).unwrap(),
-        std::fs::read(&b).unwrap()
-    );
+    v.get("s", &VersionRef::Number(2), &out, &GetOptions::default(), &NoProgress).unwrap();
+    assert_eq!(std::fs::read(out.join(b.file_name().unwrap())).unwrap(), std::fs::read(&b).unwrap());
 
     let again = v.gc().unwrap();
-    assert_eq!(
-        (again.chunks_removed, again.bytes_removed),
-        (0, 0),
-        "a second gc must be a no-op"
-    );
+    assert_eq!((again.chunks_removed, again.bytes_removed), (0, 0), "a second gc must be a no-op");
 
     v.remove_version("s", &VersionRef::Number(2)).unwrap();
     let g = v.gc().unwrap();
@@ -79,13 +61,8 @@ fn gc_reports_a_missing_chunk_and_carries_on() {
     let (path, mut v) = new_vault(dir.path());
     let a = corpus().join("safetensors/silero_vad_16k.safetensors");
     v.put(&a, "s", &PutOptions::default(), &NoProgress).unwrap();
-    v.put(
-        &corpus().join("gguf/silero_vad_16k.from-safetensors.f16.gguf"),
-        "g",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.put(&corpus().join("gguf/silero_vad_16k.from-safetensors.f16.gguf"), "g", &PutOptions::default(), &NoProgress)
+        .unwrap();
     v.remove_version("g", &VersionRef::Number(1)).unwrap();
     let victim = *ids(&v, 1).iter().next().unwrap();
     drop(v);
@@ -98,15 +75,8 @@ fn gc_reports_a_missing_chunk_and_carries_on() {
     let mut v = reopen(&path);
     let g = v.gc().unwrap();
     assert_eq!(g.missing.len(), 1, "{:?}", g.missing);
-    assert!(
-        g.missing[0].contains("model 's' version 1 file 'silero_vad_16k.safetensors'"),
-        "{}",
-        g.missing[0]
-    );
-    assert!(
-        g.chunks_removed > 0,
-        "the removed model's chunks are still collected"
-    );
+    assert!(g.missing[0].contains("model 's' version 1 file 'silero_vad_16k.safetensors'"), "{}", g.missing[0]);
+    assert!(g.chunks_removed > 0, "the removed model's chunks are still collected");
     let g2 = v.gc().unwrap();
     assert_eq!(g2.chunks_removed, 0);
     assert_eq!(g2.missing.len(), 1);
@@ -117,25 +87,13 @@ fn removing_a_version_drops_its_aliases_and_the_last_one_drops_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, mut v) = new_vault(dir.path());
     let a = corpus().join("safetensors/silero_vad_16k.safetensors");
-    let opts = PutOptions {
-        aliases: vec!["prod".into()],
-        ..Default::default()
-    };
+    let opts = PutOptions { aliases: vec!["prod".into()], ..Default::default() };
     v.put(&a, "s", &opts, &NoProgress).unwrap();
     v.put(&a, "s", &PutOptions::default(), &NoProgress).unwrap();
-    assert_eq!(
-        v.show("s", &VersionRef::Alias("prod".into()))
-            .unwrap()
-            .version,
-        1
-    );
-    v.remove_version("s", &VersionRef::Alias("prod".into()))
-        .unwrap();
+    assert_eq!(v.show("s", &VersionRef::Alias("prod".into())).unwrap().version, 1);
+    v.remove_version("s", &VersionRef::Alias("prod".into())).unwrap();
     assert!(v.show("s", &VersionRef::Alias("prod".into())).is_err());
     assert_eq!(v.show("s", &VersionRef::Latest).unwrap().version, 2);
     v.remove_version("s", &VersionRef::Latest).unwrap();
-    assert!(matches!(
-        v.show("s", &VersionRef::Latest).unwrap_err(),
-        modelvault::Error::ModelNotFound(_)
-    ));
+    assert!(matches!(v.show("s", &VersionRef::Latest).unwrap_err(), modelvault::Error::ModelNotFound(_)));
 }

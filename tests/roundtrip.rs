@@ -11,23 +11,13 @@ fn every_corpus_model_round_trips_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let (path, mut v) = new_vault(dir.path());
     let mut n = 0;
-    let folders = [
-        "safetensors",
-        "gguf",
-        "onnx",
-        "pytorch",
-        "numpy",
-        "pickle",
-        "data",
-    ];
+    let folders = ["safetensors", "gguf", "onnx", "pytorch", "numpy", "pickle", "data"];
     let mut stored = Vec::new();
     for folder in folders {
         for f in files_under(&corpus().join(folder)) {
             n += 1;
             let name = format!("m{n}");
-            let r = v
-                .put(&f, &name, &PutOptions::default(), &NoProgress)
-                .unwrap();
+            let r = v.put(&f, &name, &PutOptions::default(), &NoProgress).unwrap();
             assert_eq!(r.version, 1);
             assert_eq!(r.bytes, std::fs::metadata(&f).unwrap().len());
             stored.push((name, f));
@@ -38,21 +28,9 @@ fn every_corpus_model_round_trips_byte_identical() {
     let v = reopen(&path);
     for (name, f) in &stored {
         let out = dir.path().join("out").join(name);
-        v.get(
-            name,
-            &VersionRef::Latest,
-            &out,
-            &GetOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
+        v.get(name, &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap();
         let back = std::fs::read(out.join(f.file_name().unwrap())).unwrap();
-        assert_eq!(
-            back,
-            std::fs::read(f).unwrap(),
-            "{} differs after round trip",
-            f.display()
-        );
+        assert_eq!(back, std::fs::read(f).unwrap(), "{} differs after round trip", f.display());
     }
     let rep = v.verify(true, &NoProgress).unwrap();
     assert!(rep.ok(), "{:?}", rep.problems);
@@ -64,60 +42,23 @@ fn directory_model_round_trips_with_nested_paths() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("model");
     std::fs::create_dir_all(src.join("onnx")).unwrap();
-    std::fs::copy(
-        corpus().join("safetensors/silero_vad_16k.safetensors"),
-        src.join("model.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(
-        corpus().join("onnx/silero_vad_half.onnx"),
-        src.join("onnx/model.onnx"),
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("config.json"),
-        br#"{"architectures":["SileroVAD"]}"#,
-    )
-    .unwrap();
+    std::fs::copy(corpus().join("safetensors/silero_vad_16k.safetensors"), src.join("model.safetensors")).unwrap();
+    std::fs::copy(corpus().join("onnx/silero_vad_half.onnx"), src.join("onnx/model.onnx")).unwrap();
+    std::fs::write(src.join("config.json"), br#"{"architectures":["SileroVAD"]}"#).unwrap();
     std::fs::write(src.join("empty.txt"), b"").unwrap();
     let (_p, mut v) = new_vault(dir.path());
-    let r = v
-        .put(&src, "silero-dir", &PutOptions::default(), &NoProgress)
-        .unwrap();
+    let r = v.put(&src, "silero-dir", &PutOptions::default(), &NoProgress).unwrap();
     assert_eq!(r.files, 4);
     let info = v.show("silero-dir", &VersionRef::Number(1)).unwrap();
     let paths: Vec<&str> = info.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "config.json",
-            "empty.txt",
-            "model.safetensors",
-            "onnx/model.onnx"
-        ]
-    );
+    assert_eq!(paths, ["config.json", "empty.txt", "model.safetensors", "onnx/model.onnx"]);
     let out = dir.path().join("out");
-    v.get(
-        "silero-dir",
-        &VersionRef::Latest,
-        &out,
-        &GetOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.get("silero-dir", &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap();
     for rel in paths {
-        assert_eq!(
-            std::fs::read(out.join(rel)).unwrap(),
-            std::fs::read(src.join(rel)).unwrap(),
-            "{rel}"
-        );
+        assert_eq!(std::fs::read(out.join(rel)).unwrap(), std::fs::read(src.join(rel)).unwrap(), "{rel}");
     }
     // No temporary file is left behind.
-    assert!(
-        files_under(&out)
-            .iter()
-            .all(|p| !p.to_string_lossy().contains(".mvault-tmp-"))
-    );
+    assert!(files_under(&out).iter().all(|p| !p.to_string_lossy().contains(".mvault-tmp-")));
 }
 
 #[test]
@@ -126,23 +67,16 @@ fn minilm_vault_size_ratio_and_reput_dedup() {
     let (path, mut v) = new_vault(dir.path());
     let model = corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors");
     let size = std::fs::metadata(&model).unwrap().len();
-    let r1 = v
-        .put(&model, "minilm", &PutOptions::default(), &NoProgress)
-        .unwrap();
+    let r1 = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
     assert_eq!(r1.new_bytes, size);
     let after1 = std::fs::metadata(&path).unwrap().len();
     let ratio = after1 as f64 / size as f64;
     assert!(ratio <= 1.10, "vault file is {ratio:.3}x the model");
-    let r2 = v
-        .put(&model, "minilm", &PutOptions::default(), &NoProgress)
-        .unwrap();
+    let r2 = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
     assert_eq!(r2.version, 2);
     assert_eq!(r2.new_chunks, 0);
     let after2 = std::fs::metadata(&path).unwrap().len();
-    assert!(
-        ((after2 as f64) - (after1 as f64)) < 0.01 * size as f64,
-        "re-put grew the file from {after1} to {after2}"
-    );
+    assert!(((after2 as f64) - (after1 as f64)) < 0.01 * size as f64, "re-put grew the file from {after1} to {after2}");
 }
 
 #[test]
@@ -151,11 +85,8 @@ fn vault_file_holds_no_plaintext_names_or_tensor_names() {
     let (path, mut v) = new_vault(dir.path());
     let src = dir.path().join("confidential-dir");
     std::fs::create_dir(&src).unwrap();
-    std::fs::copy(
-        corpus().join("safetensors/silero_vad_16k.safetensors"),
-        src.join("secret-weights-file.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(corpus().join("safetensors/silero_vad_16k.safetensors"), src.join("secret-weights-file.safetensors"))
+        .unwrap();
     let opts = PutOptions {
         aliases: vec!["production-alias".into()],
         tags: [("owner".to_string(), "team-zebra".to_string())].into(),
@@ -163,8 +94,7 @@ fn vault_file_holds_no_plaintext_names_or_tensor_names() {
         description: "a description nobody may read".into(),
         ..Default::default()
     };
-    v.put(&src, "project-nightingale", &opts, &NoProgress)
-        .unwrap();
+    v.put(&src, "project-nightingale", &opts, &NoProgress).unwrap();
     drop(v);
     let raw = std::fs::read(&path).unwrap();
     for needle in [
@@ -178,10 +108,7 @@ fn vault_file_holds_no_plaintext_names_or_tensor_names() {
         "stft_conv.weight",
         "final_conv.bias",
     ] {
-        assert!(
-            !contains(&raw, needle.as_bytes()),
-            "'{needle}' is readable in the vault file"
-        );
+        assert!(!contains(&raw, needle.as_bytes()), "'{needle}' is readable in the vault file");
     }
     // And the file's own bytes (a 64-byte run from the middle of the weights) are not there.
     let plain = std::fs::read(corpus().join("safetensors/silero_vad_16k.safetensors")).unwrap();

@@ -15,20 +15,8 @@ use redb::ReadableTable;
 /// Two models: `s` (silero safetensors: a chunk per tensor) and `m` (silero ONNX, 5 chunks).
 fn two_models(dir: &Path) -> std::path::PathBuf {
     let (path, mut v) = new_vault(dir);
-    v.put(
-        &corpus().join("safetensors/silero_vad_16k.safetensors"),
-        "s",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    v.put(
-        &corpus().join("onnx/silero_vad.onnx"),
-        "m",
-        &PutOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.put(&corpus().join("safetensors/silero_vad_16k.safetensors"), "s", &PutOptions::default(), &NoProgress).unwrap();
+    v.put(&corpus().join("onnx/silero_vad.onnx"), "m", &PutOptions::default(), &NoProgress).unwrap();
     path
 }
 
@@ -57,32 +45,15 @@ fn edit_chunks(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], &
 
 fn get_err(path: &Path, name: &str, out: &Path) -> Error {
     let v = reopen(path);
-    v.get(
-        name,
-        &VersionRef::Latest,
-        out,
-        &GetOptions::default(),
-        &NoProgress,
-    )
-    .unwrap_err()
+    v.get(name, &VersionRef::Latest, out, &GetOptions::default(), &NoProgress).unwrap_err()
 }
 
 fn other_model_still_reads(path: &Path, dir: &Path, name: &str, original: &str) {
     let v = reopen(path);
     let out = dir.join(format!("ok-{name}"));
-    v.get(
-        name,
-        &VersionRef::Latest,
-        &out,
-        &GetOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    v.get(name, &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap();
     let f = corpus().join(original);
-    assert_eq!(
-        std::fs::read(out.join(f.file_name().unwrap())).unwrap(),
-        std::fs::read(&f).unwrap()
-    );
+    assert_eq!(std::fs::read(out.join(f.file_name().unwrap())).unwrap(), std::fs::read(&f).unwrap());
 }
 
 #[test]
@@ -100,18 +71,11 @@ fn flipped_byte_in_a_chunk_is_named_and_leaves_no_partial_file() {
     let msg = e.to_string();
     assert!(matches!(e, Error::Damaged(_)), "{msg}");
     assert!(
-        msg.contains(&format!(
-            "model 's' version 1 file 'silero_vad_16k.safetensors': chunk 2 of {}",
-            ids.len()
-        )),
+        msg.contains(&format!("model 's' version 1 file 'silero_vad_16k.safetensors': chunk 2 of {}", ids.len())),
         "{msg}"
     );
     assert!(msg.contains("authentication failed"), "{msg}");
-    assert!(
-        files_under(&out).is_empty(),
-        "a partial or temporary file was left: {:?}",
-        files_under(&out)
-    );
+    assert!(files_under(&out).is_empty(), "a partial or temporary file was left: {:?}", files_under(&out));
     let rep = reopen(&path).verify(true, &NoProgress).unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
     assert_eq!(rep.problems[0].model.as_deref(), Some("s"));
@@ -130,10 +94,7 @@ fn swapped_chunks_fail_authentication() {
         t.insert(&ids[1], a.as_slice()).unwrap();
     });
     let msg = get_err(&path, "s", &dir.path().join("out")).to_string();
-    assert!(
-        msg.contains(&format!("chunk 1 of {}", ids.len())) && msg.contains("authentication failed"),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("chunk 1 of {}", ids.len())) && msg.contains("authentication failed"), "{msg}");
     let rep = reopen(&path).verify(false, &NoProgress).unwrap();
     assert!(rep.ok(), "presence-only verify sees both chunks present");
     let rep = reopen(&path).verify(true, &NoProgress).unwrap();
@@ -151,17 +112,11 @@ fn truncation_at_a_chunk_boundary_is_detected_b15a() {
     });
     let out = dir.path().join("out");
     let msg = get_err(&path, "s", &out).to_string();
-    assert!(
-        msg.contains(&format!("chunk {n} of {n}", n = ids.len())) && msg.contains("is missing"),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("chunk {n} of {n}", n = ids.len())) && msg.contains("is missing"), "{msg}");
     assert!(files_under(&out).is_empty());
     let v = reopen(&path);
     let mut sink = Vec::new();
-    assert!(
-        v.cat("s", &VersionRef::Latest, None, &mut sink, &NoProgress)
-            .is_err()
-    );
+    assert!(v.cat("s", &VersionRef::Latest, None, &mut sink, &NoProgress).is_err());
     let rep = v.verify(false, &NoProgress).unwrap();
     assert_eq!(rep.problems.len(), 1);
     assert!(rep.problems[0].detail.contains("is missing"));
@@ -181,11 +136,7 @@ fn a_chunk_from_another_model_in_its_place_is_detected_b15b() {
         t.insert(&last, foreign.as_slice()).unwrap();
     });
     let msg = get_err(&path, "s", &dir.path().join("out")).to_string();
-    assert!(
-        msg.contains(&format!("chunk {n} of {n}", n = s.len()))
-            && msg.contains("authentication failed"),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("chunk {n} of {n}", n = s.len())) && msg.contains("authentication failed"), "{msg}");
 }
 
 #[test]
@@ -201,18 +152,12 @@ fn short_and_deleted_blobs_are_listed_by_verify_b16() {
     });
     let v = reopen(&path);
     let rep = v.verify(true, &NoProgress).unwrap();
-    let mut hurt: Vec<(String, String)> = rep
-        .problems
-        .iter()
-        .map(|p| (p.model.clone().unwrap(), p.detail.clone()))
-        .collect();
+    let mut hurt: Vec<(String, String)> =
+        rep.problems.iter().map(|p| (p.model.clone().unwrap(), p.detail.clone())).collect();
     hurt.sort();
     assert_eq!(hurt.len(), 2, "{hurt:?}");
     assert_eq!(hurt[0].0, "m");
-    assert!(
-        hurt[0].1.contains("chunk 2 of 5") && hurt[0].1.contains("missing"),
-        "{hurt:?}"
-    );
+    assert!(hurt[0].1.contains("chunk 2 of 5") && hurt[0].1.contains("missing"), "{hurt:?}");
     assert_eq!(hurt[1].0, "s");
     assert!(hurt[1].1.contains("shorter than nonce + tag"), "{hurt:?}");
     // Listing still works and names both models.
@@ -242,24 +187,15 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     let tx = db.begin_write().unwrap();
     {
         let mut t = tx.open_table(VERSIONS).unwrap();
-        let rows: Vec<([u8; 40], Vec<u8>)> = t
-            .iter()
-            .unwrap()
-            .map(|r| r.unwrap())
-            .map(|(k, v)| (*k.value(), v.value().to_vec()))
-            .collect();
+        let rows: Vec<([u8; 40], Vec<u8>)> =
+            t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect();
         assert_eq!(rows.len(), 3);
         // Find s@1 and s@2: same 32-byte model prefix, versions 1 and 2.
         let (k1, v1) = rows
             .iter()
-            .find(|(k, _)| {
-                rows.iter().filter(|(k2, _)| k2[..32] == k[..32]).count() == 2 && k[39] == 1
-            })
+            .find(|(k, _)| rows.iter().filter(|(k2, _)| k2[..32] == k[..32]).count() == 2 && k[39] == 1)
             .unwrap();
-        let (k2, v2) = rows
-            .iter()
-            .find(|(k, _)| k[..32] == k1[..32] && k[39] == 2)
-            .unwrap();
+        let (k2, v2) = rows.iter().find(|(k, _)| k[..32] == k1[..32] && k[39] == 2).unwrap();
         t.insert(k2, v1.as_slice()).unwrap();
         t.insert(k1, v2.as_slice()).unwrap();
     }
@@ -269,10 +205,7 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     for r in [1, 2] {
         let e = v.show("s", &VersionRef::Number(r)).unwrap_err();
         assert!(matches!(e, Error::Damaged(_)), "{e}");
-        assert!(
-            e.to_string().contains(&format!("model 's' version {r}")),
-            "{e}"
-        );
+        assert!(e.to_string().contains(&format!("model 's' version {r}")), "{e}");
     }
     v.show("t", &VersionRef::Latest).unwrap();
     let rep = v.verify(false, &NoProgress).unwrap();

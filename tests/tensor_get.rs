@@ -330,7 +330,7 @@ fn cli_get_tensor() {
     mvault(dir.path())
         .args(["get", "s", "--tensor", "conv9.bias", "-o", "x.safetensors"])
         .assert()
-        .failure()
+        .code(5)
         .stderr(predicates::str::contains("s@1 has no tensor 'conv9.bias': `mvault inspect s@1` lists its tensors"));
     mvault(dir.path())
         .args(["get", "s", "--tensor", "conv2.bias", "-o", "t.safetensors"])

@@ -21,12 +21,7 @@ pub struct Global {
     #[arg(long, env = "MVAULT_VAULT", global = true, value_name = "PATH")]
     pub vault: Option<PathBuf>,
     /// Read the passphrase from this file (one trailing newline is ignored).
-    #[arg(
-        long,
-        env = "MVAULT_PASSPHRASE_FILE",
-        global = true,
-        value_name = "FILE"
-    )]
+    #[arg(long, env = "MVAULT_PASSPHRASE_FILE", global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Read the passphrase from this open file descriptor.
     #[arg(long, global = true, value_name = "N")]

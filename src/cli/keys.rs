@@ -28,7 +28,9 @@ fn new_passphrase(g: &Global, n: &NewPassphrase, slot: &str) -> Result<Passphras
 fn cost(c: &SlotCost, base: Argon2Params) -> Result<Argon2Params> {
     let memory_kib = match (c.argon2_memory_kib, c.argon2_memory_mib) {
         (Some(k), _) => k,
-        (None, Some(m)) => m.checked_mul(1024).ok_or_else(|| Error::InvalidInput("--argon2-memory-mib is too large".into()))?,
+        (None, Some(m)) => {
+            m.checked_mul(1024).ok_or_else(|| Error::InvalidInput("--argon2-memory-mib is too large".into()))?
+        }
         (None, None) => base.memory_kib,
     };
     let p = Argon2Params {
@@ -41,7 +43,10 @@ fn cost(c: &SlotCost, base: Argon2Params) -> Result<Argon2Params> {
 }
 
 fn cost_given(c: &SlotCost) -> bool {
-    c.argon2_memory_kib.is_some() || c.argon2_memory_mib.is_some() || c.argon2_time.is_some() || c.argon2_lanes.is_some()
+    c.argon2_memory_kib.is_some()
+        || c.argon2_memory_mib.is_some()
+        || c.argon2_time.is_some()
+        || c.argon2_lanes.is_some()
 }
 
 /// `mvault key ...`
@@ -72,7 +77,10 @@ pub fn key(g: &Global, cmd: &KeyCommand, progress: &dyn Progress) -> Result<i32>
             if g.json {
                 output::json(&u);
             } else {
-                println!("epoch {}: chunk key {} seals, metadata key {} seals; warning from {}, limit {} (NIST SP 800-38D)", u.epoch, u.chunk_seals, u.meta_seals, u.warn_at, u.limit);
+                println!(
+                    "epoch {}: chunk key {} seals, metadata key {} seals; warning from {}, limit {} (NIST SP 800-38D)",
+                    u.epoch, u.chunk_seals, u.meta_seals, u.warn_at, u.limit
+                );
             }
         }
         KeyCommand::Add { name, new, cost: c } => {
@@ -154,7 +162,11 @@ pub fn signer(g: &Global, cmd: &SignerCommand) -> Result<i32> {
         SignerCommand::Show => {
             let v = unlock(g)?;
             let k = modelvault::manifest::hex(&v.signer_public_key());
-            if g.json { output::json(&json!({"algorithm": "ed25519", "public_key": k})) } else { println!("ed25519:{k}") }
+            if g.json {
+                output::json(&json!({"algorithm": "ed25519", "public_key": k}))
+            } else {
+                println!("ed25519:{k}")
+            }
         }
         SignerCommand::List => {
             let v = unlock(g)?;
@@ -175,7 +187,11 @@ pub fn signer(g: &Global, cmd: &SignerCommand) -> Result<i32> {
         SignerCommand::Rotate => {
             let mut v = unlock_write(g, &modelvault::NoProgress)?;
             let k = modelvault::manifest::hex(&v.rotate_signer()?);
-            print_done(g, json!({"public_key": k}), &format!("new signing key ed25519:{k}; earlier keys are kept, retired"));
+            print_done(
+                g,
+                json!({"public_key": k}),
+                &format!("new signing key ed25519:{k}; earlier keys are kept, retired"),
+            );
         }
     }
     Ok(0)
@@ -188,7 +204,11 @@ pub fn trust(g: &Global, cmd: &TrustCommand) -> Result<i32> {
             let key = parse_public_key(public_key)?;
             let v = unlock_write(g, &modelvault::NoProgress)?;
             v.trust_add(name, key)?;
-            print_done(g, json!({"trusted": name}), &format!("trusting ed25519:{} as '{name}'", modelvault::manifest::hex(&key)));
+            print_done(
+                g,
+                json!({"trusted": name}),
+                &format!("trusting ed25519:{} as '{name}'", modelvault::manifest::hex(&key)),
+            );
         }
         TrustCommand::List => {
             let v = unlock(g)?;

@@ -9,10 +9,7 @@ use serde::Serialize;
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn json<T: Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("report serialises")
-    );
+    println!("{}", serde_json::to_string_pretty(v).expect("report serialises"));
 }
 
 /// Unix seconds as RFC 3339 UTC.
@@ -29,11 +26,7 @@ pub fn size(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 /// Prints a listing as a table: one line per version.
@@ -42,17 +35,10 @@ pub fn listing(l: &Listing) {
         println!("(no models)");
         return;
     }
-    println!(
-        "{:<28} {:>7} {:>11} {:<20} {:<16} TAGS",
-        "NAME", "VERSION", "SIZE", "CREATED", "ALIASES"
-    );
+    println!("{:<28} {:>7} {:>11} {:<20} {:<16} TAGS", "NAME", "VERSION", "SIZE", "CREATED", "ALIASES");
     for m in &l.models {
         for v in &m.versions {
-            let tags: Vec<String> = v
-                .tags
-                .iter()
-                .map(|(k, val)| format!("{k}={}", escape(val)))
-                .collect();
+            let tags: Vec<String> = v.tags.iter().map(|(k, val)| format!("{k}={}", escape(val))).collect();
             println!(
                 "{:<28} {:>7} {:>11} {:<20} {:<16} {}",
                 escape(&m.name),
@@ -74,13 +60,12 @@ pub fn version(v: &VersionInfo) {
     if v.revision > 0 {
         println!("updated:     {} (revision {})", time(v.updated), v.revision);
     }
-    println!(
-        "size:        {} ({} bytes)",
-        size(v.size_bytes),
-        v.size_bytes
-    );
+    println!("size:        {} ({} bytes)", size(v.size_bytes), v.size_bytes);
     if !v.aliases.is_empty() {
         println!("aliases:     {}", v.aliases.join(", "));
+    }
+    if !v.model_description.is_empty() {
+        println!("about:       {}", escape(&v.model_description));
     }
     if !v.description.is_empty() {
         println!("description: {}", escape(&v.description));
@@ -129,11 +114,7 @@ fn stat(x: Option<f64>) -> String {
 /// Prints `inspect`: a summary, then each file with its tensor table, then totals per dtype.
 pub fn inspection(i: &modelvault::Inspection) {
     println!("model:      {}@{}", escape(&i.name), i.version);
-    println!(
-        "size:       {} in {} file(s)",
-        size(i.size_bytes),
-        i.files.len()
-    );
+    println!("size:       {} in {} file(s)", size(i.size_bytes), i.files.len());
     println!(
         "parameters: {} in {} tensor(s), {} of tensor data",
         group(i.params),
@@ -146,13 +127,7 @@ pub fn inspection(i: &modelvault::Inspection) {
             _ => "",
         };
         println!();
-        println!(
-            "{}  {}  {}  pickle scan: {}{allowed}",
-            escape(&f.path),
-            f.format,
-            size(f.size),
-            f.scan_verdict
-        );
+        println!("{}  {}  {}  pickle scan: {}{allowed}", escape(&f.path), f.format, size(f.size), f.scan_verdict);
         for finding in f.scan.iter().flat_map(|s| &s.findings) {
             println!("    {}", escape(finding));
         }
@@ -161,38 +136,12 @@ pub fn inspection(i: &modelvault::Inspection) {
         }
         let names: Vec<String> = f.tensors.iter().map(|t| escape(&t.name)).collect();
         let shapes: Vec<String> = f.tensors.iter().map(|t| shape(&t.shape)).collect();
-        let nw = names
-            .iter()
-            .map(|n| n.chars().count())
-            .max()
-            .unwrap_or(0)
-            .clamp(6, 60);
-        let dw = f
-            .tensors
-            .iter()
-            .map(|t| t.dtype.len())
-            .max()
-            .unwrap_or(0)
-            .max(5);
+        let nw = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(6, 60);
+        let dw = f.tensors.iter().map(|t| t.dtype.len()).max().unwrap_or(0).max(5);
         let sw = shapes.iter().map(|s| s.len()).max().unwrap_or(0).max(5);
-        let pw = f
-            .tensors
-            .iter()
-            .map(|t| group(t.params).len())
-            .max()
-            .unwrap_or(0)
-            .max(6);
-        let bw = f
-            .tensors
-            .iter()
-            .map(|t| group(t.bytes).len())
-            .max()
-            .unwrap_or(0)
-            .max(5);
-        println!(
-            "  {:<nw$}  {:<dw$}  {:<sw$}  {:>pw$}  {:>bw$}",
-            "TENSOR", "DTYPE", "SHAPE", "PARAMS", "BYTES"
-        );
+        let pw = f.tensors.iter().map(|t| group(t.params).len()).max().unwrap_or(0).max(6);
+        let bw = f.tensors.iter().map(|t| group(t.bytes).len()).max().unwrap_or(0).max(5);
+        println!("  {:<nw$}  {:<dw$}  {:<sw$}  {:>pw$}  {:>bw$}", "TENSOR", "DTYPE", "SHAPE", "PARAMS", "BYTES");
         for ((t, n), s) in f.tensors.iter().zip(&names).zip(&shapes) {
             println!(
                 "  {n:<nw$}  {:<dw$}  {s:<sw$}  {:>pw$}  {:>bw$}",
@@ -204,18 +153,9 @@ pub fn inspection(i: &modelvault::Inspection) {
     }
     if !i.dtypes.is_empty() {
         println!();
-        println!(
-            "{:<8} {:>8} {:>15} {:>15}",
-            "DTYPE", "TENSORS", "PARAMS", "BYTES"
-        );
+        println!("{:<8} {:>8} {:>15} {:>15}", "DTYPE", "TENSORS", "PARAMS", "BYTES");
         for d in &i.dtypes {
-            println!(
-                "{:<8} {:>8} {:>15} {:>15}",
-                escape(&d.dtype),
-                group(d.tensors),
-                group(d.params),
-                group(d.bytes)
-            );
+            println!("{:<8} {:>8} {:>15} {:>15}", escape(&d.dtype), group(d.tensors), group(d.params), group(d.bytes));
         }
     }
 }
@@ -259,13 +199,7 @@ pub fn diff(d: &modelvault::DiffReport) {
             println!("    - {} {} {}", escape(&x.name), x.dtype, shape(&x.shape));
         }
         for x in &t.reshaped {
-            println!(
-                "    reshaped {} {} {} -> {}",
-                escape(&x.name),
-                x.dtype,
-                shape(&x.shape_a),
-                shape(&x.shape_b)
-            );
+            println!("    reshaped {} {} {} -> {}", escape(&x.name), x.dtype, shape(&x.shape_a), shape(&x.shape_b));
         }
         for x in &t.dtype_changed {
             let sh = if x.shape_a == x.shape_b {
@@ -273,18 +207,10 @@ pub fn diff(d: &modelvault::DiffReport) {
             } else {
                 format!("{} -> {}", shape(&x.shape_a), shape(&x.shape_b))
             };
-            println!(
-                "    dtype {} {} -> {} {sh}",
-                escape(&x.name),
-                x.dtype_a,
-                x.dtype_b
-            );
+            println!("    dtype {} {} -> {} {sh}", escape(&x.name), x.dtype_a, x.dtype_b);
         }
         for x in &t.changed {
-            let elems = x
-                .elements_changed
-                .map(|n| format!("; {} element(s) changed", group(n)))
-                .unwrap_or_default();
+            let elems = x.elements_changed.map(|n| format!("; {} element(s) changed", group(n))).unwrap_or_default();
             println!(
                 "    changed {} {} {}: max|diff| {}, rel L2 {}, cosine {}{elems}",
                 escape(&x.name),
@@ -347,11 +273,8 @@ pub fn tensor_get(r: &modelvault::TensorGetReport) {
 /// aligned, text left-aligned and escaped, NULL as empty. The row count goes to stderr.
 pub fn query_table(r: &modelvault::QueryResult) {
     use modelvault::SqlValue;
-    let cells: Vec<Vec<String>> = r
-        .rows
-        .iter()
-        .map(|row| row.iter().map(|v| escape(&v.to_string())).collect())
-        .collect();
+    let cells: Vec<Vec<String>> =
+        r.rows.iter().map(|row| row.iter().map(|v| escape(&v.to_string())).collect()).collect();
     let heads: Vec<String> = r.columns.iter().map(|c| escape(c)).collect();
     let mut widths: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
     for row in &cells {
@@ -386,11 +309,7 @@ pub fn query_table(r: &modelvault::QueryResult) {
 /// comma, quote, CR or LF are quoted, quotes doubled; NULL is an empty field.
 pub fn csv(r: &modelvault::QueryResult) {
     fn field(s: &str) -> String {
-        if s.contains([',', '"', '\r', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+        if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
     }
     let head: Vec<String> = r.columns.iter().map(|c| field(c)).collect();
     println!("{}", head.join(","));
@@ -422,7 +341,10 @@ pub fn stats(s: &modelvault::VaultStats) {
     }
     println!();
     let nw = s.per_model.iter().map(|m| escape(&m.name).chars().count()).max().unwrap_or(0).max(5);
-    println!("{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>7}  {:>11}", "MODEL", "VERSIONS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "EXCLUSIVE");
+    println!(
+        "{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>7}  {:>11}",
+        "MODEL", "VERSIONS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "EXCLUSIVE"
+    );
     for m in &s.per_model {
         println!(
             "{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>6.2}x  {:>11}",
@@ -467,7 +389,13 @@ pub fn similar(s: &modelvault::Similarity) {
         println!();
         println!("{:<40}  {:>11}  {:>8}  {:>7}", "MODEL", "SHARED", "CHUNKS", "JACCARD");
         for m in &s.models {
-            println!("{:<40}  {:>11}  {:>8}  {:>7.3}", escape(&m.name), size(m.shared_bytes), m.shared_chunks, m.jaccard);
+            println!(
+                "{:<40}  {:>11}  {:>8}  {:>7.3}",
+                escape(&m.name),
+                size(m.shared_bytes),
+                m.shared_chunks,
+                m.jaccard
+            );
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use modelvault::names::escape;
 use modelvault::{
-    Argon2Params, CreateOptions, Error, GetOptions, OpenOptions, Progress, PutOptions, Result,
-    Unlocked, Vault, VersionRef, parse_spec,
+    Argon2Params, CreateOptions, Error, GetOptions, OpenOptions, Progress, PutOptions, Result, Unlocked, Vault,
+    VersionRef, parse_spec,
 };
 use serde_json::json;
 
@@ -34,7 +34,10 @@ struct JsonLines {
 
 impl JsonLines {
     fn emit(&self, event: &str) {
-        eprintln!("{}", json!({"event": event, "phase": self.phase, "bytes_done": self.done, "bytes_total": self.total}));
+        eprintln!(
+            "{}",
+            json!({"event": event, "phase": self.phase, "bytes_done": self.done, "bytes_total": self.total})
+        );
     }
 }
 
@@ -43,7 +46,12 @@ impl Bar {
         let tty = std::io::stderr().is_terminal();
         let bar = (!g.quiet && !g.json && tty).then(ProgressBar::hidden);
         let lines = (!g.quiet && g.json && !tty).then(|| {
-            std::sync::Mutex::new(JsonLines { phase: String::new(), total: 0, done: 0, last: std::time::Instant::now() })
+            std::sync::Mutex::new(JsonLines {
+                phase: String::new(),
+                total: 0,
+                done: 0,
+                last: std::time::Instant::now(),
+            })
         });
         Bar { bar, lines }
     }
@@ -92,19 +100,15 @@ impl Progress for Bar {
 }
 
 pub(super) fn vault_path(g: &Global) -> Result<PathBuf> {
-    g.vault.clone().ok_or_else(|| {
-        Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into())
-    })
+    g.vault.clone().ok_or_else(|| Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into()))
 }
 
 pub(super) fn open_opts(g: &Global) -> Result<OpenOptions> {
     let wait = match g.wait {
         None => None,
-        Some(s) if s.is_finite() && s >= 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) if (0.0..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
         Some(s) => {
-            return Err(Error::InvalidInput(format!(
-                "--wait {s}: give a number of seconds from 0 to 86400"
-            )));
+            return Err(Error::InvalidInput(format!("--wait {s}: give a number of seconds from 0 to 86400")));
         }
     };
     Ok(OpenOptions { wait })
@@ -131,15 +135,13 @@ pub(super) fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
 }
 
 fn split_kv<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
-    s.split_once('=')
-        .ok_or_else(|| Error::InvalidInput(format!("{what} '{}' is not KEY=VALUE", escape(s))))
+    s.split_once('=').ok_or_else(|| Error::InvalidInput(format!("{what} '{}' is not KEY=VALUE", escape(s))))
 }
 
 fn parse_metric(s: &str) -> Result<(String, f64)> {
     let (k, v) = split_kv(s, "metric")?;
-    let n: f64 = v.trim().parse().map_err(|_| {
-        Error::InvalidInput(format!("metric '{k}': '{}' is not a number", escape(v)))
-    })?;
+    let n: f64 =
+        v.trim().parse().map_err(|_| Error::InvalidInput(format!("metric '{k}': '{}' is not a number", escape(v))))?;
     Ok((k.to_string(), n))
 }
 
@@ -168,10 +170,7 @@ fn put_options(a: &PutArgs) -> Result<PutOptions> {
 fn versioned(spec: &str) -> Result<(String, VersionRef)> {
     let (name, r) = parse_spec(spec)?;
     if r == VersionRef::Latest {
-        return Err(Error::InvalidInput(format!(
-            "'{}' needs a version: write NAME@VERSION",
-            escape(spec)
-        )));
+        return Err(Error::InvalidInput(format!("'{}' needs a version: write NAME@VERSION", escape(spec))));
     }
     Ok((name, r))
 }
@@ -189,29 +188,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let memory_kib = match a.argon2_memory_kib {
                 Some(k) => k,
-                None => a.argon2_memory_mib.checked_mul(1024).ok_or_else(|| {
-                    Error::InvalidInput("--argon2-memory-mib is too large".into())
-                })?,
+                None => a
+                    .argon2_memory_mib
+                    .checked_mul(1024)
+                    .ok_or_else(|| Error::InvalidInput("--argon2-memory-mib is too large".into()))?,
             };
-            let argon2 = Argon2Params {
-                memory_kib,
-                time_cost: a.argon2_time,
-                lanes: a.argon2_lanes,
-            };
+            let argon2 = Argon2Params { memory_kib, time_cost: a.argon2_time, lanes: a.argon2_lanes };
             argon2.check()?;
-            let pass = passphrase::obtain(
-                g,
-                &format!("New passphrase for {}: ", path.display()),
-                !passphrase::has_source(g),
-            )?;
-            let v = Vault::create(
-                &path,
-                &pass,
-                &CreateOptions {
-                    argon2,
-                    slot_name: a.slot_name.clone(),
-                },
-            )?;
+            let pass =
+                passphrase::obtain(g, &format!("New passphrase for {}: ", path.display()), !passphrase::has_source(g))?;
+            let v = Vault::create(&path, &pass, &CreateOptions { argon2, slot_name: a.slot_name.clone() })?;
             let id = modelvault::manifest::hex(&v.vault_id());
             let signer = modelvault::manifest::hex(&v.signer_public_key());
             if g.json {
@@ -289,7 +275,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stats => {
             let v = unlock(g)?;
             let st = v.stats()?;
-            if g.json { output::json(&st) } else { output::stats(&st) }
+            if g.json {
+                output::json(&st)
+            } else {
+                output::stats(&st)
+            }
             if damaged(&st.problems) {
                 return Ok(6);
             }
@@ -307,7 +297,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Families { min_shared } => {
             let v = unlock(g)?;
             let f = v.families(*min_shared)?;
-            if g.json { output::json(&f) } else { output::families(&f) }
+            if g.json {
+                output::json(&f)
+            } else {
+                output::families(&f)
+            }
             if damaged(&f.problems) {
                 return Ok(6);
             }
@@ -316,20 +310,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             let info = v.show(&name, &r)?;
-            if g.json {
-                output::json(&info)
-            } else {
-                output::version(&info)
-            }
+            if g.json { output::json(&info) } else { output::version(&info) }
         }
-        Command::Get {
-            spec,
-            output: dest,
-            force,
-            tensor,
-            file,
-            require_signer,
-        } => {
+        Command::Get { spec, output: dest, force, tensor, file, require_signer } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             // Pin the version first, so the check and the read are of the same version.
@@ -338,10 +321,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 None => r,
             };
             if !tensor.is_empty() {
-                let opts = modelvault::TensorGetOptions {
-                    force: *force,
-                    file: file.clone(),
-                };
+                let opts = modelvault::TensorGetOptions { force: *force, file: file.clone() };
                 let rep = v.get_tensors(&name, &r, tensor, dest, &opts, &bar)?;
                 if g.json {
                     output::json(&rep);
@@ -370,41 +350,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             let ins = v.inspect(&name, &r)?;
-            if g.json {
-                output::json(&ins)
-            } else {
-                output::inspection(&ins)
-            }
+            if g.json { output::json(&ins) } else { output::inspection(&ins) }
         }
         Command::Diff { a, b } => {
             let (an, ar) = parse_spec(a)?;
             let (bn, br) = parse_spec(b)?;
             let v = unlock(g)?;
             let d = v.diff(&an, &ar, &bn, &br)?;
-            if g.json {
-                output::json(&d)
-            } else {
-                output::diff(&d)
-            }
+            if g.json { output::json(&d) } else { output::diff(&d) }
         }
         Command::Cat { spec, file } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            v.cat(
-                &name,
-                &r,
-                file.as_deref(),
-                &mut lock,
-                &modelvault::NoProgress,
-            )?;
+            v.cat(&name, &r, file.as_deref(), &mut lock, &modelvault::NoProgress)?;
         }
-        Command::Alias {
-            spec,
-            alias,
-            remove,
-        } => {
+        Command::Alias { spec, alias, remove } => {
             if *remove {
                 let (name, _) = parse_spec(spec)?;
                 let v = unlock_write(g, &bar)?;
@@ -430,11 +392,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (k, val) = split_kv(tag, "tag")?;
             let v = unlock_write(g, &bar)?;
             let n = v.set_tag(&name, &r, k, val)?;
-            print_done(
-                g,
-                json!({"name": name, "version": n, "tag": {k: val}}),
-                &format!("{name}@{n}: tag {k} set"),
-            );
+            print_done(g, json!({"name": name, "version": n, "tag": {k: val}}), &format!("{name}@{n}: tag {k} set"));
         }
         Command::Untag { spec, key } => {
             let (name, r) = versioned(spec)?;
@@ -462,11 +420,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let has_version = spec.contains('@');
             let v = unlock_write(g, &bar)?;
             v.describe(&name, has_version.then_some(&r), text)?;
-            print_done(
-                g,
-                json!({"name": name, "described": spec}),
-                &format!("{spec}: description set"),
-            );
+            print_done(g, json!({"name": name, "described": spec}), &format!("{spec}: description set"));
         }
         Command::Rm { spec, yes, erase } => {
             let (name, r) = parse_spec(spec)?;
@@ -507,9 +461,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 print_done(
                     g,
                     json!({"name": name, "removed_versions": n}),
-                    &format!(
-                        "removed {name}: {n} version(s) (run `mvault gc` to reclaim its chunks)"
-                    ),
+                    &format!("removed {name}: {n} version(s) (run `mvault gc` to reclaim its chunks)"),
                 );
             }
         }
@@ -566,21 +518,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Trust { command } => return super::keys::trust(g, command),
         Command::Scan { path, allow } => {
             let sources = modelvault::ops::put::collect_sources(path)?;
-            let opts = modelvault::formats::pickle::ScanOptions {
-                extra_allowed: allow.clone(),
-                ..Default::default()
-            };
+            let opts = modelvault::formats::pickle::ScanOptions { extra_allowed: allow.clone(), ..Default::default() };
             let mut results = Vec::new();
             let mut bad = 0;
             for s in &sources {
-                let r = modelvault::formats::scan_file(&s.disk, &opts).map_err(|e| Error::Io {
-                    context: format!("scanning {}", s.disk.display()),
-                    source: e,
-                })?;
-                let rec = r
-                    .report
-                    .as_ref()
-                    .map(|rep| modelvault::ops::put::scan_record(rep, false));
+                let r = modelvault::formats::scan_file(&s.disk, &opts)
+                    .map_err(|e| Error::Io { context: format!("scanning {}", s.disk.display()), source: e })?;
+                let rec = r.report.as_ref().map(|rep| modelvault::ops::put::scan_record(rep, false));
                 let verdict = match (&r.error, &rec) {
                     (Some(_), _) => "invalid".to_string(),
                     (None, Some(rec)) => rec.verdict.clone(),
@@ -590,12 +534,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     bad += 1;
                 }
                 if !g.json {
-                    println!(
-                        "{:<12} {:<14} {}",
-                        verdict.to_uppercase(),
-                        r.format,
-                        s.disk.display()
-                    );
+                    println!("{:<12} {:<14} {}", verdict.to_uppercase(), r.format, s.disk.display());
                     if let Some(e) = &r.error {
                         println!("    {e}");
                     }
@@ -620,9 +559,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let slots = v.slot_names()?;
             let id = modelvault::manifest::hex(&v.vault_id());
             if g.json {
-                output::json(
-                    &json!({"vault": path, "vault_id": id, "created": v.created(), "key_slots": slots}),
-                );
+                output::json(&json!({"vault": path, "vault_id": id, "created": v.created(), "key_slots": slots}));
             } else {
                 println!("vault:     {}", path.display());
                 println!("id:        {id}");
@@ -643,27 +580,16 @@ fn damaged(problems: &[String]) -> bool {
 }
 
 pub(super) fn print_done(g: &Global, j: serde_json::Value, text: &str) {
-    if g.json {
-        output::json(&j)
-    } else {
-        println!("{text}")
-    }
+    if g.json { output::json(&j) } else { println!("{text}") }
 }
 
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::InvalidInput(format!(
-            "{question} Refusing without --yes: there is no terminal to ask on"
-        )));
+        return Err(Error::InvalidInput(format!("{question} Refusing without --yes: there is no terminal to ask on")));
     }
     eprint!("{question} [y/N] ");
     let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Error::Io {
-            context: "reading the answer".into(),
-            source: e,
-        })?;
+    std::io::stdin().read_line(&mut line).map_err(|e| Error::Io { context: "reading the answer".into(), source: e })?;
     if matches!(line.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {

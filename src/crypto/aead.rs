@@ -40,10 +40,7 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::TooShort(n) => {
-                write!(
-                    f,
-                    "ciphertext of {n} bytes is shorter than nonce + tag ({OVERHEAD} bytes)"
-                )
+                write!(f, "ciphertext of {n} bytes is shorter than nonce + tag ({OVERHEAD} bytes)")
             }
             OpenError::BadTag => f.write_str("authentication failed (altered, moved or truncated)"),
         }
@@ -61,12 +58,7 @@ pub fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
 
 /// Seals `plaintext` into a new buffer laid out as `prefix || nonce || ciphertext || tag`, so a
 /// stored value needs no second copy to gain its header.
-pub fn seal_with_prefix(
-    key: &SecretKey,
-    aad: &[u8],
-    prefix: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>> {
+pub fn seal_with_prefix(key: &SecretKey, aad: &[u8], prefix: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     let start = prefix.len() + NONCE_LEN;
     let mut out = Vec::with_capacity(start + plaintext.len() + TAG_LEN);
     out.extend_from_slice(prefix);
@@ -92,12 +84,7 @@ pub fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenE
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
     let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
     cipher(key)
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            aad,
-            out.as_mut_slice().into(),
-            &tag.into(),
-        )
+        .decrypt_inout_detached(&Nonce::from(nonce), aad, out.as_mut_slice().into(), &tag.into())
         .map_err(|_| OpenError::BadTag)?;
     Ok(out)
 }

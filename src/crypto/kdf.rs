@@ -32,11 +32,7 @@ pub struct Argon2Params {
 
 impl Default for Argon2Params {
     fn default() -> Self {
-        Argon2Params {
-            memory_kib: 64 * 1024,
-            time_cost: 3,
-            lanes: 4,
-        }
+        Argon2Params { memory_kib: 64 * 1024, time_cost: 3, lanes: 4 }
     }
 }
 
@@ -46,10 +42,7 @@ impl Argon2Params {
     /// Errors: [`Error::InvalidInput`] naming the parameter and the limit.
     pub fn check(&self) -> Result<()> {
         if self.lanes == 0 || self.lanes > MAX_LANES {
-            return Err(Error::InvalidInput(format!(
-                "Argon2 lanes {} out of range 1..={MAX_LANES}",
-                self.lanes
-            )));
+            return Err(Error::InvalidInput(format!("Argon2 lanes {} out of range 1..={MAX_LANES}", self.lanes)));
         }
         if self.time_cost == 0 || self.time_cost > MAX_TIME_COST {
             return Err(Error::InvalidInput(format!(
@@ -89,11 +82,7 @@ mod tests {
 
     #[test]
     fn different_passphrases_give_different_keks() {
-        let p = Argon2Params {
-            memory_kib: 64,
-            time_cost: 1,
-            lanes: 1,
-        };
+        let p = Argon2Params { memory_kib: 64, time_cost: 1, lanes: 1 };
         let a = p.derive_kek(b"correct horse", b"0123456789abcdef").unwrap();
         let b = p.derive_kek(b"correct hors", b"0123456789abcdef").unwrap();
         assert_ne!(a.expose(), b.expose());
@@ -101,15 +90,8 @@ mod tests {
 
     #[test]
     fn hostile_parameters_are_refused_before_allocating() {
-        let p = Argon2Params {
-            memory_kib: u32::MAX,
-            time_cost: 1,
-            lanes: 1,
-        };
-        let e = p
-            .derive_kek(b"x", b"0123456789abcdef")
-            .unwrap_err()
-            .to_string();
+        let p = Argon2Params { memory_kib: u32::MAX, time_cost: 1, lanes: 1 };
+        let e = p.derive_kek(b"x", b"0123456789abcdef").unwrap_err().to_string();
         assert!(e.contains("out of range"), "{e}");
     }
 }

@@ -67,7 +67,10 @@ pub struct IndexKeys {
 impl IndexKeys {
     /// Derives the index keys from the vault's index key.
     pub fn derive(index_key: &SecretKey, vault_id: &[u8; 16]) -> IndexKeys {
-        IndexKeys { chunk_id: hkdf(index_key, vault_id, "chunk-id", None), name: hkdf(index_key, vault_id, "name", None) }
+        IndexKeys {
+            chunk_id: hkdf(index_key, vault_id, "chunk-id", None),
+            name: hkdf(index_key, vault_id, "name", None),
+        }
     }
 
     /// The chunk id of `plaintext`: BLAKE3 in keyed mode (a PRF), so equal plaintexts share an id

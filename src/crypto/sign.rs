@@ -25,16 +25,12 @@ impl ManifestSigner {
     /// A new random signing key.
     pub fn generate() -> crate::Result<Self> {
         let seed = SecretKey::random()?;
-        Ok(ManifestSigner {
-            key: SigningKey::from_bytes(seed.expose()),
-        })
+        Ok(ManifestSigner { key: SigningKey::from_bytes(seed.expose()) })
     }
 
     /// Rebuilds a signer from its 32-byte seed.
     pub fn from_seed(seed: &SecretKey) -> Self {
-        ManifestSigner {
-            key: SigningKey::from_bytes(seed.expose()),
-        }
+        ManifestSigner { key: SigningKey::from_bytes(seed.expose()) }
     }
 
     /// The 32-byte seed, for wrapping under the metadata key.
@@ -62,11 +58,7 @@ fn domain(message: &[u8]) -> Vec<u8> {
 
 /// Verifies a manifest signature with `verify_strict`. Returns false for a malformed public key,
 /// a malformed signature, or a signature that does not verify.
-pub fn verify_manifest(
-    public_key: &[u8; PUBLIC_KEY_LEN],
-    message: &[u8],
-    sig: &[u8; SIGNATURE_LEN],
-) -> bool {
+pub fn verify_manifest(public_key: &[u8; PUBLIC_KEY_LEN], message: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
     let Ok(vk) = VerifyingKey::from_bytes(public_key) else {
         return false;
     };
@@ -90,11 +82,7 @@ mod tests {
         assert!(verify_manifest(&s.public_key(), b"manifest bytes", &sig));
         assert!(!verify_manifest(&s.public_key(), b"manifest bytez", &sig));
         let other = ManifestSigner::generate().unwrap();
-        assert!(!verify_manifest(
-            &other.public_key(),
-            b"manifest bytes",
-            &sig
-        ));
+        assert!(!verify_manifest(&other.public_key(), b"manifest bytes", &sig));
         let again = ManifestSigner::from_seed(&s.seed());
         assert_eq!(again.public_key(), s.public_key());
     }

@@ -70,9 +70,7 @@ pub enum Format {
 pub fn detect(head: &[u8], file_len: u64) -> Format {
     let h = head;
     if h.starts_with(b"GGUF") && h.len() >= 8 {
-        return Format::Gguf {
-            version: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
-        };
+        return Format::Gguf { version: u32::from_le_bytes([h[4], h[5], h[6], h[7]]) };
     }
     if h.starts_with(b"PK\x03\x04") {
         return classify_zip(h);
@@ -95,18 +93,11 @@ pub fn detect(head: &[u8], file_len: u64) -> Format {
     if h.starts_with(b"version https://git-lfs.github.com/spec/v1") {
         return Format::GitLfsPointer;
     }
-    if h.len() >= 10
-        && matches!(h[8], b'{' | b'[')
-        && h[..8].iter().any(|c| !c.is_ascii_graphic() && *c != b' ')
-    {
+    if h.len() >= 10 && matches!(h[8], b'{' | b'[') && h[..8].iter().any(|c| !c.is_ascii_graphic() && *c != b' ') {
         return Format::Safetensors;
     }
     if h.len() >= 2 && h[0] == 0x80 && (2..=5).contains(&h[1]) {
-        return if legacy_torch_magic(&h[2..]) {
-            Format::PytorchLegacy
-        } else {
-            Format::Pickle
-        };
+        return if legacy_torch_magic(&h[2..]) { Format::PytorchLegacy } else { Format::Pickle };
     }
     if h.len() >= 2 && h[0] == 0x78 && matches!(h[1], 0x01 | 0x5e | 0x9c | 0xda) {
         return Format::Zlib;
@@ -134,8 +125,7 @@ fn legacy_torch_magic(h: &[u8]) -> bool {
         Some(0x95) if h.len() >= 9 => &h[9..], // protocol-4 FRAME + u64 size
         _ => h,
     };
-    (h.len() >= 12 && h[0] == 0x8a && h[1] == 10 && h[2..12] == LE)
-        || h.starts_with(b"L119547037146038801333356")
+    (h.len() >= 12 && h[0] == 0x8a && h[1] == 10 && h[2..12] == LE) || h.starts_with(b"L119547037146038801333356")
 }
 
 /// Walk the local file headers in `head` and classify the archive by member names.
@@ -157,15 +147,13 @@ fn classify_zip(h: &[u8]) -> Format {
     }
     let is_storage = |n: &[u8]| {
         let s = String::from_utf8_lossy(n);
-        let tail = s
-            .rsplit_once("data/")
-            .map(|(pre, t)| (pre.is_empty() || pre.ends_with('/'), t));
+        let tail = s.rsplit_once("data/").map(|(pre, t)| (pre.is_empty() || pre.ends_with('/'), t));
         matches!(tail, Some((true, t)) if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
     };
     let ends = |n: &[u8], suffix: &[u8]| n.ends_with(suffix);
-    let torchscript = names.iter().any(|n| {
-        ends(n, b"constants.pkl") || n.starts_with(b"code/") || n.windows(6).any(|w| w == b"/code/")
-    });
+    let torchscript = names
+        .iter()
+        .any(|n| ends(n, b"constants.pkl") || n.starts_with(b"code/") || n.windows(6).any(|w| w == b"/code/"));
     let first_pkl = names.iter().position(|n| ends(n, b"data.pkl"));
     let first_storage = names.iter().position(|n| is_storage(n));
     if torchscript {
@@ -258,9 +246,7 @@ fn looks_like_csv(h: &[u8]) -> bool {
         }
         Err(_) => return false,
     };
-    let printable = text
-        .chars()
-        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    let printable = text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
     let first = text.lines().next().unwrap_or("");
     let json = matches!(text.trim_start().chars().next(), Some('{' | '['));
     printable && !json && first.contains(',')
@@ -271,26 +257,16 @@ fn looks_like_proto01_pickle(h: &[u8]) -> bool {
     let line_ok = |s: &[u8], ident: bool| -> Option<usize> {
         let n = s.iter().take(256).position(|&c| c == b'\n')?;
         let line = &s[..n];
-        let ok = !ident
-            || (!line.is_empty()
-                && line
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"_.".contains(c)));
+        let ok = !ident || (!line.is_empty() && line.iter().all(|c| c.is_ascii_alphanumeric() || b"_.".contains(c)));
         ok.then_some(n + 1)
     };
     match h.first() {
         // GLOBAL module\nname\n: module must look like a dotted identifier.
         Some(b'c') => line_ok(&h[1..], true).is_some_and(|n| line_ok(&h[1 + n..], false).is_some()),
-        Some(b'(') => h
-            .get(1)
-            .is_some_and(|c| b"lcdtNSVIFLKJMUTX]})(q".contains(c)),
+        Some(b'(') => h.get(1).is_some_and(|c| b"lcdtNSVIFLKJMUTX]})(q".contains(c)),
         Some(b'S') => matches!(h.get(1), Some(b'\'' | b'"')) && line_ok(&h[1..], false).is_some(),
-        Some(b'I' | b'L' | b'F') => line_ok(&h[1..], false).is_some_and(|n| {
-            n > 1
-                && h[1..1 + n]
-                    .iter()
-                    .all(|c| c.is_ascii_digit() || b"-+.eELn\n".contains(c))
-        }),
+        Some(b'I' | b'L' | b'F') => line_ok(&h[1..], false)
+            .is_some_and(|n| n > 1 && h[1..1 + n].iter().all(|c| c.is_ascii_digit() || b"-+.eELn\n".contains(c))),
         Some(b'V') => line_ok(&h[1..], false).is_some(),
         Some(b']' | b'}' | b')') => matches!(h.get(1), Some(b'q' | b'(' | b'.' | b'r')),
         Some(b'N') => h.get(1) == Some(&b'.'),
@@ -329,10 +305,8 @@ mod tests {
             _ if rel.ends_with(".gguf") => Gguf { version: 3 },
             _ if rel.ends_with(".onnx") => Onnx,
             "onnx/onnx-backend_test_Conv2d.input_0.pb" => Opaque,
-            "pytorch/silero_vad.jit"
-            | "malformed/derived_truncated_silero_vad.jit.first1MiB.pt" => TorchScript,
-            "pytorch/picklescan_zip_pytorch_model.bin"
-            | "malicious/modelscan_unsafe_zip_pytorch.pt" => PytorchZip,
+            "pytorch/silero_vad.jit" | "malformed/derived_truncated_silero_vad.jit.first1MiB.pt" => TorchScript,
+            "pytorch/picklescan_zip_pytorch_model.bin" | "malicious/modelscan_unsafe_zip_pytorch.pt" => PytorchZip,
             "malicious/picklescan_malicious1.zip" => PytorchZip, // a bare data.pkl member, torch.save layout
             _ if rel.starts_with("pytorch/") => PytorchLegacy,
             _ if rel.ends_with(".npz") => Npz,
@@ -345,11 +319,7 @@ mod tests {
             _ if rel.ends_with(".xz") || name.starts_with("B12c") => Xz,
             _ if name.starts_with("B12d") || name.ends_with("compress3.joblib") => Zlib,
             // raw .lzma (no variant), 7z, PNG bytes named .pt, JSON, markdown
-            _ if rel.ends_with(".lzma")
-                || rel.ends_with(".7z")
-                || rel.ends_with(".json")
-                || rel.ends_with(".md") =>
-            {
+            _ if rel.ends_with(".lzma") || rel.ends_with(".7z") || rel.ends_with(".json") || rel.ends_with(".md") => {
                 Opaque
             }
             "malformed/picklescan_bad_pytorch.pt" => Opaque,
@@ -389,29 +359,14 @@ mod tests {
 
     #[test]
     fn spot_checks() {
-        assert_eq!(
-            detect(&head("onnx/onnx-backend_test_Conv2d.input_0.pb").0, 853),
-            Format::Opaque
-        );
+        assert_eq!(detect(&head("onnx/onnx-backend_test_Conv2d.input_0.pb").0, 853), Format::Opaque);
         assert_eq!(detect(b"", 0), Format::Opaque);
-        assert_eq!(
-            detect(b"GGUF\x02\x00\x00\x00", 8),
-            Format::Gguf { version: 2 }
-        );
+        assert_eq!(detect(b"GGUF\x02\x00\x00\x00", 8), Format::Gguf { version: 2 });
         assert_eq!(detect(b"a,b\n1,2\n", 8), Format::Csv);
         assert_eq!(detect(b"class,feature\n1,2\n", 18), Format::Csv);
         assert_eq!(detect(b"cos\nsystem\n(S'ls'\ntR.", 21), Format::Pickle);
-        assert_eq!(
-            detect(
-                b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.",
-                15
-            ),
-            Format::PytorchLegacy
-        );
-        assert_eq!(
-            detect(b"L119547037146038801333356L\n.", 28),
-            Format::PytorchLegacy
-        );
+        assert_eq!(detect(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15), Format::PytorchLegacy);
+        assert_eq!(detect(b"L119547037146038801333356L\n.", 28), Format::PytorchLegacy);
         // Never panics on short or random input.
         for n in 0..64 {
             let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();

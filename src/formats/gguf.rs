@@ -192,34 +192,19 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
     let mut magic = [0u8; 4];
     b.read_exact(&mut magic, "GGUF magic")?;
     if &magic != b"GGUF" {
-        return Err(FormatError::invalid(
-            FMT,
-            format!("bad magic {:02x?}, expected \"GGUF\"", magic),
-        ));
+        return Err(FormatError::invalid(FMT, format!("bad magic {:02x?}, expected \"GGUF\"", magic)));
     }
     let version = b.u32("GGUF version")?;
     if version != 2 && version != 3 {
-        let hint = if version.swap_bytes() <= 3 {
-            " (big-endian file?)"
-        } else {
-            ""
-        };
-        return Err(FormatError::invalid(
-            FMT,
-            format!("unsupported version {version}{hint}, supported: 2, 3"),
-        ));
+        let hint = if version.swap_bytes() <= 3 { " (big-endian file?)" } else { "" };
+        return Err(FormatError::invalid(FMT, format!("unsupported version {version}{hint}, supported: 2, 3")));
     }
     let n_tensors = b.u64("n_tensors")?;
     let n_kv = b.u64("n_kv")?;
     let rem = b.remaining();
     let check = |field: &str, count: u64, min_each: u64| {
         if count.checked_mul(min_each).is_none_or(|need| need > rem) {
-            Err(FormatError::CountExceedsRemaining {
-                field: field.into(),
-                count,
-                remaining: rem,
-                min_each,
-            })
+            Err(FormatError::CountExceedsRemaining { field: field.into(), count, remaining: rem, min_each })
         } else {
             Ok(())
         }
@@ -227,10 +212,7 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
     check("n_kv", n_kv, MIN_KV)?;
     check("n_tensors", n_tensors, MIN_TENSOR_INFO)?;
     // Both products are <= rem (checked above); their sum may still overflow.
-    if (n_kv * MIN_KV)
-        .checked_add(n_tensors * MIN_TENSOR_INFO)
-        .is_none_or(|need| need > rem)
-    {
+    if (n_kv * MIN_KV).checked_add(n_tensors * MIN_TENSOR_INFO).is_none_or(|need| need > rem) {
         return Err(FormatError::CountExceedsRemaining {
             field: format!("n_kv {n_kv} plus n_tensors"),
             count: n_tensors,
@@ -245,27 +227,15 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
     for _ in 0..n_kv {
         let key = read_string(&mut b, "key length", MAX_KEY_LEN)?;
         if !keys.insert(key.clone()) {
-            return Err(FormatError::Duplicate {
-                what: "key",
-                name: esc(&key),
-                format: FMT,
-            });
+            return Err(FormatError::Duplicate { what: "key", name: esc(&key), format: FMT });
         }
         let ty_off = b.pos;
         let ty = b.u32("value type")?;
         let value = read_value(&mut b, ty, ty_off, 0)?;
         if key == "general.alignment" {
-            let a = value
-                .as_u64()
-                .filter(|a| *a != 0 && a.is_power_of_two())
-                .ok_or_else(|| {
-                    FormatError::invalid(
-                        FMT,
-                        format!(
-                            "general.alignment {value:?} must be a nonzero power of two integer"
-                        ),
-                    )
-                })?;
+            let a = value.as_u64().filter(|a| *a != 0 && a.is_power_of_two()).ok_or_else(|| {
+                FormatError::invalid(FMT, format!("general.alignment {value:?} must be a nonzero power of two integer"))
+            })?;
             alignment = a;
         }
         kv.push((key, value));
@@ -276,26 +246,16 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
     for _ in 0..n_tensors {
         let name = read_string(&mut b, "tensor name length", MAX_KEY_LEN)?;
         if name.is_empty() || name.contains('\0') {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("tensor name '{}' is empty or contains NUL", esc(&name)),
-            ));
+            return Err(FormatError::invalid(FMT, format!("tensor name '{}' is empty or contains NUL", esc(&name))));
         }
         if !names.insert(name.clone()) {
-            return Err(FormatError::Duplicate {
-                what: "tensor name",
-                name: esc(&name),
-                format: FMT,
-            });
+            return Err(FormatError::Duplicate { what: "tensor name", name: esc(&name), format: FMT });
         }
         let n_dims = b.u32("n_dims")?;
         if n_dims > MAX_DIMS {
             return Err(FormatError::invalid(
                 FMT,
-                format!(
-                    "tensor '{}' has n_dims {n_dims} (limit {MAX_DIMS})",
-                    esc(&name)
-                ),
+                format!("tensor '{}' has n_dims {n_dims} (limit {MAX_DIMS})", esc(&name)),
             ));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
@@ -306,15 +266,9 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
         let offset = b.u64("tensor offset")?;
         raw.push((name, ne, ty, offset));
     }
-    let data_start = b
-        .pos
-        .div_ceil(alignment)
-        .checked_mul(alignment)
-        .ok_or_else(|| {
-            FormatError::invalid(
-                FMT,
-                format!("data start overflows aligning {} to {alignment}", b.pos),
-            )
+    let data_start =
+        b.pos.div_ceil(alignment).checked_mul(alignment).ok_or_else(|| {
+            FormatError::invalid(FMT, format!("data start overflows aligning {} to {alignment}", b.pos))
         })?;
     if n_tensors > 0 && data_start > file_len {
         return Err(FormatError::Truncated {
@@ -333,52 +287,30 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
             format: FMT,
         })?;
         let overflow = || {
-            FormatError::invalid(
-                FMT,
-                format!(
-                    "dimensions {ne:?} of tensor '{}' overflow u64 byte count",
-                    esc(&name)
-                ),
-            )
+            FormatError::invalid(FMT, format!("dimensions {ne:?} of tensor '{}' overflow u64 byte count", esc(&name)))
         };
         let numel = checked_product(&ne).ok_or_else(overflow)?;
         let row = ne.first().copied().unwrap_or(1);
         if row % blck != 0 {
             return Err(FormatError::invalid(
                 FMT,
-                format!(
-                    "tensor '{}' row length {row} is not a multiple of the {dtype} block size {blck}",
-                    esc(&name)
-                ),
+                format!("tensor '{}' row length {row} is not a multiple of the {dtype} block size {blck}", esc(&name)),
             ));
         }
         let len = (numel / blck).checked_mul(tsize).ok_or_else(overflow)?;
         if rel % alignment != 0 {
             return Err(FormatError::invalid(
                 FMT,
-                format!(
-                    "tensor '{}' offset {rel} is not a multiple of alignment {alignment}",
-                    esc(&name)
-                ),
+                format!("tensor '{}' offset {rel} is not a multiple of alignment {alignment}", esc(&name)),
             ));
         }
         let abs = data_start.checked_add(rel).ok_or_else(overflow)?;
         let end = abs.checked_add(len).ok_or_else(overflow)?;
         if end > file_len {
-            return Err(FormatError::TensorPastEof {
-                name: esc(&name),
-                end,
-                file_len,
-            });
+            return Err(FormatError::TensorPastEof { name: esc(&name), end, file_len });
         }
         let shape = ne.into_iter().rev().collect();
-        tensors.push(TensorInfo {
-            name,
-            dtype: dtype.to_string(),
-            shape,
-            offset: abs,
-            len,
-        });
+        tensors.push(TensorInfo { name, dtype: dtype.to_string(), shape, offset: abs, len });
     }
     tensors.sort_by_key(|t| (t.offset, t.len));
     for w in tensors.windows(2) {
@@ -391,21 +323,11 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
             });
         }
     }
-    Ok(GgufHeader {
-        version,
-        kv,
-        alignment,
-        data_start,
-        tensors,
-    })
+    Ok(GgufHeader { version, kv, alignment, data_start, tensors })
 }
 
 /// Read a u64-length-prefixed UTF-8 string of at most `cap` bytes.
-fn read_string<R: Read + Seek>(
-    b: &mut Bounded<R>,
-    what: &str,
-    cap: u64,
-) -> Result<String, FormatError> {
+fn read_string<R: Read + Seek>(b: &mut Bounded<R>, what: &str, cap: u64) -> Result<String, FormatError> {
     let off = b.pos;
     let len = b.u64(what)?;
     if len > b.remaining() {
@@ -417,19 +339,13 @@ fn read_string<R: Read + Seek>(
         });
     }
     if len > cap {
-        return Err(FormatError::invalid(
-            FMT,
-            format!("{what} {len} at offset 0x{off:x} exceeds limit {cap}"),
-        ));
+        return Err(FormatError::invalid(FMT, format!("{what} {len} at offset 0x{off:x} exceeds limit {cap}")));
     }
     let bytes = b.bytes(len, what, off)?;
     String::from_utf8(bytes).map_err(|e| {
         FormatError::invalid(
             FMT,
-            format!(
-                "invalid UTF-8 in string at byte {}",
-                off + 8 + e.utf8_error().valid_up_to() as u64
-            ),
+            format!("invalid UTF-8 in string at byte {}", off + 8 + e.utf8_error().valid_up_to() as u64),
         )
     })
 }
@@ -468,10 +384,7 @@ fn read_value<R: Read + Seek>(
             }
             let bytes = b.bytes(keep, "string value", off)?;
             b.skip(len - keep, "string length", off)?;
-            V::String {
-                value: String::from_utf8_lossy(&bytes).into_owned(),
-                len,
-            }
+            V::String { value: String::from_utf8_lossy(&bytes).into_owned(), len }
         }
         9 => {
             if depth >= MAX_ARRAY_DEPTH {
@@ -485,10 +398,7 @@ fn read_value<R: Read + Seek>(
             let count_off = b.pos;
             let count = b.u64("array count")?;
             let et_name = value_type_name(et).ok_or_else(|| {
-                FormatError::invalid(
-                    FMT,
-                    format!("unknown array element type {et} at offset 0x{et_off:x}"),
-                )
+                FormatError::invalid(FMT, format!("unknown array element type {et} at offset 0x{et_off:x}"))
             })?;
             let rem = b.remaining();
             let (min_each, elem) = match scalar_size(et) {
@@ -497,12 +407,7 @@ fn read_value<R: Read + Seek>(
                 None => (12, "array (at least 12-byte)".to_string()),
             };
             if count.checked_mul(min_each).is_none_or(|n| n > rem) {
-                return Err(FormatError::ArrayExceedsRemaining {
-                    count,
-                    elem,
-                    remaining: rem,
-                    offset: count_off,
-                });
+                return Err(FormatError::ArrayExceedsRemaining { count, elem, remaining: rem, offset: count_off });
             }
             match scalar_size(et) {
                 Some(s) => b.skip(count * s, "array data length", count_off)?,
@@ -513,16 +418,10 @@ fn read_value<R: Read + Seek>(
                     }
                 }
             }
-            V::Array {
-                elem_type: et_name.to_string(),
-                count,
-            }
+            V::Array { elem_type: et_name.to_string(), count }
         }
         _ => {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("unknown value type {ty} at offset 0x{ty_off:x}"),
-            ));
+            return Err(FormatError::invalid(FMT, format!("unknown value type {ty} at offset 0x{ty_off:x}")));
         }
     })
 }
@@ -539,29 +438,18 @@ mod tests {
     fn err(rel: &str) -> String {
         let t = std::time::Instant::now();
         let e = parse_bytes(&read(rel)).expect_err(rel).to_string();
-        assert!(
-            t.elapsed().as_millis() < 200,
-            "{rel} took {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed().as_millis() < 200, "{rel} took {:?}", t.elapsed());
         assert!(!e.contains('\n'), "{e}");
         e
     }
 
     #[test]
     fn vocab_files_have_no_tensors() {
-        for f in [
-            "ggml-vocab-bert-bge.gguf",
-            "ggml-vocab-phi-3.gguf",
-            "ggml-vocab-gpt-2.gguf",
-        ] {
+        for f in ["ggml-vocab-bert-bge.gguf", "ggml-vocab-phi-3.gguf", "ggml-vocab-gpt-2.gguf"] {
             let h = parse_bytes(&read(&format!("gguf/{f}"))).unwrap();
             assert_eq!(h.version, 3, "{f}");
             assert!(h.tensors.is_empty(), "{f}");
-            let tokens =
-                h.kv.iter()
-                    .find(|(k, _)| k == "tokenizer.ggml.tokens")
-                    .map(|(_, v)| v.clone());
+            let tokens = h.kv.iter().find(|(k, _)| k == "tokenizer.ggml.tokens").map(|(_, v)| v.clone());
             match tokens {
                 Some(GgufValueSummary::Array { elem_type, count }) => {
                     assert_eq!(elem_type, "STRING");
@@ -577,32 +465,18 @@ mod tests {
         let g = parse_bytes(&read("gguf/silero_vad_16k.from-safetensors.f32.gguf")).unwrap();
         assert_eq!(g.tensors.len(), 15);
         assert!(g.tensors.iter().all(|t| t.dtype == "F32"));
-        let arch =
-            g.kv.iter()
-                .find(|(k, _)| k == "general.architecture")
-                .unwrap();
+        let arch = g.kv.iter().find(|(k, _)| k == "general.architecture").unwrap();
         assert_eq!(arch.1.as_str(), Some("silero-vad"));
         assert_eq!(g.alignment, 32);
         let st_bytes = read("safetensors/silero_vad_16k.safetensors");
-        let st =
-            crate::formats::safetensors::parse(&mut Cursor::new(&st_bytes), st_bytes.len() as u64)
-                .unwrap();
+        let st = crate::formats::safetensors::parse(&mut Cursor::new(&st_bytes), st_bytes.len() as u64).unwrap();
         let g_bytes = read("gguf/silero_vad_16k.from-safetensors.f32.gguf");
         for t in &g.tensors {
-            let s = st
-                .tensors
-                .iter()
-                .find(|s| s.name == t.name)
-                .unwrap_or_else(|| panic!("{}", t.name));
+            let s = st.tensors.iter().find(|s| s.name == t.name).unwrap_or_else(|| panic!("{}", t.name));
             assert_eq!(s.len, t.len, "{}", t.name);
             assert_eq!(s.param_count(), t.param_count(), "{}", t.name);
             let (a, b) = (s.offset as usize, t.offset as usize);
-            assert_eq!(
-                st_bytes[a..a + s.len as usize],
-                g_bytes[b..b + t.len as usize],
-                "{}",
-                t.name
-            );
+            assert_eq!(st_bytes[a..a + s.len as usize], g_bytes[b..b + t.len as usize], "{}", t.name);
         }
         assert!(g.tensors.iter().all(|t| t.offset % 32 == 0));
         let f16 = parse_bytes(&read("gguf/silero_vad_16k.from-safetensors.f16.gguf")).unwrap();
@@ -618,30 +492,15 @@ mod tests {
     #[test]
     fn bug_log_b05_b06() {
         let e = err("malformed/B05a_gguf_string_len_2pow62.gguf");
-        assert!(
-            e.contains("string length 4611686018427387904 exceeds remaining 4 bytes at offset 0x"),
-            "{e}"
-        );
+        assert!(e.contains("string length 4611686018427387904 exceeds remaining 4 bytes at offset 0x"), "{e}");
         let e = err("malformed/B05b_gguf_key_len_2pow63.gguf");
-        assert!(
-            e.contains("key length 9223372036854775807 exceeds remaining 12 bytes at offset 0x"),
-            "{e}"
-        );
+        assert!(e.contains("key length 9223372036854775807 exceeds remaining 12 bytes at offset 0x"), "{e}");
         let e = err("malformed/B06a_gguf_array_count_2pow63.gguf");
-        assert!(
-            e.contains("array of 9223372036854775808 x 1-byte elements exceeds remaining 3 bytes"),
-            "{e}"
-        );
+        assert!(e.contains("array of 9223372036854775808 x 1-byte elements exceeds remaining 3 bytes"), "{e}");
         let e = err("malformed/B06b_gguf_n_kv_2pow63.gguf");
-        assert!(
-            e.contains("n_kv 9223372036854775808 exceeds what 0 remaining bytes can hold"),
-            "{e}"
-        );
+        assert!(e.contains("n_kv 9223372036854775808 exceeds what 0 remaining bytes can hold"), "{e}");
         let e = err("malformed/B06c_gguf_n_tensors_2pow63.gguf");
-        assert!(
-            e.contains("n_tensors 9223372036854775808 exceeds what 0 remaining bytes can hold"),
-            "{e}"
-        );
+        assert!(e.contains("n_tensors 9223372036854775808 exceeds what 0 remaining bytes can hold"), "{e}");
         let e = err("malformed/derived_truncated_ggml-vocab-bert-bge.first64KiB.gguf");
         assert!(e.contains("truncated"), "{e}");
     }
@@ -682,71 +541,24 @@ mod tests {
         assert_eq!(h.tensors[0].dtype, "Q4_0");
         assert_eq!(h.tensors[1].offset, h.data_start + 96);
         let overlap = [tinfo("a", &[64, 2], 2, 0), tinfo("b", &[4], 0, 64)].concat();
-        assert!(
-            parse_bytes(&build(2, 0, &overlap, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("overlaps")
-        );
+        assert!(parse_bytes(&build(2, 0, &overlap, 256)).unwrap_err().to_string().contains("overlaps"));
         let unaligned = tinfo("a", &[4], 0, 4);
-        assert!(
-            parse_bytes(&build(1, 0, &unaligned, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("alignment")
-        );
+        assert!(parse_bytes(&build(1, 0, &unaligned, 256)).unwrap_err().to_string().contains("alignment"));
         let scalar_q = tinfo("a", &[], 2, 0);
-        assert!(
-            parse_bytes(&build(1, 0, &scalar_q, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("block size 32")
-        );
+        assert!(parse_bytes(&build(1, 0, &scalar_q, 256)).unwrap_err().to_string().contains("block size 32"));
         let unknown = tinfo("a", &[4], 4, 0);
-        assert!(
-            parse_bytes(&build(1, 0, &unknown, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("ggml type 4")
-        );
+        assert!(parse_bytes(&build(1, 0, &unknown, 256)).unwrap_err().to_string().contains("ggml type 4"));
         let past = tinfo("a", &[1000], 0, 0);
-        let e = parse_bytes(&build(1, 0, &past, 256))
-            .unwrap_err()
-            .to_string();
+        let e = parse_bytes(&build(1, 0, &past, 256)).unwrap_err().to_string();
         assert!(e.contains("file truncated: tensor 'a' ends at byte"), "{e}");
         let overflow = tinfo("a", &[1 << 32, 1 << 32, 4], 0, 0);
-        assert!(
-            parse_bytes(&build(1, 0, &overflow, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("overflow")
-        );
+        assert!(parse_bytes(&build(1, 0, &overflow, 256)).unwrap_err().to_string().contains("overflow"));
         let dup = [tinfo("a", &[4], 0, 0), tinfo("a", &[4], 0, 32)].concat();
-        assert!(
-            parse_bytes(&build(2, 0, &dup, 256))
-                .unwrap_err()
-                .to_string()
-                .contains("duplicate tensor name 'a'")
-        );
+        assert!(parse_bytes(&build(2, 0, &dup, 256)).unwrap_err().to_string().contains("duplicate tensor name 'a'"));
         // Bad alignment value (3), and a valid one (64).
-        let kv = [
-            gstr("general.alignment"),
-            4u32.to_le_bytes().to_vec(),
-            3u32.to_le_bytes().to_vec(),
-        ]
-        .concat();
-        assert!(
-            parse_bytes(&build(0, 1, &kv, 0))
-                .unwrap_err()
-                .to_string()
-                .contains("power of two")
-        );
-        let kv = [
-            gstr("general.alignment"),
-            4u32.to_le_bytes().to_vec(),
-            64u32.to_le_bytes().to_vec(),
-        ]
-        .concat();
+        let kv = [gstr("general.alignment"), 4u32.to_le_bytes().to_vec(), 3u32.to_le_bytes().to_vec()].concat();
+        assert!(parse_bytes(&build(0, 1, &kv, 0)).unwrap_err().to_string().contains("power of two"));
+        let kv = [gstr("general.alignment"), 4u32.to_le_bytes().to_vec(), 64u32.to_le_bytes().to_vec()].concat();
         assert_eq!(parse_bytes(&build(0, 1, &kv, 0)).unwrap().alignment, 64);
         // Nested arrays beyond the depth cap.
         let mut nested = gstr("k");
@@ -755,19 +567,12 @@ mod tests {
             nested.extend(9u32.to_le_bytes());
             nested.extend(1u64.to_le_bytes());
         }
-        let e = parse_bytes(&build(0, 1, &nested, 400))
-            .unwrap_err()
-            .to_string();
+        let e = parse_bytes(&build(0, 1, &nested, 400)).unwrap_err().to_string();
         assert!(e.contains("nesting deeper than 8"), "{e}");
         // Big-endian / unsupported versions.
         let mut be = build(0, 0, &[], 0);
         be[4..8].copy_from_slice(&3u32.to_be_bytes());
-        assert!(
-            parse_bytes(&be)
-                .unwrap_err()
-                .to_string()
-                .contains("big-endian")
-        );
+        assert!(parse_bytes(&be).unwrap_err().to_string().contains("big-endian"));
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub struct Analysis {
     pub format: Format,
     /// Tensors with absolute byte ranges, in offset order (empty for formats without an index).
     pub tensors: Vec<TensorInfo>,
-    /// The pickle scan, for formats that can carry a pickle (pickle, PyTorch, joblib, NumPy,
-    /// zip, compressed streams); `None` for formats that cannot.
+    /// The pickle scan: for formats that can carry a pickle (pickle, PyTorch, joblib, NumPy,
+    /// zip, compressed streams) always; for any other file only if reading it as a pickle
+    /// reaches an import (or cannot be finished), `None` when it is plain data.
     pub scan: Option<pickle::ScanReport>,
     /// Offsets where a chunk must end (tensor starts and ends), ascending, each in `1..len`.
     /// Cutting there makes a tensor's chunks depend only on its own bytes, so a tensor that did
@@ -58,9 +59,7 @@ pub fn may_hold_pickle(format: &Format, head: &[u8]) -> bool {
         | Format::Bzip2
         | Format::Xz
         | Format::Zlib => true,
-        Format::Opaque => {
-            head.starts_with(&[0x5d, 0, 0]) || head.starts_with(b"7z\xbc\xaf\x27\x1c")
-        }
+        Format::Opaque => head.starts_with(&[0x5d, 0, 0]) || head.starts_with(b"7z\xbc\xaf\x27\x1c"),
         _ => false,
     }
 }
@@ -70,28 +69,17 @@ pub fn may_hold_pickle(format: &Format, head: &[u8]) -> bool {
 ///
 /// Errors: [`FormatError`] for a file that claims a tensor format and breaks its rules (see
 /// bugs.md B01–B06, B13), or for a Git LFS pointer saved in place of the real file.
-pub fn analyze<R: Read + Seek>(
-    r: &mut R,
-    len: u64,
-    scan_opts: &pickle::ScanOptions,
-) -> Result<Analysis, FormatError> {
+pub fn analyze<R: Read + Seek>(r: &mut R, len: u64, scan_opts: &pickle::ScanOptions) -> Result<Analysis, FormatError> {
     let mut head = Vec::with_capacity(SNIFF_LEN.min(len as usize));
-    r.seek(SeekFrom::Start(0))
-        .map_err(|source| FormatError::Io { offset: 0, source })?;
-    r.by_ref()
-        .take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(|source| FormatError::Io { offset: 0, source })?;
+    r.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
+    r.by_ref().take(SNIFF_LEN as u64).read_to_end(&mut head).map_err(|source| FormatError::Io { offset: 0, source })?;
     let format = detect::detect(&head, len);
-    r.seek(SeekFrom::Start(0))
-        .map_err(|source| FormatError::Io { offset: 0, source })?;
+    r.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
     let tensors = match format {
         Format::Safetensors => safetensors::parse(r, len)?.tensors,
         Format::Gguf { .. } => gguf::parse(r, len)?.tensors,
         Format::GitLfsPointer => {
-            return Err(FormatError::GitLfsPointer {
-                format: "a model file",
-            });
+            return Err(FormatError::GitLfsPointer { format: "a model file" });
         }
         Format::Onnx => {
             let model = onnx::parse(r, len)?;
@@ -100,30 +88,20 @@ pub fn analyze<R: Read + Seek>(
         }
         _ => Vec::new(),
     };
+    let opts = pickle::ScanOptions { max_in_memory_bytes: MAX_SCAN_IN_MEMORY, ..scan_opts.clone() };
+    r.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
     let scan = if may_hold_pickle(&format, &head) {
-        r.seek(SeekFrom::Start(0))
-            .map_err(|source| FormatError::Io { offset: 0, source })?;
-        let opts = pickle::ScanOptions {
-            max_in_memory_bytes: MAX_SCAN_IN_MEMORY,
-            ..scan_opts.clone()
-        };
         Some(pickle::scan_reader(&mut *r, len, &opts))
     } else {
-        None
+        // Every other file is still read the way an unpickler would: a file that is also a
+        // pickle (a no-op opcode in front of a payload, a polyglot) must not pass as data.
+        pickle::sniff_reader(&mut *r, len, &opts)
     };
-    let mut cuts: Vec<u64> = tensors
-        .iter()
-        .flat_map(|t| [t.offset, t.offset.saturating_add(t.len)])
-        .filter(|&c| c > 0 && c < len)
-        .collect();
+    let mut cuts: Vec<u64> =
+        tensors.iter().flat_map(|t| [t.offset, t.offset.saturating_add(t.len)]).filter(|&c| c > 0 && c < len).collect();
     cuts.sort_unstable();
     cuts.dedup();
-    Ok(Analysis {
-        format,
-        tensors,
-        scan,
-        cuts,
-    })
+    Ok(Analysis { format, tensors, scan, cuts })
 }
 
 /// The lower-case name of a format, as stored in manifests and shown by `inspect`.
@@ -160,10 +138,5 @@ pub fn scan_file(path: &std::path::Path, opts: &pickle::ScanOptions) -> std::io:
         Ok(a) => (a.scan, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    Ok(FileScan {
-        path: path.to_path_buf(),
-        format: format_name(&format),
-        report,
-        error,
-    })
+    Ok(FileScan { path: path.to_path_buf(), format: format_name(&format), report, error })
 }

@@ -60,10 +60,7 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     let mut magic = [0u8; 6];
     b.read_exact(&mut magic, "npy magic")?;
     if &magic != b"\x93NUMPY" {
-        return Err(FormatError::invalid(
-            FMT,
-            format!("bad magic {magic:02x?}, expected \\x93NUMPY"),
-        ));
+        return Err(FormatError::invalid(FMT, format!("bad magic {magic:02x?}, expected \\x93NUMPY")));
     }
     let major = b.u8("npy major version")?;
     let minor = b.u8("npy minor version")?;
@@ -72,17 +69,11 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
         1 => u64::from(b.u16("npy header length")?),
         2 | 3 => u64::from(b.u32("npy header length")?),
         v => {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("unsupported version {v}.{minor}, supported: 1, 2, 3"),
-            ));
+            return Err(FormatError::invalid(FMT, format!("unsupported version {v}.{minor}, supported: 1, 2, 3")));
         }
     };
     if hlen > MAX_HEADER_LEN {
-        return Err(FormatError::HeaderLenExceedsCap {
-            len: hlen,
-            cap: MAX_HEADER_LEN,
-        });
+        return Err(FormatError::HeaderLenExceedsCap { len: hlen, cap: MAX_HEADER_LEN });
     }
     let raw = b.bytes(hlen, "npy header length", len_off)?;
     let data_offset = b.pos;
@@ -94,35 +85,21 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     } else {
         raw.iter().map(|&c| c as char).collect() // latin-1
     };
-    let mut p = LitParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = LitParser { s: text.as_bytes(), i: 0 };
     let lit = p.value(0)?;
     p.ws();
     if p.i < p.s.len() {
         return Err(p.err("unexpected text after the header dict"));
     }
     let Lit::Dict(entries) = lit else {
-        return Err(FormatError::invalid(
-            FMT,
-            "header must be a Python dict literal",
-        ));
+        return Err(FormatError::invalid(FMT, "header must be a Python dict literal"));
     };
-    let get = |k: &str| {
-        entries
-            .iter()
-            .find(|(key, _)| *key == Lit::Str(k.into()))
-            .map(|(_, v)| v)
-    };
+    let get = |k: &str| entries.iter().find(|(key, _)| *key == Lit::Str(k.into())).map(|(_, v)| v);
     for (k, _) in &entries {
         match k {
             Lit::Str(s) if ["descr", "fortran_order", "shape"].contains(&s.as_str()) => {}
             other => {
-                return Err(FormatError::invalid(
-                    FMT,
-                    format!("unexpected header key {}", repr(other)),
-                ));
+                return Err(FormatError::invalid(FMT, format!("unexpected header key {}", repr(other))));
             }
         }
     }
@@ -130,10 +107,7 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     let fortran_order = match get("fortran_order") {
         Some(Lit::Bool(b)) => *b,
         _ => {
-            return Err(FormatError::invalid(
-                FMT,
-                "'fortran_order' must be True or False",
-            ));
+            return Err(FormatError::invalid(FMT, "'fortran_order' must be True or False"));
         }
     };
     let shape = match get("shape") {
@@ -144,14 +118,9 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
                 _ => None,
             })
             .collect::<Option<Vec<u64>>>()
-            .ok_or_else(|| {
-                FormatError::invalid(FMT, "'shape' must be a tuple of non-negative integers")
-            })?,
+            .ok_or_else(|| FormatError::invalid(FMT, "'shape' must be a tuple of non-negative integers"))?,
         Some(Lit::Seq(items)) => {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("'shape' rank {} exceeds limit {MAX_RANK}", items.len()),
-            ));
+            return Err(FormatError::invalid(FMT, format!("'shape' rank {} exceeds limit {MAX_RANK}", items.len())));
         }
         _ => return Err(FormatError::invalid(FMT, "header has no 'shape' tuple")),
     };
@@ -166,14 +135,9 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     } else {
         match item {
             Some(sz) => {
-                let n = checked_product(&shape)
-                    .and_then(|n| n.checked_mul(sz))
-                    .ok_or_else(|| {
-                        FormatError::invalid(
-                            FMT,
-                            format!("shape {shape:?} x {sz}-byte items overflows u64"),
-                        )
-                    })?;
+                let n = checked_product(&shape).and_then(|n| n.checked_mul(sz)).ok_or_else(|| {
+                    FormatError::invalid(FMT, format!("shape {shape:?} x {sz}-byte items overflows u64"))
+                })?;
                 if n > b.remaining() {
                     return Err(FormatError::invalid(
                         FMT,
@@ -186,24 +150,12 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
                 Some(n)
             }
             None if matches!(descr, Lit::Str(_)) => {
-                return Err(FormatError::UnknownDtype {
-                    dtype: esc(&dtype),
-                    name: "<array>".into(),
-                    format: FMT,
-                });
+                return Err(FormatError::UnknownDtype { dtype: esc(&dtype), name: "<array>".into(), format: FMT });
             }
             None => None,
         }
     };
-    Ok(NpyHeader {
-        version: (major, minor),
-        dtype,
-        shape,
-        fortran_order,
-        data_offset,
-        data_len,
-        is_object,
-    })
+    Ok(NpyHeader { version: (major, minor), dtype, shape, fortran_order, data_offset, data_len, is_object })
 }
 
 /// Item size of a dtype descr (string or structured list), `None` if unknown.
@@ -215,11 +167,7 @@ fn item_size(d: &Lit, depth: usize) -> Option<u64> {
             let kind = chars.next()?;
             let rest = chars.as_str();
             let digits = rest.split('[').next().unwrap_or("");
-            let n: Option<u64> = if digits.is_empty() {
-                None
-            } else {
-                digits.parse().ok()
-            };
+            let n: Option<u64> = if digits.is_empty() { None } else { digits.parse().ok() };
             match kind {
                 '?' => Some(1),
                 'b' | 'i' | 'u' | 'f' | 'c' | 'm' | 'M' | 'S' | 'a' | 'V' => n,
@@ -255,13 +203,7 @@ fn repr(l: &Lit) -> String {
         Lit::None => "None".into(),
         Lit::Seq(v) => format!("[{}]", v.iter().map(repr).collect::<Vec<_>>().join(", ")),
         Lit::Dict(v) => {
-            format!(
-                "{{{}}}",
-                v.iter()
-                    .map(|(k, x)| format!("{}: {}", repr(k), repr(x)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("{{{}}}", v.iter().map(|(k, x)| format!("{}: {}", repr(k), repr(x))).collect::<Vec<_>>().join(", "))
         }
     }
 }
@@ -274,10 +216,7 @@ struct LitParser<'a> {
 
 impl LitParser<'_> {
     fn err(&self, what: &str) -> FormatError {
-        FormatError::invalid(
-            FMT,
-            format!("header literal: {what} at header byte {}", self.i),
-        )
+        FormatError::invalid(FMT, format!("header literal: {what} at header byte {}", self.i))
     }
     fn ws(&mut self) {
         while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
@@ -365,11 +304,7 @@ impl LitParser<'_> {
                 Ok(Lit::Int(v))
             }
             Some(_) => {
-                for (word, lit) in [
-                    ("True", Lit::Bool(true)),
-                    ("False", Lit::Bool(false)),
-                    ("None", Lit::None),
-                ] {
+                for (word, lit) in [("True", Lit::Bool(true)), ("False", Lit::Bool(false)), ("None", Lit::None)] {
                     if self.s[self.i..].starts_with(word.as_bytes()) {
                         self.i += word.len();
                         return Ok(lit);
@@ -402,18 +337,12 @@ mod tests {
     #[test]
     fn corpus_npy_files() {
         let h = parse_bytes(&read("numpy/numpy_python3.npy")).unwrap();
-        assert_eq!(
-            (h.dtype.as_str(), h.shape.clone(), h.data_len, h.is_object),
-            ("<f8", vec![2], Some(16), false)
-        );
+        assert_eq!((h.dtype.as_str(), h.shape.clone(), h.data_len, h.is_object), ("<f8", vec![2], Some(16), false));
         assert_eq!(h.data_offset + 16, 96);
         let h = parse_bytes(&read("numpy/numpy_win64python2.npy")).unwrap();
         assert_eq!(h.shape, vec![2]);
         let h = parse_bytes(&read("numpy/picklescan_int_array.npy")).unwrap();
-        assert_eq!(
-            (h.dtype.as_str(), h.shape.clone(), h.data_len),
-            ("<i4", vec![2, 2], Some(16))
-        );
+        assert_eq!((h.dtype.as_str(), h.shape.clone(), h.data_len), ("<i4", vec![2, 2], Some(16)));
         for f in [
             "numpy/numpy_py3-objarr.npy",
             "numpy/picklescan_object_array.npy",
@@ -421,11 +350,7 @@ mod tests {
         ] {
             let h = parse_bytes(&read(f)).unwrap();
             assert!(h.is_object && h.data_len.is_none(), "{f}");
-            assert_eq!(
-                read(f)[h.data_offset as usize],
-                0x80,
-                "{f}: payload should start with a pickle PROTO"
-            );
+            assert_eq!(read(f)[h.data_offset as usize], 0x80, "{f}: payload should start with a pickle PROTO");
         }
         let h = parse_bytes(&read("pickle/joblib_0.9.2_pickle_py27_np17.pkl_02.npy")).unwrap();
         assert_eq!((h.shape.clone(), h.data_len), (vec![5], Some(40)));
@@ -433,50 +358,21 @@ mod tests {
 
     #[test]
     fn malformed_headers() {
-        let e = parse_bytes(&build(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1000,), }",
-            8,
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("file truncated: array data of 8000 bytes"),
-            "{e}"
-        );
-        let e = parse_bytes(&build(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4), }",
-            0,
-        ));
+        let e = parse_bytes(&build("{'descr': '<f8', 'fortran_order': False, 'shape': (1000,), }", 8)).unwrap_err();
+        assert!(e.to_string().contains("file truncated: array data of 8000 bytes"), "{e}");
+        let e =
+            parse_bytes(&build("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4), }", 0));
         assert!(e.unwrap_err().to_string().contains("overflows"));
-        let deep = format!(
-            "{{'descr': {}'<f8'{}, 'fortran_order': False, 'shape': (1,)}}",
-            "[".repeat(50),
-            "]".repeat(50)
-        );
-        assert!(
-            parse_bytes(&build(&deep, 8))
-                .unwrap_err()
-                .to_string()
-                .contains("nesting")
-        );
-        let e = parse_bytes(&build(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }",
-            8,
-        ))
-        .unwrap_err();
+        let deep =
+            format!("{{'descr': {}'<f8'{}, 'fortran_order': False, 'shape': (1,)}}", "[".repeat(50), "]".repeat(50));
+        assert!(parse_bytes(&build(&deep, 8)).unwrap_err().to_string().contains("nesting"));
+        let e = parse_bytes(&build("{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }", 8)).unwrap_err();
         assert!(e.to_string().contains("non-negative"), "{e}");
-        assert!(
-            parse_bytes(&build(
-                "{'descr': '<q9', 'fortran_order': False, 'shape': (), }",
-                8
-            ))
-            .is_err()
-        );
+        assert!(parse_bytes(&build("{'descr': '<q9', 'fortran_order': False, 'shape': (), }", 8)).is_err());
         let mut big = b"\x93NUMPY\x02\x00".to_vec();
         big.extend(u32::MAX.to_le_bytes());
         assert!(parse_bytes(&big).unwrap_err().to_string().contains("cap"));
-        let s =
-            "{'descr': [('a', '<i4'), ('b', '<f8', (2,))], 'fortran_order': True, 'shape': (3,), }";
+        let s = "{'descr': [('a', '<i4'), ('b', '<f8', (2,))], 'fortran_order': True, 'shape': (3,), }";
         let h = parse_bytes(&build(s, 60)).unwrap();
         assert_eq!((h.data_len, h.fortran_order), (Some(60), true));
         let s = "{'descr': [('a', '|O')], 'fortran_order': False, 'shape': (3,), }";

@@ -85,15 +85,11 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Initializers of the main graph.
     pub fn initializers(&self) -> impl Iterator<Item = &OnnxTensor> {
-        self.tensors
-            .iter()
-            .filter(|t| t.top_level && t.site == TensorSite::Initializer)
+        self.tensors.iter().filter(|t| t.top_level && t.site == TensorSite::Initializer)
     }
     /// Tensors stored outside the model file.
     pub fn external_tensors(&self) -> impl Iterator<Item = &OnnxTensor> {
-        self.tensors
-            .iter()
-            .filter(|t| t.data_location_external || t.external.is_some())
+        self.tensors.iter().filter(|t| t.data_location_external || t.external.is_some())
     }
 }
 
@@ -159,11 +155,7 @@ pub fn external_data_escapes(location: &str) -> bool {
 /// Error for the first tensor whose external-data location escapes the model directory.
 pub fn check_external_data(model: &OnnxModel) -> Result<(), FormatError> {
     for t in model.external_tensors() {
-        let loc = t
-            .external
-            .as_ref()
-            .map(|e| e.location.as_str())
-            .unwrap_or("");
+        let loc = t.external.as_ref().map(|e| e.location.as_str()).unwrap_or("");
         if external_data_escapes(loc) {
             return Err(FormatError::ExternalDataEscapes { location: esc(loc) });
         }
@@ -173,10 +165,7 @@ pub fn check_external_data(model: &OnnxModel) -> Result<(), FormatError> {
 
 /// Walk an ONNX `ModelProto` read from offset 0 of `r`.
 pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<OnnxModel, FormatError> {
-    let mut w = Walker {
-        b: Bounded::new(r, file_len)?,
-        model: OnnxModel::default(),
-    };
+    let mut w = Walker { b: Bounded::new(r, file_len)?, model: OnnxModel::default() };
     w.model_proto(file_len)?;
     Ok(w.model)
 }
@@ -203,9 +192,9 @@ impl<R: Read + Seek> Walker<R> {
         let mut v: u64 = 0;
         for i in 0..10 {
             if self.b.pos >= end {
-                return Err(self.err(format!(
-                    "varint at offset 0x{start:x} runs past the end of its message at 0x{end:x}"
-                )));
+                return Err(
+                    self.err(format!("varint at offset 0x{start:x} runs past the end of its message at 0x{end:x}"))
+                );
             }
             let byte = self.b.u8("varint")?;
             if i == 9 && byte > 1 {
@@ -216,9 +205,7 @@ impl<R: Read + Seek> Walker<R> {
                 return Ok(v);
             }
         }
-        Err(self.err(format!(
-            "varint at offset 0x{start:x} is longer than 10 bytes"
-        )))
+        Err(self.err(format!("varint at offset 0x{start:x} is longer than 10 bytes")))
     }
 
     /// Next field of a message ending at `end`, or `None` at the end.
@@ -254,9 +241,7 @@ impl<R: Read + Seek> Walker<R> {
                 Val::Len(self.b.pos + len)
             }
             3 | 4 => {
-                return Err(self.err(format!(
-                    "protobuf group (wire type {wire}) at offset 0x{off:x} is not supported"
-                )));
+                return Err(self.err(format!("protobuf group (wire type {wire}) at offset 0x{off:x} is not supported")));
             }
             _ => return Err(self.err(format!("invalid wire type {wire} at offset 0x{off:x}"))),
         };
@@ -289,28 +274,20 @@ impl<R: Read + Seek> Walker<R> {
         let off = self.b.pos;
         let len = end - off;
         if len > MAX_STRING {
-            return Err(self.err(format!(
-                "{what} of {len} bytes at offset 0x{off:x} exceeds limit {MAX_STRING}"
-            )));
+            return Err(self.err(format!("{what} of {len} bytes at offset 0x{off:x} exceeds limit {MAX_STRING}")));
         }
         let bytes = self.b.bytes(len, what, off)?;
         String::from_utf8(bytes).map_err(|e| {
             FormatError::invalid(
                 FMT,
-                format!(
-                    "invalid UTF-8 in {what} at byte {}",
-                    off + e.utf8_error().valid_up_to() as u64
-                ),
+                format!("invalid UTF-8 in {what} at byte {}", off + e.utf8_error().valid_up_to() as u64),
             )
         })
     }
 
     fn enter(&self, depth: u32) -> Result<u32, FormatError> {
         if depth >= MAX_DEPTH {
-            return Err(self.err(format!(
-                "message nesting deeper than {MAX_DEPTH} at offset 0x{:x}",
-                self.b.pos
-            )));
+            return Err(self.err(format!("message nesting deeper than {MAX_DEPTH} at offset 0x{:x}", self.b.pos)));
         }
         Ok(depth + 1)
     }
@@ -319,9 +296,7 @@ impl<R: Read + Seek> Walker<R> {
         while let Some((f, v)) = self.next(end)? {
             match (f, &v) {
                 (1, Val::Varint(x)) => self.model.ir_version = Some(*x),
-                (2, Val::Len(e)) => {
-                    self.model.producer_name = Some(esc(&self.string(*e, "producer_name")?))
-                }
+                (2, Val::Len(e)) => self.model.producer_name = Some(esc(&self.string(*e, "producer_name")?)),
                 (7, Val::Len(e)) => self.graph(*e, 1, true)?,
                 (8, Val::Len(e)) => self.opset(*e)?,
                 (20, Val::Len(e)) => self.generic(*e, 1, &[(1, Msg::Graph), (2, Msg::Graph)])?,
@@ -386,13 +361,7 @@ impl<R: Read + Seek> Walker<R> {
         Ok(())
     }
 
-    fn sparse(
-        &mut self,
-        end: u64,
-        depth: u32,
-        site: TensorSite,
-        top: bool,
-    ) -> Result<(), FormatError> {
+    fn sparse(&mut self, end: u64, depth: u32, site: TensorSite, top: bool) -> Result<(), FormatError> {
         let d = self.enter(depth)?;
         while let Some((f, v)) = self.next(end)? {
             match (f, &v) {
@@ -403,13 +372,7 @@ impl<R: Read + Seek> Walker<R> {
         Ok(())
     }
 
-    fn tensor(
-        &mut self,
-        end: u64,
-        depth: u32,
-        site: TensorSite,
-        top: bool,
-    ) -> Result<(), FormatError> {
+    fn tensor(&mut self, end: u64, depth: u32, site: TensorSite, top: bool) -> Result<(), FormatError> {
         let d = self.enter(depth)?;
         let mut t = OnnxTensor {
             name: String::new(),
@@ -438,31 +401,24 @@ impl<R: Read + Seek> Walker<R> {
             }
         }
         if t.data_location_external || !entries.is_empty() {
-            let find = |k: &str| {
-                entries
-                    .iter()
-                    .rev()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            };
+            let find = |k: &str| entries.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             let num = |k: &str| -> Result<Option<u64>, FormatError> {
                 match find(k) {
                     None => Ok(None),
                     Some(s) => s.trim().parse::<u64>().map(Some).map_err(|_| {
                         FormatError::invalid(
                             FMT,
-                            format!("external_data {k} '{}' of tensor '{}' is not a non-negative integer", esc(&s), esc(&t.name)),
+                            format!(
+                                "external_data {k} '{}' of tensor '{}' is not a non-negative integer",
+                                esc(&s),
+                                esc(&t.name)
+                            ),
                         )
                     }),
                 }
             };
             let (offset, length) = (num("offset")?, num("length")?);
-            t.external = Some(ExternalData {
-                location: find("location").unwrap_or_default(),
-                offset,
-                length,
-                entries,
-            });
+            t.external = Some(ExternalData { location: find("location").unwrap_or_default(), offset, length, entries });
         }
         self.model.tensors.push(t);
         Ok(())
@@ -470,10 +426,7 @@ impl<R: Read + Seek> Walker<R> {
 
     fn push_dim(&self, t: &mut OnnxTensor, x: u64) -> Result<(), FormatError> {
         if t.dims.len() >= MAX_RANK {
-            return Err(self.err(format!(
-                "tensor has more than {MAX_RANK} dims at offset 0x{:x}",
-                self.b.pos
-            )));
+            return Err(self.err(format!("tensor has more than {MAX_RANK} dims at offset 0x{:x}", self.b.pos)));
         }
         t.dims.push(x as i64);
         Ok(())
@@ -513,22 +466,12 @@ mod tests {
     #[test]
     fn real_models() {
         let m = parse_bytes(&read("onnx/silero_vad_half.onnx")).unwrap();
-        assert_eq!(
-            (m.ir_version, m.producer_name.as_deref()),
-            (Some(8), Some("pytorch"))
-        );
+        assert_eq!((m.ir_version, m.producer_name.as_deref()), (Some(8), Some("pytorch")));
         assert_eq!(m.initializers().count(), 15);
         let m = parse_bytes(&read("onnx/magika_standard_v3_3.model.onnx")).unwrap();
         assert_eq!(m.initializers().count(), 36);
-        let kinds: std::collections::BTreeSet<_> =
-            m.initializers().map(|t| t.dtype.clone()).collect();
-        assert_eq!(
-            kinds,
-            ["F32", "I32", "I64"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        );
+        let kinds: std::collections::BTreeSet<_> = m.initializers().map(|t| t.dtype.clone()).collect();
+        assert_eq!(kinds, ["F32", "I32", "I64"].iter().map(|s| s.to_string()).collect());
         assert!(m.opsets.contains(&("ai.onnx.ml".to_string(), 2)));
         let m = parse_bytes(&read("onnx/onnx-backend_light_resnet50.onnx")).unwrap();
         assert_eq!((m.ir_version, m.initializers().count()), (Some(3), 269));
@@ -538,10 +481,7 @@ mod tests {
         assert_eq!((m.ir_version, m.tensors.len()), (Some(4), 0));
         let m = parse_bytes(&read("onnx/silero_vad.onnx")).unwrap();
         assert_eq!(m.initializers().count(), 0);
-        assert!(
-            m.tensors.iter().any(|t| !t.top_level),
-            "weights live in subgraphs / Constant attributes"
-        );
+        assert!(m.tensors.iter().any(|t| !t.top_level), "weights live in subgraphs / Constant attributes");
         for f in [
             "silero_vad.onnx",
             "silero_vad_half.onnx",
@@ -556,30 +496,19 @@ mod tests {
 
     #[test]
     fn bug_log_b13() {
-        for f in [
-            "B13a_onnx_external_data_relative_traversal.onnx",
-            "B13b_onnx_external_data_absolute_path.onnx",
-        ] {
+        for f in ["B13a_onnx_external_data_relative_traversal.onnx", "B13b_onnx_external_data_absolute_path.onnx"] {
             let m = parse_bytes(&read(&format!("malformed/{f}"))).unwrap();
             let ext: Vec<_> = m.external_tensors().collect();
             assert_eq!(ext.len(), 1, "{f}");
             assert_eq!(
-                (
-                    ext[0].name.as_str(),
-                    ext[0].dtype.as_str(),
-                    ext[0].dims.as_slice()
-                ),
+                (ext[0].name.as_str(), ext[0].dtype.as_str(), ext[0].dims.as_slice()),
                 ("W", "F32", &[4i64][..])
             );
             let x = ext[0].external.as_ref().unwrap();
             assert_eq!((x.offset, x.length), (Some(0), Some(16)), "{f}");
             assert!(external_data_escapes(&x.location), "{f}: {}", x.location);
             let e = check_external_data(&m).unwrap_err().to_string();
-            assert!(
-                e.starts_with("external data location '")
-                    && e.ends_with("' escapes model directory"),
-                "{e}"
-            );
+            assert!(e.starts_with("external data location '") && e.ends_with("' escapes model directory"), "{e}");
         }
     }
 
@@ -608,26 +537,11 @@ mod tests {
     #[test]
     fn hostile_protobuf() {
         // Length larger than the file.
-        let e = parse_bytes(&[0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("field 7 length 4294967295 exceeds remaining 0 bytes"),
-            "{e}"
-        );
+        let e = parse_bytes(&[0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err().to_string();
+        assert!(e.contains("field 7 length 4294967295 exceeds remaining 0 bytes"), "{e}");
         // Group wire type, bad varint, field 0.
-        assert!(
-            parse_bytes(&[0x0b])
-                .unwrap_err()
-                .to_string()
-                .contains("group")
-        );
-        assert!(
-            parse_bytes(&[
-                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
-            ])
-            .is_err()
-        );
+        assert!(parse_bytes(&[0x0b]).unwrap_err().to_string().contains("group"));
+        assert!(parse_bytes(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
         assert!(parse_bytes(&[0x00]).is_err());
         // Deep nesting: graph -> node -> attribute(g) -> graph -> ...
         assert!(parse_bytes(&nested_graphs(5)).is_ok());

@@ -57,8 +57,7 @@ pub fn dtype_bits(dtype: &str) -> Option<u64> {
 
 /// Parse and fully validate a safetensors header. `r` is read from offset 0.
 pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<SafetensorsHeader, FormatError> {
-    r.seek(SeekFrom::Start(0))
-        .map_err(|source| FormatError::Io { offset: 0, source })?;
+    r.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
     let mut head = [0u8; 40];
     let got = read_up_to(r, &mut head)?;
     if got >= LFS_MAGIC.len() && head[..LFS_MAGIC.len()] == *LFS_MAGIC {
@@ -72,35 +71,20 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<SafetensorsHead
             file_len,
         });
     }
-    let header_len = u64::from_le_bytes([
-        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
-    ]);
+    let header_len = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
     if header_len > file_len - 8 {
-        return Err(FormatError::HeaderLenExceedsFile {
-            len: header_len,
-            file_len,
-        });
+        return Err(FormatError::HeaderLenExceedsFile { len: header_len, file_len });
     }
     if header_len > MAX_HEADER_LEN {
-        return Err(FormatError::HeaderLenExceedsCap {
-            len: header_len,
-            cap: MAX_HEADER_LEN,
-        });
+        return Err(FormatError::HeaderLenExceedsCap { len: header_len, cap: MAX_HEADER_LEN });
     }
     let data_start = 8 + header_len;
-    r.seek(SeekFrom::Start(8))
-        .map_err(|source| FormatError::Io { offset: 8, source })?;
+    r.seek(SeekFrom::Start(8)).map_err(|source| FormatError::Io { offset: 8, source })?;
     let mut buf = vec![0u8; header_len as usize];
-    r.read_exact(&mut buf)
-        .map_err(|source| FormatError::Io { offset: 8, source })?;
+    r.read_exact(&mut buf).map_err(|source| FormatError::Io { offset: 8, source })?;
     let (metadata, raw) = parse_header_json(&buf)?;
     let tensors = validate_layout(raw, data_start, file_len)?;
-    Ok(SafetensorsHeader {
-        header_len,
-        data_start,
-        metadata,
-        tensors,
-    })
+    Ok(SafetensorsHeader { header_len, data_start, metadata, tensors })
 }
 
 fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, FormatError> {
@@ -111,10 +95,7 @@ fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, FormatError> 
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(source) => {
-                return Err(FormatError::Io {
-                    offset: n as u64,
-                    source,
-                });
+                return Err(FormatError::Io { offset: n as u64, source });
             }
         }
     }
@@ -146,36 +127,22 @@ fn parse_header_json(buf: &[u8]) -> Result<Parsed, FormatError> {
                 Some('[') => "a JSON array".to_string(),
                 Some(c) => format!("'{}'", esc(&c.to_string())),
             };
-            return Err(FormatError::invalid(
-                FMT,
-                format!("header must be a JSON object, found {found}"),
-            ));
+            return Err(FormatError::invalid(FMT, format!("header must be a JSON object, found {found}")));
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let top = de.deserialize_map(TopVisitor).map_err(|e| json_err(&e))?;
     de.end().map_err(|e| json_err(&e))?;
     if let Some(name) = top.duplicate {
-        let what = if name == "__metadata__" {
-            "key"
-        } else {
-            "tensor name"
-        };
-        return Err(FormatError::Duplicate {
-            what,
-            name: esc(&name),
-            format: FMT,
-        });
+        let what = if name == "__metadata__" { "key" } else { "tensor name" };
+        return Err(FormatError::Duplicate { what, name: esc(&name), format: FMT });
     }
     Ok((top.metadata, top.entries))
 }
 
 fn json_err(e: &serde_json::Error) -> FormatError {
     // serde_json messages are one line and already name line/column.
-    FormatError::invalid(
-        FMT,
-        format!("header JSON: {}", e.to_string().replace('\n', " ")),
-    )
+    FormatError::invalid(FMT, format!("header JSON: {}", e.to_string().replace('\n', " ")))
 }
 
 struct Top {
@@ -192,11 +159,7 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let mut seen = HashSet::new();
-        let mut top = Top {
-            metadata: BTreeMap::new(),
-            entries: Vec::new(),
-            duplicate: None,
-        };
+        let mut top = Top { metadata: BTreeMap::new(), entries: Vec::new(), duplicate: None };
         while let Some(key) = map.next_key::<String>()? {
             if top.duplicate.is_some() {
                 map.next_value::<de::IgnoredAny>()?;
@@ -211,9 +174,7 @@ impl<'de> Visitor<'de> for TopVisitor {
             if key == "__metadata__" {
                 top.metadata = map
                     .next_value::<Metadata>()
-                    .map_err(|e| {
-                        de::Error::custom(format!("__metadata__ must be a string->string map: {e}"))
-                    })?
+                    .map_err(|e| de::Error::custom(format!("__metadata__ must be a string->string map: {e}")))?
                     .0;
             } else {
                 let entry = map
@@ -240,10 +201,7 @@ impl<'de> Deserialize<'de> for Metadata {
                 let mut m = BTreeMap::new();
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
                     if m.contains_key(&k) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate metadata key '{}'",
-                            esc(&k)
-                        )));
+                        return Err(de::Error::custom(format!("duplicate metadata key '{}'", esc(&k))));
                     }
                     m.insert(k, v);
                 }
@@ -299,10 +257,7 @@ fn validate_layout(
             return Err(FormatError::invalid(FMT, "empty tensor name"));
         }
         if name.contains('\0') {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("tensor name '{}' contains a NUL byte", esc(&name)),
-            ));
+            return Err(FormatError::invalid(FMT, format!("tensor name '{}' contains a NUL byte", esc(&name))));
         }
         let bits = dtype_bits(&e.dtype).ok_or_else(|| FormatError::UnknownDtype {
             dtype: esc(&e.dtype),
@@ -312,24 +267,13 @@ fn validate_layout(
         if e.shape.len() > MAX_RANK {
             return Err(FormatError::invalid(
                 FMT,
-                format!(
-                    "tensor '{}' has rank {} (limit {MAX_RANK})",
-                    esc(&name),
-                    e.shape.len()
-                ),
+                format!("tensor '{}' has rank {} (limit {MAX_RANK})", esc(&name), e.shape.len()),
             ));
         }
         let shape: Vec<u64> = e.shape.iter().map(|d| d.0).collect();
         let (begin, end) = (e.data_offsets.0.0, e.data_offsets.1.0);
         let overflow = || {
-            FormatError::invalid(
-                FMT,
-                format!(
-                    "shape {:?} of tensor '{}' overflows u64 byte count",
-                    shape,
-                    esc(&name)
-                ),
-            )
+            FormatError::invalid(FMT, format!("shape {:?} of tensor '{}' overflows u64 byte count", shape, esc(&name)))
         };
         let numel = checked_product(&shape).ok_or_else(overflow)?;
         let total_bits = numel.checked_mul(bits).ok_or_else(overflow)?;
@@ -347,10 +291,7 @@ fn validate_layout(
         if end < begin {
             return Err(FormatError::invalid(
                 FMT,
-                format!(
-                    "reversed data_offsets [{begin}, {end}] for tensor '{}' (end before begin)",
-                    esc(&name)
-                ),
+                format!("reversed data_offsets [{begin}, {end}] for tensor '{}' (end before begin)", esc(&name)),
             ));
         }
         if end - begin != nbytes {
@@ -366,13 +307,7 @@ fn validate_layout(
             ));
         }
         let abs = data_start.checked_add(begin).ok_or_else(overflow)?;
-        let info = TensorInfo {
-            name,
-            dtype: e.dtype,
-            shape,
-            offset: abs,
-            len: nbytes,
-        };
+        let info = TensorInfo { name, dtype: e.dtype, shape, offset: abs, len: nbytes };
         items.push((begin, end, info));
     }
     items.sort_by_key(|a| (a.0, a.1));
@@ -433,11 +368,7 @@ mod tests {
     fn err(rel: &str) -> String {
         let t = std::time::Instant::now();
         let e = parse_bytes(&read(rel)).expect_err(rel).to_string();
-        assert!(
-            t.elapsed().as_millis() < 500,
-            "{rel} took {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed().as_millis() < 500, "{rel} took {:?}", t.elapsed());
         assert!(!e.contains('\n'), "{e}");
         e
     }
@@ -450,8 +381,7 @@ mod tests {
 
     #[test]
     fn minilm_real() {
-        let path = crate::formats::tensor::test_util::corpus()
-            .join("safetensors/all-MiniLM-L6-v2.model.safetensors");
+        let path = crate::formats::tensor::test_util::corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors");
         let mut f = std::fs::File::open(&path).unwrap();
         let len = f.metadata().unwrap().len();
         let h = parse(&mut f, len).unwrap();
@@ -468,10 +398,7 @@ mod tests {
             assert_eq!(w[0].offset + w[0].len, w[1].offset);
         }
         for t in &h.tensors {
-            assert_eq!(
-                t.param_count().unwrap() * dtype_bits(&t.dtype).unwrap() / 8,
-                t.len
-            );
+            assert_eq!(t.param_count().unwrap() * dtype_bits(&t.dtype).unwrap() / 8, t.len);
         }
     }
 
@@ -484,26 +411,11 @@ mod tests {
         let b = parse_bytes(&read("safetensors/silero_vad_16k.reheadered.safetensors")).unwrap();
         assert_eq!(b.tensors.len(), 15);
         assert_eq!(b.metadata.get("format").map(String::as_str), Some("np"));
-        let c = parse_bytes(&read(
-            "safetensors/silero_vad_16k.one-tensor-changed.safetensors",
-        ))
-        .unwrap();
-        let bias = c
-            .tensors
-            .iter()
-            .find(|t| t.name == "final_conv.bias")
-            .unwrap();
+        let c = parse_bytes(&read("safetensors/silero_vad_16k.one-tensor-changed.safetensors")).unwrap();
+        let bias = c.tensors.iter().find(|t| t.name == "final_conv.bias").unwrap();
         assert_eq!(bias.shape, vec![1]);
-        let mut names_a: Vec<_> = a
-            .tensors
-            .iter()
-            .map(|t| (&t.name, &t.shape, t.len))
-            .collect();
-        let mut names_b: Vec<_> = b
-            .tensors
-            .iter()
-            .map(|t| (&t.name, &t.shape, t.len))
-            .collect();
+        let mut names_a: Vec<_> = a.tensors.iter().map(|t| (&t.name, &t.shape, t.len)).collect();
+        let mut names_b: Vec<_> = b.tensors.iter().map(|t| (&t.name, &t.shape, t.len)).collect();
         names_a.sort();
         names_b.sort();
         assert_eq!(names_a, names_b);
@@ -512,35 +424,18 @@ mod tests {
     #[test]
     fn bug_log_b01_b02_b04() {
         let e = err("malformed/B01_safetensors_duplicate_key.safetensors");
-        assert!(
-            e.contains("duplicate tensor name 'key00' in safetensors header"),
-            "{e}"
-        );
+        assert!(e.contains("duplicate tensor name 'key00' in safetensors header"), "{e}");
         let e = err("malformed/B02a_safetensors_hdrlen_u64max.safetensors");
-        assert!(
-            e.contains("header length 18446744073709551615 exceeds file size 10"),
-            "{e}"
-        );
+        assert!(e.contains("header length 18446744073709551615 exceeds file size 10"), "{e}");
         let e = err("malformed/B02b_safetensors_hdrlen_200MB_file_tiny.safetensors");
-        assert!(
-            e.contains("header length 209715200 exceeds file size 66"),
-            "{e}"
-        );
+        assert!(e.contains("header length 209715200 exceeds file size 66"), "{e}");
         let e = err("malformed/B02c_safetensors_truncated_silero_first4096.safetensors");
-        assert!(
-            e.contains("file truncated: tensor '") && e.contains("file has 4096"),
-            "{e}"
-        );
+        assert!(e.contains("file truncated: tensor '") && e.contains("file has 4096"), "{e}");
         let e = err("malformed/B02d_safetensors_is_git_lfs_pointer.safetensors");
-        assert!(
-            e.contains("looks like a Git LFS pointer, not safetensors"),
-            "{e}"
-        );
+        assert!(e.contains("looks like a Git LFS pointer, not safetensors"), "{e}");
         let e = err("malformed/B04a_safetensors_shape_exceeds_offsets.safetensors");
         assert!(
-            e.contains("size mismatch for tensor 't'")
-                && e.contains("4000000")
-                && e.contains("span 4 bytes"),
+            e.contains("size mismatch for tensor 't'") && e.contains("4000000") && e.contains("span 4 bytes"),
             "{e}"
         );
         let e = err("malformed/B04b_safetensors_reversed_offsets.safetensors");
@@ -552,10 +447,7 @@ mod tests {
         let e = err("malformed/B04e_safetensors_shape_product_overflow.safetensors");
         assert!(e.contains("overflows"), "{e}");
         let e = err("malformed/B04f_safetensors_unknown_dtype_negative_offset.safetensors");
-        assert!(
-            e.contains("negative data offset -4") || e.contains("unknown dtype 'F33'"),
-            "{e}"
-        );
+        assert!(e.contains("negative data offset -4") || e.contains("unknown dtype 'F33'"), "{e}");
     }
 
     #[test]
@@ -565,57 +457,26 @@ mod tests {
                 r#"{{"a":{{"dtype":"U8","shape":[4],"data_offsets":{a}}},"b":{{"dtype":"U8","shape":[4],"data_offsets":{b}}}}}"#
             )
         };
-        let e = parse_bytes(&build(&two("[0,4]", "[2,6]"), 6))
-            .unwrap_err()
-            .to_string();
+        let e = parse_bytes(&build(&two("[0,4]", "[2,6]"), 6)).unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");
-        let e = parse_bytes(&build(&two("[0,4]", "[6,10]"), 10))
-            .unwrap_err()
-            .to_string();
+        let e = parse_bytes(&build(&two("[0,4]", "[6,10]"), 10)).unwrap_err().to_string();
         assert!(e.contains("hole of 2 bytes"), "{e}");
-        let e = parse_bytes(&build(&two("[0,4]", "[4,8]"), 9))
-            .unwrap_err()
-            .to_string();
+        let e = parse_bytes(&build(&two("[0,4]", "[4,8]"), 9)).unwrap_err().to_string();
         assert!(e.contains("1 trailing bytes"), "{e}");
         let ok = parse_bytes(&build(&two("[4,8]", "[0,4]"), 8)).unwrap();
         assert_eq!(ok.tensors[0].name, "b");
-        let e = parse_bytes(&build(
-            r#"{"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#,
-            4,
-        ))
-        .unwrap_err();
+        let e = parse_bytes(&build(r#"{"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, 4)).unwrap_err();
         assert!(e.to_string().contains("non-integer shape dimension"), "{e}");
-        let e = parse_bytes(&build(
-            r#"{"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}"#,
-            0,
-        ))
-        .unwrap_err();
+        let e = parse_bytes(&build(r#"{"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}"#, 0)).unwrap_err();
         assert!(e.to_string().contains("empty tensor name"), "{e}");
-        let e = parse_bytes(&build(
-            "{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}",
-            0,
-        ))
-        .unwrap_err();
+        let e = parse_bytes(&build("{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0))
+            .unwrap_err();
         assert!(e.to_string().contains("NUL"), "{e}");
         let e = parse_bytes(&build(r#"{"__metadata__":{"a":1}}"#, 0)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("__metadata__ must be a string->string map"),
-            "{e}"
-        );
-        let e = parse_bytes(&build(
-            r#"{"t":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#,
-            2,
-        ))
-        .unwrap_err();
+        assert!(e.to_string().contains("__metadata__ must be a string->string map"), "{e}");
+        let e = parse_bytes(&build(r#"{"t":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#, 2)).unwrap_err();
         assert!(e.to_string().contains("whole number of bytes"), "{e}");
-        assert!(
-            parse_bytes(&build(
-                r#"{"t":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}}   "#,
-                2
-            ))
-            .is_ok()
-        );
+        assert!(parse_bytes(&build(r#"{"t":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}}   "#, 2)).is_ok());
         assert!(parse_bytes(&build("{}", 0)).unwrap().tensors.is_empty());
         let e = parse_bytes(&[1, 0, 0]).unwrap_err().to_string();
         assert!(e.contains("file truncated"), "{e}");
@@ -629,9 +490,7 @@ mod tests {
         // Claimed length above the cap but within the (claimed) file size.
         let mut b = (MAX_HEADER_LEN + 1).to_le_bytes().to_vec();
         b.push(b'{');
-        let e = parse(&mut Cursor::new(&b), MAX_HEADER_LEN + 100)
-            .unwrap_err()
-            .to_string();
+        let e = parse(&mut Cursor::new(&b), MAX_HEADER_LEN + 100).unwrap_err().to_string();
         assert!(e.contains("100000000-byte header cap"), "{e}");
     }
 }

@@ -51,9 +51,7 @@ pub fn esc(name: &str) -> String {
         match c {
             '\'' => out.push_str("\\'"),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() || c == '\u{202e}' || c == '\u{202d}' => {
-                out.push_str(&c.escape_unicode().to_string())
-            }
+            c if c.is_control() || c == '\u{202e}' || c == '\u{202d}' => out.push_str(&c.escape_unicode().to_string()),
             c => out.push(c),
         }
     }
@@ -74,9 +72,7 @@ pub enum FormatError {
         source: std::io::Error,
     },
     /// A fixed-size read ran past the end of the file.
-    #[error(
-        "file truncated: {what} at offset 0x{offset:x} needs {need} bytes, file has {file_len}"
-    )]
+    #[error("file truncated: {what} at offset 0x{offset:x} needs {need} bytes, file has {file_len}")]
     Truncated {
         /// What was being read (e.g. `"GGUF magic"`, `"n_kv"`, `"tensor data section"`).
         what: String,
@@ -98,9 +94,7 @@ pub enum FormatError {
         file_len: u64,
     },
     /// A length prefix is larger than the bytes left in the file.
-    #[error(
-        "{what} {len} exceeds remaining {remaining} bytes at offset 0x{offset:x} (file truncated or corrupt)"
-    )]
+    #[error("{what} {len} exceeds remaining {remaining} bytes at offset 0x{offset:x} (file truncated or corrupt)")]
     LengthExceedsRemaining {
         /// The length field involved (e.g. `"string length"`, `"key length"`, `"field 7 length"`).
         what: String,
@@ -227,10 +221,7 @@ pub enum FormatError {
 
 impl FormatError {
     pub(crate) fn invalid(format: &'static str, message: impl Into<String>) -> Self {
-        FormatError::Invalid {
-            format,
-            message: message.into(),
-        }
+        FormatError::Invalid { format, message: message.into() }
     }
 }
 
@@ -247,14 +238,8 @@ impl<R: Read + Seek> Bounded<R> {
     /// Start at the reader's absolute position 0.
     pub fn new(r: R, file_len: u64) -> Result<Self, FormatError> {
         let mut inner = std::io::BufReader::with_capacity(64 * 1024, r);
-        inner
-            .seek(SeekFrom::Start(0))
-            .map_err(|source| FormatError::Io { offset: 0, source })?;
-        Ok(Bounded {
-            inner,
-            pos: 0,
-            file_len,
-        })
+        inner.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
+        Ok(Bounded { inner, pos: 0, file_len })
     }
 
     pub fn remaining(&self) -> u64 {
@@ -274,17 +259,9 @@ impl<R: Read + Seek> Bounded<R> {
         }
         self.inner.read_exact(buf).map_err(|source| {
             if source.kind() == std::io::ErrorKind::UnexpectedEof {
-                FormatError::Truncated {
-                    what: what.to_string(),
-                    offset: self.pos,
-                    need,
-                    file_len: self.file_len,
-                }
+                FormatError::Truncated { what: what.to_string(), offset: self.pos, need, file_len: self.file_len }
             } else {
-                FormatError::Io {
-                    offset: self.pos,
-                    source,
-                }
+                FormatError::Io { offset: self.pos, source }
             }
         })?;
         self.pos += need;
@@ -314,12 +291,7 @@ impl<R: Read + Seek> Bounded<R> {
 
     /// Read `len` bytes into a new buffer; `len` is checked against the bytes
     /// remaining (error names `what`, reported at `field_offset`) before allocating.
-    pub fn bytes(
-        &mut self,
-        len: u64,
-        what: &str,
-        field_offset: u64,
-    ) -> Result<Vec<u8>, FormatError> {
+    pub fn bytes(&mut self, len: u64, what: &str, field_offset: u64) -> Result<Vec<u8>, FormatError> {
         if len > self.remaining() {
             return Err(FormatError::LengthExceedsRemaining {
                 what: what.to_string(),
@@ -343,14 +315,8 @@ impl<R: Read + Seek> Bounded<R> {
                 offset: field_offset,
             });
         }
-        let delta =
-            i64::try_from(len).map_err(|_| FormatError::invalid("file", "skip too large"))?;
-        self.inner
-            .seek_relative(delta)
-            .map_err(|source| FormatError::Io {
-                offset: self.pos,
-                source,
-            })?;
+        let delta = i64::try_from(len).map_err(|_| FormatError::invalid("file", "skip too large"))?;
+        self.inner.seek_relative(delta).map_err(|source| FormatError::Io { offset: self.pos, source })?;
         self.pos += len;
         Ok(())
     }
@@ -399,13 +365,7 @@ mod tests {
 
     #[test]
     fn param_count_checked() {
-        let mut t = TensorInfo {
-            name: "a".into(),
-            dtype: "F32".into(),
-            shape: vec![2, 3],
-            offset: 0,
-            len: 24,
-        };
+        let mut t = TensorInfo { name: "a".into(), dtype: "F32".into(), shape: vec![2, 3], offset: 0, len: 24 };
         assert_eq!(t.param_count(), Some(6));
         t.shape = vec![1 << 32, 1 << 32, 4];
         assert_eq!(t.param_count(), None);
@@ -425,21 +385,8 @@ mod tests {
     fn bounded_refuses_before_allocating() {
         let data = [1u8, 2, 3];
         let mut b = Bounded::new(std::io::Cursor::new(&data[..]), 3).unwrap();
-        let e = b
-            .bytes(u64::MAX, "string length", 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(
-                "string length 18446744073709551615 exceeds remaining 3 bytes at offset 0x0"
-            ),
-            "{e}"
-        );
-        assert!(
-            b.u64("count")
-                .unwrap_err()
-                .to_string()
-                .contains("file truncated")
-        );
+        let e = b.bytes(u64::MAX, "string length", 0).unwrap_err().to_string();
+        assert!(e.contains("string length 18446744073709551615 exceeds remaining 3 bytes at offset 0x0"), "{e}");
+        assert!(b.u64("count").unwrap_err().to_string().contains("file truncated"));
     }
 }

@@ -54,12 +54,8 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn manifest(&self, name: &str, r: &VersionRef) -> Result<Manifest> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx
-            .open_table(MODELS)
-            .map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx
-            .open_table(VERSIONS)
-            .map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
         let (_, version) = self.resolve(&models, &versions, name, r)?;
         Ok(self.load_version(&versions, name, version)?.0)
     }
@@ -85,13 +81,21 @@ impl Vault<Unlocked> {
             for p in &parts {
                 target.push(p);
             }
-            if !opts.force && std::fs::symlink_metadata(&target).is_ok() {
-                return Err(Error::OutputExists(target));
+            if let Ok(meta) = std::fs::symlink_metadata(&target) {
+                if !opts.force {
+                    return Err(Error::OutputExists(target));
+                }
+                // Checked for every file before any is written, so a refusal leaves DEST as it was.
+                if !meta.is_file() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} exists and is not a regular file (a directory or a symbolic link): refusing to replace it",
+                        target.display()
+                    )));
+                }
             }
             targets.push((f, parts, target));
         }
-        std::fs::create_dir_all(dest)
-            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
@@ -100,22 +104,10 @@ impl Vault<Unlocked> {
             written.push(target);
         }
         progress.end();
-        Ok(GetReport {
-            name: name.to_string(),
-            version: m.version,
-            files: written,
-            bytes: m.total_size(),
-        })
+        Ok(GetReport { name: name.to_string(), version: m.version, files: written, bytes: m.total_size() })
     }
 
-    fn write_one(
-        &self,
-        m: &Manifest,
-        f: &FileEntry,
-        dir: &Path,
-        target: &Path,
-        progress: &dyn Progress,
-    ) -> Result<()> {
+    fn write_one(&self, m: &Manifest, f: &FileEntry, dir: &Path, target: &Path, progress: &dyn Progress) -> Result<()> {
         if let Ok(meta) = std::fs::symlink_metadata(target)
             && !meta.is_file()
         {
@@ -127,25 +119,26 @@ impl Vault<Unlocked> {
         let mut rnd = [0u8; 8];
         crate::crypto::fill_random(&mut rnd)?;
         let tmp = dir.join(format!(".mvault-tmp-{}", hex(&rnd)));
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        // Owner-only while it holds unverified plaintext; the usual 0644 once it has passed.
+        let mut oo = std::fs::OpenOptions::new();
+        oo.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut oo, 0o600);
+        let mut out = oo
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let result = (|| {
             self.stream_file(
                 m,
                 f,
-                &mut |b| {
-                    out.write_all(b)
-                        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
-                },
+                &mut |b| out.write_all(b).map_err(|e| Error::io(format!("writing {}", tmp.display()), e)),
                 progress,
             )?;
-            out.sync_all()
-                .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, target)
-                .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
+            out.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(|e| Error::io(format!("setting the mode of {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, target).map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -168,7 +161,7 @@ impl Vault<Unlocked> {
         let m = self.manifest(name, r)?;
         let f = match file {
             Some(p) => m.files.iter().find(|f| f.path == p).ok_or_else(|| {
-                Error::InvalidInput(format!(
+                Error::NotFound(format!(
                     "{name}@{} has no file '{}': `mvault show` lists its files",
                     m.version,
                     escape(p)
@@ -187,14 +180,10 @@ impl Vault<Unlocked> {
         self.stream_file(
             &m,
             f,
-            &mut |b| {
-                out.write_all(b)
-                    .map_err(|e| Error::io("writing to standard output", e))
-            },
+            &mut |b| out.write_all(b).map_err(|e| Error::io("writing to standard output", e)),
             progress,
         )?;
-        out.flush()
-            .map_err(|e| Error::io("writing to standard output", e))?;
+        out.flush().map_err(|e| Error::io("writing to standard output", e))?;
         progress.end();
         Ok(())
     }
@@ -210,12 +199,7 @@ impl Vault<Unlocked> {
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let where_ = format!(
-            "model '{}' version {} file '{}'",
-            escape(&m.name),
-            m.version,
-            escape(&f.path)
-        );
+        let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
         let n = f.chunks.len();
         let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<u8>>>(super::put::QUEUE_DEPTH);
         std::thread::scope(|scope| {
@@ -225,8 +209,7 @@ impl Vault<Unlocked> {
                     let rtx = store::begin_read(&self.db)?;
                     let chunks = rtx.open_table(CHUNKS).ok();
                     for (i, c) in f.chunks.iter().enumerate() {
-                        let plain =
-                            self.open_chunk(chunks.as_ref(), &c.id, c.len, where_r, i, n)?;
+                        let plain = self.open_chunk(chunks.as_ref(), &c.id, c.len, where_r, i, n)?;
                         if tx.send(Ok(plain)).is_err() {
                             return Ok(());
                         }
@@ -267,29 +250,24 @@ impl Vault<Unlocked> {
     ) -> Result<Vec<u8>> {
         let which = format!("{where_}: chunk {} of {n} (id {})", i + 1, &hex(id)[..16]);
         let v = match chunks {
-            Some(t) => t
-                .get(id)
-                .map_err(|e| Error::storage("reading a chunk", e))?,
+            Some(t) => t.get(id).map_err(|e| Error::storage("reading a chunk", e))?,
             None => None,
         }
         .ok_or_else(|| {
-            Error::Damaged(format!(
-                "{which} is missing: the vault is damaged; other models remain readable"
-            ))
+            Error::Damaged(format!("{which} is missing: the vault is damaged; other models remain readable"))
         })?;
         let (epoch, sealed) = split_chunk_value(v.value())
             .ok_or_else(|| Error::Damaged(format!("{which} has an unreadable header: the vault is damaged")))?;
         let keys = self.epoch_keys(epoch).ok_or_else(|| {
-            Error::Damaged(format!("{which} claims key epoch {epoch}, which this vault does not hold: the vault is damaged"))
+            Error::Damaged(format!(
+                "{which} claims key epoch {epoch}, which this vault does not hold: the vault is damaged"
+            ))
         })?;
         let aad = store::aad("chunks", &self.header.vault_id, epoch, id);
         let plain = aead::open(&keys.chunk, &aad, sealed)
             .map_err(|e| Error::Damaged(format!("{which}: {e}: the vault is damaged or was tampered with")))?;
         if plain.len() != len as usize {
-            return Err(Error::Damaged(format!(
-                "{which} has {} bytes, the manifest says {len}",
-                plain.len()
-            )));
+            return Err(Error::Damaged(format!("{which} has {} bytes, the manifest says {len}", plain.len())));
         }
         Ok(plain)
     }
@@ -309,8 +287,7 @@ fn ensure_dirs(dest: &Path, parts: &[&str]) -> Result<PathBuf> {
                     dir.display()
                 )));
             }
-            Err(_) => std::fs::create_dir(&dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?,
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?,
         }
     }
     Ok(dir)

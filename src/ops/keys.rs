@@ -22,10 +22,10 @@ use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
+use crate::crypto::SecretKey;
 use crate::crypto::aead;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
-use crate::crypto::SecretKey;
 use crate::names::{self, escape};
 use crate::progress::Progress;
 use crate::store::records::{SlotRecord, sealed_prefix, split_sealed};
@@ -191,7 +191,8 @@ impl Vault<Unlocked> {
                 "key slot '{name}' already exists: choose another name, or change its passphrase with `mvault key passwd --slot-name {name}`"
             )));
         }
-        let (slot, _kek) = make_slot(&self.header.vault_id, name, self.epoch(), params, &self.state.master, passphrase)?;
+        let (slot, _kek) =
+            make_slot(&self.header.vault_id, name, self.epoch(), params, &self.state.master, passphrase)?;
         let mut txn = self.write()?;
         txn.put_slot(name, &slot.encode())?;
         txn.commit()
@@ -205,7 +206,10 @@ impl Vault<Unlocked> {
         self.refuse_during_rotation()?;
         let slots = read_slots(&self.db)?;
         if !slots.iter().any(|(n, _)| n == name) {
-            return Err(Error::InvalidInput(format!("no key slot named '{}': `mvault key list` lists them", escape(name))));
+            return Err(Error::NotFound(format!(
+                "no key slot named '{}': `mvault key list` lists them",
+                escape(name)
+            )));
         }
         if slots.len() == 1 {
             return Err(Error::InvalidInput(format!(
@@ -229,14 +233,18 @@ impl Vault<Unlocked> {
     /// Argon2id parameters. Only the slot is rewritten: no data is re-encrypted.
     ///
     /// Errors: [`Error::InvalidInput`] if there is no such slot or a rotation is unfinished.
-    pub fn change_passphrase(&mut self, name: Option<&str>, new: &Passphrase, params: Option<&Argon2Params>) -> Result<()> {
+    pub fn change_passphrase(
+        &mut self,
+        name: Option<&str>,
+        new: &Passphrase,
+        params: Option<&Argon2Params>,
+    ) -> Result<()> {
         self.refuse_during_rotation()?;
         let name = name.unwrap_or(&self.state.slot).to_string();
         let slots = read_slots(&self.db)?;
-        let (_, bytes) = slots
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| Error::InvalidInput(format!("no key slot named '{}': `mvault key list` lists them", escape(&name))))?;
+        let (_, bytes) = slots.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(&name)))
+        })?;
         let old = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
         let params = params.copied().unwrap_or(old.params);
         params.check()?;
@@ -257,7 +265,12 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::InvalidInput`] (a slot with no passphrase, a passphrase that does not open
     /// its slot), [`Error::Damaged`], [`Error::Storage`], [`Error::Io`].
-    pub fn rotate(&mut self, others: &[(String, Passphrase)], remove_others: bool, progress: &dyn Progress) -> Result<RotateReport> {
+    pub fn rotate(
+        &mut self,
+        others: &[(String, Passphrase)],
+        remove_others: bool,
+        progress: &dyn Progress,
+    ) -> Result<RotateReport> {
         if self.rotation_pending() {
             return self.resume_rotation(progress);
         }
@@ -276,8 +289,12 @@ impl Vault<Unlocked> {
             } else if let Some((_, p)) = others.iter().find(|(n, _)| n == name) {
                 let kek = slot.params.derive_kek(p.bytes(), &slot.salt)?;
                 let opened = aead::open(&kek, &SlotRecord::aad(&vid, name, slot.epoch, &slot.params), &slot.wrapped);
-                if opened.map(zeroize::Zeroizing::new).ok().as_deref().map(Vec::as_slice) != Some(self.state.master.expose().as_slice()) {
-                    return Err(Error::InvalidInput(format!("the passphrase given for key slot '{name}' does not open it; nothing was changed")));
+                if opened.map(zeroize::Zeroizing::new).ok().as_deref().map(Vec::as_slice)
+                    != Some(self.state.master.expose().as_slice())
+                {
+                    return Err(Error::InvalidInput(format!(
+                        "the passphrase given for key slot '{name}' does not open it; nothing was changed"
+                    )));
                 }
                 kek
             } else if remove_others {
@@ -295,7 +312,7 @@ impl Vault<Unlocked> {
         }
         for (name, _) in others {
             if !slots.iter().any(|(n, _)| n == name) {
-                return Err(Error::InvalidInput(format!("no key slot named '{}'; nothing was changed", escape(name))));
+                return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
             }
         }
         let mut txn = self.write()?;
@@ -509,7 +526,8 @@ impl Vault<Unlocked> {
         let versions = match r {
             Some(r) => vec![self.remove_version(name, r)?],
             None => {
-                let all: BTreeSet<u64> = self.list(Some(name))?.models.iter().flat_map(|m| m.versions.iter().map(|v| v.version)).collect();
+                let all: BTreeSet<u64> =
+                    self.list(Some(name))?.models.iter().flat_map(|m| m.versions.iter().map(|v| v.version)).collect();
                 self.remove_model(name)?;
                 all.into_iter().collect()
             }

@@ -47,8 +47,10 @@ pub struct VersionInfo {
     pub tags: BTreeMap<String, String>,
     /// Metrics.
     pub metrics: BTreeMap<String, f64>,
-    /// Description.
+    /// Description of this version.
     pub description: String,
+    /// Description of the model (`describe NAME TEXT`).
+    pub model_description: String,
     /// Public key (hex) that signed the manifest.
     pub signer: String,
     /// Files.
@@ -87,25 +89,16 @@ pub(crate) fn version_info(m: &Manifest, model: &ModelRecord, signer: &[u8; 32])
         updated: m.updated,
         revision: m.revision,
         size_bytes: m.total_size(),
-        aliases: model
-            .aliases
-            .iter()
-            .filter(|(_, v)| **v == m.version)
-            .map(|(a, _)| a.clone())
-            .collect(),
+        aliases: model.aliases.iter().filter(|(_, v)| **v == m.version).map(|(a, _)| a.clone()).collect(),
         tags: m.tags.clone(),
         metrics: m.metrics.clone(),
         description: m.description.clone(),
+        model_description: model.description.clone(),
         signer: hex(signer),
         files: m
             .files
             .iter()
-            .map(|f| FileInfo {
-                path: f.path.clone(),
-                size: f.size,
-                sha256: hex(&f.sha256),
-                chunks: f.chunks.len(),
-            })
+            .map(|f| FileInfo { path: f.path.clone(), size: f.size, sha256: hex(&f.sha256), chunks: f.chunks.len() })
             .collect(),
     }
 }
@@ -128,12 +121,8 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn show(&self, name: &str, r: &VersionRef) -> Result<VersionInfo> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx
-            .open_table(MODELS)
-            .map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx
-            .open_table(VERSIONS)
-            .map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
         let (model, version) = self.resolve(&models, &versions, name, r)?;
         let (m, vr) = self.load_version(&versions, name, version)?;
         Ok(version_info(&m, &model, &vr.signer))

@@ -8,9 +8,9 @@ pub mod inspect;
 pub mod keys;
 pub mod list;
 pub mod put;
-pub mod signers;
 pub mod query;
 pub mod remove;
+pub mod signers;
 pub mod stats;
 pub mod tensor_get;
 pub mod update;
@@ -60,15 +60,11 @@ pub fn parse_spec(spec: &str) -> Result<(String, VersionRef)> {
     let r = match r {
         None => VersionRef::Latest,
         Some("") => {
-            return Err(Error::InvalidInput(format!(
-                "'{}' has an empty version after '@'",
-                escape(spec)
-            )));
+            return Err(Error::InvalidInput(format!("'{}' has an empty version after '@'", escape(spec))));
         }
-        Some(r) if r.bytes().all(|b| b.is_ascii_digit()) => VersionRef::Number(
-            r.parse()
-                .map_err(|_| Error::InvalidInput(format!("version '{r}' is too large")))?,
-        ),
+        Some(r) if r.bytes().all(|b| b.is_ascii_digit()) => {
+            VersionRef::Number(r.parse().map_err(|_| Error::InvalidInput(format!("version '{r}' is too large")))?)
+        }
         Some(r) => {
             names::check_alias(r)?;
             VersionRef::Alias(r.to_string())
@@ -90,10 +86,7 @@ impl Vault<Unlocked> {
         name: &str,
     ) -> Result<Option<ModelRecord>> {
         let key = self.model_key(name);
-        let Some(v) = models
-            .get(&key)
-            .map_err(|e| Error::storage("reading a model record", e))?
-        else {
+        let Some(v) = models.get(&key).map_err(|e| Error::storage("reading a model record", e))? else {
             return Ok(None);
         };
         let what = format!("model '{}' record", escape(name));
@@ -117,14 +110,9 @@ impl Vault<Unlocked> {
         name: &str,
         r: &VersionRef,
     ) -> Result<(ModelRecord, u64)> {
-        let model = self
-            .load_model(models, name)?
-            .ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+        let model = self.load_model(models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
         let mk = self.model_key(name);
-        let not_found = || Error::VersionNotFound {
-            name: escape(name),
-            reference: r.to_string(),
-        };
+        let not_found = || Error::VersionNotFound { name: escape(name), reference: r.to_string() };
         let version = match r {
             VersionRef::Latest => {
                 let mut range = store::version_range(versions, &mk)?;
@@ -135,10 +123,7 @@ impl Vault<Unlocked> {
             VersionRef::Number(n) => *n,
             VersionRef::Alias(a) => *model.aliases.get(a).ok_or_else(not_found)?,
         };
-        if versions
-            .get(&store::version_key(&mk, version))
-            .map_err(|e| Error::storage("reading versions", e))?
-            .is_none()
+        if versions.get(&store::version_key(&mk, version)).map_err(|e| Error::storage("reading versions", e))?.is_none()
         {
             return Err(not_found());
         }
@@ -160,10 +145,7 @@ impl Vault<Unlocked> {
         let v = versions
             .get(&key)
             .map_err(|e| Error::storage("reading a version record", e))?
-            .ok_or_else(|| Error::VersionNotFound {
-                name: escape(name),
-                reference: version.to_string(),
-            })?;
+            .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: version.to_string() })?;
         let what = format!("model '{}' version {version}", escape(name));
         let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value())?;
         let m = self.check_version_record(&what, name, version, &rec)?;
@@ -178,16 +160,12 @@ impl Vault<Unlocked> {
         version: u64,
         rec: &VersionRecord,
     ) -> Result<Manifest> {
-        let sig: [u8; sign::SIGNATURE_LEN] = rec.signature.as_slice().try_into().map_err(|_| {
-            Error::Damaged(format!(
-                "{what}: signature has {} bytes, not 64",
-                rec.signature.len()
-            ))
-        })?;
-        let bad = || Error::BadSignature {
-            name: escape(name),
-            version,
-        };
+        let sig: [u8; sign::SIGNATURE_LEN] = rec
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Damaged(format!("{what}: signature has {} bytes, not 64", rec.signature.len())))?;
+        let bad = || Error::BadSignature { name: escape(name), version };
         if !self.state.signers.contains(&rec.signer) {
             return Err(bad());
         }

@@ -98,8 +98,7 @@ pub struct Source {
 /// Errors: [`Error::InvalidInput`] naming the offending path; [`Error::InvalidName`] for a file
 /// name that breaks the path rule; [`Error::Io`].
 pub fn collect_sources(src: &Path) -> Result<Vec<Source>> {
-    let meta = std::fs::symlink_metadata(src)
-        .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     let ft = meta.file_type();
     let mut out = Vec::new();
     if ft.is_symlink() {
@@ -108,35 +107,25 @@ pub fn collect_sources(src: &Path) -> Result<Vec<Source>> {
             src.display()
         )));
     } else if ft.is_file() {
-        let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            Error::InvalidInput(format!("{}: file name is not valid UTF-8", src.display()))
-        })?;
+        let name = src
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", src.display())))?;
         names::check_file_path(name)?;
-        out.push(Source {
-            path: name.to_string(),
-            disk: src.to_path_buf(),
-            size: meta.len(),
-        });
+        out.push(Source { path: name.to_string(), disk: src.to_path_buf(), size: meta.len() });
     } else if ft.is_dir() {
         walk(src, "", &mut out)?;
         if out.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "{} holds no files",
-                src.display()
-            )));
+            return Err(Error::InvalidInput(format!("{} holds no files", src.display())));
         }
     } else {
-        return Err(Error::InvalidInput(format!(
-            "{} is not a regular file or directory",
-            src.display()
-        )));
+        return Err(Error::InvalidInput(format!("{} is not a regular file or directory", src.display())));
     }
     Ok(out)
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     let mut entries = Vec::new();
     for e in rd {
         let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -144,16 +133,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
     }
     entries.sort();
     for p in entries {
-        let name = p.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            Error::InvalidInput(format!("{}: file name is not valid UTF-8", p.display()))
-        })?;
-        let rel = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let meta = std::fs::symlink_metadata(&p)
-            .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", p.display())))?;
+        let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         let ft = meta.file_type();
         if ft.is_symlink() {
             return Err(Error::InvalidInput(format!(
@@ -165,15 +150,9 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
         } else if ft.is_file() {
             names::check_file_path(&rel)?;
             if out.len() >= MAX_FILES {
-                return Err(Error::InvalidInput(format!(
-                    "the model holds more than {MAX_FILES} files"
-                )));
+                return Err(Error::InvalidInput(format!("the model holds more than {MAX_FILES} files")));
             }
-            out.push(Source {
-                path: rel,
-                disk: p,
-                size: meta.len(),
-            });
+            out.push(Source { path: rel, disk: p, size: meta.len() });
         } else {
             return Err(Error::InvalidInput(format!(
                 "{} is a special file (device, socket or FIFO): only regular files can be stored",
@@ -199,13 +178,7 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidName`] (name, alias, tag key, file path), [`Error::InvalidInput`]
     /// (symlink, special file, file changed while read, bad metric), [`Error::KeyUsageLimit`],
     /// [`Error::Io`], [`Error::Storage`].
-    pub fn put(
-        &mut self,
-        src: &Path,
-        name: &str,
-        opts: &PutOptions,
-        progress: &dyn Progress,
-    ) -> Result<PutReport> {
+    pub fn put(&mut self, src: &Path, name: &str, opts: &PutOptions, progress: &dyn Progress) -> Result<PutReport> {
         names::check_model_name(name)?;
         for a in &opts.aliases {
             names::check_alias(a)?;
@@ -225,10 +198,7 @@ impl Vault<Unlocked> {
         let mut txn = self.write()?;
         let mk = self.model_key(name);
         let mut model = {
-            let models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|e| Error::storage("reading models", e))?;
+            let models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
             self.load_model(&models, name)?
         }
         .unwrap_or_else(|| ModelRecord {
@@ -294,41 +264,21 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) -> Result<FileEntry> {
         let shown = src.disk.display().to_string();
-        let mut file =
-            File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {shown}"), e))?
-            .len();
-        let scan_opts = ScanOptions {
-            extra_allowed: opts.allow_globals.clone(),
-            ..Default::default()
-        };
+        let mut file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        let size = before.len();
+        let scan_opts = ScanOptions { extra_allowed: opts.allow_globals.clone(), ..Default::default() };
         let analysis = formats::analyze(&mut file, size, &scan_opts)
             .map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
-        let scan = analysis
-            .scan
-            .as_ref()
-            .map(|r| scan_record(r, opts.allow_unsafe_pickle));
+        let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
         if let Some(rec) = &scan
             && rec.verdict != "clean"
             && !opts.allow_unsafe_pickle
         {
-            let detail = rec
-                .findings
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::UnsafePickle {
-                file: shown,
-                verdict: rec.verdict.clone(),
-                detail,
-            });
+            let detail = rec.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            return Err(Error::UnsafePickle { file: shown, verdict: rec.verdict.clone(), detail });
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let pieces = chunk::plan_with_cuts(size, &analysis.cuts);
         let changed = {
             let shown = shown.clone();
@@ -339,8 +289,7 @@ impl Vault<Unlocked> {
             }
         };
         let (piece_tx, piece_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE_DEPTH);
-        let (sealed_tx, sealed_rx) =
-            crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
+        let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
         let keys = &self.state.keys;
         let index = &self.state.index;
         let vault_id = self.header.vault_id;
@@ -364,11 +313,7 @@ impl Vault<Unlocked> {
                     }
                 }
                 let mut probe = [0u8; 1];
-                if file
-                    .read(&mut probe)
-                    .map_err(|e| Error::io(format!("reading {shown}"), e))?
-                    != 0
-                {
+                if file.read(&mut probe).map_err(|e| Error::io(format!("reading {shown}"), e))? != 0 {
                     return Err(changed());
                 }
                 Ok(sha.finalize().into())
@@ -378,15 +323,9 @@ impl Vault<Unlocked> {
                 let committed = snapshot.open_table(CHUNKS).ok();
                 for piece in piece_rx {
                     let id = index.chunk_id(&piece);
-                    let r = ChunkRef {
-                        id,
-                        len: piece.len() as u32,
-                    };
+                    let r = ChunkRef { id, len: piece.len() as u32 };
                     let known = match &committed {
-                        Some(t) => t
-                            .get(&id)
-                            .map_err(|e| Error::storage("reading chunks", e))?
-                            .is_some(),
+                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading chunks", e))?.is_some(),
                         None => false,
                     };
                     let value = if known {
@@ -417,7 +356,9 @@ impl Vault<Unlocked> {
                                 let present = seen_here.contains(&r.id)
                                     || chunks.get(&r.id).map_err(|e| Error::storage("reading chunks", e))?.is_some();
                                 if !present {
-                                    chunks.insert(&r.id, v.as_slice()).map_err(|e| Error::storage("writing a chunk", e))?;
+                                    chunks
+                                        .insert(&r.id, v.as_slice())
+                                        .map_err(|e| Error::storage("writing a chunk", e))?;
                                     seen_here.insert(r.id);
                                     stored.new_chunks += 1;
                                     stored.new_bytes += r.len as u64;
@@ -443,9 +384,25 @@ impl Vault<Unlocked> {
             let read = reader.join().expect("reader thread does not panic");
             let sealed = sealer.join().expect("sealer thread does not panic");
             // The first stage's error is the cause; later stages fail only because it stopped.
+            // One exception: a failed write (a full disk) makes redb answer every later read with
+            // "Previous I/O error", the sealer's dedup lookups included; the write's own error is
+            // then the cause (torture suite, disk full).
             let sha256 = read?;
-            sealed?;
-            written?;
+            // A file rewritten in place keeps its length: compare its change time and identity.
+            let after = std::fs::metadata(&src.disk).map_err(|e| Error::io(format!("reading {}", src.disk.display()), e))?;
+            if !same_file_state(&before, &after) {
+                return Err(Error::InvalidInput(format!(
+                    "{} changed while it was being read: stop what is writing it and put again",
+                    src.disk.display()
+                )));
+            }
+            match (sealed, written) {
+                (Err(Error::Storage { detail, .. }), Err(w)) if detail.contains("Previous I/O error") => return Err(w),
+                (sealed, written) => {
+                    sealed?;
+                    written?;
+                }
+            }
             Ok(FileEntry {
                 path: src.path.clone(),
                 size,
@@ -468,15 +425,11 @@ impl Vault<Unlocked> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(&self.path)
-                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+            let meta =
+                std::fs::metadata(&self.path).map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
             let allocated = meta.blocks() * 512;
             if allocated > 0 && meta.len() as f64 > allocated as f64 * (1.0 + TRIM_SLACK) {
-                while self
-                    .db
-                    .compact()
-                    .map_err(|e| Error::storage("compacting the vault file", e))?
-                {}
+                while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
             }
         }
         Ok(())
@@ -485,6 +438,23 @@ impl Vault<Unlocked> {
 
 /// Fraction of unwritten file tail tolerated after a put before it is compacted away.
 pub const TRIM_SLACK: f64 = 0.10;
+
+/// True when two `stat`s of a file show the same inode, size, modification and change times.
+fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.ino() == b.ino()
+            && a.dev() == b.dev()
+            && a.len() == b.len()
+            && (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
+            && (a.ctime(), a.ctime_nsec()) == (b.ctime(), b.ctime_nsec())
+    }
+    #[cfg(not(unix))]
+    {
+        a.len() == b.len() && a.modified().ok() == b.modified().ok()
+    }
+}
 
 /// The manifest form of a scan report.
 pub fn scan_record(r: &ScanReport, allowed_unsafe: bool) -> ScanRecord {
@@ -497,58 +467,30 @@ pub fn scan_record(r: &ScanReport, allowed_unsafe: bool) -> ScanRecord {
         .findings
         .iter()
         .map(|f| {
-            let at = f
-                .member
-                .as_deref()
-                .map(|m| format!(" in member '{}'", names::escape(m)))
-                .unwrap_or_default();
-            let g = if f.global.is_empty() {
-                String::new()
-            } else {
-                format!("{} ", names::escape(&f.global))
-            };
-            format!(
-                "{g}at offset {}{at}: {}",
-                f.offset,
-                names::escape(&f.reason)
-            )
+            let at = f.member.as_deref().map(|m| format!(" in member '{}'", names::escape(m))).unwrap_or_default();
+            let g = if f.global.is_empty() { String::new() } else { format!("{} ", names::escape(&f.global)) };
+            format!("{g}at offset {}{at}: {}", f.offset, names::escape(&f.reason))
         })
         .collect();
-    ScanRecord {
-        verdict: verdict.into(),
-        findings,
-        allowed_unsafe: allowed_unsafe && r.verdict != Verdict::Clean,
-    }
+    ScanRecord { verdict: verdict.into(), findings, allowed_unsafe: allowed_unsafe && r.verdict != Verdict::Clean }
 }
 
 /// Signs `m` and writes its version record.
 pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> Result<()> {
     let bytes = m.encode();
     let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
-    let rec = VersionRecord {
-        manifest: bytes,
-        signature,
-        signer: txn.vault.state.signer.public_key(),
-    };
+    let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
     let key = store::version_key(mk, m.version);
     let sealed = txn.seal_meta("versions", &key, &rec)?;
-    let mut t = txn
-        .tx
-        .open_table(VERSIONS)
-        .map_err(|e| Error::storage("writing a version", e))?;
-    t.insert(&key, sealed.as_slice())
-        .map_err(|e| Error::storage("writing a version", e))?;
+    let mut t = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
+    t.insert(&key, sealed.as_slice()).map_err(|e| Error::storage("writing a version", e))?;
     Ok(())
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
     let sealed = txn.seal_meta("models", mk, m)?;
-    let mut t = txn
-        .tx
-        .open_table(MODELS)
-        .map_err(|e| Error::storage("writing a model", e))?;
-    t.insert(mk, sealed.as_slice())
-        .map_err(|e| Error::storage("writing a model", e))?;
+    let mut t = txn.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
+    t.insert(mk, sealed.as_slice()).map_err(|e| Error::storage("writing a model", e))?;
     Ok(())
 }

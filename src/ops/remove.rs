@@ -44,24 +44,13 @@ impl Vault<Unlocked> {
         let mut txn = self.write()?;
         let mk = self.model_key(name);
         let (mut model, version) = {
-            let models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn
-                .tx
-                .open_table(VERSIONS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
             self.resolve(&models, &versions, name, r)?
         };
         let remaining = {
-            let mut versions = txn
-                .tx
-                .open_table(VERSIONS)
-                .map_err(|e| Error::storage("removing a version", e))?;
-            versions
-                .remove(&store::version_key(&mk, version))
-                .map_err(|e| Error::storage("removing a version", e))?;
+            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
+            versions.remove(&store::version_key(&mk, version)).map_err(|e| Error::storage("removing a version", e))?;
             store::version_range(&versions, &mk)?.count()
         };
         let dropped: Vec<String> =
@@ -71,13 +60,8 @@ impl Vault<Unlocked> {
             model.alias_history.push(AliasEvent { alias, from: Some(version), to: None, at: now() });
         }
         if remaining == 0 {
-            let mut models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|e| Error::storage("removing a model", e))?;
-            models
-                .remove(&mk)
-                .map_err(|e| Error::storage("removing a model", e))?;
+            let mut models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
+            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
         } else {
             write_model(&mut txn, &mk, &model)?;
         }
@@ -92,29 +76,18 @@ impl Vault<Unlocked> {
         let txn = self.write()?;
         let mk = self.model_key(name);
         {
-            let mut models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.load_model(&models, name)?
-                .ok_or_else(|| Error::ModelNotFound(escape(name)))?;
-            models
-                .remove(&mk)
-                .map_err(|e| Error::storage("removing a model", e))?;
+            let mut models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
         }
         let removed = {
-            let mut versions = txn
-                .tx
-                .open_table(VERSIONS)
-                .map_err(|e| Error::storage("removing versions", e))?;
+            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing versions", e))?;
             let keys: Vec<[u8; 40]> = store::version_range(&versions, &mk)?
                 .map(|r| r.map(|(k, _)| *k.value()))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| Error::storage("reading versions", e))?;
             for k in &keys {
-                versions
-                    .remove(k)
-                    .map_err(|e| Error::storage("removing a version", e))?;
+                versions.remove(k).map_err(|e| Error::storage("removing a version", e))?;
             }
             keys.len() as u64
         };
@@ -134,15 +107,14 @@ impl Vault<Unlocked> {
         {
             let rx = store::begin_read(&self.db)?;
             if let Ok(versions) = rx.open_table(VERSIONS) {
-                for row in versions
-                    .iter()
-                    .map_err(|e| Error::storage("reading versions", e))?
-                {
+                for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
                     let (k, v) = row.map_err(|e| Error::storage("reading versions", e))?;
                     let key = *k.value();
                     let what = format!("version record {}…", &hex(&key)[..16]);
                     let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value()).map_err(|e| {
-                        Error::Damaged(format!("{e}; gc deleted nothing, since it cannot tell which chunks that version needs"))
+                        Error::Damaged(format!(
+                            "{e}; gc deleted nothing, since it cannot tell which chunks that version needs"
+                        ))
                     })?;
                     let m = crate::manifest::decode_canonical(&what, &rec.manifest)?;
                     let version = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
@@ -177,15 +149,9 @@ impl Vault<Unlocked> {
         };
         let txn = self.write()?;
         {
-            let mut chunks = txn
-                .tx
-                .open_table(CHUNKS)
-                .map_err(|e| Error::storage("opening chunks", e))?;
+            let mut chunks = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
             let mut doomed = Vec::new();
-            for row in chunks
-                .iter()
-                .map_err(|e| Error::storage("reading chunks", e))?
-            {
+            for row in chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
                 let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
                 if referenced.contains(k.value()) {
                     report.chunks_kept += 1;
@@ -195,29 +161,17 @@ impl Vault<Unlocked> {
                 }
             }
             for id in &doomed {
-                chunks
-                    .remove(id)
-                    .map_err(|e| Error::storage("deleting a chunk", e))?;
+                chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
             }
             report.chunks_removed = doomed.len() as u64;
             for (id, owner) in &wanted {
-                if chunks
-                    .get(id)
-                    .map_err(|e| Error::storage("reading chunks", e))?
-                    .is_none()
-                {
-                    report
-                        .missing
-                        .push(format!("{owner}: chunk {}… is missing", &hex(id)[..16]));
+                if chunks.get(id).map_err(|e| Error::storage("reading chunks", e))?.is_none() {
+                    report.missing.push(format!("{owner}: chunk {}… is missing", &hex(id)[..16]));
                 }
             }
         }
         txn.commit()?;
-        while self
-            .db
-            .compact()
-            .map_err(|e| Error::storage("compacting the vault file", e))?
-        {}
+        while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
         report.file_bytes_after = file_len(&self.path);
         Ok(report)
     }

@@ -76,7 +76,13 @@ impl Vault<Unlocked> {
             let (k, v) = row.map_err(|e| Error::storage("reading signers", e))?;
             let id = k.value();
             let r: SignerRecord = self.open_meta("signers", &id.to_be_bytes(), "signing key record", v.value())?;
-            out.push(SignerInfo { id, public_key: hex(&r.public), created: r.created, retired: r.retired, active: r.public == active });
+            out.push(SignerInfo {
+                id,
+                public_key: hex(&r.public),
+                created: r.created,
+                retired: r.retired,
+                active: r.public == active,
+            });
         }
         Ok(out)
     }
@@ -103,7 +109,8 @@ impl Vault<Unlocked> {
         old.retired = Some(now());
         txn.put_signer(old_id, &old)?;
         let id = txn.state.next_signer;
-        let rec = SignerRecord { seed: *fresh.seed().expose(), public: fresh.public_key(), created: now(), retired: None };
+        let rec =
+            SignerRecord { seed: *fresh.seed().expose(), public: fresh.public_key(), created: now(), retired: None };
         txn.put_signer(id, &rec)?;
         txn.state.active_signer = id;
         txn.state.next_signer = id + 1;
@@ -139,7 +146,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] if there is none.
     pub fn trust_remove(&self, name: &str) -> Result<()> {
         if !self.trusted().iter().any(|t| t.name == name) {
-            return Err(Error::InvalidInput(format!("no key is trusted as '{}': `mvault trust list` lists them", escape(name))));
+            return Err(Error::NotFound(format!(
+                "no key is trusted as '{}': `mvault trust list` lists them",
+                escape(name)
+            )));
         }
         let txn = self.write()?;
         txn.tx
@@ -184,7 +194,10 @@ impl Vault<Unlocked> {
         } else {
             let t = self.trust_records()?;
             let rec = t.iter().find(|t| t.name == signer).ok_or_else(|| {
-                Error::InvalidInput(format!("no key is trusted as '{}': add it with `mvault trust add NAME PUBKEY`", escape(signer)))
+                Error::NotFound(format!(
+                    "no key is trusted as '{}': add it with `mvault trust add NAME PUBKEY`",
+                    escape(signer)
+                ))
             })?;
             vec![rec.public]
         };

@@ -238,7 +238,7 @@ impl Vault<Unlocked> {
         let spec = format!("{}@{}", escape(&m.name), m.version);
         let files: Vec<&FileEntry> = match &opts.file {
             Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
-                Error::InvalidInput(format!(
+                Error::NotFound(format!(
                     "{spec} has no file '{}': `mvault inspect {spec}` lists its files",
                     escape(p)
                 ))
@@ -262,7 +262,7 @@ impl Vault<Unlocked> {
                 files.iter().filter_map(|f| f.tensors.iter().find(|t| &t.name == want).map(|t| (*f, t))).collect();
             match hits.len() {
                 0 => {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(Error::NotFound(format!(
                         "{spec} has no tensor '{}': `mvault inspect {spec}` lists its tensors",
                         escape(want)
                     )));

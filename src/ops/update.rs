@@ -19,14 +19,8 @@ impl Vault<Unlocked> {
         names::check_alias(alias)?;
         let mut txn = self.write()?;
         let (mut model, version) = {
-            let models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn
-                .tx
-                .open_table(VERSIONS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
             self.resolve(&models, &versions, name, r)?
         };
         let from = model.aliases.insert(alias.to_string(), version);
@@ -44,18 +38,11 @@ impl Vault<Unlocked> {
     pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
         let mut txn = self.write()?;
         let mut model = {
-            let models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.load_model(&models, name)?
-                .ok_or_else(|| Error::ModelNotFound(escape(name)))?
+            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
         };
         let Some(from) = model.aliases.remove(alias) else {
-            return Err(Error::VersionNotFound {
-                name: escape(name),
-                reference: escape(alias),
-            });
+            return Err(Error::VersionNotFound { name: escape(name), reference: escape(alias) });
         };
         model.alias_history.push(AliasEvent { alias: alias.to_string(), from: Some(from), to: None, at: now() });
         write_model(&mut txn, &self.model_key(name), &model)?;
@@ -63,22 +50,11 @@ impl Vault<Unlocked> {
     }
 
     /// Applies `change` to the manifest of `name@r` as a new signed revision. Returns the version.
-    fn revise(
-        &self,
-        name: &str,
-        r: &VersionRef,
-        change: impl FnOnce(&mut Manifest) -> Result<()>,
-    ) -> Result<u64> {
+    fn revise(&self, name: &str, r: &VersionRef, change: impl FnOnce(&mut Manifest) -> Result<()>) -> Result<u64> {
         let mut txn = self.write()?;
         let mut m = {
-            let models = txn
-                .tx
-                .open_table(MODELS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn
-                .tx
-                .open_table(VERSIONS)
-                .map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
             let (_, version) = self.resolve(&models, &versions, name, r)?;
             self.load_version(&versions, name, version)?.0
         };
@@ -107,9 +83,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] if the version has no such tag; as [`Vault::show`].
     pub fn remove_tag(&self, name: &str, r: &VersionRef, key: &str) -> Result<u64> {
         self.revise(name, r, |m| {
-            m.tags.remove(key).map(|_| ()).ok_or_else(|| {
-                Error::InvalidInput(format!("{name}@{} has no tag '{}'", m.version, escape(key)))
-            })
+            m.tags
+                .remove(key)
+                .map(|_| ())
+                .ok_or_else(|| Error::InvalidInput(format!("{name}@{} has no tag '{}'", m.version, escape(key))))
         })
     }
 
@@ -136,12 +113,8 @@ impl Vault<Unlocked> {
             None => {
                 let mut txn = self.write()?;
                 let mut model = {
-                    let models = txn
-                        .tx
-                        .open_table(MODELS)
-                        .map_err(|_| Error::ModelNotFound(escape(name)))?;
-                    self.load_model(&models, name)?
-                        .ok_or_else(|| Error::ModelNotFound(escape(name)))?
+                    let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+                    self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
                 };
                 model.description = text.to_string();
                 write_model(&mut txn, &self.model_key(name), &model)?;

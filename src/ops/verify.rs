@@ -67,10 +67,7 @@ impl Vault<Unlocked> {
         let chunks = rx.open_table(CHUNKS).ok();
         let mut known_models = HashSet::new();
         let mut manifests = Vec::new();
-        for row in models
-            .iter()
-            .map_err(|e| Error::storage("reading models", e))?
-        {
+        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
             let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
             let key = *k.value();
             let rec: ModelRecord = match self.open_meta("models", &key, "model record", v.value()) {
@@ -105,10 +102,7 @@ impl Vault<Unlocked> {
                 }
             }
         }
-        for row in versions
-            .iter()
-            .map_err(|e| Error::storage("reading versions", e))?
-        {
+        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
             let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
             let mk: [u8; 32] = vk.value()[..32].try_into().expect("40-byte key");
             if !known_models.contains(&mk) {
@@ -116,18 +110,11 @@ impl Vault<Unlocked> {
                     model: None,
                     version: None,
                     file: None,
-                    detail: format!(
-                        "version record {}… belongs to no readable model record",
-                        &hex(vk.value())[..16]
-                    ),
+                    detail: format!("version record {}… belongs to no readable model record", &hex(vk.value())[..16]),
                 });
             }
         }
-        let total: u64 = if read_data {
-            manifests.iter().map(Manifest::total_size).sum()
-        } else {
-            0
-        };
+        let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
         progress.begin("verify", total);
         for m in &manifests {
             self.verify_manifest_data(m, chunks.as_ref(), read_data, &mut rep, progress);
@@ -151,12 +138,7 @@ impl Vault<Unlocked> {
                 file: Some(f.path.clone()),
                 detail,
             };
-            let where_ = format!(
-                "model '{}' version {} file '{}'",
-                escape(&m.name),
-                m.version,
-                escape(&f.path)
-            );
+            let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
             let mut sha = Sha256::new();
             let mut file_ok = true;
             for (i, c) in f.chunks.iter().enumerate() {
@@ -206,9 +188,7 @@ impl Vault<Unlocked> {
                 }
             }
             if read_data && file_ok && <[u8; 32]>::from(sha.finalize()) != f.sha256 {
-                rep.problems.push(problem(format!(
-                    "{where_}: SHA-256 does not match the manifest"
-                )));
+                rep.problems.push(problem(format!("{where_}: SHA-256 does not match the manifest")));
             }
         }
     }

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::SecretKey;
-use crate::crypto::keys::EpochKeys;
 use crate::crypto::aead::{self, OVERHEAD};
 use crate::crypto::kdf::Argon2Params;
+use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
 
 /// The format version this build writes and reads.
@@ -183,11 +183,8 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Deserialises a record, naming it in the error.
 pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        Error::Damaged(format!(
-            "{what}: record does not decode ({e}): the vault is damaged"
-        ))
-    })
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
 }
 
 /// Seals a record under the metadata key of `keys`; returns the stored value

@@ -292,10 +292,7 @@ pub fn is_allowed(name: &str, extra: &[String]) -> bool {
     // TorchScript class references (see module docs); a single plain
     // identifier path is required, so `__torch__` itself is not matched.
     name.strip_prefix("__torch__.").is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .split('.')
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        !rest.is_empty() && rest.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
     })
 }
 
@@ -306,7 +303,6 @@ pub fn importable(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|p| {
             let mut c = p.chars();
-            c.next().is_some_and(|f| f.is_alphabetic() || f == '_')
-                && c.all(|x| x.is_alphanumeric() || x == '_')
+            c.next().is_some_and(|f| f.is_alphabetic() || f == '_') && c.all(|x| x.is_alphanumeric() || x == '_')
         })
 }

@@ -77,13 +77,7 @@ fn merge(attrs: &mut Vec<(Rc<str>, V)>, d: &V) -> Result<(), String> {
 }
 
 /// joblib BUILD hook; `Ok(Some(v))` replaces the wrapper on the stack.
-pub fn on_build(
-    target: &V,
-    state: &V,
-    cur: &mut Cursor,
-    w: &mut Walk,
-    depth: u32,
-) -> Result<Option<V>, String> {
+pub fn on_build(target: &V, state: &V, cur: &mut Cursor, w: &mut Walk, depth: u32) -> Result<Option<V>, String> {
     let (dict_state, slot_state) = match state {
         V::Tuple(t) if t.len() == 2 => (t[0].clone(), Some(t[1].clone())),
         other => (other.clone(), None),
@@ -93,9 +87,7 @@ pub fn on_build(
     }
     let V::Obj(o) = target else {
         return match target {
-            V::Unknown => {
-                Err("BUILD on an unknown object while a joblib wrapper class is in play".into())
-            }
+            V::Unknown => Err("BUILD on an unknown object while a joblib wrapper class is in play".into()),
             _ => Ok(None),
         };
     };
@@ -105,7 +97,9 @@ pub fn on_build(
     };
     if !definite {
         if maybe {
-            return Err("BUILD target may be a joblib NumpyArrayWrapper (made by a factory from the wrapper class)".into());
+            return Err(
+                "BUILD target may be a joblib NumpyArrayWrapper (made by a factory from the wrapper class)".into()
+            );
         }
         if let Ok(mut b) = o.try_borrow_mut() {
             b.state = Some(state.clone());
@@ -113,10 +107,7 @@ pub fn on_build(
         return Ok(None);
     }
     if !bare {
-        return Err(
-            "NumpyArrayWrapper created with constructor arguments; its attributes cannot be known"
-                .into(),
-        );
+        return Err("NumpyArrayWrapper created with constructor arguments; its attributes cannot be known".into());
     }
     let attrs = {
         let mut b = o.try_borrow_mut().map_err(|_| "wrapper borrowed")?;
@@ -157,10 +148,7 @@ fn dtype_info(v: &V, depth: u32) -> Result<(bool, u64), String> {
     let ts = typestr.trim_start_matches(['<', '>', '|', '=']);
     let split = ts.find(|c: char| c.is_ascii_digit()).unwrap_or(ts.len());
     let (kind, digits) = ts.split_at(split);
-    if !matches!(
-        kind,
-        "b" | "i" | "u" | "f" | "c" | "M" | "m" | "O" | "S" | "a" | "U" | "V"
-    ) {
+    if !matches!(kind, "b" | "i" | "u" | "f" | "c" | "M" | "m" | "O" | "S" | "a" | "U" | "V") {
         return Err(format!("unsupported dtype kind in {typestr:?}"));
     }
     let mut itemsize: Option<u64> = digits.parse().ok();
@@ -208,27 +196,16 @@ fn dtype_info(v: &V, depth: u32) -> Result<(bool, u64), String> {
     if flag_obj.is_some_and(|f| f != hasobject) {
         return Err("dtype flags disagree with its kind/fields about holding objects".into());
     }
-    Ok((
-        hasobject,
-        itemsize.ok_or_else(|| format!("cannot size dtype {typestr:?}"))?,
-    ))
+    Ok((hasobject, itemsize.ok_or_else(|| format!("cannot size dtype {typestr:?}"))?))
 }
 
 /// Consume the payload that follows the BUILD of a `NumpyArrayWrapper`.
-fn skip_payload(
-    attrs: &[(Rc<str>, V)],
-    cur: &mut Cursor,
-    w: &mut Walk,
-    depth: u32,
-) -> Result<(), String> {
+fn skip_payload(attrs: &[(Rc<str>, V)], cur: &mut Cursor, w: &mut Walk, depth: u32) -> Result<(), String> {
     let dtype = attr(attrs, "dtype").ok_or("NumpyArrayWrapper without dtype")?;
     let (hasobject, itemsize) = dtype_info(dtype, 0)?;
     if hasobject {
         if attr(attrs, "allow_mmap").is_some_and(|v| truthy(v) != Some(false)) {
-            return Err(
-                "object-dtype NumpyArrayWrapper with allow_mmap set (loader-dependent layout)"
-                    .into(),
-            );
+            return Err("object-dtype NumpyArrayWrapper with allow_mmap set (loader-dependent layout)".into());
         }
         if depth >= scanner::MAX_NESTED {
             return Err("nested joblib object-array pickles exceed the depth cap".into());
@@ -252,15 +229,10 @@ fn skip_payload(
     }
     .ok_or("NumpyArrayWrapper shape is not a tuple of non-negative ints")?;
     if attr(attrs, "numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, V::None)) {
-        let pad = cur
-            .take(1)
-            .map_err(|e| format!("array padding byte: {e}"))?[0];
-        cur.take(u64::from(pad))
-            .map_err(|e| format!("array padding: {e}"))?;
+        let pad = cur.take(1).map_err(|e| format!("array padding byte: {e}"))?[0];
+        cur.take(u64::from(pad)).map_err(|e| format!("array padding: {e}"))?;
     }
-    let total = count
-        .checked_mul(itemsize)
-        .ok_or("array byte size overflows")?;
+    let total = count.checked_mul(itemsize).ok_or("array byte size overflows")?;
     cur.take(total).map_err(|e| format!("array data: {e}"))?;
     Ok(())
 }

@@ -107,9 +107,7 @@ pub struct ScanReport {
 impl ScanReport {
     /// Dangerous findings naming `global`.
     pub fn has_dangerous(&self, global: &str) -> bool {
-        self.findings
-            .iter()
-            .any(|f| f.kind == FindingKind::Dangerous && f.global == global)
+        self.findings.iter().any(|f| f.kind == FindingKind::Dangerous && f.global == global)
     }
 }
 
@@ -154,9 +152,7 @@ pub fn scan_bytes(bytes: &[u8], opts: &ScanOptions) -> ScanReport {
 pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> ScanReport {
     let mut cx = Ctx::new(opts);
     let mut head = Vec::new();
-    let read = r
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| (&mut r).take(8).read_to_end(&mut head));
+    let read = r.seek(SeekFrom::Start(0)).and_then(|_| (&mut r).take(8).read_to_end(&mut head));
     if let Err(e) = read {
         cx.unscannable("", 0, format!("read error: {e}"));
         return cx.finish();
@@ -167,9 +163,7 @@ pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> Sc
     }
     let want = len.min(opts.max_in_memory_bytes);
     let mut buf = Vec::new();
-    let read = r
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| (&mut r).take(want).read_to_end(&mut buf));
+    let read = r.seek(SeekFrom::Start(0)).and_then(|_| (&mut r).take(want).read_to_end(&mut buf));
     if let Err(e) = read {
         cx.unscannable("", 0, format!("read error: {e}"));
         return cx.finish();
@@ -187,23 +181,66 @@ pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> Sc
         cx.unscannable(
             "",
             0,
-            format!(
-                "input of {len} bytes exceeds max_in_memory_bytes ({})",
-                opts.max_in_memory_bytes
-            ),
+            format!("input of {len} bytes exceeds max_in_memory_bytes ({})", opts.max_in_memory_bytes),
         );
     }
     cx.finish()
 }
 
+/// Scans a file that is not presumed to be a pickle for pickle content, as an unpickler would
+/// read it: the bytes are walked as a pickle stream (sniff mode). If the walk fails before any
+/// import, unpickling the file cannot run code, and `None` is returned (it is data). Any import
+/// seen is reported as for a pickle. The prefix read grows from 64 KiB while the walk is still
+/// going, up to `opts.max_in_memory_bytes`; a walk still going there is Unscannable. A zip
+/// archive with data in front of it (which Python's `zipfile` accepts) is Unscannable too.
+pub fn sniff_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> Option<ScanReport> {
+    let mut cx = Ctx::new(opts);
+    let mut tail = Vec::new();
+    let tail_at = len.saturating_sub(66 * 1024);
+    if let Err(e) = r.seek(SeekFrom::Start(tail_at)).and_then(|_| (&mut r).take(66 * 1024).read_to_end(&mut tail)) {
+        cx.unscannable("", 0, format!("read error: {e}"));
+        return Some(cx.finish());
+    }
+    let mut want = len.min(64 * 1024);
+    loop {
+        let mut buf = Vec::new();
+        if let Err(e) = r.seek(SeekFrom::Start(0)).and_then(|_| (&mut r).take(want).read_to_end(&mut buf)) {
+            cx.unscannable("", 0, format!("read error: {e}"));
+            return Some(cx.finish());
+        }
+        if !zip::is_zip(&buf) && tail.windows(4).any(|w| w == b"PK\x05\x06") {
+            cx.unscannable(
+                "",
+                0,
+                "a zip archive with data in front of it: its members cannot be located reliably".into(),
+            );
+            return Some(cx.finish());
+        }
+        let s = stream::scan(&buf, false);
+        let ran_out = s.ran_out && want < len;
+        if ran_out && want < opts.max_in_memory_bytes {
+            want = want.saturating_mul(8).min(opts.max_in_memory_bytes).min(len);
+            continue;
+        }
+        if s.events.is_empty() && s.problems.is_empty() && !ran_out {
+            return None;
+        }
+        cx.stream_findings("", 0, s);
+        if ran_out {
+            cx.unscannable(
+                "",
+                want,
+                format!("parses as pickle opcodes past the first {want} bytes scanned; the rest was not read"),
+            );
+        }
+        return Some(cx.finish());
+    }
+}
+
 const SEVEN_Z: &[u8] = b"7z\xbc\xaf\x27\x1c";
 
 fn child(chain: &str, seg: &str) -> String {
-    if chain.is_empty() || chain.ends_with('>') {
-        format!("{chain}{seg}")
-    } else {
-        format!("{chain}!{seg}")
-    }
+    if chain.is_empty() || chain.ends_with('>') { format!("{chain}{seg}") } else { format!("{chain}!{seg}") }
 }
 
 struct Ctx<'o> {
@@ -215,31 +252,18 @@ struct Ctx<'o> {
 
 impl<'o> Ctx<'o> {
     fn new(opts: &'o ScanOptions) -> Self {
-        Ctx {
-            opts,
-            budget: opts.max_decompressed_bytes,
-            findings: Vec::new(),
-            globals: BTreeSet::new(),
-        }
+        Ctx { opts, budget: opts.max_decompressed_bytes, findings: Vec::new(), globals: BTreeSet::new() }
     }
 
     fn finish(self) -> ScanReport {
-        let verdict = if self
-            .findings
-            .iter()
-            .any(|f| f.kind == FindingKind::Dangerous)
-        {
+        let verdict = if self.findings.iter().any(|f| f.kind == FindingKind::Dangerous) {
             Verdict::Dangerous
         } else if self.findings.is_empty() {
             Verdict::Clean
         } else {
             Verdict::Unscannable
         };
-        ScanReport {
-            verdict,
-            findings: self.findings,
-            globals: self.globals.into_iter().collect(),
-        }
+        ScanReport { verdict, findings: self.findings, globals: self.globals.into_iter().collect() }
     }
 
     fn member(chain: &str) -> Option<String> {
@@ -260,17 +284,12 @@ impl<'o> Ctx<'o> {
         for e in s.events {
             self.globals.insert(e.name.clone());
             let reason = match e.kind {
-                scanner::EventKind::Global
-                    if allowlist::is_allowed(&e.name, &self.opts.extra_allowed) =>
-                {
+                scanner::EventKind::Global if allowlist::is_allowed(&e.name, &self.opts.extra_allowed) => {
                     continue;
                 }
-                scanner::EventKind::Global => {
-                    "import of a global that is not on the allow-list".to_string()
-                }
+                scanner::EventKind::Global => "import of a global that is not on the allow-list".to_string(),
                 scanner::EventKind::Unresolved => {
-                    "unresolvable STACK_GLOBAL operand / extension code: the import cannot be named"
-                        .to_string()
+                    "unresolvable STACK_GLOBAL operand / extension code: the import cannot be named".to_string()
                 }
             };
             self.findings.push(Finding {
@@ -296,11 +315,7 @@ impl<'o> Ctx<'o> {
     /// Scan one blob, dispatching on its content.
     fn blob(&mut self, data: &[u8], chain: &str, depth: u32, strict: bool) {
         if depth > self.opts.max_depth {
-            self.unscannable(
-                chain,
-                0,
-                format!("nesting deeper than max_depth ({})", self.opts.max_depth),
-            );
+            self.unscannable(chain, 0, format!("nesting deeper than max_depth ({})", self.opts.max_depth));
             return;
         }
         if zip::is_zip(data) {
@@ -315,11 +330,7 @@ impl<'o> Ctx<'o> {
                 Err(e) => self.unscannable(chain, 0, e),
             }
         } else if data.starts_with(SEVEN_Z) {
-            self.unscannable(
-                chain,
-                0,
-                "7z archives are not supported; contents cannot be scanned".into(),
-            );
+            self.unscannable(chain, 0, "7z archives are not supported; contents cannot be scanned".into());
         } else if let Some(w) = wrappers::sniff(data) {
             self.wrapped(w, data, chain, depth, strict);
         } else {
@@ -327,14 +338,7 @@ impl<'o> Ctx<'o> {
         }
     }
 
-    fn wrapped(
-        &mut self,
-        w: wrappers::Wrapper,
-        data: &[u8],
-        chain: &str,
-        depth: u32,
-        strict: bool,
-    ) {
+    fn wrapped(&mut self, w: wrappers::Wrapper, data: &[u8], chain: &str, depth: u32, strict: bool) {
         let cap = self.opts.max_decompressed_bytes.min(self.budget);
         match wrappers::inflate(w, data, cap, self.opts.max_ratio) {
             Ok(out) => {
@@ -342,12 +346,7 @@ impl<'o> Ctx<'o> {
                 // Decompressed content is sniffed, not presumed a pickle: a gzipped CSV is data.
                 // Anything the unpickler would import before failing is still reported, and a
                 // stream that fails before any import cannot run code in Python either.
-                self.blob(
-                    &out,
-                    &child(chain, &format!("{}>", w.label())),
-                    depth + 1,
-                    false,
-                );
+                self.blob(&out, &child(chain, &format!("{}>", w.label())), depth + 1, false);
                 if w.ambiguous() {
                     // The raw bytes are also a plausible pickle opening.
                     self.pickle(data, 0, chain, false);
@@ -376,12 +375,14 @@ impl<'o> Ctx<'o> {
         let mut read_total = 0u64;
         for e in &listing.entries {
             let m = child(chain, &e.name);
-            read_total = read_total.saturating_add(
-                e.csize
-                    .min((zip::PREFIX as u64).saturating_add(self.budget)),
-            );
+            read_total = read_total.saturating_add(e.csize.min((zip::PREFIX as u64).saturating_add(self.budget)));
             if read_total > read_cap {
-                self.unscannable(&m, e.data_start, "zip members overlap: total member bytes exceed the archive size plus max_decompressed_bytes".into());
+                self.unscannable(
+                    &m,
+                    e.data_start,
+                    "zip members overlap: total member bytes exceed the archive size plus max_decompressed_bytes"
+                        .into(),
+                );
                 break;
             }
             let cap = self.opts.max_decompressed_bytes.min(self.budget);
@@ -389,7 +390,11 @@ impl<'o> Ctx<'o> {
                 Err(x) => self.unscannable(&m, e.data_start, x),
                 Ok(md) if md.prefix_only => {
                     if looks_scannable(&md.data) {
-                        self.unscannable(&m, e.data_start, format!("member of {} bytes exceeds the scan cap and looks like a pickle/archive", e.csize));
+                        self.unscannable(
+                            &m,
+                            e.data_start,
+                            format!("member of {} bytes exceeds the scan cap and looks like a pickle/archive", e.csize),
+                        );
                     }
                 }
                 Ok(md) => {
@@ -400,10 +405,7 @@ impl<'o> Ctx<'o> {
                         self.unscannable(
                             &m,
                             e.data_start,
-                            format!(
-                                "CRC-32 mismatch: member is encrypted or corrupt (flags 0x{:04x})",
-                                e.flags
-                            ),
+                            format!("CRC-32 mismatch: member is encrypted or corrupt (flags 0x{:04x})", e.flags),
                         );
                     }
                     self.blob(&md.data, &m, depth + 1, false);
@@ -415,20 +417,9 @@ impl<'o> Ctx<'o> {
 
 /// Could this prefix of an oversized member hold something to scan?
 fn looks_scannable(prefix: &[u8]) -> bool {
-    if zip::is_zip(prefix)
-        || prefix.starts_with(wrappers::NPY_MAGIC)
-        || wrappers::sniff(prefix).is_some()
-    {
+    if zip::is_zip(prefix) || prefix.starts_with(wrappers::NPY_MAGIC) || wrappers::sniff(prefix).is_some() {
         return true;
     }
-    let w = scanner::walk(
-        prefix,
-        0,
-        scanner::Mode {
-            joblib: false,
-            sniff: true,
-        },
-        0,
-    );
+    let w = scanner::walk(prefix, 0, scanner::Mode { joblib: false, sniff: true }, 0);
     !w.events.is_empty() || w.eof || w.limit
 }

@@ -182,10 +182,7 @@ impl<'a> Cursor<'a> {
     /// Take `n` bytes, checked against the remaining length first.
     pub fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
         if n > self.remaining() as u64 {
-            return Err(format!(
-                "argument of {n} bytes exceeds the {} bytes left",
-                self.remaining()
-            ));
+            return Err(format!("argument of {n} bytes exceeds the {} bytes left", self.remaining()));
         }
         let n = n as usize;
         let s = &self.data[self.pos..self.pos + n];
@@ -194,9 +191,7 @@ impl<'a> Cursor<'a> {
     }
     fn uint(&mut self, n: usize) -> Result<u64, String> {
         let b = self.take(n as u64)?;
-        Ok(b.iter()
-            .rev()
-            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
     }
     /// Read a newline-terminated line; `Ok((line, true))` when the newline
     /// was present, `Ok((rest, false))` when EOF came first.
@@ -229,11 +224,7 @@ fn text(bytes: &[u8]) -> Arg<'_> {
 
 fn latin1(bytes: &[u8]) -> Arg<'static> {
     let trunc = bytes.len() > MAX_TEXT;
-    let s: String = bytes
-        .iter()
-        .take(MAX_TEXT)
-        .map(|&b| char::from(b))
-        .collect();
+    let s: String = bytes.iter().take(MAX_TEXT).map(|&b| char::from(b)).collect();
     Arg::Text(Cow::Owned(s), trunc)
 }
 
@@ -312,9 +303,7 @@ fn raw_unicode_escape(s: &[u8]) -> String {
     while i < s.len() && out.len() <= MAX_TEXT {
         if s[i] == b'\\' && i + 1 < s.len() && (s[i + 1] == b'u' || s[i + 1] == b'U') {
             let n = if s[i + 1] == b'u' { 4 } else { 8 };
-            let hex = s
-                .get(i + 2..i + 2 + n)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = s.get(i + 2..i + 2 + n).and_then(|h| std::str::from_utf8(h).ok());
             if let Some(v) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
                 out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                 i += 2 + n;
@@ -336,9 +325,7 @@ pub fn read_arg<'a>(cur: &mut Cursor<'a>, op: &OpInfo) -> Result<Arg<'a>, String
         ArgKind::Uint4 => Arg::Int(i128::from(cur.uint(4)?)),
         ArgKind::Uint8 => Arg::Int(i128::from(cur.uint(8)?)),
         ArgKind::Int4 => Arg::Int(i128::from(cur.uint(4)? as u32 as i32)),
-        ArgKind::DecimalNlShort | ArgKind::DecimalNlLong | ArgKind::FloatNl => {
-            Arg::Line(cur.full_line()?)
-        }
+        ArgKind::DecimalNlShort | ArgKind::DecimalNlLong | ArgKind::FloatNl => Arg::Line(cur.full_line()?),
         ArgKind::StringNlNoescape => Arg::Line(cur.full_line()?),
         ArgKind::StringNl => {
             let l = cur.full_line()?;
@@ -356,11 +343,7 @@ pub fn read_arg<'a>(cur: &mut Cursor<'a>, op: &OpInfo) -> Result<Arg<'a>, String
                 return Err("GLOBAL/INST module line truncated".into());
             }
             let (n, complete) = cur.line();
-            let n = if complete {
-                n
-            } else {
-                n.get(..n.len().saturating_sub(1)).unwrap_or(&[])
-            };
+            let n = if complete { n } else { n.get(..n.len().saturating_sub(1)).unwrap_or(&[]) };
             if n.is_empty() {
                 return Err("GLOBAL/INST name line truncated".into());
             }

@@ -106,30 +106,20 @@ impl State {
         if self.stack.len() <= self.fence() {
             return Err("unpickling stack underflow".into());
         }
-        self.stack
-            .pop()
-            .ok_or_else(|| "unpickling stack underflow".into())
+        self.stack.pop().ok_or_else(|| "unpickling stack underflow".into())
     }
     pub fn top(&mut self) -> Result<&mut V, String> {
         if self.stack.len() <= self.fence() {
             return Err("unpickling stack underflow".into());
         }
-        self.stack
-            .last_mut()
-            .ok_or_else(|| "unpickling stack underflow".into())
+        self.stack.last_mut().ok_or_else(|| "unpickling stack underflow".into())
     }
     fn pop_mark(&mut self) -> Result<Vec<V>, String> {
         let m = self.marks.pop().ok_or("could not find MARK")?;
         Ok(self.stack.split_off(m.min(self.stack.len())))
     }
     fn call(&mut self, callable: V, args: Vec<V>, bare: bool) -> V {
-        values::call(
-            callable,
-            args,
-            bare,
-            self.wrapper_possible,
-            &mut self.budget,
-        )
+        values::call(callable, args, bare, self.wrapper_possible, &mut self.budget)
     }
     fn memo_put(&mut self, idx: u64) -> Result<(), String> {
         let v = self.top()?.clone();
@@ -158,10 +148,10 @@ pub struct Mode {
 
 /// Walk one pickle starting at `start`.
 pub fn walk(data: &[u8], start: usize, mode: Mode, depth: u32) -> Walk {
-    let mut w = Walk {
-        end: start,
-        ..Walk::default()
-    };
+    // Declared first, so it is dropped last: after the stack and memo, it empties whatever
+    // containers a self-referencing pickle kept alive.
+    let _cycles = super::values::CycleBreaker::new();
+    let mut w = Walk { end: start, ..Walk::default() };
     let mut st = State {
         stack: Vec::new(),
         marks: Vec::new(),
@@ -229,9 +219,7 @@ fn step(
             let Arg::Line(l) = arg else {
                 return Err("bad LONG".into());
             };
-            let t = std::str::from_utf8(l)
-                .map_err(|_| "invalid LONG literal")?
-                .trim();
+            let t = std::str::from_utf8(l).map_err(|_| "invalid LONG literal")?.trim();
             let t = t.strip_suffix('L').unwrap_or(t);
             let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -239,20 +227,12 @@ fn step(
             }
             st.push(t.parse::<i128>().map(V::Int).unwrap_or(V::Other))?;
         }
-        b'J' | b'K' | b'M' | 0x8a | 0x8b => st.push(if let Arg::Int(i) = arg {
-            V::Int(i)
-        } else {
-            V::Other
-        })?,
+        b'J' | b'K' | b'M' | 0x8a | 0x8b => st.push(if let Arg::Int(i) = arg { V::Int(i) } else { V::Other })?,
         b'S' | b'T' | b'U' | b'V' | 0x8c | b'X' | 0x8d => {
             let Arg::Text(t, trunc) = arg else {
                 return Err("bad string".into());
             };
-            let s: Rc<str> = if trunc {
-                format!("{t}...").into()
-            } else {
-                t.as_ref().into()
-            };
+            let s: Rc<str> = if trunc { format!("{t}...").into() } else { t.as_ref().into() };
             st.push(V::Str(s))?;
         }
         b'B' | b'C' | 0x8e | 0x96 | 0x97 | b'F' | b'G' => st.push(V::Other)?,
@@ -340,10 +320,7 @@ fn step(
                 Arg::Line(l) => opcodes::parse_decimal(l).ok_or("invalid GET index")?,
                 a => int_arg(&a),
             };
-            let v = u64::try_from(idx)
-                .ok()
-                .and_then(|i| st.memo.get(&i))
-                .cloned();
+            let v = u64::try_from(idx).ok().and_then(|i| st.memo.get(&i)).cloned();
             st.push(v.ok_or_else(|| format!("memo value not found at index {idx}"))?)?;
         }
         b'p' | b'q' | b'r' => {
@@ -359,10 +336,7 @@ fn step(
         }
         0x82..=0x84 => {
             st.wrapper_possible = true;
-            let name = format!(
-                "extension code {} (copyreg registry, cannot be resolved)",
-                int_arg(&arg)
-            );
+            let name = format!("extension code {} (copyreg registry, cannot be resolved)", int_arg(&arg));
             w.report(at, name, EventKind::Unresolved);
             st.push(V::Unknown)?;
         }
@@ -371,9 +345,7 @@ fn step(
                 return Err("bad GLOBAL".into());
             };
             if mode.sniff && !(allowlist::importable(&m) && allowlist::importable(&n)) {
-                return Err(
-                    "import of a name that is not a Python identifier (not a pickle)".into(),
-                );
+                return Err("import of a name that is not a Python identifier (not a pickle)".into());
             }
             let name = format!("{m}.{n}");
             st.wrapper_possible |= values::is_wrapper(&name);
@@ -397,10 +369,7 @@ fn step(
             match (&m, &n) {
                 (V::Str(m), V::Str(n)) => {
                     if mode.sniff && !(allowlist::importable(m) && allowlist::importable(n)) {
-                        return Err(
-                            "import of a name that is not a Python identifier (not a pickle)"
-                                .into(),
-                        );
+                        return Err("import of a name that is not a Python identifier (not a pickle)".into());
                     }
                     let name = format!("{m}.{n}");
                     st.wrapper_possible |= values::is_wrapper(&name);
@@ -413,11 +382,7 @@ fn step(
                         _ => "?".to_string(),
                     };
                     st.wrapper_possible = true;
-                    w.report(
-                        at,
-                        format!("{}.{}", show(&m), show(&n)),
-                        EventKind::Unresolved,
-                    );
+                    w.report(at, format!("{}.{}", show(&m), show(&n)), EventKind::Unresolved);
                     st.push(V::Unknown)?;
                 }
                 _ => return Err("STACK_GLOBAL requires str".into()),

@@ -45,33 +45,19 @@ pub struct StreamOutcome {
     pub problems: Vec<(usize, String)>,
     /// False only in sniff mode when the bytes are not a pickle at all.
     pub is_pickle: bool,
+    /// The first pickle ran out of data before STOP or a parse error (more bytes might hold
+    /// more opcodes).
+    pub ran_out: bool,
     pub legacy_torch: bool,
     pub pickles: usize,
 }
 
 fn walk_both(data: &[u8], pos: usize, sniff: bool) -> Walk {
-    let mut w = scanner::walk(
-        data,
-        pos,
-        Mode {
-            joblib: true,
-            sniff,
-        },
-        0,
-    );
+    let mut w = scanner::walk(data, pos, Mode { joblib: true, sniff }, 0);
     if !w.joblib_skips.is_empty() {
-        let plain = scanner::walk(
-            data,
-            pos,
-            Mode {
-                joblib: false,
-                sniff,
-            },
-            0,
-        );
+        let plain = scanner::walk(data, pos, Mode { joblib: false, sniff }, 0);
         let seen: HashSet<String> = w.events.iter().map(|e| e.name.clone()).collect();
-        w.events
-            .extend(plain.events.into_iter().filter(|e| !seen.contains(&e.name)));
+        w.events.extend(plain.events.into_iter().filter(|e| !seen.contains(&e.name)));
     }
     w
 }
@@ -81,13 +67,13 @@ fn walk_both(data: &[u8], pos: usize, sniff: bool) -> Walk {
 pub fn scan(data: &[u8], strict: bool) -> StreamOutcome {
     let mut out = StreamOutcome::default();
     let first = walk_both(data, 0, !strict);
+    out.ran_out = first.eof;
     out.events.extend(first.events);
     out.pickles = 1;
     if let Some((off, msg)) = first.error {
         out.is_pickle = strict || first.limit || !out.events.is_empty();
         if out.is_pickle {
-            out.problems
-                .push((off, format!("not a complete pickle: {msg}")));
+            out.problems.push((off, format!("not a complete pickle: {msg}")));
         }
         return out;
     }
@@ -100,13 +86,7 @@ pub fn scan(data: &[u8], strict: bool) -> StreamOutcome {
             out.events.extend(w.events);
             out.pickles += 1;
             if let Some((off, msg)) = w.error {
-                out.problems.push((
-                    off,
-                    format!(
-                        "legacy PyTorch file: pickle {} of 5 is broken: {msg}",
-                        i + 1
-                    ),
-                ));
+                out.problems.push((off, format!("legacy PyTorch file: pickle {} of 5 is broken: {msg}", i + 1)));
                 return out;
             }
             pos = w.end;
@@ -115,10 +95,7 @@ pub fn scan(data: &[u8], strict: bool) -> StreamOutcome {
     }
     while pos < data.len() {
         if out.pickles >= MAX_PICKLES {
-            out.problems.push((
-                pos,
-                format!("more than {MAX_PICKLES} pickles in one stream"),
-            ));
+            out.problems.push((pos, format!("more than {MAX_PICKLES} pickles in one stream")));
             break;
         }
         let w = walk_both(data, pos, !strict);

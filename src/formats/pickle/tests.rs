@@ -13,11 +13,7 @@ fn scan(b: &[u8]) -> ScanReport {
 }
 
 fn dangerous(r: &ScanReport) -> Vec<String> {
-    r.findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::Dangerous)
-        .map(|f| f.global.clone())
-        .collect()
+    r.findings.iter().filter(|f| f.kind == FindingKind::Dangerous).map(|f| f.global.clone()).collect()
 }
 
 #[test]
@@ -71,11 +67,7 @@ fn unresolvable_stack_global_is_dangerous() {
     // Module name produced by builtins.str('os') (a str at runtime).
     let r = scan(b"\x80\x04cbuiltins\nstr\n\x8c\x02os\x85R\x8c\x06system\x93N\x85R.");
     assert_eq!(r.verdict, Verdict::Dangerous);
-    assert!(
-        r.findings
-            .iter()
-            .any(|f| f.global == "?.system" && f.reason.contains("unresolvable"))
-    );
+    assert!(r.findings.iter().any(|f| f.global == "?.system" && f.reason.contains("unresolvable")));
     // Definitely non-str operands make CPython raise: a broken pickle.
     let r = scan(b"\x80\x04K\x01K\x02\x93.");
     assert_eq!(r.verdict, Verdict::Unscannable);
@@ -121,9 +113,7 @@ fn legacy_torch(tail: &[u8]) -> Vec<u8> {
 #[test]
 fn legacy_torch_raw_storage_is_not_unpickled() {
     // Bytes after the 5 legacy pickles are raw storage: never unpickled.
-    let r = scan(&legacy_torch(
-        b"\x10\x00\x00\x00\x00\x00\x00\x00cos\nsystem\n(tR.",
-    ));
+    let r = scan(&legacy_torch(b"\x10\x00\x00\x00\x00\x00\x00\x00cos\nsystem\n(tR."));
     assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
     // Without the magic number the same tail is scanned as a pickle.
     let mut p = b"\x80\x02]q\x00.".to_vec();
@@ -139,11 +129,7 @@ fn truncated_stream_reports_global_and_is_not_clean() {
     let r = scan(b"\x80\x02cbuiltins\nexec\nq\x00X\x05\x00\x00");
     assert_eq!(r.verdict, Verdict::Dangerous);
     assert_eq!(dangerous(&r), vec!["builtins.exec"]);
-    assert!(
-        r.findings
-            .iter()
-            .any(|f| f.kind == FindingKind::Unscannable)
-    );
+    assert!(r.findings.iter().any(|f| f.kind == FindingKind::Unscannable));
     // Benign but truncated: Unscannable.
     assert_eq!(scan(b"\x80\x02]q\x00(K\x01").verdict, Verdict::Unscannable);
     assert_eq!(scan(b"").verdict, Verdict::Unscannable);
@@ -157,18 +143,12 @@ fn extra_allowed_turns_global_clean() {
     let r = scan(p);
     assert_eq!(r.verdict, Verdict::Dangerous);
     assert_eq!(dangerous(&r), vec!["mymodels.net.TinyNet"]);
-    let opts = ScanOptions {
-        extra_allowed: vec!["mymodels.net.TinyNet".into()],
-        ..Default::default()
-    };
+    let opts = ScanOptions { extra_allowed: vec!["mymodels.net.TinyNet".into()], ..Default::default() };
     let r = scan_bytes(p, &opts);
     assert_eq!(r.verdict, Verdict::Clean);
     assert_eq!(r.globals, vec!["mymodels.net.TinyNet"]);
     // Exact names only: the module itself or a sibling is still Dangerous.
-    let opts = ScanOptions {
-        extra_allowed: vec!["mymodels.net".into()],
-        ..Default::default()
-    };
+    let opts = ScanOptions { extra_allowed: vec!["mymodels.net".into()], ..Default::default() };
     assert_eq!(scan_bytes(p, &opts).verdict, Verdict::Dangerous);
 }
 
@@ -208,29 +188,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[test]
 fn gzip_bomb_hits_size_cap() {
     let bomb = gzip(&vec![0u8; 8 << 20]);
-    let opts = ScanOptions {
-        max_decompressed_bytes: 1 << 20,
-        ..Default::default()
-    };
+    let opts = ScanOptions { max_decompressed_bytes: 1 << 20, ..Default::default() };
     let r = scan_bytes(&bomb, &opts);
     assert_eq!(r.verdict, Verdict::Unscannable);
-    assert!(
-        r.findings[0].reason.contains("max_decompressed_bytes"),
-        "{:?}",
-        r.findings
-    );
+    assert!(r.findings[0].reason.contains("max_decompressed_bytes"), "{:?}", r.findings);
     // Ratio cap with the default size cap.
-    let opts = ScanOptions {
-        max_ratio: 10,
-        ..Default::default()
-    };
+    let opts = ScanOptions { max_ratio: 10, ..Default::default() };
     let r = scan_bytes(&bomb, &opts);
     assert_eq!(r.verdict, Verdict::Unscannable);
-    assert!(
-        r.findings[0].reason.contains("max_ratio"),
-        "{:?}",
-        r.findings
-    );
+    assert!(r.findings[0].reason.contains("max_ratio"), "{:?}", r.findings);
 }
 
 #[test]
@@ -241,20 +207,11 @@ fn wrapped_pickles_keep_strictness() {
     assert_eq!(r.findings[0].member.as_deref(), Some("gzip>"));
     // gzip of data that is not a pickle (a gzipped CSV, say) is data, as the raw text would be:
     // the unpickler fails before any import, so nothing can run.
-    assert_eq!(
-        scan(&gzip(b"0.0,1.5,2.0\n3.0,4.0,5.0\n")).verdict,
-        Verdict::Clean
-    );
+    assert_eq!(scan(&gzip(b"0.0,1.5,2.0\n3.0,4.0,5.0\n")).verdict, Verdict::Clean);
     // A truncated gzipped pickle still reports the import it reaches.
-    assert_eq!(
-        dangerous(&scan(&gzip(b"cposix\nsystem\n(S'ls"))),
-        vec!["posix.system"]
-    );
+    assert_eq!(dangerous(&scan(&gzip(b"cposix\nsystem\n(S'ls"))), vec!["posix.system"]);
     // Corrupt gzip is Unscannable.
-    assert_eq!(
-        scan(b"\x1f\x8b\x08\x00garbage").verdict,
-        Verdict::Unscannable
-    );
+    assert_eq!(scan(b"\x1f\x8b\x08\x00garbage").verdict, Verdict::Unscannable);
 }
 
 /// joblib-style stream: a bare NumpyArrayWrapper (NEWOBJ, no args) for an
@@ -280,10 +237,7 @@ fn joblib_inline_array_is_skipped_exactly() {
     let r = scan(&joblib_stream(4, b"\x00\x01\x02\x03", b".", false));
     assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
     // Wrong length: joblib would read past the data -> broken, not Clean.
-    assert_eq!(
-        scan(&joblib_stream(9, b"\x00\x01\x02\x03", b".", false)).verdict,
-        Verdict::Unscannable
-    );
+    assert_eq!(scan(&joblib_stream(9, b"\x00\x01\x02\x03", b".", false)).verdict, Verdict::Unscannable);
 }
 
 #[test]
@@ -354,11 +308,7 @@ fn zip_flags_are_not_trusted_but_crc_is() {
     let z = stored_zip("data.pkl", evil, 0, crc);
     let r = scan(&z[..z.len() - 30]);
     assert_eq!(r.verdict, Verdict::Dangerous);
-    assert!(
-        r.findings
-            .iter()
-            .any(|f| f.kind == FindingKind::Unscannable)
-    );
+    assert!(r.findings.iter().any(|f| f.kind == FindingKind::Unscannable));
     let z2 = stored_zip("data.pkl", benign, 0, zip::crc32(benign));
     assert_eq!(scan(&z2).verdict, Verdict::Clean);
     assert_eq!(scan(&z2[..z2.len() - 30]).verdict, Verdict::Unscannable);
@@ -450,14 +400,8 @@ fn overlapping_zip_entries_are_bounded() {
     big.extend_from_slice(&((cd_len * 50) as u32).to_le_bytes());
     big.extend_from_slice(&(cd_off as u32).to_le_bytes());
     big.extend_from_slice(&[0, 0]);
-    assert_eq!(
-        scan_bytes(&big[..], &ScanOptions::default()).verdict,
-        Verdict::Clean
-    );
-    let opts = ScanOptions {
-        max_decompressed_bytes: 64,
-        ..Default::default()
-    };
+    assert_eq!(scan_bytes(&big[..], &ScanOptions::default()).verdict, Verdict::Clean);
+    let opts = ScanOptions { max_decompressed_bytes: 64, ..Default::default() };
     let r = scan_bytes(&big, &opts);
     assert_eq!(r.verdict, Verdict::Unscannable);
     assert!(r.findings.iter().any(|f| f.reason.contains("overlap")));
@@ -465,9 +409,7 @@ fn overlapping_zip_entries_are_bounded() {
 
 /// Tiny deterministic PRNG for the robustness test.
 fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     *s >> 33
 }
 
@@ -476,12 +418,7 @@ fn mutated_inputs_never_panic() {
     let seeds: [&[u8]; 4] = [
         &joblib_stream(4, b"\x00\x01\x02\x03", b".", false),
         &legacy_torch(b"rawrawraw"),
-        &stored_zip(
-            "a.pkl",
-            b"\x80\x02]q\x00.",
-            0,
-            zip::crc32(b"\x80\x02]q\x00."),
-        ),
+        &stored_zip("a.pkl", b"\x80\x02]q\x00.", 0, zip::crc32(b"\x80\x02]q\x00.")),
         b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.",
     ];
     let mut s = 7u64;
@@ -496,5 +433,20 @@ fn mutated_inputs_never_panic() {
             let _ = scan(&m);
             let _ = scan(&m[..cut]);
         }
+    }
+}
+
+#[test]
+fn sniffing_finds_a_payload_behind_no_op_opcodes() {
+    let opts = ScanOptions::default();
+    for evil in
+        [&b"N0cos\nsystem\n(S'id'\ntR."[..], b"S'a,b'\n0cos\nsystem\n(S'id'\ntR.", b"}0cos\nsystem\n(S'id'\ntR."]
+    {
+        let r = sniff_reader(std::io::Cursor::new(evil), evil.len() as u64, &opts).expect("reported");
+        assert_eq!(r.verdict, Verdict::Dangerous, "{r:?}");
+        assert!(r.has_dangerous("os.system"));
+    }
+    for data in [&b"hello world, this is text\n"[..], b"{\"a\": 1}", b"0.5,1.5\n2,3\n", b""] {
+        assert!(sniff_reader(std::io::Cursor::new(data), data.len() as u64, &opts).is_none(), "{data:?}");
     }
 }

@@ -16,17 +16,15 @@
 //! structure can never panic.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 pub const MAX_ITEMS: usize = 64;
 /// How deep taint checks look into nested containers.
 pub const TAINT_DEPTH: u32 = 4;
 
 /// joblib wrapper classes whose BUILD makes joblib read inline array bytes.
-pub const WRAPPERS: &[&str] = &[
-    "joblib.numpy_pickle.NumpyArrayWrapper",
-    "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
-];
+pub const WRAPPERS: &[&str] =
+    &["joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"];
 
 pub fn is_wrapper(class: &str) -> bool {
     WRAPPERS.contains(&class)
@@ -95,10 +93,106 @@ impl V {
         let mut items = items;
         let overflow = items.len() > MAX_ITEMS;
         items.truncate(MAX_ITEMS);
-        V::List(Rc::new(RefCell::new(ListV { items, overflow })))
+        let rc = Rc::new(RefCell::new(ListV { items, overflow }));
+        register(Made::List(Rc::downgrade(&rc)));
+        V::List(rc)
     }
     pub fn new_dict() -> V {
-        V::Dict(Rc::new(RefCell::new(DictV::default())))
+        let rc = Rc::new(RefCell::new(DictV::default()));
+        register(Made::Dict(Rc::downgrade(&rc)));
+        V::Dict(rc)
+    }
+}
+
+/// A mutable container made during a walk, remembered weakly so that [`CycleBreaker`] can
+/// break the reference cycles a pickle may build (a list appended to itself, say), which
+/// `Rc` alone would never free.
+enum Made {
+    List(Weak<RefCell<ListV>>),
+    Dict(Weak<RefCell<DictV>>),
+    Obj(Weak<RefCell<Obj>>),
+}
+
+impl Made {
+    fn alive(&self) -> bool {
+        match self {
+            Made::List(w) => w.strong_count() > 0,
+            Made::Dict(w) => w.strong_count() > 0,
+            Made::Obj(w) => w.strong_count() > 0,
+        }
+    }
+
+    /// Empties the container if it still exists, handing its contents to `release`.
+    fn clear(self) {
+        let mut work = Vec::new();
+        match self {
+            Made::List(w) => {
+                if let Some(rc) = w.upgrade()
+                    && let Ok(mut l) = rc.try_borrow_mut()
+                {
+                    work.append(&mut l.items);
+                }
+            }
+            Made::Dict(w) => {
+                if let Some(rc) = w.upgrade()
+                    && let Ok(mut d) = rc.try_borrow_mut()
+                {
+                    work.extend(std::mem::take(&mut d.items).into_iter().flat_map(|(k, x)| [k, x]));
+                }
+            }
+            Made::Obj(w) => {
+                if let Some(rc) = w.upgrade()
+                    && let Ok(mut o) = rc.try_borrow_mut()
+                {
+                    work.append(&mut o.args);
+                    work.extend(o.state.take());
+                    work.extend(std::mem::take(&mut o.attrs).into_iter().map(|(_, x)| x));
+                }
+            }
+        }
+        release(work);
+    }
+}
+
+thread_local! {
+    static MADE: RefCell<(Vec<Made>, usize)> = const { RefCell::new((Vec::new(), 1024)) };
+}
+
+fn register(m: Made) {
+    MADE.with(|r| {
+        let mut r = r.borrow_mut();
+        r.0.push(m);
+        // Forget containers already freed, so the registry stays proportional to what is alive.
+        if r.0.len() >= r.1 {
+            r.0.retain(Made::alive);
+            r.1 = (r.0.len() * 2).max(1024);
+        }
+    });
+}
+
+/// While alive, remembers every list, dict and object made by the walk; when dropped, empties
+/// those still alive, which breaks any reference cycle among them. Walks may nest.
+pub struct CycleBreaker {
+    mark: usize,
+}
+
+impl CycleBreaker {
+    /// Starts remembering.
+    pub fn new() -> Self {
+        MADE.with(|r| CycleBreaker { mark: r.borrow().0.len() })
+    }
+}
+
+impl Drop for CycleBreaker {
+    fn drop(&mut self) {
+        let made: Vec<Made> = MADE.with(|r| {
+            let mut r = r.borrow_mut();
+            let mark = self.mark.min(r.0.len());
+            r.0.split_off(mark)
+        });
+        for m in made {
+            m.clear();
+        }
     }
 }
 
@@ -165,12 +259,7 @@ impl Drop for ListV {
 }
 impl Drop for DictV {
     fn drop(&mut self) {
-        release(
-            std::mem::take(&mut self.items)
-                .into_iter()
-                .flat_map(|(k, x)| [k, x])
-                .collect(),
-        );
+        release(std::mem::take(&mut self.items).into_iter().flat_map(|(k, x)| [k, x]).collect());
     }
 }
 impl Drop for Obj {
@@ -186,9 +275,7 @@ impl Drop for Obj {
 /// `__setitem__` cannot matter to the scan).
 pub fn dict_set(target: &V, k: V, v: V) -> Result<(), String> {
     if let V::Dict(d) = target {
-        let mut d = d
-            .try_borrow_mut()
-            .map_err(|_| "dict is being modified recursively")?;
+        let mut d = d.try_borrow_mut().map_err(|_| "dict is being modified recursively")?;
         let simple = matches!(k, V::Str(_) | V::Int(_));
         if simple {
             if let Some(slot) = d.items.iter_mut().find(|(old, _)| same_key(old, &k)) {
@@ -211,9 +298,7 @@ pub fn dict_set(target: &V, k: V, v: V) -> Result<(), String> {
 /// `list.append` / `list.extend` on a symbolic list.
 pub fn list_extend(target: &V, items: Vec<V>) -> Result<(), String> {
     if let V::List(l) = target {
-        let mut l = l
-            .try_borrow_mut()
-            .map_err(|_| "list is being modified recursively")?;
+        let mut l = l.try_borrow_mut().map_err(|_| "list is being modified recursively")?;
         let room = MAX_ITEMS.saturating_sub(l.items.len());
         l.overflow |= items.len() > room;
         l.items.extend(items.into_iter().take(room));
@@ -239,15 +324,9 @@ pub fn dict_get(d: &V, key: &str) -> Result<Option<V>, String> {
         return Err("not a dict".into());
     };
     let d = d.try_borrow().map_err(|_| "dict borrowed")?;
-    let hit = d
-        .items
-        .iter()
-        .find(|(k, _)| matches!(k, V::Str(s) if &**s == key))
-        .map(|(_, v)| v.clone());
+    let hit = d.items.iter().find(|(k, _)| matches!(k, V::Str(s) if &**s == key)).map(|(_, v)| v.clone());
     if hit.is_none() && d.overflow {
-        return Err(format!(
-            "dict too large or with exotic keys; cannot look up {key:?}"
-        ));
+        return Err(format!("dict too large or with exotic keys; cannot look up {key:?}"));
     }
     Ok(hit)
 }
@@ -306,14 +385,9 @@ pub fn call(callable: V, args: Vec<V>, bare: bool, wrapper_possible: bool, budge
                 && args.iter().any(|a| taint(a, TAINT_DEPTH, true, budget));
             let mut args = args;
             args.truncate(MAX_ITEMS);
-            V::Obj(Rc::new(RefCell::new(Obj {
-                class: g,
-                args,
-                bare,
-                maybe_wrapper,
-                state: None,
-                attrs: Vec::new(),
-            })))
+            let rc = Rc::new(RefCell::new(Obj { class: g, args, bare, maybe_wrapper, state: None, attrs: Vec::new() }));
+            register(Made::Obj(Rc::downgrade(&rc)));
+            V::Obj(rc)
         }
         _ => V::Unknown,
     }
@@ -323,12 +397,9 @@ pub fn call(callable: V, args: Vec<V>, bare: bool, wrapper_possible: bool, budge
 /// stands for the rest, so taint checks stay conservative.
 pub fn tuple_items(v: &V) -> Vec<V> {
     match v {
-        V::Tuple(t) if t.len() > MAX_ITEMS => t
-            .iter()
-            .take(MAX_ITEMS)
-            .cloned()
-            .chain(std::iter::once(V::Unknown))
-            .collect(),
+        V::Tuple(t) if t.len() > MAX_ITEMS => {
+            t.iter().take(MAX_ITEMS).cloned().chain(std::iter::once(V::Unknown)).collect()
+        }
         V::Tuple(t) => t.iter().cloned().collect(),
         other => vec![other.clone()],
     }

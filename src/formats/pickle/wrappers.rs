@@ -75,9 +75,7 @@ pub fn sniff(d: &[u8]) -> Option<Wrapper> {
 /// Cap violation or decoder failure.
 #[derive(Debug, thiserror::Error)]
 pub enum InflateError {
-    #[error(
-        "decompressed size exceeds the {0}-byte cap (max_decompressed_bytes or remaining scan budget)"
-    )]
+    #[error("decompressed size exceeds the {0}-byte cap (max_decompressed_bytes or remaining scan budget)")]
     SizeCap(u64),
     #[error("decompression ratio exceeds the cap of {0}:1 (max_ratio)")]
     RatioCap(u64),
@@ -110,11 +108,7 @@ impl Write for CappedSink {
 pub fn inflate(w: Wrapper, input: &[u8], cap: u64, ratio: u64) -> Result<Vec<u8>, InflateError> {
     let ratio_cap = (input.len() as u64).saturating_mul(ratio).max(RATIO_FLOOR);
     let limit = cap.min(ratio_cap);
-    let mut sink = CappedSink {
-        out: Vec::new(),
-        cap: limit,
-        hit: false,
-    };
+    let mut sink = CappedSink { out: Vec::new(), cap: limit, hit: false };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> io::Result<()> {
         let mut copy = |r: &mut dyn Read| io::copy(r, &mut sink).map(|_| ());
         match w {
@@ -128,12 +122,8 @@ pub fn inflate(w: Wrapper, input: &[u8], cap: u64, ratio: u64) -> Result<Vec<u8>
                     memlimit: Some(usize::try_from(limit).unwrap_or(usize::MAX)),
                     ..Default::default()
                 };
-                lzma_rs::lzma_decompress_with_options(
-                    &mut io::BufReader::new(input),
-                    &mut sink,
-                    &opts,
-                )
-                .map_err(|e| io::Error::other(e.to_string()))
+                lzma_rs::lzma_decompress_with_options(&mut io::BufReader::new(input), &mut sink, &opts)
+                    .map_err(|e| io::Error::other(e.to_string()))
             }
         }
     }));
@@ -151,11 +141,7 @@ pub fn inflate(w: Wrapper, input: &[u8], cap: u64, ratio: u64) -> Result<Vec<u8>
 pub fn inflate_raw(input: &[u8], cap: u64, ratio: u64) -> Result<Vec<u8>, InflateError> {
     let ratio_cap = (input.len() as u64).saturating_mul(ratio).max(RATIO_FLOOR);
     let limit = cap.min(ratio_cap);
-    let mut sink = CappedSink {
-        out: Vec::new(),
-        cap: limit,
-        hit: false,
-    };
+    let mut sink = CappedSink { out: Vec::new(), cap: limit, hit: false };
     let r = io::copy(&mut flate2::read::DeflateDecoder::new(input), &mut sink);
     match r {
         Ok(_) => Ok(sink.out),
@@ -186,34 +172,21 @@ pub fn parse_npy(d: &[u8]) -> Result<Npy, String> {
         2 | 3 if d.len() >= 12 => (u32::from_le_bytes([d[8], d[9], d[10], d[11]]) as usize, 12),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let end = start
-        .checked_add(hlen)
-        .filter(|&e| e <= d.len())
-        .ok_or(".npy header truncated")?;
+    let end = start.checked_add(hlen).filter(|&e| e <= d.len()).ok_or(".npy header truncated")?;
     let header = String::from_utf8_lossy(&d[start..end]);
-    let descr_at = header
-        .find("'descr'")
-        .or_else(|| header.find("\"descr\""))
-        .ok_or(".npy header without descr")?;
+    let descr_at = header.find("'descr'").or_else(|| header.find("\"descr\"")).ok_or(".npy header without descr")?;
     let rest = &header[descr_at + 7..];
     // descr value ends at the next top-level key.
-    let stop = [
-        "'fortran_order'",
-        "'shape'",
-        "\"fortran_order\"",
-        "\"shape\"",
-    ]
-    .iter()
-    .filter_map(|k| rest.find(k))
-    .min()
-    .unwrap_or(rest.len());
+    let stop = ["'fortran_order'", "'shape'", "\"fortran_order\"", "\"shape\""]
+        .iter()
+        .filter_map(|k| rest.find(k))
+        .min()
+        .unwrap_or(rest.len());
     let descr = &rest[..stop];
-    let object = descr.split(['\'', '"']).skip(1).step_by(2).any(|tok| {
-        tok.trim_start_matches(['<', '>', '|', '='])
-            .starts_with('O')
-    });
-    Ok(Npy {
-        object,
-        data_offset: end,
-    })
+    let object = descr
+        .split(['\'', '"'])
+        .skip(1)
+        .step_by(2)
+        .any(|tok| tok.trim_start_matches(['<', '>', '|', '=']).starts_with('O'));
+    Ok(Npy { object, data_offset: end })
 }

@@ -77,12 +77,10 @@ impl<R: Read + Seek> Source for ReaderSource<R> {
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {
-    b.get(i..i + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(i..i + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 fn u32_at(b: &[u8], i: usize) -> u32 {
-    b.get(i..i + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(i..i + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn u64_at(b: &[u8], i: usize) -> u64 {
     b.get(i..i + 8).map_or(0, |s| {
@@ -121,16 +119,10 @@ pub fn is_zip(d: &[u8]) -> bool {
 /// List the members of an archive.
 pub fn list(src: &mut dyn Source) -> Listing {
     match central(src) {
-        Ok(entries) => Listing {
-            entries,
-            problems: Vec::new(),
-        },
+        Ok(entries) => Listing { entries, problems: Vec::new() },
         Err(why) => {
             let mut l = walk_local(src);
-            l.problems.insert(
-                0,
-                format!("no readable central directory ({why}); archive truncated or corrupt"),
-            );
+            l.problems.insert(0, format!("no readable central directory ({why}); archive truncated or corrupt"));
             l
         }
     }
@@ -143,10 +135,7 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
     let tail = src.read_at(tail_off, tail_len).map_err(|e| e.to_string())?;
     let i = (0..tail.len().saturating_sub(21))
         .rev()
-        .find(|&i| {
-            u32_at(&tail, i) == SIG_EOCD
-                && i + 22 + usize::from(u16_at(&tail, i + 20)) <= tail.len()
-        })
+        .find(|&i| u32_at(&tail, i) == SIG_EOCD && i + 22 + usize::from(u16_at(&tail, i + 20)) <= tail.len())
         .ok_or("end of central directory record not found")?;
     let eocd_pos = tail_off + i as u64;
     let mut count = u64::from(u16_at(&tail, i + 10));
@@ -175,13 +164,9 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
         .and_then(|x| x.checked_sub(cd_off))
         .ok_or("central directory offsets exceed the file")?;
     if cd_size > MAX_CD_BYTES {
-        return Err(format!(
-            "central directory larger than {MAX_CD_BYTES} bytes"
-        ));
+        return Err(format!("central directory larger than {MAX_CD_BYTES} bytes"));
     }
-    let cd = src
-        .read_at(base + cd_off, cd_size as usize)
-        .map_err(|e| e.to_string())?;
+    let cd = src.read_at(base + cd_off, cd_size as usize).map_err(|e| e.to_string())?;
     if (cd.len() as u64) < cd_size {
         return Err("central directory truncated".into());
     }
@@ -199,14 +184,9 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
         if out.len() >= MAX_ENTRIES {
             return Err(format!("more than {MAX_ENTRIES} entries"));
         }
-        let (nl, xl, cl) = (
-            usize::from(u16_at(&cd, p + 28)),
-            usize::from(u16_at(&cd, p + 30)),
-            usize::from(u16_at(&cd, p + 32)),
-        );
-        let name_b = cd
-            .get(p + 46..p + 46 + nl)
-            .ok_or("central entry name truncated")?;
+        let (nl, xl, cl) =
+            (usize::from(u16_at(&cd, p + 28)), usize::from(u16_at(&cd, p + 30)), usize::from(u16_at(&cd, p + 32)));
+        let name_b = cd.get(p + 46..p + 46 + nl).ok_or("central entry name truncated")?;
         let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or(&[]);
         let mut e = Entry {
             name: String::from_utf8_lossy(name_b).into_owned(),
@@ -219,15 +199,10 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
         };
         let mut local = u64::from(u32_at(&cd, p + 42));
         apply_zip64(extra, &mut e.usize, &mut e.csize, Some(&mut local));
-        let at = base
-            .checked_add(local)
-            .ok_or("local header offset overflows")?;
+        let at = base.checked_add(local).ok_or("local header offset overflows")?;
         let lh = src.read_at(at, 30).map_err(|x| x.to_string())?;
         if u32_at(&lh, 0) != SIG_LOCAL || lh.len() < 30 {
-            return Err(format!(
-                "member {:?}: local header missing at offset {}",
-                e.name, at
-            ));
+            return Err(format!("member {:?}: local header missing at offset {}", e.name, at));
         }
         e.data_start = at + 30 + u64::from(u16_at(&lh, 26)) + u64::from(u16_at(&lh, 28));
         out.push(e);
@@ -284,14 +259,12 @@ fn walk_local(src: &mut dyn Source) -> Listing {
             usize: u64::from(u32_at(&h, 22)),
             data_start: pos + 30 + nl + xl,
         };
-        apply_zip64(
-            nx.get(nl as usize..).unwrap_or(&[]),
-            &mut e.usize,
-            &mut e.csize,
-            None,
-        );
+        apply_zip64(nx.get(nl as usize..).unwrap_or(&[]), &mut e.usize, &mut e.csize, None);
         if e.flags & 0x08 != 0 && e.csize == 0 {
-            l.problems.push(format!("member {:?}: sizes deferred to a data descriptor; cannot delimit without a central directory", e.name));
+            l.problems.push(format!(
+                "member {:?}: sizes deferred to a data descriptor; cannot delimit without a central directory",
+                e.name
+            ));
             l.entries.push(e);
             break;
         }
@@ -320,66 +293,30 @@ pub struct MemberData {
 }
 
 /// Extract one member, reading/inflating at most `cap` bytes.
-pub fn read_member(
-    src: &mut dyn Source,
-    e: &Entry,
-    cap: u64,
-    ratio: u64,
-) -> Result<MemberData, String> {
-    let end = e
-        .data_start
-        .checked_add(e.csize)
-        .ok_or("member size overflow")?;
+pub fn read_member(src: &mut dyn Source, e: &Entry, cap: u64, ratio: u64) -> Result<MemberData, String> {
+    let end = e.data_start.checked_add(e.csize).ok_or("member size overflow")?;
     if end > src.size() {
-        return Err(format!(
-            "member data truncated: needs bytes up to {end}, file has {}",
-            src.size()
-        ));
+        return Err(format!("member data truncated: needs bytes up to {end}, file has {}", src.size()));
     }
-    let encrypted_hint = if e.flags & 0x41 != 0 {
-        " (member is encrypted)"
-    } else {
-        ""
-    };
+    let encrypted_hint = if e.flags & 0x41 != 0 { " (member is encrypted)" } else { "" };
     match e.method {
         0 => {
             if e.csize > cap {
-                let data = src
-                    .read_at(e.data_start, PREFIX)
-                    .map_err(|x| x.to_string())?;
-                return Ok(MemberData {
-                    data,
-                    crc_ok: true,
-                    prefix_only: true,
-                });
+                let data = src.read_at(e.data_start, PREFIX).map_err(|x| x.to_string())?;
+                return Ok(MemberData { data, crc_ok: true, prefix_only: true });
             }
-            let data = src
-                .read_at(e.data_start, e.csize as usize)
-                .map_err(|x| x.to_string())?;
-            Ok(MemberData {
-                crc_ok: crc32(&data) == e.crc,
-                data,
-                prefix_only: false,
-            })
+            let data = src.read_at(e.data_start, e.csize as usize).map_err(|x| x.to_string())?;
+            Ok(MemberData { crc_ok: crc32(&data) == e.crc, data, prefix_only: false })
         }
         8 => {
             if e.csize > cap {
                 return Err(format!("compressed member larger than the {cap}-byte cap"));
             }
-            let raw = src
-                .read_at(e.data_start, e.csize as usize)
-                .map_err(|x| x.to_string())?;
-            let data = super::wrappers::inflate_raw(&raw, cap, ratio)
-                .map_err(|x| format!("{x}{encrypted_hint}"))?;
-            Ok(MemberData {
-                crc_ok: crc32(&data) == e.crc,
-                data,
-                prefix_only: false,
-            })
+            let raw = src.read_at(e.data_start, e.csize as usize).map_err(|x| x.to_string())?;
+            let data = super::wrappers::inflate_raw(&raw, cap, ratio).map_err(|x| format!("{x}{encrypted_hint}"))?;
+            Ok(MemberData { crc_ok: crc32(&data) == e.crc, data, prefix_only: false })
         }
-        m => Err(format!(
-            "unsupported compression method {m}{encrypted_hint}"
-        )),
+        m => Err(format!("unsupported compression method {m}{encrypted_hint}")),
     }
 }
 
