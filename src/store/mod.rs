@@ -45,6 +45,9 @@ pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chun
 /// 1 GiB cache fills with committed pages).
 pub const CACHE_BYTES: usize = 64 << 20;
 
+/// Largest vault file whose every page is checked when it is opened (64 MiB: about 50 ms).
+pub const INTEGRITY_CHECK_MAX_BYTES: u64 = 64 << 20;
+
 /// The key of a version record: model key followed by the big-endian version.
 pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
@@ -54,17 +57,13 @@ pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
 }
 
 /// Every version record of the model with key `mk`, in version order.
-pub fn version_range<'t, T>(
-    t: &'t T,
-    mk: &[u8; 32],
-) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
+pub fn version_range<'t, T>(t: &'t T, mk: &[u8; 32]) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
 where
     T: ReadableTable<&'static [u8; 40], &'static [u8]>,
 {
     let lo = version_key(mk, 0);
     let hi = version_key(mk, u64::MAX);
-    t.range::<&[u8; 40]>(&lo..=&hi)
-        .map_err(|e| Error::storage("reading versions", e))
+    t.range::<&[u8; 40]>(&lo..=&hi).map_err(|e| Error::storage("reading versions", e))
 }
 
 /// The AAD of a sealed record (see module docs).
@@ -115,16 +114,24 @@ pub fn open_db(path: &Path, wait: Option<Duration>) -> Result<Database> {
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         Ok(m) if !m.is_file() => {
-            return Err(Error::NotAVault {
-                path: path.to_path_buf(),
-                reason: "it is not a regular file".into(),
-            });
+            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
         }
         Ok(_) => {}
     }
     let deadline = wait.map(|w| Instant::now() + w);
+    // A plain redb open trusts the file and may panic on a corrupt page later (redb's docs; the
+    // torture suite found panics in btree.rs and btree_cursor.rs after one zeroed 4 KiB page).
+    // With the check on open, every page of the committed trees is verified first and damage is
+    // a `Corrupted` error. With two-phase commit (every vault write uses it) redb never falls back
+    // to an older commit here: a corrupt primary is an error, not a silent rollback. The check
+    // reads the whole file, so it runs only for files up to INTEGRITY_CHECK_MAX_BYTES; above
+    // that, a corrupt page can still make redb panic, which the CLI reports as damage (exit 6)
+    // and library callers can catch (SECURITY.md, "Storage and atomicity").
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut b = builder();
+    b.set_check_integrity_on_open(len <= INTEGRITY_CHECK_MAX_BYTES);
     loop {
-        match builder().open(path) {
+        match b.open(path) {
             Ok(db) => return Ok(db),
             Err(DatabaseError::DatabaseAlreadyOpen) => match deadline {
                 Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(100)),
@@ -138,30 +145,26 @@ pub fn open_db(path: &Path, wait: Option<Duration>) -> Result<Database> {
 fn map_open_error(path: &Path, e: DatabaseError) -> Error {
     match e {
         DatabaseError::DatabaseAlreadyOpen => Error::VaultInUse(path.to_path_buf()),
-        DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            Error::NotAVault {
-                path: path.to_path_buf(),
-                reason: io.to_string(),
-            }
+        DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Error::NotAVault { path: path.to_path_buf(), reason: io.to_string() }
         }
         DatabaseError::Storage(redb::StorageError::Io(io)) => {
             Error::io(format!("opening vault {}", path.display()), io)
         }
-        other => Error::NotAVault {
-            path: path.to_path_buf(),
-            reason: format!("the storage engine refused it ({other})"),
-        },
+        DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::Damaged(format!(
+            "vault {} is damaged: the storage engine found a corrupt page ({msg}); restore it from a backup",
+            path.display()
+        )),
+        other => {
+            Error::NotAVault { path: path.to_path_buf(), reason: format!("the storage engine refused it ({other})") }
+        }
     }
 }
 
 /// Starts a write transaction with two-phase commit and quick repair on, as redb's design notes
 /// recommend where the file may be hostile.
 pub fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
-    let mut tx = db
-        .begin_write()
-        .map_err(|e| Error::storage("starting a write transaction", e))?;
+    let mut tx = db.begin_write().map_err(|e| Error::storage("starting a write transaction", e))?;
     tx.set_two_phase_commit(true);
     tx.set_quick_repair(true);
     Ok(tx)
@@ -169,8 +172,7 @@ pub fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
 
 /// Starts a read transaction.
 pub fn begin_read(db: &Database) -> Result<redb::ReadTransaction> {
-    db.begin_read()
-        .map_err(|e| Error::storage("starting a read transaction", e))
+    db.begin_read().map_err(|e| Error::storage("starting a read transaction", e))
 }
 
 /// Commits, mapping redb's error.
@@ -256,7 +258,8 @@ pub fn rewrite(db: Database, path: &Path) -> Result<Database> {
     let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     sync(&tmp).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
     drop(db);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = sync(dir);
     }
