@@ -234,3 +234,33 @@ fn a_payload_behind_no_op_opcodes_or_inside_a_polyglot_is_refused() {
     }
     assert_eq!(v.list(None).unwrap().models.len(), 1);
 }
+
+#[test]
+fn a_fine_tune_that_changed_ten_percent_of_tensors_stores_about_those_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let orig = corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors");
+    v.put(&orig, "minilm", &PutOptions::default(), &NoProgress).unwrap();
+    let m = v.manifest("minilm", &VersionRef::Latest).unwrap();
+    let tensors = &m.files[0].tensors;
+    assert_eq!(tensors.len(), 104);
+    // Change every element of 10 of the 104 tensors (every tenth by size, the largest included),
+    // as a fine-tune of those would.
+    let mut by_size: Vec<_> = tensors.iter().collect();
+    by_size.sort_by_key(|t| std::cmp::Reverse(t.len));
+    let mut bytes = std::fs::read(&orig).unwrap();
+    let mut changed = 0u64;
+    for t in by_size.into_iter().step_by(10).take(10) {
+        for b in &mut bytes[t.offset as usize..(t.offset + t.len) as usize] {
+            *b ^= 0x5a;
+        }
+        changed += t.len;
+    }
+    let tuned = dir.path().join("tuned.safetensors");
+    std::fs::write(&tuned, &bytes).unwrap();
+    let r = v.put(&tuned, "minilm", &PutOptions::default(), &NoProgress).unwrap();
+    let limit = changed * 12 / 10 + 64 * 1024;
+    eprintln!("changed tensor bytes {changed}, stored {} new bytes (limit {limit})", r.new_bytes);
+    assert!(r.new_bytes <= limit, "stored {} new bytes for {changed} changed tensor bytes", r.new_bytes);
+    assert!(r.new_bytes >= changed, "every changed byte must be stored");
+}
