@@ -264,3 +264,24 @@ fn a_fine_tune_that_changed_ten_percent_of_tensors_stores_about_those_tensors() 
     assert!(r.new_bytes <= limit, "stored {} new bytes for {changed} changed tensor bytes", r.new_bytes);
     assert!(r.new_bytes >= changed, "every changed byte must be stored");
 }
+
+#[test]
+fn a_vault_can_extend_the_allow_list_for_every_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let evil = corpus().join("malicious/B10_picklescan_malicious23.pkl");
+    assert!(matches!(v.put(&evil, "m", &PutOptions::default(), &NoProgress).unwrap_err(), Error::UnsafePickle { .. }));
+    for bad in ["os", "os.*", "os..system", "1os.system"] {
+        let e = v.allow_add(bad).unwrap_err().to_string();
+        assert!(e.contains("not an exact global"), "{bad}: {e}");
+    }
+    v.allow_add("os.system").unwrap();
+    assert_eq!(v.allow_list().unwrap(), ["os.system"]);
+    v.put(&evil, "m", &PutOptions::default(), &NoProgress).unwrap();
+    // The list survives a master-key rotation (it is re-encrypted with the rest).
+    v.rotate(&[], false, &NoProgress).unwrap();
+    assert_eq!(v.allow_list().unwrap(), ["os.system"]);
+    v.allow_remove("os.system").unwrap();
+    assert!(matches!(v.allow_remove("os.system").unwrap_err(), Error::NotFound(_)));
+    assert!(matches!(v.put(&evil, "m", &PutOptions::default(), &NoProgress).unwrap_err(), Error::UnsafePickle { .. }));
+}

@@ -194,6 +194,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SignerCommand,
     },
+    /// This vault's own pickle allow-list: exact globals every put into it accepts.
+    Allow {
+        #[command(subcommand)]
+        command: AllowCommand,
+    },
     /// Key slots and master-key rotation.
     Key {
         #[command(subcommand)]
@@ -298,6 +303,22 @@ pub enum KeyCommand {
         /// Remove the slots whose passphrase was not given.
         #[arg(long)]
         remove_other_slots: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowCommand {
+    /// Accept this exact `module.qualname` global in pickles put into this vault.
+    Add {
+        /// e.g. collections.OrderedDict
+        global: String,
+    },
+    /// List the globals this vault accepts beyond the built-in allow-list.
+    List,
+    /// Stop accepting a global.
+    Remove {
+        /// The global.
+        global: String,
     },
 }
 

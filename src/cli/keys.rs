@@ -5,7 +5,7 @@ use modelvault::ops::signers::parse_public_key;
 use modelvault::{Argon2Params, Error, Passphrase, Progress, Result, Vault};
 use serde_json::json;
 
-use super::args::{Global, KeyCommand, NewPassphrase, SignerCommand, SlotCost, TrustCommand};
+use super::args::{AllowCommand, Global, KeyCommand, NewPassphrase, SignerCommand, SlotCost, TrustCommand};
 use super::output;
 use super::passphrase;
 use super::run::{open_opts, print_done, unlock, unlock_write, vault_path};
@@ -225,6 +225,33 @@ pub fn trust(g: &Global, cmd: &TrustCommand) -> Result<i32> {
             let v = unlock_write(g, &modelvault::NoProgress)?;
             v.trust_remove(name)?;
             print_done(g, json!({"untrusted": name}), &format!("no longer trusting '{name}'"));
+        }
+    }
+    Ok(0)
+}
+
+/// `mvault allow ...`
+pub fn allow(g: &Global, cmd: &AllowCommand) -> Result<i32> {
+    match cmd {
+        AllowCommand::Add { global } => {
+            let v = unlock_write(g, &modelvault::NoProgress)?;
+            v.allow_add(global)?;
+            print_done(g, json!({"allowed": global}), &format!("pickles put into this vault may now import {global}"));
+        }
+        AllowCommand::List => {
+            let list = unlock(g)?.allow_list()?;
+            if g.json {
+                output::json(&list);
+            } else {
+                for x in &list {
+                    println!("{x}");
+                }
+            }
+        }
+        AllowCommand::Remove { global } => {
+            let v = unlock_write(g, &modelvault::NoProgress)?;
+            v.allow_remove(global)?;
+            print_done(g, json!({"removed": global}), &format!("removed {global} from this vault's allow-list"));
         }
     }
     Ok(0)

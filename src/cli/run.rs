@@ -516,6 +516,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Signer { command } => return super::keys::signer(g, command),
         Command::Key { command } => return super::keys::key(g, command, &bar),
         Command::Trust { command } => return super::keys::trust(g, command),
+        Command::Allow { command } => return super::keys::allow(g, command),
         Command::Scan { path, allow } => {
             let sources = modelvault::ops::put::collect_sources(path)?;
             let opts = modelvault::formats::pickle::ScanOptions { extra_allowed: allow.clone(), ..Default::default() };

@@ -2,6 +2,7 @@
 //! share: version references, and loading a model or a version with every check applied
 //! (authentication, signature, canonical encoding, and that the manifest is the one stored here).
 
+pub mod allow;
 pub mod diff;
 pub mod get;
 pub mod inspect;

@@ -183,6 +183,9 @@ impl Vault<Unlocked> {
         for a in &opts.aliases {
             names::check_alias(a)?;
         }
+        for g in &opts.allow_globals {
+            crate::ops::allow::check_global(g)?;
+        }
         for (k, v) in &opts.tags {
             names::check_key("tag key", k)?;
             names::check_tag_value(v)?;
@@ -267,7 +270,9 @@ impl Vault<Unlocked> {
         let mut file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
         let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let size = before.len();
-        let scan_opts = ScanOptions { extra_allowed: opts.allow_globals.clone(), ..Default::default() };
+        let mut extra_allowed = opts.allow_globals.clone();
+        extra_allowed.extend(self.allow_list()?);
+        let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
         let analysis = formats::analyze(&mut file, size, &scan_opts)
             .map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
         let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
