@@ -28,7 +28,7 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
 use crate::names::{self, escape};
 use crate::progress::Progress;
-use crate::store::records::{SlotRecord, sealed_prefix, split_sealed};
+use crate::store::records::{self, SlotRecord, sealed_prefix, split_sealed};
 use crate::store::{self, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
 use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
 use crate::{Error, Result};
@@ -338,18 +338,19 @@ impl Vault<Unlocked> {
         Ok(report)
     }
 
-    /// Finishes an unfinished rotation: re-encrypts what is still sealed under the old epoch,
-    /// retires the old master key from every slot, and rewrites the file.
+    /// Finishes an unfinished rotation: builds a fresh vault file in which every value sealed
+    /// under the old epoch is sealed again under the new one and every key slot wraps only the new
+    /// master key, then renames it over the old file (one pass over the data; the old file stays
+    /// complete and readable until the rename). Killed part-way, it starts over.
     ///
     /// Errors: [`Error::InvalidInput`] when no rotation is unfinished; as [`Vault::rotate`].
     pub fn resume_rotation(&mut self, progress: &dyn Progress) -> Result<RotateReport> {
         let Some(prev) = self.state.prev.as_ref() else {
             return Err(Error::InvalidInput("no master-key rotation is unfinished".into()));
         };
-        let (from, to) = (prev.epoch, self.epoch());
         let mut report = RotateReport {
-            from_epoch: from,
-            to_epoch: to,
+            from_epoch: prev.epoch,
+            to_epoch: self.state.keys.epoch,
             slots_kept: Vec::new(),
             slots_removed: Vec::new(),
             chunks: 0,
@@ -357,161 +358,22 @@ impl Vault<Unlocked> {
             records: 0,
             file_bytes: 0,
         };
-        report.records = self.reseal_records()?;
-        self.reseal_chunks(&mut report, progress)?;
-        // Retire the old epoch from every slot, and end the rotation.
-        let mut txn = self.write()?;
-        let slots = {
-            let t = txn.tx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
-            let mut v = Vec::new();
-            for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
-                let (k, val) = row.map_err(|e| Error::storage("reading key slots", e))?;
-                v.push((k.value().to_string(), val.value().to_vec()));
-            }
-            v
+        let state = {
+            let txn = self.write()?;
+            txn.state.clone()
         };
-        let mut drop_slots = Vec::new();
-        for (name, bytes) in slots {
-            let mut slot = SlotRecord::decode(&bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
-            match slot.next.take() {
-                Some((e, w)) if e == to => {
-                    slot.epoch = e;
-                    slot.wrapped = w;
-                    txn.put_slot(&name, &slot.encode())?;
-                    report.slots_kept.push(name);
-                }
-                _ if slot.epoch == to => report.slots_kept.push(name),
-                _ => drop_slots.push(name),
-            }
-        }
-        {
-            let mut t = txn.tx.open_table(SLOTS).map_err(|e| Error::storage("removing a key slot", e))?;
-            for name in &drop_slots {
-                t.remove(name.as_str()).map_err(|e| Error::storage("removing a key slot", e))?;
-            }
-        }
-        if report.slots_kept.is_empty() {
-            return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
-        }
-        report.slots_removed.extend(drop_slots);
-        txn.state.epoch = to;
-        txn.state.rotating_to = None;
-        txn.commit()?;
+        let prev = self.state.prev.as_ref().expect("checked above");
+        let ctx = Reseal { vid: self.header.vault_id, prev, keys: &self.state.keys };
+        let path = self.path.clone();
+        store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
         self.state.prev = None;
-        self.rewrite_file()?;
         report.file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok(report)
     }
 
     /// Rewrites the vault into a fresh file (see [`crate::store::rewrite`]).
     fn rewrite_file(&mut self) -> Result<()> {
-        let placeholder = store::create_placeholder()?;
-        let db = std::mem::replace(&mut self.db, placeholder);
-        self.db = store::rewrite(db, &self.path)?;
-        Ok(())
-    }
-
-    /// Re-seals every metadata record still under the old epoch, in one transaction.
-    fn reseal_records(&self) -> Result<u64> {
-        let prev = self.state.prev.as_ref().expect("called during a rotation");
-        let mut txn = self.write()?;
-        let mut n = 0u64;
-        macro_rules! reseal_table {
-            ($def:expr, $name:literal, |$k:ident| $key_bytes:expr, $key_ref:expr) => {{
-                let mut t = txn.tx.open_table($def).map_err(|e| Error::storage("re-encrypting records", e))?;
-                let mut todo = Vec::new();
-                for row in t.iter().map_err(|e| Error::storage("re-encrypting records", e))? {
-                    let (k, v) = row.map_err(|e| Error::storage("re-encrypting records", e))?;
-                    if matches!(split_sealed(v.value()), Some((e, _)) if e == prev.epoch) {
-                        todo.push((k.value().to_owned(), v.value().to_vec()));
-                    }
-                }
-                for ($k, v) in todo {
-                    let key_bytes: Vec<u8> = $key_bytes;
-                    let (_, sealed) = split_sealed(&v).expect("checked above");
-                    let aad_old = store::aad($name, &self.header.vault_id, prev.epoch, &key_bytes);
-                    let plain = zeroize::Zeroizing::new(aead::open(&prev.meta, &aad_old, sealed).map_err(|e| {
-                        Error::Damaged(format!("a record of table {}: {e}: the vault is damaged", $name))
-                    })?);
-                    let aad_new = store::aad($name, &self.header.vault_id, self.epoch(), &key_bytes);
-                    let fresh = aead::seal_with_prefix(&self.state.keys.meta, &aad_new, &sealed_prefix(self.epoch()), &plain)?;
-                    t.insert($key_ref, fresh.as_slice()).map_err(|e| Error::storage("re-encrypting records", e))?;
-                    n += 1;
-                }
-            }};
-        }
-        reseal_table!(MODELS, "models", |k| k.to_vec(), &k);
-        reseal_table!(VERSIONS, "versions", |k| k.to_vec(), &k);
-        reseal_table!(SIGNERS, "signers", |k| k.to_be_bytes().to_vec(), k);
-        reseal_table!(TRUST, "trust", |k| k.as_bytes().to_vec(), k.as_str());
-        reseal_table!(META, "meta", |k| k.as_bytes().to_vec(), k.as_str());
-        txn.state.meta_seals += n;
-        txn.commit()?;
-        Ok(n)
-    }
-
-    /// Re-seals every chunk still under the old epoch, [`ROTATE_BATCH_BYTES`] per transaction.
-    fn reseal_chunks(&self, report: &mut RotateReport, progress: &dyn Progress) -> Result<()> {
-        let prev = self.state.prev.as_ref().expect("called during a rotation");
-        let vid = self.header.vault_id;
-        progress.begin("rotate", 0);
-        let mut cursor: Option<[u8; 32]> = None;
-        loop {
-            let mut txn = self.write()?;
-            let mut batch_bytes = 0u64;
-            let mut last = None;
-            let mut done = true;
-            let sealed_here;
-            {
-                let mut t = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("re-encrypting chunks", e))?;
-                let mut todo = Vec::new();
-                let range = match &cursor {
-                    Some(c) => t.range::<&[u8; 32]>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
-                    None => t.range::<&[u8; 32]>(..),
-                }
-                .map_err(|e| Error::storage("re-encrypting chunks", e))?;
-                for row in range {
-                    let (k, v) = row.map_err(|e| Error::storage("re-encrypting chunks", e))?;
-                    let id = *k.value();
-                    last = Some(id);
-                    if let Some((e, _)) = split_sealed(v.value())
-                        && e == prev.epoch
-                    {
-                        batch_bytes += v.value().len() as u64;
-                        todo.push((id, v.value().to_vec()));
-                    }
-                    if batch_bytes >= ROTATE_BATCH_BYTES {
-                        done = false;
-                        break;
-                    }
-                }
-                for (id, v) in &todo {
-                    let (_, sealed) = split_sealed(v).expect("checked above");
-                    let plain = aead::open(&prev.chunk, &store::aad("chunks", &vid, prev.epoch, id), sealed).map_err(|e| {
-                        Error::Damaged(format!("chunk {}…: {e}: the vault is damaged; the rotation stopped and can be resumed after repair", &crate::manifest::hex(id)[..16]))
-                    })?;
-                    let fresh = aead::seal_with_prefix(
-                        &self.state.keys.chunk,
-                        &store::aad("chunks", &vid, self.epoch(), id),
-                        &sealed_prefix(self.epoch()),
-                        &plain,
-                    )?;
-                    t.insert(id, fresh.as_slice()).map_err(|e| Error::storage("re-encrypting chunks", e))?;
-                    report.chunks += 1;
-                    report.bytes += plain.len() as u64;
-                    progress.advance(plain.len() as u64);
-                }
-                sealed_here = todo.len() as u64;
-            }
-            txn.count_chunk_seals(sealed_here)?;
-            txn.commit()?;
-            cursor = last;
-            if done {
-                break;
-            }
-        }
-        progress.end();
-        Ok(())
+        store::rewrite(&mut self.db, &self.path)
     }
 
     /// Cryptographic erasure of `name@r` (or of every version of `name` when `r` is `None`):
@@ -536,5 +398,146 @@ impl Vault<Unlocked> {
         self.rewrite_file()?;
         let file_bytes_after = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok(EraseReport { versions, chunks_removed: gc.chunks_removed, file_bytes_before, file_bytes_after })
+    }
+}
+
+/// What a rotation's copy needs: the vault id and the keys of both epochs.
+struct Reseal<'k> {
+    vid: [u8; 16],
+    prev: &'k EpochKeys,
+    keys: &'k EpochKeys,
+}
+
+impl Reseal<'_> {
+    /// The value to store for `value` of `table`/`key` in the new file: sealed again under the new
+    /// epoch if it was sealed under the old one, else as it is.
+    fn value(&self, table: &str, key: &[u8], value: &[u8], chunk: bool) -> Result<(Vec<u8>, bool)> {
+        match split_sealed(value) {
+            Some((e, sealed)) if e == self.prev.epoch => {
+                let (old_key, new_key) =
+                    if chunk { (&self.prev.chunk, &self.keys.chunk) } else { (&self.prev.meta, &self.keys.meta) };
+                let plain = zeroize::Zeroizing::new(aead::open(old_key, &store::aad(table, &self.vid, e, key), sealed).map_err(
+                    |err| {
+                        Error::Damaged(format!(
+                            "a value of table {table}: {err}: the vault is damaged; the rotation stopped and the vault is unchanged"
+                        ))
+                    },
+                )?);
+                let aad = store::aad(table, &self.vid, self.keys.epoch, key);
+                Ok((aead::seal_with_prefix(new_key, &aad, &sealed_prefix(self.keys.epoch), &plain)?, true))
+            }
+            _ => Ok((value.to_vec(), false)),
+        }
+    }
+
+    /// Fills `fresh` from `old`, re-sealed (see [`Vault::resume_rotation`]).
+    fn copy(
+        &self,
+        old: &redb::Database,
+        fresh: &redb::Database,
+        mut state: records::State,
+        report: &mut RotateReport,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| Error::storage("re-encrypting into a fresh file", e);
+        let rx = store::begin_read(old)?;
+        let mut tx = store::begin_write(fresh)?;
+        let (mut meta_seals, mut chunk_seals) = (0u64, 0u64);
+        macro_rules! copy_table {
+            ($def:expr, $name:literal, |$k:ident| $key_bytes:expr, $skip:expr) => {{
+                if let Ok(src) = rx.open_table($def) {
+                    let mut dst = tx.open_table($def).map_err(|e| err(&e))?;
+                    for row in src.iter().map_err(|e| err(&e))? {
+                        let (k, v) = row.map_err(|e| err(&e))?;
+                        let $k = k.value();
+                        if $skip {
+                            continue;
+                        }
+                        let key_bytes: Vec<u8> = $key_bytes;
+                        let (value, resealed) = self.value($name, &key_bytes, v.value(), false)?;
+                        if resealed {
+                            meta_seals += 1;
+                            report.records += 1;
+                        }
+                        dst.insert($k, value.as_slice()).map_err(|e| err(&e))?;
+                    }
+                }
+            }};
+        }
+        copy_table!(META, "meta", |k| k.as_bytes().to_vec(), k == "state");
+        copy_table!(SIGNERS, "signers", |k| k.to_be_bytes().to_vec(), false);
+        copy_table!(TRUST, "trust", |k| k.as_bytes().to_vec(), false);
+        copy_table!(MODELS, "models", |k| k.to_vec(), false);
+        copy_table!(VERSIONS, "versions", |k| k.to_vec(), false);
+        // Key slots: keep the wrap of the new master key only.
+        {
+            let src = rx.open_table(SLOTS).map_err(|e| err(&e))?;
+            let mut dst = tx.open_table(SLOTS).map_err(|e| err(&e))?;
+            for row in src.iter().map_err(|e| err(&e))? {
+                let (k, v) = row.map_err(|e| err(&e))?;
+                let name = k.value().to_string();
+                let mut slot = SlotRecord::decode(v.value()).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+                match slot.next.take() {
+                    Some((e, w)) if e == self.keys.epoch => {
+                        slot.epoch = e;
+                        slot.wrapped = w;
+                    }
+                    _ if slot.epoch == self.keys.epoch => {}
+                    _ => {
+                        report.slots_removed.push(name);
+                        continue;
+                    }
+                }
+                dst.insert(name.as_str(), slot.encode().as_slice()).map_err(|e| err(&e))?;
+                report.slots_kept.push(name);
+            }
+        }
+        if report.slots_kept.is_empty() {
+            return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
+        }
+        // Chunks, checkpointed (non-durable commits) every ROTATE_BATCH_BYTES.
+        progress.begin("rotate", 0);
+        if let Ok(src) = rx.open_table(CHUNKS) {
+            let mut rows = src.iter().map_err(|e| err(&e))?;
+            loop {
+                let (mut batch, mut exhausted) = (0u64, true);
+                {
+                    let mut dst = tx.open_table(CHUNKS).map_err(|e| err(&e))?;
+                    for row in rows.by_ref() {
+                        let (k, v) = row.map_err(|e| err(&e))?;
+                        let id = *k.value();
+                        let (value, resealed) = self.value("chunks", &id, v.value(), true)?;
+                        if resealed {
+                            chunk_seals += 1;
+                            report.chunks += 1;
+                            let n = (value.len() - records::SEALED_HEADER_LEN - aead::OVERHEAD) as u64;
+                            report.bytes += n;
+                            progress.advance(n);
+                        }
+                        dst.insert(&id, value.as_slice()).map_err(|e| err(&e))?;
+                        batch += value.len() as u64;
+                        if batch >= ROTATE_BATCH_BYTES {
+                            exhausted = false;
+                            break;
+                        }
+                    }
+                }
+                if exhausted {
+                    break;
+                }
+                let mut done = tx;
+                done.set_durability(redb::Durability::None).map_err(|e| err(&e))?;
+                store::commit(done)?;
+                tx = store::begin_write(fresh)?;
+            }
+        }
+        progress.end();
+        state.epoch = self.keys.epoch;
+        state.rotating_to = None;
+        state.chunk_seals = chunk_seals;
+        state.meta_seals = meta_seals + 1;
+        let v = records::seal_record(self.keys, &store::aad("meta", &self.vid, self.keys.epoch, b"state"), &state)?;
+        tx.open_table(META).map_err(|e| err(&e))?.insert("state", v.as_slice()).map_err(|e| err(&e))?;
+        store::commit(tx)
     }
 }

@@ -225,19 +225,11 @@ pub fn rewrite_path(path: &Path) -> PathBuf {
 /// superseded key slots, values sealed under a retired key) survives in it. The old file is
 /// unlinked; what its blocks held on the disk is outside the vault's reach (see SECURITY.md).
 ///
-/// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
-/// A left-over temporary file from a crash is removed by the next rewrite.
-///
-/// Errors: [`Error::Storage`], [`Error::Io`]; [`Error::VaultInUse`] if another process takes the
-/// vault in the instant between closing the old file and opening the new one (the rewrite itself
-/// is then complete).
-pub fn rewrite(db: Database, path: &Path) -> Result<Database> {
-    let tmp = rewrite_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let mut fresh = create_db(&tmp)?;
-    let copied = (|| {
-        let rx = begin_read(&db)?;
-        let tx = begin_write(&fresh)?;
+/// Errors: as [`rewrite_with`].
+pub fn rewrite(db: &mut Database, path: &Path) -> Result<()> {
+    rewrite_with(db, path, |old, fresh| {
+        let rx = begin_read(old)?;
+        let tx = begin_write(fresh)?;
         copy_table(&rx, &tx, META)?;
         copy_table(&rx, &tx, SLOTS)?;
         copy_table(&rx, &tx, SIGNERS)?;
@@ -245,23 +237,45 @@ pub fn rewrite(db: Database, path: &Path) -> Result<Database> {
         copy_table(&rx, &tx, MODELS)?;
         copy_table(&rx, &tx, VERSIONS)?;
         copy_table(&rx, &tx, CHUNKS)?;
-        commit(tx)?;
+        commit(tx)
+    })
+}
+
+/// Builds a fresh vault file with `fill(old, fresh)` (which writes every record the new file must
+/// hold), then renames it over `path` and reopens it into `db`.
+///
+/// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
+/// A left-over temporary file from a crash is removed by the next rewrite. If `fill` fails, the
+/// temporary file is removed and `db` is left as it was.
+///
+/// Errors: [`Error::Storage`], [`Error::Io`]; [`Error::VaultInUse`] if another process takes the
+/// vault in the instant between closing the old file and opening the new one (the rewrite itself
+/// is then complete).
+pub fn rewrite_with(
+    db: &mut Database,
+    path: &Path,
+    fill: impl FnOnce(&Database, &Database) -> Result<()>,
+) -> Result<()> {
+    let tmp = rewrite_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    let mut fresh = create_db(&tmp)?;
+    let filled = fill(db, &fresh).and_then(|()| {
         while fresh.compact().map_err(|e| Error::storage("compacting the rewritten vault", e))? {}
         Ok(())
-    })();
-    if let Err(e) = copied {
-        drop(fresh);
+    });
+    drop(fresh);
+    if let Err(e) = filled {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    drop(fresh);
     let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     sync(&tmp).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-    drop(db);
+    drop(std::mem::replace(db, create_placeholder()?));
     std::fs::rename(&tmp, path)
         .map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = sync(dir);
     }
-    open_db(path, Some(Duration::from_secs(5)))
+    *db = open_db(path, Some(Duration::from_secs(5)))?;
+    Ok(())
 }
