@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 
 use common::*;
 use predicates::str::contains as has;
@@ -135,28 +134,16 @@ fn a_killed_put_leaves_the_version_whole_or_absent() {
     let d = dir.path();
     cli_init(d);
     let minilm = corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors");
-    let bin = assert_cmd::cargo::cargo_bin("mvault");
     let mut outcomes = (0, 0);
     for (i, delay_ms) in [5u64, 40, 90, 150, 250, 400].into_iter().enumerate() {
-        let mut child = std::process::Command::new(&bin)
-            .args(["put"])
-            .arg(&minilm)
-            .args(["--name", "minilm", "--quiet"])
-            .env("MVAULT_VAULT", d.join("test.mvault"))
-            .env("MVAULT_PASSPHRASE_FILE", d.join("passphrase"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let args = ["put".as_ref(), minilm.as_os_str(), "--name".as_ref(), "minilm".as_ref(), "--quiet".as_ref()];
+        let finished = run_killed(d, &args, delay_ms);
         let v = reopen(&d.join("test.mvault"));
         let rep = v.verify(true, &modelvault::NoProgress).unwrap();
         assert!(rep.ok(), "after kill {i} ({delay_ms} ms): {:?}", rep.problems);
         let listing = v.list(None).unwrap();
         let n = listing.models.first().map_or(0, |m| m.versions.len());
-        if status.success() {
+        if finished {
             outcomes.0 += 1
         } else {
             outcomes.1 += 1

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
 use common::*;
 use modelvault::store::{CHUNKS, SLOTS};
@@ -144,7 +143,6 @@ fn rotation_killed_at_random_points_resumes_and_verifies() {
         .args(["--name", "s", "-q"])
         .assert()
         .success();
-    let bin = assert_cmd::cargo::cargo_bin("mvault");
     let mut interrupted = 0;
     let mut seed = 0x2545_f491_u64;
     for i in 0..20 {
@@ -152,17 +150,7 @@ fn rotation_killed_at_random_points_resumes_and_verifies() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = 20 + seed % 900;
-        let mut child = std::process::Command::new(&bin)
-            .args(["key", "rotate", "-q"])
-            .env("MVAULT_VAULT", d.join("test.mvault"))
-            .env("MVAULT_PASSPHRASE_FILE", d.join("passphrase"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        let _ = child.kill();
-        if !child.wait().unwrap().success() {
+        if !run_killed(d, &["key".as_ref(), "rotate".as_ref(), "-q".as_ref()], delay) {
             interrupted += 1;
         }
         // Every model stays readable, even mid-rotation.

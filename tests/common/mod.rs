@@ -76,3 +76,19 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Runs the built `mvault` with `args` on the vault in `dir`, SIGKILLs it after `delay_ms`, and
+/// returns whether it had finished successfully before the kill landed.
+pub fn run_killed(dir: &Path, args: &[&std::ffi::OsStr], delay_ms: u64) -> bool {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mvault"))
+        .args(args)
+        .env("MVAULT_VAULT", dir.join("test.mvault"))
+        .env("MVAULT_PASSPHRASE_FILE", dir.join("passphrase"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    child.wait().unwrap().success()
+}
