@@ -177,10 +177,7 @@ impl Error {
         match self {
             Error::WrongPassphrase => 3,
             Error::VaultInUse(_) => 4,
-            Error::VaultNotFound(_)
-            | Error::ModelNotFound(_)
-            | Error::VersionNotFound { .. }
-            | Error::NotFound(_) => 5,
+            Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => 5,
             Error::UntrustedSigner { .. } => 9,
             Error::Damaged(_) | Error::BadSignature { .. } | Error::KeySlotDamaged(_) | Error::NotAVault { .. } => 6,
             Error::InvalidName { .. }

@@ -45,7 +45,9 @@ fn main() {
                 );
                 6
             } else {
-                eprintln!("mvault: internal error (a bug; the vault was not changed by this command's unfinished write): {what}");
+                eprintln!(
+                    "mvault: internal error (a bug; the vault was not changed by this command's unfinished write): {what}"
+                );
                 70
             }
         }

@@ -359,6 +359,7 @@ impl Vault<Unlocked> {
     /// Starts a write transaction that counts seals and refuses to pass the nonce limit.
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
+        store::ensure_chunk_index(&tx)?;
         let state = {
             let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
             let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 use predicates::str::contains as has;
 use serde_json::Value;

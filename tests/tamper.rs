@@ -8,9 +8,9 @@ use std::path::Path;
 
 use common::*;
 use modelvault::manifest::Manifest;
-use modelvault::store::{CHUNKS, VERSIONS};
+use modelvault::store::{CHUNK_IDS, CHUNKS, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 /// Two models: `s` (silero safetensors: a chunk per tensor) and `m` (silero ONNX, 5 chunks).
 fn two_models(dir: &Path) -> std::path::PathBuf {
@@ -210,4 +210,84 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     v.show("t", &VersionRef::Latest).unwrap();
     let rep = v.verify(false, &NoProgress).unwrap();
     assert_eq!(rep.problems.len(), 2);
+}
+
+fn edit_index(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], u32>)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(CHUNK_IDS).unwrap();
+        f(&mut t);
+    }
+    tx.commit().unwrap();
+}
+
+/// (chunks stored, chunk index entries).
+fn table_lens(path: &Path) -> (u64, u64) {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    (rx.open_table(CHUNKS).unwrap().len().unwrap(), rx.open_table(CHUNK_IDS).unwrap().len().unwrap())
+}
+
+#[test]
+fn put_dedups_from_the_chunk_index_alone_and_verify_and_gc_catch_a_disagreeing_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let (stored, indexed) = table_lens(&path);
+    assert_eq!(stored, indexed);
+    let s = chunk_ids(&path, "s");
+    // The chunk value goes, its index entry stays: a re-put finds the id in the index and does
+    // not store the chunk again (the dedup check never reads the chunk table).
+    edit_chunks(&path, |t| {
+        t.remove(&s[0]).unwrap();
+    });
+    let mut v = reopen(&path);
+    let f = corpus().join("safetensors/silero_vad_16k.safetensors");
+    let rep = v.put(&f, "s", &PutOptions::default(), &NoProgress).unwrap();
+    assert_eq!(rep.new_chunks, 0, "{rep:?}");
+    let problems = v.verify(false, &NoProgress).unwrap().problems;
+    assert_eq!(problems.len(), 2, "{problems:?}"); // s@1 and the re-put s@2 reference it
+    assert!(
+        problems.iter().all(|p| p.detail.contains("chunk 1 of") && p.detail.contains("is missing")),
+        "{problems:?}"
+    );
+    // gc rebuilds the index from the chunk table; the next put stores the chunk again and the
+    // vault verifies.
+    let g = v.gc().unwrap();
+    assert_eq!(g.missing.len(), 1, "{g:?}");
+    drop(v);
+    let (stored, indexed) = table_lens(&path);
+    assert_eq!(stored, indexed);
+    let mut v = reopen(&path);
+    let rep = v.put(&f, "s", &PutOptions::default(), &NoProgress).unwrap();
+    assert_eq!(rep.new_chunks, 1, "{rep:?}");
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+}
+
+#[test]
+fn an_unindexed_chunk_is_reported_and_an_empty_index_is_rebuilt_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let s = chunk_ids(&path, "s");
+    edit_index(&path, |t| {
+        t.remove(&s[1]).unwrap();
+        t.insert(&[7u8; 32], 7).unwrap();
+    });
+    let problems = reopen(&path).verify(false, &NoProgress).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].detail.contains("1 chunk(s) not indexed"), "{problems:?}");
+    assert!(problems[0].detail.contains("1 unreferenced index entr(ies) without a chunk"), "{problems:?}");
+    assert!(problems[0].detail.contains("mvault gc"));
+    // A vault whose index is empty (as one written before the index existed) is not at fault,
+    // and its next write indexes every chunk.
+    let (stored, _) = table_lens(&path);
+    edit_index(&path, |t| {
+        t.retain(|_, _| false).unwrap();
+    });
+    assert!(reopen(&path).verify(false, &NoProgress).unwrap().ok());
+    let v = reopen(&path);
+    v.set_tag("s", &VersionRef::Latest, "env", "prod").unwrap();
+    drop(v);
+    assert_eq!(table_lens(&path), (stored, stored));
+    assert!(reopen(&path).verify(true, &NoProgress).unwrap().ok());
 }

@@ -934,12 +934,15 @@ fn tamper_chunks_and_records_moved_between_two_vaults_with_one_passphrase() {
     raw_put32(&b, CHUNKS, &[(sb[2], chunk_value(&a, &sa[2]))]);
     let e = damaged_get(&b, dir.path(), "s", VersionRef::Latest);
     assert!(e.contains("chunk 3 of") && e.contains("authentication failed"), "{e}");
-    // Put B's own value back; A's chunk under A's id is referenced by nothing in B: verify is
-    // clean and gc deletes it.
+    // Put B's own value back; A's chunk under A's id is referenced by nothing in B and missing
+    // from B's chunk index: verify names it, gc deletes it, and the vault is clean.
     raw_put32(&b, CHUNKS, &[(sb[2], b_original), (sa[0], chunk_value(&a, &sa[0]))]);
     let mut v = reopen(&b);
-    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    let problems = v.verify(true, &NoProgress).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].detail.contains("1 chunk(s) not indexed"), "{problems:?}");
     assert_eq!(v.gc().unwrap().chunks_removed, 1);
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
     drop(v);
     // A's version record of s@1 at B's key of s@1, and A's model record at B's key of s.
     let va = raw_get(&a, VERSIONS);

@@ -124,9 +124,7 @@ impl Vault<Unlocked> {
         oo.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut oo, 0o600);
-        let mut out = oo
-            .open(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let mut out = oo.open(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let result = (|| {
             self.stream_file(
                 m,

@@ -29,7 +29,7 @@ use crate::crypto::keys::EpochKeys;
 use crate::names::{self, escape};
 use crate::progress::Progress;
 use crate::store::records::{self, SlotRecord, sealed_prefix, split_sealed};
-use crate::store::{self, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
+use crate::store::{self, CHUNKS, ChunkTables, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
 use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
 use crate::{Error, Result};
 
@@ -206,10 +206,7 @@ impl Vault<Unlocked> {
         self.refuse_during_rotation()?;
         let slots = read_slots(&self.db)?;
         if !slots.iter().any(|(n, _)| n == name) {
-            return Err(Error::NotFound(format!(
-                "no key slot named '{}': `mvault key list` lists them",
-                escape(name)
-            )));
+            return Err(Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(name))));
         }
         if slots.len() == 1 {
             return Err(Error::InvalidInput(format!(
@@ -502,7 +499,7 @@ impl Reseal<'_> {
             loop {
                 let (mut batch, mut exhausted) = (0u64, true);
                 {
-                    let mut dst = tx.open_table(CHUNKS).map_err(|e| err(&e))?;
+                    let mut dst = ChunkTables::open(&tx)?;
                     for row in rows.by_ref() {
                         let (k, v) = row.map_err(|e| err(&e))?;
                         let id = *k.value();
@@ -514,7 +511,7 @@ impl Reseal<'_> {
                             report.bytes += n;
                             progress.advance(n);
                         }
-                        dst.insert(&id, value.as_slice()).map_err(|e| err(&e))?;
+                        dst.insert(&id, value.as_slice())?;
                         batch += value.len() as u64;
                         if batch >= ROTATE_BATCH_BYTES {
                             exhausted = false;

@@ -1,16 +1,18 @@
 //! `put`: store a file or a model directory as the next version of a model, in one write
 //! transaction (so a crash leaves the version whole or absent).
 //!
-//! The data path is a three-stage pipeline over bounded channels, so memory stays flat whatever
+//! The data path is a four-stage pipeline over bounded channels, so memory stays flat whatever
 //! the model size and both cores work:
 //! 1. a reader thread reads the file in pieces cut at tensor boundaries
-//!    ([`crate::chunk::plan_with_cuts`], from [`crate::formats::analyze`]) and feeds the file's
-//!    SHA-256;
-//! 2. a sealer thread computes each chunk id (BLAKE3-keyed) and, unless the chunk is already
-//!    stored, seals it with AES-256-GCM;
-//! 3. the calling thread inserts new chunks into redb.
+//!    ([`crate::chunk::plan_with_cuts`], from [`crate::formats::analyze`]);
+//! 2. a hasher thread feeds each piece to the file's SHA-256;
+//! 3. a sealer thread computes each chunk id (BLAKE3-keyed) and, unless the chunk index already
+//!    lists it, seals it with AES-256-GCM;
+//! 4. the calling thread inserts new chunks into redb (chunk table and chunk index together).
 //!
-//! At most [`QUEUE_DEPTH`] pieces wait in each channel (about 4 MiB each way).
+//! At most [`QUEUE_DEPTH`] pieces wait in each channel (about 4 MiB each). The dedup check reads
+//! only the chunk index's small pages; a lookup in the chunk table itself would read the 1 MiB
+//! page holding the value (measured: a re-put of 2 GiB read the whole vault back).
 //!
 //! **Atomicity.** New chunks are committed in checkpoints of [`CHECKPOINT_BYTES`] (non-durable
 //! commits: one big transaction made redb write 1.45 bytes per byte stored under cache pressure,
@@ -23,7 +25,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use redb::ReadableTable;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -33,7 +34,7 @@ use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecor
 use crate::names;
 use crate::progress::Progress;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
-use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
@@ -294,6 +295,7 @@ impl Vault<Unlocked> {
             }
         };
         let (piece_tx, piece_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE_DEPTH);
+        let (hashed_tx, hashed_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE_DEPTH);
         let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
         let keys = &self.state.keys;
         let index = &self.state.index;
@@ -301,8 +303,7 @@ impl Vault<Unlocked> {
         let db = &self.db;
 
         std::thread::scope(|scope| {
-            let reader = scope.spawn(move || -> Result<[u8; 32]> {
-                let mut sha = Sha256::new();
+            let reader = scope.spawn(move || -> Result<()> {
                 for len in pieces {
                     let mut buf = vec![0u8; len];
                     file.read_exact(&mut buf).map_err(|e| {
@@ -312,25 +313,36 @@ impl Vault<Unlocked> {
                             Error::io(format!("reading {shown}"), e)
                         }
                     })?;
-                    sha.update(&buf);
                     if piece_tx.send(buf).is_err() {
-                        return Ok([0; 32]); // the writer stopped; its error is reported
+                        return Ok(()); // a later stage stopped; its error is reported
                     }
                 }
                 let mut probe = [0u8; 1];
                 if file.read(&mut probe).map_err(|e| Error::io(format!("reading {shown}"), e))? != 0 {
                     return Err(changed());
                 }
-                Ok(sha.finalize().into())
+                Ok(())
+            });
+            // SHA-256 of the whole file is one sequential computation: it gets a thread of its
+            // own, so reading, hashing and sealing overlap (a re-put is bound by this stage).
+            let hasher = scope.spawn(move || -> [u8; 32] {
+                let mut sha = Sha256::new();
+                for piece in piece_rx {
+                    sha.update(&piece);
+                    if hashed_tx.send(piece).is_err() {
+                        break;
+                    }
+                }
+                sha.finalize().into()
             });
             let sealer = scope.spawn(move || -> Result<()> {
                 let snapshot = store::begin_read(db)?;
-                let committed = snapshot.open_table(CHUNKS).ok();
-                for piece in piece_rx {
+                let committed = snapshot.open_table(CHUNK_IDS).ok();
+                for piece in hashed_rx {
                     let id = index.chunk_id(&piece);
                     let r = ChunkRef { id, len: piece.len() as u32 };
                     let known = match &committed {
-                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading chunks", e))?.is_some(),
+                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some(),
                         None => false,
                     };
                     let value = if known {
@@ -354,16 +366,13 @@ impl Vault<Unlocked> {
                 loop {
                     let (mut batch, mut seals, mut exhausted) = (0u64, 0u64, true);
                     {
-                        let mut chunks = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+                        let mut chunks = ChunkTables::open(&txn.tx)?;
                         for (r, value) in incoming.by_ref() {
                             if let Some(v) = value {
                                 seals += 1;
-                                let present = seen_here.contains(&r.id)
-                                    || chunks.get(&r.id).map_err(|e| Error::storage("reading chunks", e))?.is_some();
+                                let present = seen_here.contains(&r.id) || chunks.contains(&r.id)?;
                                 if !present {
-                                    chunks
-                                        .insert(&r.id, v.as_slice())
-                                        .map_err(|e| Error::storage("writing a chunk", e))?;
+                                    chunks.insert(&r.id, v.as_slice())?;
                                     seen_here.insert(r.id);
                                     stored.new_chunks += 1;
                                     stored.new_bytes += r.len as u64;
@@ -387,14 +396,17 @@ impl Vault<Unlocked> {
             })();
             drop(sealed_rx);
             let read = reader.join().expect("reader thread does not panic");
+            let hashed = hasher.join().expect("hasher thread does not panic");
             let sealed = sealer.join().expect("sealer thread does not panic");
             // The first stage's error is the cause; later stages fail only because it stopped.
             // One exception: a failed write (a full disk) makes redb answer every later read with
             // "Previous I/O error", the sealer's dedup lookups included; the write's own error is
             // then the cause (torture suite, disk full).
-            let sha256 = read?;
+            read?;
+            let sha256 = hashed;
             // A file rewritten in place keeps its length: compare its change time and identity.
-            let after = std::fs::metadata(&src.disk).map_err(|e| Error::io(format!("reading {}", src.disk.display()), e))?;
+            let after =
+                std::fs::metadata(&src.disk).map_err(|e| Error::io(format!("reading {}", src.disk.display()), e))?;
             if !same_file_state(&before, &after) {
                 return Err(Error::InvalidInput(format!(
                     "{} changed while it was being read: stop what is writing it and put again",

@@ -14,7 +14,7 @@ use super::put::write_model;
 use crate::manifest::hex;
 use crate::names::escape;
 use crate::store::records::{AliasEvent, VersionRecord};
-use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::store::{self, ChunkTables, MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault, now};
 use crate::{Error, Result};
 
@@ -149,23 +149,28 @@ impl Vault<Unlocked> {
         };
         let txn = self.write()?;
         {
-            let mut chunks = txn.tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+            // The chunk table itself, not its index, says what is stored; the index is rebuilt
+            // from what survives, so gc also repairs an index that disagrees with the chunks.
+            let mut chunks = ChunkTables::open(&txn.tx)?;
             let mut doomed = Vec::new();
-            for row in chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
-                let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
-                if referenced.contains(k.value()) {
+            let mut kept = Vec::new();
+            for (id, len) in chunks.scan_chunks()? {
+                if referenced.contains(&id) {
                     report.chunks_kept += 1;
+                    kept.push((id, len));
                 } else {
-                    doomed.push(*k.value());
-                    report.bytes_removed += v.value().len() as u64;
+                    doomed.push(id);
+                    report.bytes_removed += len as u64;
                 }
             }
             for id in &doomed {
-                chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
+                chunks.remove(id)?;
             }
+            chunks.reindex(&kept)?;
             report.chunks_removed = doomed.len() as u64;
+            let kept: HashSet<[u8; 32]> = kept.into_iter().map(|(id, _)| id).collect();
             for (id, owner) in &wanted {
-                if chunks.get(id).map_err(|e| Error::storage("reading chunks", e))?.is_none() {
+                if !kept.contains(id) {
                     report.missing.push(format!("{owner}: chunk {}… is missing", &hex(id)[..16]));
                 }
             }

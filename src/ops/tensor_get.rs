@@ -238,10 +238,7 @@ impl Vault<Unlocked> {
         let spec = format!("{}@{}", escape(&m.name), m.version);
         let files: Vec<&FileEntry> = match &opts.file {
             Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{spec} has no file '{}': `mvault inspect {spec}` lists its files",
-                    escape(p)
-                ))
+                Error::NotFound(format!("{spec} has no file '{}': `mvault inspect {spec}` lists its files", escape(p)))
             })?],
             None => m.files.iter().collect(),
         };

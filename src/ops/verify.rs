@@ -1,12 +1,12 @@
 //! `verify`: check every model record, every manifest (authentication, Ed25519 signature,
 //! canonical encoding, binding to vault, name and version) and that every referenced chunk is
-//! present. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
+//! present, and that the chunk index lists exactly the stored chunks. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
 //! file's SHA-256. Each problem is reported with the model, version and file it hurts; checking
 //! goes on past it.
 
 use std::collections::HashSet;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +14,7 @@ use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::progress::Progress;
 use crate::store::records::{ModelRecord, split_chunk_value};
-use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::store::{self, CHUNK_IDS, CHUNKS, MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -114,6 +114,11 @@ impl Vault<Unlocked> {
                 });
             }
         }
+        let referenced: HashSet<[u8; 32]> =
+            manifests.iter().flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id))).collect();
+        if let Some(p) = check_chunk_index(&rx, &referenced)? {
+            rep.problems.push(p);
+        }
         let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
         progress.begin("verify", total);
         for m in &manifests {
@@ -192,4 +197,67 @@ impl Vault<Unlocked> {
             }
         }
     }
+}
+
+/// Compares the chunk index with the chunk table (both in key order). A vault whose index is
+/// absent or empty is not at fault: the next write builds it. An index entry of a chunk that a
+/// manifest references is left to the per-file checks (a missing or damaged chunk is reported
+/// there, with the file it hurts). Reads every chunk value's page.
+///
+/// Errors: [`Error::Storage`] when a table cannot be read.
+fn check_chunk_index(rx: &redb::ReadTransaction, referenced: &HashSet<[u8; 32]>) -> Result<Option<Problem>> {
+    let read = |e: redb::StorageError| Error::storage("reading the chunk index", e);
+    let (Ok(chunks), Ok(ids)) = (rx.open_table(CHUNKS), rx.open_table(CHUNK_IDS)) else {
+        return Ok(None);
+    };
+    if ids.is_empty().map_err(read)? {
+        return Ok(None);
+    }
+    let mut stored = Vec::new();
+    for row in chunks.iter().map_err(read)? {
+        let (k, v) = row.map_err(read)?;
+        stored.push((*k.value(), v.value().len() as u64));
+    }
+    let mut indexed = Vec::new();
+    for row in ids.iter().map_err(read)? {
+        let (k, v) = row.map_err(read)?;
+        indexed.push((*k.value(), u64::from(v.value())));
+    }
+    // Both lists are in key order: walk them side by side.
+    let (mut i, mut j) = (0, 0);
+    let (mut unindexed, mut ghosts, mut wrong_len) = (0u64, 0u64, 0u64);
+    while i < stored.len() || j < indexed.len() {
+        match (stored.get(i), indexed.get(j)) {
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                wrong_len += u64::from(a.1 != b.1 && !referenced.contains(&a.0));
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a.0 < b.0 => {
+                unindexed += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                unindexed += 1;
+                i += 1;
+            }
+            _ => {
+                ghosts += u64::from(!referenced.contains(&indexed[j].0));
+                j += 1;
+            }
+        }
+    }
+    if unindexed + ghosts + wrong_len == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        model: None,
+        version: None,
+        file: None,
+        detail: format!(
+            "the chunk index disagrees with the stored chunks: {unindexed} chunk(s) not indexed (a later put \
+             stores them again), {ghosts} unreferenced index entr(ies) without a chunk (a later put could \
+             reference a chunk that is not stored), {wrong_len} with a wrong length; run `mvault gc`, which rebuilds the index"
+        ),
+    }))
 }

@@ -13,6 +13,12 @@
 //! | `models`   | BLAKE3-keyed(name) (32 B)   | sealed [`records::ModelRecord`]                  |
 //! | `versions` | model key ‖ version BE (40 B)| sealed [`records::VersionRecord`] (signed manifest)|
 //! | `chunks`   | chunk id (32 B)             | `0x01` ‖ epoch BE ‖ nonce ‖ ciphertext ‖ tag     |
+//! | `chunk_ids`| chunk id (32 B)             | length of the `chunks` value, bytes (u32)         |
+//!
+//! `chunk_ids` is an index of `chunks`' keys: it answers "is this chunk stored?" from small pages,
+//! where a lookup in `chunks` reads the 1 MiB page that holds the value. [`ChunkTables`] is the
+//! only writer of either table, so they change together in one transaction; `verify` checks they
+//! agree and `gc` rebuilds the index from `chunks`.
 //!
 //! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
 //! value moved to another key, table, vault or epoch fails authentication.
@@ -22,7 +28,9 @@ pub mod records;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 
 use crate::{Error, Result};
 
@@ -40,6 +48,94 @@ pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("ve
 pub const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
 /// Encrypted chunks by chunk id.
 pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+
+/// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
+pub const CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
+
+/// The chunk table and its key index, open together in one write transaction. Every insert and
+/// removal of a chunk goes through here, so the two tables never disagree after a commit.
+pub struct ChunkTables<'t> {
+    chunks: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
+    ids: redb::Table<'t, &'static [u8; 32], u32>,
+}
+
+impl<'t> ChunkTables<'t> {
+    /// Opens (creating if needed) both tables in `tx`.
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
+        let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+        let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
+        Ok(ChunkTables { chunks, ids })
+    }
+
+    /// True when the index lists `id` (reads index pages only, never a chunk's value).
+    pub fn contains(&self, id: &[u8; 32]) -> Result<bool> {
+        Ok(self.ids.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
+    }
+
+    /// Stores a sealed chunk value under `id` and indexes it.
+    ///
+    /// Errors: [`Error::Storage`] (a full disk among them).
+    pub fn insert(&mut self, id: &[u8; 32], value: &[u8]) -> Result<()> {
+        self.chunks.insert(id, value).map_err(|e| Error::storage("writing a chunk", e))?;
+        self.ids.insert(id, value.len() as u32).map_err(|e| Error::storage("writing the chunk index", e))?;
+        Ok(())
+    }
+
+    /// Deletes the chunk `id` and its index entry (either may already be absent).
+    pub fn remove(&mut self, id: &[u8; 32]) -> Result<()> {
+        self.chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
+        self.ids.remove(id).map_err(|e| Error::storage("deleting a chunk index entry", e))?;
+        Ok(())
+    }
+
+    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
+    /// (every value page is read: used by `gc`, which rebuilds the index from it).
+    pub fn scan_chunks(&self) -> Result<Vec<([u8; 32], u32)>> {
+        let mut out = Vec::new();
+        for row in self.chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
+            let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
+            out.push((*k.value(), v.value().len() as u32));
+        }
+        Ok(out)
+    }
+
+    /// Makes the index list exactly `present` (ids with value lengths).
+    pub fn reindex(&mut self, present: &[([u8; 32], u32)]) -> Result<()> {
+        self.ids.retain(|_, _| false).map_err(|e| Error::storage("clearing the chunk index", e))?;
+        for (id, len) in present {
+            self.ids.insert(id, *len).map_err(|e| Error::storage("writing the chunk index", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the chunk index in `tx` when it is empty while the chunk table is not (a vault written
+/// before the index existed). Returns the number of entries added.
+///
+/// Errors: [`Error::Storage`].
+pub fn ensure_chunk_index(tx: &redb::WriteTransaction) -> Result<u64> {
+    let stored = match tx.open_table(CHUNKS) {
+        Ok(t) => t.len().map_err(|e| Error::storage("counting chunks", e))?,
+        Err(e) => return Err(Error::storage("opening chunks", e)),
+    };
+    if stored == 0 {
+        return Ok(0);
+    }
+    let indexed = tx
+        .open_table(CHUNK_IDS)
+        .map_err(|e| Error::storage("opening the chunk index", e))?
+        .len()
+        .map_err(|e| Error::storage("counting the chunk index", e))?;
+    if indexed > 0 {
+        return Ok(0);
+    }
+    let mut t = ChunkTables::open(tx)?;
+    let present = t.scan_chunks()?;
+    t.reindex(&present)?;
+    Ok(present.len() as u64)
+}
 
 /// redb page cache, in bytes (64 MiB): keeps a multi-GiB put's RSS flat (see FACTS: the default
 /// 1 GiB cache fills with committed pages).
@@ -185,10 +281,10 @@ pub fn display(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-fn copy_table<K: redb::Key + 'static>(
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     rx: &redb::ReadTransaction,
     tx: &redb::WriteTransaction,
-    def: TableDefinition<K, &'static [u8]>,
+    def: TableDefinition<K, V>,
 ) -> Result<u64> {
     let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
     let src = match rx.open_table(def) {
@@ -237,6 +333,7 @@ pub fn rewrite(db: &mut Database, path: &Path) -> Result<()> {
         copy_table(&rx, &tx, MODELS)?;
         copy_table(&rx, &tx, VERSIONS)?;
         copy_table(&rx, &tx, CHUNKS)?;
+        copy_table(&rx, &tx, CHUNK_IDS)?;
         commit(tx)
     })
 }
