@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::crypto::aead::{self, NONCE_LIMIT, NONCE_WARN};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{EpochKeys, IndexKeys};
-use crate::crypto::sign::ManifestSigner;
+use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::crypto::{SecretKey, fill_random};
 use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SignerRecord, SlotRecord, State};
 use crate::store::{self, META, SIGNERS, SLOTS};
@@ -89,7 +89,7 @@ pub struct Unlocked {
     pub(crate) master: SecretKey,
     pub(crate) signer: ManifestSigner,
     /// Public keys of every signing key this vault has had (active and retired).
-    pub(crate) signers: Vec<[u8; 32]>,
+    pub(crate) signers: Vec<ManifestVerifier>,
 }
 
 /// An open vault file in state `S` ([`Locked`] or [`Unlocked`]).
@@ -241,7 +241,9 @@ impl Vault<Locked> {
             if id == st.active_signer {
                 signer = Some(ManifestSigner::from_seed(&SecretKey(r.seed)));
             }
-            publics.push(r.public);
+            publics.push(ManifestVerifier::new(&r.public).ok_or_else(|| {
+                Error::Damaged(format!("signing key record {id} holds a public key that is not a curve point"))
+            })?);
         }
         let signer = signer.ok_or_else(|| missing("active signing key"))?;
         drop((meta, signers, st_bytes, ix_bytes, rx));
@@ -316,7 +318,7 @@ impl Vault<Unlocked> {
         let index = IndexKeys::derive(&SecretKey(index_rec.key), &vault_id);
         let signer = ManifestSigner::generate()?;
         let db = store::create_db(&path)?;
-        let signers = vec![signer.public_key()];
+        let signers = vec![ManifestVerifier::new(&signer.public_key()).expect("a fresh key decodes")];
         let slot_name = opts.slot_name.clone();
         let state = Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master };
         let vault = Vault { db, path, header, state };

@@ -373,8 +373,13 @@ fn best_of_3(dir: &Path, args: &[&str]) -> Duration {
 fn speed(n: usize, limit: Duration) {
     // Each put is a durable redb commit (fsync); on tmpfs, where fsync costs nothing, building
     // the vault takes a fraction of the time and the reads measured are the same.
+    // MVAULT_SPEED_KEEP=1 keeps the vault (its path is printed), for profiling the commands.
     let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+    let mut dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+    if std::env::var_os("MVAULT_SPEED_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("vault kept in {}", dir.path().display());
+    }
     let t = Instant::now();
     many_versions(dir.path(), n);
     let build = t.elapsed();

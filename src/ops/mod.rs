@@ -167,10 +167,10 @@ impl Vault<Unlocked> {
             .try_into()
             .map_err(|_| Error::Damaged(format!("{what}: signature has {} bytes, not 64", rec.signature.len())))?;
         let bad = || Error::BadSignature { name: escape(name), version };
-        if !self.state.signers.contains(&rec.signer) {
+        let Some(verifier) = self.state.signers.iter().find(|v| *v.public_key() == rec.signer) else {
             return Err(bad());
-        }
-        if !sign::verify_manifest(&rec.signer, &rec.manifest, &sig) {
+        };
+        if !verifier.verify(&rec.manifest, &sig) {
             return Err(bad());
         }
         let m = manifest::decode_canonical(what, &rec.manifest)?;

@@ -245,7 +245,7 @@ impl Vault<Unlocked> {
         write_version(&mut txn, &mk, &manifest)?;
         write_model(&mut txn, &mk, &model)?;
         txn.commit()?;
-        self.trim_preallocation()?;
+        self.trim_preallocation(stored.new_bytes)?;
         let chunks: u64 = manifest.files.iter().map(|f| f.chunks.len() as u64).sum();
         Ok(PutReport {
             name: name.to_string(),
@@ -436,19 +436,28 @@ impl Vault<Unlocked> {
 impl Vault<Unlocked> {
     /// redb grows its file ahead of need; right after a put the unwritten tail can be a third of
     /// the file (measured: 89 one-MiB pages in a 132 MiB file). When the file's length exceeds the
-    /// bytes it has allocated on disk by more than [`TRIM_SLACK`] (10%), compact it, which gives
-    /// the tail back. Where the filesystem does not report allocated blocks, nothing is done.
-    fn trim_preallocation(&mut self) -> Result<()> {
+    /// bytes it has allocated on disk by more than [`TRIM_SLACK`] (10%), and this put stored at
+    /// least that fraction of the file in new chunk bytes, compact it, which gives the tail back.
+    ///
+    /// Compaction walks the whole file, so a put that stored little does not pay for it: before
+    /// this second condition, every small put into a large vault compacted it (measured: building
+    /// 6,000 small versions took 16.9 s, 4.3 s without the compactions). The tail is sparse (it
+    /// takes no disk blocks); `gc` and the next large put compact it. Where the filesystem does
+    /// not report allocated blocks, nothing is done.
+    fn trim_preallocation(&mut self, new_bytes: u64) -> Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
             let meta =
                 std::fs::metadata(&self.path).map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
             let allocated = meta.blocks() * 512;
-            if allocated > 0 && meta.len() as f64 > allocated as f64 * (1.0 + TRIM_SLACK) {
+            let len = meta.len() as f64;
+            if allocated > 0 && len > allocated as f64 * (1.0 + TRIM_SLACK) && new_bytes as f64 >= len * TRIM_SLACK {
                 while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
             }
         }
+        #[cfg(not(unix))]
+        let _ = new_bytes;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
-use crate::crypto::sign::{ManifestSigner, hex};
+use crate::crypto::sign::{ManifestSigner, ManifestVerifier, hex};
 use crate::names::{self, escape};
 use crate::store::records::{SignerRecord, TrustRecord};
 use crate::store::{self, SIGNERS, TRUST, VERSIONS};
@@ -116,7 +116,7 @@ impl Vault<Unlocked> {
         txn.state.next_signer = id + 1;
         txn.commit()?;
         let public = fresh.public_key();
-        self.state.signers.push(public);
+        self.state.signers.push(ManifestVerifier::new(&public).expect("a fresh key decodes"));
         self.state.signer = fresh;
         Ok(public)
     }
@@ -190,7 +190,7 @@ impl Vault<Unlocked> {
     /// [`Error::UntrustedSigner`] when the signer differs.
     pub fn require_signer(&self, name: &str, r: &VersionRef, signer: &str) -> Result<u64> {
         let allowed: Vec<[u8; 32]> = if signer == "self" {
-            self.state.signers.clone()
+            self.state.signers.iter().map(|v| *v.public_key()).collect()
         } else {
             let t = self.trust_records()?;
             let rec = t.iter().find(|t| t.name == signer).ok_or_else(|| {
