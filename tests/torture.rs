@@ -384,7 +384,10 @@ fn crash_every_writer_at_random_moments() {
     let mut iterations = 0usize;
     let mut kills = 0usize;
     let started = Instant::now();
-    while kills < want_kills {
+    // Until enough kills landed, and at least five of them in the middle of a MiniLM put (the
+    // put gets faster over time; a fixed number of runs would leave it untested).
+    let minilm_kills = |stats: &BTreeMap<Op, (u32, u32)>| stats.get(&Op::PutMinilm).map_or(0, |s| s.0);
+    while kills < want_kills || minilm_kills(&stats) < 5 {
         iterations += 1;
         assert!(iterations < want_kills * 4, "too few kills landed: {kills} in {iterations} runs");
         let live_minilm: Vec<u64> = expected.keys().filter(|(n, _)| n == "minilm").map(|(_, v)| *v).collect();
@@ -441,10 +444,10 @@ fn crash_every_writer_at_random_moments() {
             }
         };
         // A third of the big puts run to the end (so `rm`, `gc`, `rm --erase` and `key rotate` have
-        // 87 MiB to work on); the rest are killed part-way (B17: 50 ms to about the put's length).
+        // 87 MiB to work on); the rest are killed part-way (B17: 20 ms to about the put's length).
         let delay = match op {
             Op::PutMinilm if rng.below(3) == 0 => Duration::from_secs(60),
-            Op::PutMinilm => Duration::from_millis(rng.range(50, 900)),
+            Op::PutMinilm => Duration::from_millis(rng.range(20, 600)),
             _ => Duration::from_millis(rng.range(5, max_ms)),
         };
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
