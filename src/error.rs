@@ -35,7 +35,9 @@ pub enum Error {
     },
 
     /// The vault was written by a newer, incompatible format version.
-    #[error("vault format version {found} is not supported (this build reads version {supported}): upgrade mvault")]
+    #[error(
+        "vault format version {found} is not supported (this build reads versions up to {supported}): upgrade mvault"
+    )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,

@@ -17,7 +17,9 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{EpochKeys, IndexKeys};
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::crypto::{SecretKey, fill_random};
-use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SignerRecord, SlotRecord, State};
+use crate::store::records::{
+    self, FORMAT_VERSION, Header, IndexRecord, MAGIC, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State,
+};
 use crate::store::{self, META, SIGNERS, SLOTS};
 use crate::{Error, Result};
 
@@ -241,9 +243,8 @@ impl Vault<Locked> {
             if id == st.active_signer {
                 signer = Some(ManifestSigner::from_seed(&SecretKey(r.seed)));
             }
-            publics.push(ManifestVerifier::new(&r.public).ok_or_else(|| {
-                Error::Damaged(format!("signing key record {id} holds a public key that is not a curve point"))
-            })?);
+            // A key that does not decode verifies nothing: the versions it signed fail their check.
+            publics.extend(ManifestVerifier::new(&r.public));
         }
         let signer = signer.ok_or_else(|| missing("active signing key"))?;
         drop((meta, signers, st_bytes, ix_bytes, rx));
@@ -291,7 +292,7 @@ fn read_header(db: &Database, path: &Path) -> Result<Header> {
     if h.magic != MAGIC {
         return Err(not_vault("its header has the wrong magic bytes"));
     }
-    if h.format_version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&h.format_version) {
         return Err(Error::UnsupportedVersion { found: h.format_version, supported: FORMAT_VERSION });
     }
     Ok(h)
@@ -361,7 +362,7 @@ impl Vault<Unlocked> {
     /// Starts a write transaction that counts seals and refuses to pass the nonce limit.
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
-        store::ensure_chunk_index(&tx)?;
+        store::upgrade_format(&tx)?;
         let state = {
             let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
             let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::*;
 use modelvault::manifest::Manifest;
-use modelvault::store::{CHUNK_IDS, CHUNKS, VERSIONS};
+use modelvault::store::records::{self, FORMAT_VERSION, Header};
+use modelvault::store::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -264,8 +265,28 @@ fn put_dedups_from_the_chunk_index_alone_and_verify_and_gc_catch_a_disagreeing_i
     assert!(v.verify(true, &NoProgress).unwrap().ok());
 }
 
+fn set_format_version(path: &Path, version: u32) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(META).unwrap();
+        let mut h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
+        h.format_version = version;
+        t.insert("header", records::encode(&h).as_slice()).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn format_version(path: &Path) -> u32 {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    let t = rx.open_table(META).unwrap();
+    let h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
+    h.format_version
+}
+
 #[test]
-fn an_unindexed_chunk_is_reported_and_an_empty_index_is_rebuilt_by_the_next_write() {
+fn an_unindexed_chunk_or_an_emptied_index_is_reported_and_gc_repairs_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = two_models(dir.path());
     let s = chunk_ids(&path, "s");
@@ -278,16 +299,38 @@ fn an_unindexed_chunk_is_reported_and_an_empty_index_is_rebuilt_by_the_next_writ
     assert!(problems[0].detail.contains("1 chunk(s) not indexed"), "{problems:?}");
     assert!(problems[0].detail.contains("1 unreferenced index entr(ies) without a chunk"), "{problems:?}");
     assert!(problems[0].detail.contains("mvault gc"));
-    // A vault whose index is empty (as one written before the index existed) is not at fault,
-    // and its next write indexes every chunk.
+    // An emptied index in a current-format vault is damage too; gc rebuilds it.
     let (stored, _) = table_lens(&path);
     edit_index(&path, |t| {
         t.retain(|_, _| false).unwrap();
     });
-    assert!(reopen(&path).verify(false, &NoProgress).unwrap().ok());
+    let problems = reopen(&path).verify(false, &NoProgress).unwrap().problems;
+    assert!(problems[0].detail.contains(&format!("{stored} chunk(s) not indexed")), "{problems:?}");
+    reopen(&path).gc().unwrap();
+    assert_eq!(table_lens(&path), (stored, stored));
+    assert!(reopen(&path).verify(true, &NoProgress).unwrap().ok());
+}
+
+#[test]
+fn a_format_1_vault_gets_its_chunk_index_on_its_first_write_and_newer_formats_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = two_models(dir.path());
+    let (stored, _) = table_lens(&path);
+    assert_eq!(format_version(&path), FORMAT_VERSION);
+    // As a vault written before the index existed: format 1, no index entries.
+    edit_index(&path, |t| {
+        t.retain(|_, _| false).unwrap();
+    });
+    set_format_version(&path, 1);
+    assert!(reopen(&path).verify(true, &NoProgress).unwrap().ok());
     let v = reopen(&path);
     v.set_tag("s", &VersionRef::Latest, "env", "prod").unwrap();
     drop(v);
     assert_eq!(table_lens(&path), (stored, stored));
+    assert_eq!(format_version(&path), FORMAT_VERSION);
     assert!(reopen(&path).verify(true, &NoProgress).unwrap().ok());
+    // A format this build does not know is refused before anything is read or written.
+    set_format_version(&path, FORMAT_VERSION + 1);
+    let e = modelvault::Vault::open(&path, &modelvault::OpenOptions::default()).map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::UnsupportedVersion { found, .. } if found == FORMAT_VERSION + 1), "{e}");
 }

@@ -434,35 +434,34 @@ impl Vault<Unlocked> {
 }
 
 impl Vault<Unlocked> {
-    /// redb grows its file ahead of need; right after a put the unwritten tail can be a third of
-    /// the file (measured: 89 one-MiB pages in a 132 MiB file). When the file's length exceeds the
-    /// bytes it has allocated on disk by more than [`TRIM_SLACK`] (10%), and this put stored at
-    /// least that fraction of the file in new chunk bytes, compact it, which gives the tail back.
+    /// redb grows its file ahead of need, and each checkpoint frees the pages it rewrote; right
+    /// after a put the file can be a third larger than what it holds (measured: 89 one-MiB pages
+    /// of unwritten tail in a 132 MiB file). When the file's length exceeds the bytes of its
+    /// stored chunks (summed from the chunk index) by more than [`TRIM_SLACK`] (10%), and this put
+    /// stored at least that fraction of the file in new chunk bytes, compact it.
     ///
     /// Compaction walks the whole file, so a put that stored little does not pay for it: before
-    /// this second condition, every small put into a large vault compacted it (measured: building
-    /// 6,000 small versions took 16.9 s, 4.3 s without the compactions). The tail is sparse (it
-    /// takes no disk blocks); `gc` and the next large put compact it. Where the filesystem does
-    /// not report allocated blocks, nothing is done.
+    /// the second condition, every small put into a large vault compacted it (measured: building
+    /// 6,000 small versions took 16.9 s, 4.3 s without the compactions). `gc` and the next large
+    /// put compact what small puts leave. (An earlier rule compared the length with the blocks
+    /// the file has on disk; it missed free pages inside the file and was flaky.)
     fn trim_preallocation(&mut self, new_bytes: u64) -> Result<()> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let meta =
-                std::fs::metadata(&self.path).map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-            let allocated = meta.blocks() * 512;
-            let len = meta.len() as f64;
-            if allocated > 0 && len > allocated as f64 * (1.0 + TRIM_SLACK) && new_bytes as f64 >= len * TRIM_SLACK {
-                while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
-            }
+        let len = std::fs::metadata(&self.path)
+            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?
+            .len() as f64;
+        if (new_bytes as f64) < len * TRIM_SLACK {
+            return Ok(());
         }
-        #[cfg(not(unix))]
-        let _ = new_bytes;
+        let live = store::stored_chunk_bytes(&self.db)? as f64;
+        if len > live * (1.0 + TRIM_SLACK) {
+            while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+        }
         Ok(())
     }
 }
 
-/// Fraction of unwritten file tail tolerated after a put before it is compacted away.
+/// Fraction of the vault file beyond its stored chunk bytes tolerated after a put before it is
+/// compacted away.
 pub const TRIM_SLACK: f64 = 0.10;
 
 /// True when two `stat`s of a file show the same inode, size, modification and change times.

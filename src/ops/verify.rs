@@ -6,14 +6,14 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::progress::Progress;
-use crate::store::records::{ModelRecord, split_chunk_value};
+use crate::store::records::{self, ModelRecord, split_chunk_value};
 use crate::store::{self, CHUNK_IDS, CHUNKS, MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
@@ -116,7 +116,8 @@ impl Vault<Unlocked> {
         }
         let referenced: HashSet<[u8; 32]> =
             manifests.iter().flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id))).collect();
-        if let Some(p) = check_chunk_index(&rx, &referenced)? {
+        let indexed = self.header.format_version >= records::FORMAT_VERSION;
+        if let Some(p) = check_chunk_index(&rx, indexed, &referenced)? {
             rep.problems.push(p);
         }
         let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
@@ -199,29 +200,34 @@ impl Vault<Unlocked> {
     }
 }
 
-/// Compares the chunk index with the chunk table (both in key order). A vault whose index is
-/// absent or empty is not at fault: the next write builds it. An index entry of a chunk that a
+/// Compares the chunk index with the chunk table (both in key order). A format version 1 vault
+/// (`indexed` false) has no index yet: its next write builds it. An index entry of a chunk that a
 /// manifest references is left to the per-file checks (a missing or damaged chunk is reported
 /// there, with the file it hurts). Reads every chunk value's page.
 ///
 /// Errors: [`Error::Storage`] when a table cannot be read.
-fn check_chunk_index(rx: &redb::ReadTransaction, referenced: &HashSet<[u8; 32]>) -> Result<Option<Problem>> {
+fn check_chunk_index(
+    rx: &redb::ReadTransaction,
+    indexed: bool,
+    referenced: &HashSet<[u8; 32]>,
+) -> Result<Option<Problem>> {
     let read = |e: redb::StorageError| Error::storage("reading the chunk index", e);
-    let (Ok(chunks), Ok(ids)) = (rx.open_table(CHUNKS), rx.open_table(CHUNK_IDS)) else {
-        return Ok(None);
-    };
-    if ids.is_empty().map_err(read)? {
+    if !indexed {
         return Ok(None);
     }
     let mut stored = Vec::new();
-    for row in chunks.iter().map_err(read)? {
-        let (k, v) = row.map_err(read)?;
-        stored.push((*k.value(), v.value().len() as u64));
+    if let Ok(chunks) = rx.open_table(CHUNKS) {
+        for row in chunks.iter().map_err(read)? {
+            let (k, v) = row.map_err(read)?;
+            stored.push((*k.value(), v.value().len() as u64));
+        }
     }
     let mut indexed = Vec::new();
-    for row in ids.iter().map_err(read)? {
-        let (k, v) = row.map_err(read)?;
-        indexed.push((*k.value(), u64::from(v.value())));
+    if let Ok(ids) = rx.open_table(CHUNK_IDS) {
+        for row in ids.iter().map_err(read)? {
+            let (k, v) = row.map_err(read)?;
+            indexed.push((*k.value(), u64::from(v.value())));
+        }
     }
     // Both lists are in key order: walk them side by side.
     let (mut i, mut j) = (0, 0);

@@ -18,7 +18,8 @@
 //! `chunk_ids` is an index of `chunks`' keys: it answers "is this chunk stored?" from small pages,
 //! where a lookup in `chunks` reads the 1 MiB page that holds the value. [`ChunkTables`] is the
 //! only writer of either table, so they change together in one transaction; `verify` checks they
-//! agree and `gc` rebuilds the index from `chunks`.
+//! agree, `gc` rebuilds the index from `chunks`, and [`upgrade_format`] builds it for a vault
+//! written before it existed (format version 1).
 //!
 //! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
 //! value moved to another key, table, vault or epoch fails authentication.
@@ -28,9 +29,7 @@ pub mod records;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{Error, Result};
 
@@ -111,30 +110,47 @@ impl<'t> ChunkTables<'t> {
     }
 }
 
-/// Builds the chunk index in `tx` when it is empty while the chunk table is not (a vault written
-/// before the index existed). Returns the number of entries added.
+/// The sum of the stored (sealed) chunk value lengths, in bytes, read from the chunk index
+/// (small pages only). 0 for a vault without one.
 ///
 /// Errors: [`Error::Storage`].
-pub fn ensure_chunk_index(tx: &redb::WriteTransaction) -> Result<u64> {
-    let stored = match tx.open_table(CHUNKS) {
-        Ok(t) => t.len().map_err(|e| Error::storage("counting chunks", e))?,
-        Err(e) => return Err(Error::storage("opening chunks", e)),
+pub fn stored_chunk_bytes(db: &Database) -> Result<u64> {
+    let rx = begin_read(db)?;
+    let Ok(ids) = rx.open_table(CHUNK_IDS) else {
+        return Ok(0);
     };
-    if stored == 0 {
-        return Ok(0);
+    let mut sum = 0u64;
+    for row in ids.iter().map_err(|e| Error::storage("reading the chunk index", e))? {
+        let (_, len) = row.map_err(|e| Error::storage("reading the chunk index", e))?;
+        sum += u64::from(len.value());
     }
-    let indexed = tx
-        .open_table(CHUNK_IDS)
-        .map_err(|e| Error::storage("opening the chunk index", e))?
-        .len()
-        .map_err(|e| Error::storage("counting the chunk index", e))?;
-    if indexed > 0 {
-        return Ok(0);
+    Ok(sum)
+}
+
+/// Upgrades a version 1 vault (no chunk index) to [`records::FORMAT_VERSION`] inside `tx`: builds
+/// the chunk index from the chunk table (every value page is read once) and rewrites the header.
+/// Does nothing to a vault already at the current version. Returns true when it upgraded.
+///
+/// Errors: [`Error::Storage`]; [`Error::Damaged`] for a header that does not decode (opening the
+/// vault checked it already).
+pub fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool> {
+    let mut meta = tx.open_table(META).map_err(|e| Error::storage("reading the header", e))?;
+    let mut header: records::Header = {
+        let v = meta.get("header").map_err(|e| Error::storage("reading the header", e))?;
+        let Some(v) = v else {
+            return Ok(false); // the transaction that creates the vault writes the header
+        };
+        postcard::from_bytes(v.value()).map_err(|_| Error::Damaged("the vault header does not decode".into()))?
+    };
+    if header.format_version >= records::FORMAT_VERSION {
+        return Ok(false);
     }
     let mut t = ChunkTables::open(tx)?;
     let present = t.scan_chunks()?;
     t.reindex(&present)?;
-    Ok(present.len() as u64)
+    header.format_version = records::FORMAT_VERSION;
+    meta.insert("header", records::encode(&header).as_slice()).map_err(|e| Error::storage("writing the header", e))?;
+    Ok(true)
 }
 
 /// redb page cache, in bytes (64 MiB): keeps a multi-GiB put's RSS flat (see FACTS: the default

@@ -14,8 +14,14 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. Version 2 added the `chunk_ids` index table; a build
+/// that writes version 1 refuses version 2 files, so no older build can change the chunk table
+/// behind the index's back.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build opens. A version 1 vault (no chunk index) is upgraded to
+/// [`FORMAT_VERSION`] by its first write: the index is built and the header rewritten, in that
+/// write's transaction.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Magic bytes at the front of the header record.
 pub const MAGIC: [u8; 10] = *b"modelvault";
 
@@ -24,7 +30,7 @@ pub const MAGIC: [u8; 10] = *b"modelvault";
 pub struct Header {
     /// Always [`MAGIC`].
     pub magic: [u8; 10],
-    /// [`FORMAT_VERSION`] at creation.
+    /// [`FORMAT_VERSION`] at creation, or since the upgrade by the first write of a newer build.
     pub format_version: u32,
     /// Random 128-bit vault id, bound into every key derivation and AAD.
     pub vault_id: [u8; 16],
