@@ -12,6 +12,7 @@ use modelvault::formats::{self, SNIFF_LEN, detect, pickle::ScanOptions};
 use modelvault_fuzz::assert_tensors_within;
 
 fuzz_target!(|data: &[u8]| {
+    modelvault_fuzz::let_library_catch_decoder_panics();
     let len = data.len() as u64;
     let Ok(a) = formats::analyze(&mut Cursor::new(data), len, &ScanOptions::default()) else {
         return;

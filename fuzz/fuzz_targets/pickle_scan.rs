@@ -10,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use modelvault::formats::pickle::{self, FindingKind, ScanOptions, Verdict};
 
 fuzz_target!(|data: &[u8]| {
+    modelvault_fuzz::let_library_catch_decoder_panics();
     let opts = ScanOptions::default();
     let rep = pickle::scan_bytes(data, &opts);
     let dangerous = rep.findings.iter().any(|f| f.kind == FindingKind::Dangerous);

@@ -43,3 +43,16 @@ pub fn assert_no_overlap(what: &str, tensors: &[TensorInfo], data_start: u64) {
         prev_end = t.offset + t.len;
     }
 }
+
+/// Lets the library's own `catch_unwind` around third-party decoders work under the fuzzer.
+///
+/// `formats::pickle::wrappers::inflate` runs the xz/LZMA/gzip/bzip2 decoders inside
+/// `catch_unwind` and turns a decoder panic into an error (lzma-rs 0.3 overflows a `u32` on a
+/// crafted xz index size, which panics where overflow checks are on, as in fuzz builds).
+/// libfuzzer-sys installs a panic hook that aborts before any unwinding, so that guard never ran
+/// here. This hook only prints; a panic nothing catches still reaches libfuzzer-sys's own
+/// `catch_unwind` around the target, which aborts and records the crash.
+pub fn let_library_catch_decoder_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or fatal): {info}"))));
+}

@@ -190,3 +190,19 @@ pub fn parse_npy(d: &[u8]) -> Result<Npy, String> {
         .any(|tok| tok.trim_start_matches(['<', '>', '|', '=']).starts_with('O'));
     Ok(Npy { object, data_offset: end })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing `analyze`: an xz stream whose index is followed by 0xff bytes makes
+    /// lzma-rs 0.3 compute `(backward_size + 1) << 2` with `backward_size = u32::MAX`, which
+    /// panics where overflow checks are on. It must come back as an error either way.
+    #[test]
+    fn crafted_xz_index_size_is_an_error_not_a_panic() {
+        let data = include_bytes!("../../../fuzz/regressions/analyze/xz-index-size-overflow");
+        assert_eq!(sniff(data), Some(Wrapper::Xz));
+        let e = inflate(Wrapper::Xz, data, 1 << 20, 100).unwrap_err();
+        assert!(matches!(e, InflateError::Corrupt("xz", _)), "{e}");
+    }
+}
