@@ -333,4 +333,12 @@ fn a_format_1_vault_gets_its_chunk_index_on_its_first_write_and_newer_formats_ar
     set_format_version(&path, FORMAT_VERSION + 1);
     let e = modelvault::Vault::open(&path, &modelvault::OpenOptions::default()).map(|_| ()).unwrap_err();
     assert!(matches!(e, Error::UnsupportedVersion { found, .. } if found == FORMAT_VERSION + 1), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "vault format version {} is not supported (this build reads versions up to {FORMAT_VERSION}): upgrade mvault",
+            FORMAT_VERSION + 1
+        )
+    );
+    assert_eq!(format_version(&path), FORMAT_VERSION + 1, "the refused vault was left as it was");
 }
