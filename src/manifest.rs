@@ -133,6 +133,9 @@ impl Manifest {
 
 /// Decodes manifest bytes and refuses any encoding other than the canonical one.
 ///
+/// Canonical means: the bytes are exactly the postcard encoding of what they decode to, the
+/// manifest version is [`MANIFEST_VERSION`], and every metric is a finite `f64`.
+///
 /// Errors: [`Error::Damaged`] naming `what`.
 pub fn decode_canonical(what: &str, bytes: &[u8]) -> Result<Manifest> {
     let m: Manifest = crate::store::records::decode(what, bytes)?;
@@ -143,6 +146,14 @@ pub fn decode_canonical(what: &str, bytes: &[u8]) -> Result<Manifest> {
     }
     if m.manifest_version != MANIFEST_VERSION {
         return Err(Error::Damaged(format!("{what}: unknown manifest version {}", m.manifest_version)));
+    }
+    // A NaN or infinite metric has an encoding but no canonical meaning (NaN is not equal to
+    // itself, so two decodes of one manifest would differ); no build writes one.
+    if let Some((k, v)) = m.metrics.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::Damaged(format!(
+            "{what}: metric '{}' holds {v}, not a finite number: the vault was tampered with",
+            crate::names::escape(k)
+        )));
     }
     Ok(m)
 }
@@ -193,6 +204,21 @@ mod tests {
         let mut longer = b.clone();
         longer.push(0);
         assert!(decode_canonical("t", &longer).unwrap_err().to_string().contains("canonical"));
+    }
+
+    /// Fuzzing (manifest_decode) found a NaN metric accepted as canonical; a decode of it is not
+    /// equal to itself. Reproducer: fuzz/regressions/manifest_decode/nan-metric.
+    #[test]
+    fn non_finite_metrics_are_refused_at_decode() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut m = sample();
+            m.metrics.insert("loss".into(), v);
+            let err = decode_canonical("record 'm'", &m.encode()).unwrap_err().to_string();
+            assert!(err.contains("record 'm': metric 'loss' holds") && err.contains("not a finite number"), "{err}");
+        }
+        let reproducer = include_bytes!("../fuzz/regressions/manifest_decode/nan-metric");
+        let err = decode_canonical("fuzz", reproducer).unwrap_err().to_string();
+        assert!(err.contains("not a finite number"), "{err}");
     }
 
     #[test]
