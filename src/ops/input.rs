@@ -76,7 +76,12 @@ impl PieceReader {
     /// Errors: the read's.
     pub fn at_end(&self) -> io::Result<bool> {
         let mut probe = [0u8; 1];
-        Ok(pread(&self.file, &mut probe, self.pos)? == 0)
+        loop {
+            match pread(&self.file, &mut probe, self.pos) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return Ok(other? == 0),
+            }
+        }
     }
 
     /// A buffer of at least `len` initialised bytes: a handed-back one if any, else a new one.
@@ -106,6 +111,13 @@ fn pread(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     return std::os::unix::fs::FileExt::read_at(file, buf, at);
     #[cfg(windows)]
     return std::os::windows::fs::FileExt::seek_read(file, buf, at);
+    #[cfg(not(any(unix, windows)))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(at))?;
+        f.read(buf)
+    }
 }
 
 fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> Result<(), ReadError> {

@@ -5,7 +5,7 @@
 pub mod allow;
 pub mod diff;
 pub mod get;
-pub mod input;
+pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
 pub mod list;

@@ -297,8 +297,9 @@ impl Vault<Unlocked> {
         };
         let (piece_tx, piece_rx) = crossbeam_channel::bounded::<Piece>(QUEUE_DEPTH);
         let (hashed_tx, hashed_rx) = crossbeam_channel::bounded::<Piece>(QUEUE_DEPTH);
-        // Every piece in flight, plus one per stage, can come back for reuse.
-        let mut input = PieceReader::new(file, 3 * QUEUE_DEPTH + 3);
+        // At most this many pieces exist at once: two channels full, one in each of the reader,
+        // hasher and sealer. Every one can come back for reuse.
+        let mut input = PieceReader::new(file, 2 * QUEUE_DEPTH + 3);
         let recycler = input.recycler();
         let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<(ChunkRef, Option<Vec<u8>>)>(QUEUE_DEPTH);
         let keys = &self.state.keys;

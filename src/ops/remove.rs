@@ -116,7 +116,8 @@ impl Vault<Unlocked> {
                             "{e}; gc deleted nothing, since it cannot tell which chunks that version needs"
                         ))
                     })?;
-                    let m = crate::manifest::decode_canonical(&what, &rec.manifest)?;
+                    let m = crate::manifest::decode_canonical(&what, &rec.manifest)
+                        .map_err(|e| Error::Damaged(format!("{e}; gc deleted nothing")))?;
                     let version = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
                     let m = self
                         .check_version_record(&what, &m.name, version, &rec)
