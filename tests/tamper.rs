@@ -211,6 +211,13 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     v.show("t", &VersionRef::Latest).unwrap();
     let rep = v.verify(false, &NoProgress).unwrap();
     assert_eq!(rep.problems.len(), 2);
+    // gc cannot tell which chunks the swapped versions need: it refuses and deletes nothing.
+    drop(v);
+    let before = table_lens(&path);
+    let e = reopen(&path).gc().unwrap_err();
+    assert!(matches!(e, Error::Damaged(_)), "{e}");
+    assert!(e.to_string().contains("authentication failed") && e.to_string().contains("gc deleted nothing"), "{e}");
+    assert_eq!(table_lens(&path), before);
 }
 
 fn edit_index(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], u32>)) {
