@@ -31,9 +31,9 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::aead;
 use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
-use crate::ops::input::{Piece, PieceReader, ReadError};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
+use crate::ops::input::{Piece, PieceReader, ReadError};
 use crate::progress::Progress;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
 use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
