@@ -121,4 +121,20 @@ mod tests {
         let again = ManifestSigner::from_seed(&s.seed());
         assert_eq!(again.public_key(), s.public_key());
     }
+
+    /// y = 2 has no x on edwards25519 (RFC 8032 5.1.3 decoding fails): such a signer key decodes
+    /// to nothing and verifies nothing, so a vault holding one opens and only the versions it
+    /// "signed" fail their check.
+    #[test]
+    fn a_public_key_off_the_curve_decodes_to_nothing_and_verifies_nothing() {
+        let mut off = [0u8; PUBLIC_KEY_LEN];
+        off[0] = 2;
+        assert!(ManifestVerifier::new(&off).is_none());
+        let s = ManifestSigner::generate().unwrap();
+        let sig = s.sign_manifest(b"manifest bytes");
+        assert!(!verify_manifest(&off, b"manifest bytes", &sig));
+        let mut on = [0u8; PUBLIC_KEY_LEN];
+        on[0] = 3;
+        assert!(ManifestVerifier::new(&on).is_some(), "y = 3 is on the curve");
+    }
 }
