@@ -111,10 +111,12 @@ impl Vault<Unlocked> {
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
-            let (leaf, dirs) = parts.split_last().expect("checked above");
+            let Some((leaf, dirs)) = parts.split_last() else { continue };
             let mut dir = root.clone();
             for p in dirs {
-                dir = dir.sub(p, true)?.expect("created");
+                dir = dir
+                    .sub(p, true)?
+                    .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dest.join(p).display())))?;
             }
             dir.check_target(leaf, opts.force, &vault)?;
             let mut tmp = dir.create_temp()?;
