@@ -93,10 +93,11 @@ pub enum Command {
     Get {
         /// NAME, NAME@VERSION or NAME@ALIAS.
         spec: String,
-        /// Destination directory (created if missing); with --tensor, the .safetensors file.
+        /// Destination directory (created if missing); with --tensor, the .safetensors file, or
+        /// `-` for standard output.
         #[arg(short = 'o', long = "output", value_name = "DEST")]
         output: PathBuf,
-        /// Overwrite files that already exist.
+        /// Overwrite files that already exist (never the vault's own file).
         #[arg(long)]
         force: bool,
         /// Write only this tensor (repeatable) into one safetensors file at -o.

@@ -6,3 +6,4 @@ pub mod keys;
 pub mod output;
 pub mod passphrase;
 pub mod run;
+pub mod signals;

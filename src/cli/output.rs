@@ -245,9 +245,13 @@ pub fn diff(d: &modelvault::DiffReport) {
     );
 }
 
-/// Prints `get --tensor`: the file written on stdout, what went into it on stderr.
+/// Prints `get --tensor`: the file written on stdout (nothing there with `-o -`, where stdout
+/// carries the file itself), what went into it on stderr.
 pub fn tensor_get(r: &modelvault::TensorGetReport) {
-    println!("{}", r.output.display());
+    // `-o -`: standard output carries the file itself.
+    if r.output.as_os_str() != "-" {
+        println!("{}", r.output.display());
+    }
     for t in &r.tensors {
         eprintln!(
             "  {} {} {} ({} bytes, from {})",

@@ -315,6 +315,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Get { spec, output: dest, force, tensor, file, require_signer } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
+            super::signals::remove_temp_files_on_signals()?;
             // Pin the version first, so the check and the read are of the same version.
             let r = match require_signer {
                 Some(signer) => modelvault::VersionRef::Number(v.require_signer(&name, &r, signer)?),
@@ -322,6 +323,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             if !tensor.is_empty() {
                 let opts = modelvault::TensorGetOptions { force: *force, file: file.clone() };
+                if dest.as_os_str() == "-" {
+                    // The file goes to standard output; the report to standard error.
+                    refuse_vault_stdout(&v)?;
+                    let stdout = std::io::stdout();
+                    let rep = v.get_tensors_to(&name, &r, tensor, &mut stdout.lock(), &opts, &bar)?;
+                    if g.json {
+                        eprintln!("{}", serde_json::to_string_pretty(&rep).expect("report serialises"));
+                    } else {
+                        output::tensor_get(&rep);
+                    }
+                    return Ok(0);
+                }
                 let rep = v.get_tensors(&name, &r, tensor, dest, &opts, &bar)?;
                 if g.json {
                     output::json(&rep);
@@ -362,6 +375,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Cat { spec, file } => {
             let (name, r) = parse_spec(spec)?;
             let v = unlock(g)?;
+            refuse_vault_stdout(&v)?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             v.cat(&name, &r, file.as_deref(), &mut lock, &modelvault::NoProgress)?;
@@ -570,6 +584,21 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Refuses to write to standard output when it is the vault's own file (`>> vault`).
+fn refuse_vault_stdout(v: &Vault<Unlocked>) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdout().as_fd().try_clone_to_owned();
+        if let Ok(meta) = fd.map(std::fs::File::from).and_then(|f| f.metadata()) {
+            v.refuse_vault_output(&meta, "standard output")?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = v;
+    Ok(())
 }
 
 /// Reports records that could not be read on stderr; true if there were any.

@@ -1,12 +1,15 @@
 //! `get` and `cat`: read a version's files back, checking every chunk's GCM tag, every chunk
 //! length and each file's SHA-256 against the signed manifest.
 //!
-//! `get` writes each file under a temporary name (`.mvault-tmp-*`) in its final directory and
-//! renames it only after its SHA-256 matches, so a damaged or tampered file never appears under
-//! its real name. It never writes outside DEST: paths come from the signed manifest and are
-//! checked again by [`crate::names::check_file_path`], and no directory inside DEST that is a
-//! symbolic link is followed. `cat` streams to a writer: every byte it writes has passed its
-//! chunk's authentication, but a failure part-way leaves a prefix written (and an error).
+//! `get` writes each file under a temporary name (`.mvault-tmp-*`, mode 0600) in its final
+//! directory and renames it only after its SHA-256 matches, so a damaged or tampered file never
+//! appears under its real name; the final mode (0666 less the umask) is set on the open file
+//! just before. It never writes outside DEST: paths come from the signed manifest and are
+//! checked again by [`crate::names::check_file_path`]; files and directories inside DEST are
+//! created, checked and renamed relative to their directory's descriptor without following a
+//! symbolic link, and the vault's own file is never a target ([`super::outfile`]). `cat`
+//! streams to a writer: every byte it writes has passed its chunk's authentication, but a
+//! failure part-way leaves a prefix written (and an error).
 //!
 //! Decryption runs on a reader thread, hashing and writing on the calling thread.
 
@@ -17,6 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::VersionRef;
+use super::outfile::{self, OutDir, VaultFile};
 use crate::crypto::aead;
 use crate::manifest::{FileEntry, Manifest, hex};
 use crate::names::{self, escape};
@@ -60,11 +64,15 @@ impl Vault<Unlocked> {
         Ok(self.load_version(&versions, name, version)?.0)
     }
 
-    /// Writes every file of `name@r` into the directory `dest` (created if missing).
+    /// Writes every file of `name@r` into the directory `dest` (created if missing). Each file
+    /// gets mode [`outfile::output_mode`] (0666 less the umask) once verified; `force` replaces
+    /// existing regular files, never the vault's own file.
     ///
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::BadSignature`],
     /// [`Error::Damaged`] (naming model, file and chunk), [`Error::OutputExists`] (without
-    /// `force`), [`Error::InvalidInput`] (a symlink or non-directory in the way), [`Error::Io`].
+    /// `force`), [`Error::InvalidInput`] (a symlink or non-directory in the way; a target that
+    /// is the vault's own file, whatever `force` says), [`Error::Io`] (also when another process
+    /// replaced a file while it was written).
     pub fn get(
         &self,
         name: &str,
@@ -74,74 +82,56 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) -> Result<GetReport> {
         let m = self.manifest(name, r)?;
+        let vault = VaultFile::of(&self.path)?;
         let mut targets = Vec::with_capacity(m.files.len());
+        // Checked for every file before any is written, so a refusal leaves DEST as it was.
+        let root = OutDir::open(dest, false)?;
         for f in &m.files {
             let parts = names::check_file_path(&f.path)?;
+            let (leaf, dirs) = parts.split_last().ok_or_else(|| {
+                Error::Damaged(format!("model '{}' version {}: a file has an empty path", escape(&m.name), m.version))
+            })?;
+            let mut dir = root.clone();
+            for p in dirs {
+                dir = match &dir {
+                    Some(d) => d.sub(p, false)?,
+                    None => None,
+                };
+            }
+            if let Some(d) = &dir {
+                d.check_target(leaf, opts.force, &vault)?;
+            }
             let mut target = dest.to_path_buf();
-            for p in &parts {
-                target.push(p);
-            }
-            if let Ok(meta) = std::fs::symlink_metadata(&target) {
-                if !opts.force {
-                    return Err(Error::OutputExists(target));
-                }
-                // Checked for every file before any is written, so a refusal leaves DEST as it was.
-                if !meta.is_file() {
-                    return Err(Error::InvalidInput(format!(
-                        "{} exists and is not a regular file (a directory or a symbolic link): refusing to replace it",
-                        target.display()
-                    )));
-                }
-            }
+            target.extend(&parts);
             targets.push((f, parts, target));
         }
-        std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        let root = OutDir::open(dest, true)?
+            .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dest.display())))?;
+        let mode = outfile::output_mode();
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
-            let dir = ensure_dirs(dest, &parts[..parts.len() - 1])?;
-            self.write_one(&m, f, &dir, &target, progress)?;
+            let Some((leaf, dirs)) = parts.split_last() else { continue };
+            let mut dir = root.clone();
+            for p in dirs {
+                dir = dir
+                    .sub(p, true)?
+                    .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dest.join(p).display())))?;
+            }
+            dir.check_target(leaf, opts.force, &vault)?;
+            let mut tmp = dir.create_temp()?;
+            let shown = tmp.shown();
+            self.stream_file(
+                &m,
+                f,
+                &mut |b| tmp.file().write_all(b).map_err(|e| Error::io(format!("writing {}", shown.display()), e)),
+                progress,
+            )?;
+            tmp.commit(leaf, mode, opts.force, &vault)?;
             written.push(target);
         }
         progress.end();
         Ok(GetReport { name: name.to_string(), version: m.version, files: written, bytes: m.total_size() })
-    }
-
-    fn write_one(&self, m: &Manifest, f: &FileEntry, dir: &Path, target: &Path, progress: &dyn Progress) -> Result<()> {
-        if let Ok(meta) = std::fs::symlink_metadata(target)
-            && !meta.is_file()
-        {
-            return Err(Error::InvalidInput(format!(
-                "{} exists and is not a regular file: refusing to replace it",
-                target.display()
-            )));
-        }
-        let mut rnd = [0u8; 8];
-        crate::crypto::fill_random(&mut rnd)?;
-        let tmp = dir.join(format!(".mvault-tmp-{}", hex(&rnd)));
-        // Owner-only while it holds unverified plaintext; the usual 0644 once it has passed.
-        let mut oo = std::fs::OpenOptions::new();
-        oo.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut oo, 0o600);
-        let mut out = oo.open(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let result = (|| {
-            self.stream_file(
-                m,
-                f,
-                &mut |b| out.write_all(b).map_err(|e| Error::io(format!("writing {}", tmp.display()), e)),
-                progress,
-            )?;
-            out.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-            #[cfg(unix)]
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .map_err(|e| Error::io(format!("setting the mode of {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, target).map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
     }
 
     /// Streams one file of `name@r` to `out`. `file` may be omitted when the version has exactly
@@ -269,24 +259,4 @@ impl Vault<Unlocked> {
         }
         Ok(plain)
     }
-}
-
-/// Creates (if needed) the directories `parts` under `dest`, refusing to pass through anything
-/// that is not a real directory (a symbolic link, say). Returns the innermost directory.
-fn ensure_dirs(dest: &Path, parts: &[&str]) -> Result<PathBuf> {
-    let mut dir = dest.to_path_buf();
-    for p in parts {
-        dir.push(p);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "{} exists and is not a directory (or is a symbolic link): refusing to write through it",
-                    dir.display()
-                )));
-            }
-            Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?,
-        }
-    }
-    Ok(dir)
 }

@@ -12,8 +12,11 @@
 //! "Format"): `u64` little-endian header length N, N bytes of JSON mapping each tensor name to
 //! `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative to the data buffer),
 //! right-padded with spaces so the data starts 8-byte aligned, then the data. No `__metadata__`
-//! is written. The file is written under a temporary name (`.mvault-tmp-*`) in its directory and
-//! renamed into place only when complete, like `get`.
+//! is written. The file is written like a file of `get` ([`super::outfile`]): under a temporary
+//! name (`.mvault-tmp-*`, mode 0600) in its directory, given its final mode on the open file and
+//! renamed into place only when complete, never through a symbolic link and never over the
+//! vault's own file. [`Vault::get_tensors_to`] streams the same bytes to a writer instead
+//! (`-o -`: standard output).
 //!
 //! Integrity: every chunk read passes its AES-GCM tag and length check; the file's SHA-256 is
 //! not re-checked, as that would need every chunk. Memory: one chunk at a time.
@@ -25,9 +28,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::VersionRef;
+use super::outfile::{OutDir, VaultFile};
 use crate::formats::safetensors::dtype_bits;
 use crate::formats::tensor::{TensorInfo, checked_product};
-use crate::manifest::{FileEntry, Manifest, hex};
+use crate::manifest::{FileEntry, Manifest};
 use crate::names::escape;
 use crate::progress::Progress;
 use crate::store::{self, CHUNKS};
@@ -208,18 +212,32 @@ fn check_expressible(m: &Manifest, f: &FileEntry, t: &TensorInfo) -> Result<()> 
     Ok(())
 }
 
+/// What [`Vault::get_tensors`] will write: the tensors chosen and the safetensors header.
+struct Plan<'m> {
+    spec: String,
+    chosen: Vec<(&'m FileEntry, &'m TensorInfo)>,
+    header: Vec<u8>,
+    data_len: u64,
+    total: u64,
+}
+
 impl Vault<Unlocked> {
     /// Writes the tensors named in `tensors` (in that order; repeats ignored) of `name@r` into a
     /// new safetensors file at `out`, decrypting only the chunks holding them. Tensors may come
     /// from several files of the version (shards); a name found in more than one file needs
     /// `opts.file`. Sources: safetensors files, and GGUF files for dtypes safetensors can
     /// express (F32, F16, BF16, F64, I8, I16, I32, I64); quantized GGUF types are refused.
+    /// The file is written like a file of [`Vault::get`]: under a temporary name with mode
+    /// 0600, then given mode [`super::outfile::output_mode`] (0666 less the umask) and renamed
+    /// to `out`; a symbolic link at `out` is never followed, and `out` is never the vault's
+    /// own file.
     ///
     /// Errors: [`Error::InvalidInput`] (no tensor named; unknown tensor or file, pointing at
     /// `mvault inspect`; a name in several files; a dtype safetensors cannot express; a version
-    /// without a tensor index; `out` is a directory), [`Error::OutputExists`] (without
-    /// `force`), [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::BadSignature`],
-    /// [`Error::Damaged`] (a needed chunk missing or failing authentication), [`Error::Io`].
+    /// without a tensor index; `out` is a directory, a symbolic link or the vault's own file),
+    /// [`Error::OutputExists`] (without `force`), [`Error::ModelNotFound`],
+    /// [`Error::VersionNotFound`], [`Error::BadSignature`], [`Error::Damaged`] (a needed chunk
+    /// missing or failing authentication), [`Error::Io`].
     pub fn get_tensors(
         &self,
         name: &str,
@@ -229,164 +247,217 @@ impl Vault<Unlocked> {
         opts: &TensorGetOptions,
         progress: &dyn Progress,
     ) -> Result<TensorGetReport> {
-        if tensors.is_empty() {
-            return Err(Error::InvalidInput(
-                "no tensor named: pass --tensor NAME (`mvault inspect` lists them)".into(),
-            ));
-        }
         let m = self.manifest(name, r)?;
-        let spec = format!("{}@{}", escape(&m.name), m.version);
-        let files: Vec<&FileEntry> = match &opts.file {
-            Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
-                Error::NotFound(format!("{spec} has no file '{}': `mvault inspect {spec}` lists its files", escape(p)))
-            })?],
-            None => m.files.iter().collect(),
-        };
-        if files.iter().all(|f| f.tensors.is_empty()) {
-            let formats: BTreeSet<&str> = files.iter().map(|f| f.format.as_str()).collect();
+        let plan = plan(&m, tensors, opts)?;
+        if std::fs::symlink_metadata(out).is_ok_and(|meta| meta.is_dir()) {
             return Err(Error::InvalidInput(format!(
-                "{spec} has no tensor index (its files are {}): --tensor works on safetensors and GGUF files; `mvault get` without --tensor writes whole files",
-                formats.into_iter().collect::<Vec<_>>().join(", ")
+                "{} is a directory: with --tensor, -o names the output file (e.g. -o {}/tensors.safetensors)",
+                out.display(),
+                out.display()
             )));
         }
-        let mut seen = BTreeSet::new();
-        let mut chosen: Vec<(&FileEntry, &TensorInfo)> = Vec::new();
-        for want in tensors {
-            if !seen.insert(want.as_str()) {
-                continue;
-            }
-            let hits: Vec<(&FileEntry, &TensorInfo)> =
-                files.iter().filter_map(|f| f.tensors.iter().find(|t| &t.name == want).map(|t| (*f, t))).collect();
-            match hits.len() {
-                0 => {
-                    return Err(Error::NotFound(format!(
-                        "{spec} has no tensor '{}': `mvault inspect {spec}` lists its tensors",
-                        escape(want)
-                    )));
-                }
-                1 => chosen.push(hits[0]),
-                n => {
-                    let paths: Vec<String> = hits.iter().map(|(f, _)| escape(&f.path)).collect();
-                    return Err(Error::InvalidInput(format!(
-                        "tensor '{}' is in {n} files of {spec} ({}): choose one with --file PATH",
-                        escape(want),
-                        paths.join(", ")
-                    )));
-                }
-            }
-        }
-        for (f, t) in &chosen {
-            check_expressible(&m, f, t)?;
-        }
-
-        // The header: offsets follow the requested order.
-        let mut header = serde_json::Map::new();
-        let mut at = 0u64;
-        for (_, t) in &chosen {
-            let end = at
-                .checked_add(t.len)
-                .ok_or_else(|| Error::InvalidInput("the tensors chosen add up to more than 2^64 bytes".into()))?;
-            header.insert(
-                t.name.clone(),
-                serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [at, end]}),
-            );
-            at = end;
-        }
-        let data_len = at;
-        let mut hbytes = serde_json::to_vec(&serde_json::Value::Object(header))
-            .map_err(|e| Error::InvalidInput(format!("building the safetensors header: {e}")))?;
-        while (8 + hbytes.len()) % 8 != 0 {
-            hbytes.push(b' ');
-        }
-        let total = (8 + hbytes.len() as u64).saturating_add(data_len);
-
-        // The output path.
-        match std::fs::symlink_metadata(out) {
-            Ok(meta) if meta.is_dir() => {
+        let leaf = match out.file_name().map(|n| n.to_str()) {
+            Some(Some(n)) => n,
+            Some(None) => {
                 return Err(Error::InvalidInput(format!(
-                    "{} is a directory: with --tensor, -o names the output file (e.g. -o {}/tensors.safetensors)",
-                    out.display(),
+                    "-o {}: the file name is not valid UTF-8; choose another name",
                     out.display()
                 )));
             }
-            Ok(_) if !opts.force => return Err(Error::OutputExists(out.to_path_buf())),
-            _ => {}
-        }
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "-o {}: with --tensor, -o names the output file (e.g. -o tensors.safetensors)",
+                    out.display()
+                )));
+            }
+        };
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let mut rnd = [0u8; 8];
-        crate::crypto::fill_random(&mut rnd)?;
-        let tmp = dir.join(format!(".mvault-tmp-{}", hex(&rnd)));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-
-        progress.begin(&format!("get {spec} --tensor"), data_len);
-        let mut chunks_read = 0usize;
-        let result = (|| -> Result<()> {
-            let werr = |e| Error::io(format!("writing {}", tmp.display()), e);
-            let mut w = std::io::BufWriter::new(&mut file);
-            w.write_all(&(hbytes.len() as u64).to_le_bytes()).map_err(werr)?;
-            w.write_all(&hbytes).map_err(werr)?;
-            let rtx = store::begin_read(&self.db)?;
-            let table = rtx.open_table(CHUNKS).ok();
-            for (f, t) in &chosen {
-                let where_ = file_where(&m, f);
-                let pieces = ChunkMap::new(f).pieces(t.offset, t.len);
-                let mut rd = PieceReader::new(self, table.as_ref(), f, &where_, pieces);
-                let mut got = 0u64;
-                while let Some(b) = rd.next_piece()? {
-                    w.write_all(&b).map_err(werr)?;
-                    got += b.len() as u64;
-                    progress.advance(b.len() as u64);
-                }
-                chunks_read += rd.chunks_read;
-                if got != t.len {
-                    return Err(Error::Damaged(format!(
-                        "{where_}: tensor '{}' should have {} bytes but its chunks hold {got}: the manifest is inconsistent",
-                        escape(&t.name),
-                        t.len
-                    )));
-                }
-            }
-            w.flush().map_err(werr)?;
-            drop(w);
-            file.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, out).map_err(|e| Error::io(format!("renaming into {}", out.display()), e))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        let vault = VaultFile::of(&self.path)?;
+        if let Some(d) = OutDir::open(&dir, false)? {
+            d.check_target(leaf, opts.force, &vault)?;
         }
-        result?;
+        let d = OutDir::open(&dir, true)?
+            .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dir.display())))?;
+        d.check_target(leaf, opts.force, &vault)?;
+        let mode = super::outfile::output_mode();
+        let mut tmp = d.create_temp()?;
+        let shown = tmp.shown();
+        progress.begin(&format!("get {} --tensor", plan.spec), plan.data_len);
+        let chunks_read = {
+            let mut w = std::io::BufWriter::new(tmp.file());
+            let n = self.write_plan(&m, &plan, &mut w, &shown.display().to_string(), progress)?;
+            w.flush().map_err(|e| Error::io(format!("writing {}", shown.display()), e))?;
+            n
+        };
+        tmp.commit(leaf, mode, opts.force, &vault)?;
         progress.end();
-        let mut source_files: Vec<&str> = chosen.iter().map(|(f, _)| f.path.as_str()).collect();
-        source_files.sort_unstable();
-        source_files.dedup();
-        let chunks_total =
-            m.files.iter().filter(|f| source_files.contains(&f.path.as_str())).map(|f| f.chunks.len()).sum();
-        Ok(TensorGetReport {
-            name: m.name.clone(),
-            version: m.version,
-            output: out.to_path_buf(),
-            tensors: chosen
-                .iter()
-                .map(|(f, t)| TensorSource {
-                    name: t.name.clone(),
-                    file: f.path.clone(),
-                    dtype: t.dtype.clone(),
-                    shape: t.shape.clone(),
-                    bytes: t.len,
-                })
-                .collect(),
-            bytes: total,
-            chunks_read,
-            chunks_total,
-        })
+        Ok(report(&m, &plan, out.to_path_buf(), chunks_read))
+    }
+
+    /// Like [`Vault::get_tensors`], but streams the safetensors file to `out` (standard output,
+    /// say) instead of a file; the report's `output` is `-`. Every byte written has passed its
+    /// chunk's authentication, but a failure part-way leaves a prefix written (and an error).
+    /// The caller checks that `out` is not the vault's own file
+    /// ([`Vault::refuse_vault_output`]).
+    ///
+    /// Errors: as [`Vault::get_tensors`], without the output-file ones.
+    pub fn get_tensors_to(
+        &self,
+        name: &str,
+        r: &VersionRef,
+        tensors: &[String],
+        out: &mut dyn Write,
+        opts: &TensorGetOptions,
+        progress: &dyn Progress,
+    ) -> Result<TensorGetReport> {
+        let m = self.manifest(name, r)?;
+        let plan = plan(&m, tensors, opts)?;
+        progress.begin(&format!("get {} --tensor", plan.spec), plan.data_len);
+        let chunks_read = {
+            let mut w = std::io::BufWriter::new(&mut *out);
+            let n = self.write_plan(&m, &plan, &mut w, "standard output", progress)?;
+            w.flush().map_err(|e| Error::io("writing to standard output", e))?;
+            n
+        };
+        progress.end();
+        Ok(report(&m, &plan, PathBuf::from("-"), chunks_read))
+    }
+
+    /// Writes the header and the chosen tensors' bytes to `w`; returns the chunks decrypted.
+    fn write_plan(
+        &self,
+        m: &Manifest,
+        plan: &Plan<'_>,
+        w: &mut dyn Write,
+        shown: &str,
+        progress: &dyn Progress,
+    ) -> Result<usize> {
+        let werr = |e| Error::io(format!("writing {shown}"), e);
+        w.write_all(&(plan.header.len() as u64).to_le_bytes()).map_err(werr)?;
+        w.write_all(&plan.header).map_err(werr)?;
+        let rtx = store::begin_read(&self.db)?;
+        let table = rtx.open_table(CHUNKS).ok();
+        let mut chunks_read = 0usize;
+        for (f, t) in &plan.chosen {
+            let where_ = file_where(m, f);
+            let pieces = ChunkMap::new(f).pieces(t.offset, t.len);
+            let mut rd = PieceReader::new(self, table.as_ref(), f, &where_, pieces);
+            let mut got = 0u64;
+            while let Some(b) = rd.next_piece()? {
+                w.write_all(&b).map_err(werr)?;
+                got += b.len() as u64;
+                progress.advance(b.len() as u64);
+            }
+            chunks_read += rd.chunks_read;
+            if got != t.len {
+                return Err(Error::Damaged(format!(
+                    "{where_}: tensor '{}' should have {} bytes but its chunks hold {got}: the manifest is inconsistent",
+                    escape(&t.name),
+                    t.len
+                )));
+            }
+        }
+        Ok(chunks_read)
+    }
+}
+
+/// Chooses the tensors of `m` named in `tensors` and builds the safetensors header.
+fn plan<'m>(m: &'m Manifest, tensors: &[String], opts: &TensorGetOptions) -> Result<Plan<'m>> {
+    if tensors.is_empty() {
+        return Err(Error::InvalidInput("no tensor named: pass --tensor NAME (`mvault inspect` lists them)".into()));
+    }
+    let spec = format!("{}@{}", escape(&m.name), m.version);
+    let files: Vec<&FileEntry> = match &opts.file {
+        Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
+            Error::NotFound(format!("{spec} has no file '{}': `mvault inspect {spec}` lists its files", escape(p)))
+        })?],
+        None => m.files.iter().collect(),
+    };
+    if files.iter().all(|f| f.tensors.is_empty()) {
+        let formats: BTreeSet<&str> = files.iter().map(|f| f.format.as_str()).collect();
+        return Err(Error::InvalidInput(format!(
+            "{spec} has no tensor index (its files are {}): --tensor works on safetensors and GGUF files; `mvault get` without --tensor writes whole files",
+            formats.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    let mut chosen: Vec<(&FileEntry, &TensorInfo)> = Vec::new();
+    for want in tensors {
+        if !seen.insert(want.as_str()) {
+            continue;
+        }
+        let hits: Vec<(&FileEntry, &TensorInfo)> =
+            files.iter().filter_map(|f| f.tensors.iter().find(|t| &t.name == want).map(|t| (*f, t))).collect();
+        match hits.len() {
+            0 => {
+                return Err(Error::NotFound(format!(
+                    "{spec} has no tensor '{}': `mvault inspect {spec}` lists its tensors",
+                    escape(want)
+                )));
+            }
+            1 => chosen.push(hits[0]),
+            n => {
+                let paths: Vec<String> = hits.iter().map(|(f, _)| escape(&f.path)).collect();
+                return Err(Error::InvalidInput(format!(
+                    "tensor '{}' is in {n} files of {spec} ({}): choose one with --file PATH",
+                    escape(want),
+                    paths.join(", ")
+                )));
+            }
+        }
+    }
+    for (f, t) in &chosen {
+        check_expressible(m, f, t)?;
+    }
+
+    // The header: offsets follow the requested order.
+    let mut header = serde_json::Map::new();
+    let mut at = 0u64;
+    for (_, t) in &chosen {
+        let end = at
+            .checked_add(t.len)
+            .ok_or_else(|| Error::InvalidInput("the tensors chosen add up to more than 2^64 bytes".into()))?;
+        header
+            .insert(t.name.clone(), serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [at, end]}));
+        at = end;
+    }
+    let data_len = at;
+    let mut hbytes = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| Error::InvalidInput(format!("building the safetensors header: {e}")))?;
+    while (8 + hbytes.len()) % 8 != 0 {
+        hbytes.push(b' ');
+    }
+    let total = (8 + hbytes.len() as u64).saturating_add(data_len);
+    Ok(Plan { spec, chosen, header: hbytes, data_len, total })
+}
+
+/// The report of a tensor get written to `output`.
+fn report(m: &Manifest, plan: &Plan<'_>, output: PathBuf, chunks_read: usize) -> TensorGetReport {
+    let mut source_files: Vec<&str> = plan.chosen.iter().map(|(f, _)| f.path.as_str()).collect();
+    source_files.sort_unstable();
+    source_files.dedup();
+    let chunks_total = m.files.iter().filter(|f| source_files.contains(&f.path.as_str())).map(|f| f.chunks.len()).sum();
+    TensorGetReport {
+        name: m.name.clone(),
+        version: m.version,
+        output,
+        tensors: plan
+            .chosen
+            .iter()
+            .map(|(f, t)| TensorSource {
+                name: t.name.clone(),
+                file: f.path.clone(),
+                dtype: t.dtype.clone(),
+                shape: t.shape.clone(),
+                bytes: t.len,
+            })
+            .collect(),
+        bytes: plan.total,
+        chunks_read,
+        chunks_total,
     }
 }
 
