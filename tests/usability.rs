@@ -291,6 +291,23 @@ fn tables_stay_aligned_with_long_names_and_values() {
     assert_eq!(table.len(), 3, "{sim}");
     assert_aligned(&table, &[("VERSION", false), ("SHARED", true), ("CHUNKS", true), ("JACCARD", true)]);
 
+    // `key list`: a slot name longer than any fixed width.
+    std::fs::write(d.join("second"), "another passphrase\n").unwrap();
+    let slot = "a-key-slot-name-well-over-twenty-characters";
+    mvault(d)
+        .args(["key", "add", slot, "--new-passphrase-file", "second"])
+        .args(["--argon2-memory-kib", "256", "--argon2-time", "1", "--argon2-lanes", "1"])
+        .assert()
+        .success();
+    let keys = stdout(mvault(d).args(["key", "list"]));
+    let table: Vec<&str> = keys.lines().collect();
+    assert_eq!(table.len(), 3, "{keys}");
+    assert!(keys.contains(slot), "{keys}");
+    assert_aligned(
+        &table,
+        &[("SLOT", false), ("EPOCH", true), ("MEMORY", true), ("TIME", true), ("LANES", true), ("CREATED", false)],
+    );
+
     // `inspect`: a tensor name longer than any fixed width.
     let tname = format!("encoder.{}.weight", "layer".repeat(14));
     let header = format!(
