@@ -697,7 +697,7 @@ fn confirm_aliases(v: &Vault<Unlocked>, name: &str, r: &VersionRef, yes: bool) -
     let aliases: Vec<String> = model.aliases.iter().filter(|(_, to)| **to == n).map(|(a, _)| escape(a)).collect();
     if !aliases.is_empty() && !yes {
         confirm(&format!(
-            "{}@{n} is the version alias(es) {} point to; removing it removes them too. Remove it?",
+            "Removing {}@{n} also removes the alias(es) pointing to it: {}. Remove it?",
             escape(name),
             aliases.join(", ")
         ))?;
