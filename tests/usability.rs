@@ -344,9 +344,7 @@ fn demo_runs_the_binary_from_cargo_target_dir() {
     };
     script(
         &bin.join("cargo"),
-        format!(
-            "#!/bin/sh\ncase \"$1\" in\n  build) exit 0 ;;\n  metadata) printf '{{\"packages\":[],\"target_directory\":\"%s\",\"version\":1}}\\n' \"$CARGO_TARGET_DIR\" ;;\n  *) exit 9 ;;\nesac\n"
-        ),
+        "#!/bin/sh\ncase \"$1\" in\n  build) exit 0 ;;\n  metadata) printf '{\"packages\":[],\"target_directory\":\"%s\",\"version\":1}\\n' \"$CARGO_TARGET_DIR\" ;;\n  *) exit 9 ;;\nesac\n".to_string(),
     );
     script(
         &target.join("release/mvault"),
