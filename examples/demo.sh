@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The main job, end to end on a real model: build mvault, create a vault in a temporary folder,
 # store the Silero VAD safetensors model, list it, fetch it back, and check it is byte-identical
-# and that the vault verifies. Run from the repository root: bash examples/demo.sh
+# and that the vault verifies. Run from the repository root: bash examples/demo.sh (it honours
+# CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=examples/data/silero_vad_16k.safetensors
 
 echo "== building mvault (release)"
 cargo build --release --quiet
-mvault=$PWD/target/release/mvault
+# The binary is wherever cargo puts it: CARGO_TARGET_DIR, build.target-dir, or ./target.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+if [ -z "$target_dir" ]; then
+  echo "demo: cannot find cargo's target directory in \`cargo metadata\`" >&2; exit 1
+fi
+mvault=$target_dir/release/mvault
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,6 +1,8 @@
 //! `mvault`: the command-line front end of the modelvault library. See `mvault --help` and the
 //! README. Exit codes: 0 ok, 1 other error, 2 bad arguments, 3 wrong passphrase, 4 vault in use,
-//! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error.
+//! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error. With `--json`, a
+//! failure is one JSON line on stderr, `{"error": MESSAGE, "code": EXIT_CODE}` (argument errors
+//! too, when `--json` is among the arguments).
 
 mod cli;
 
@@ -28,11 +30,15 @@ fn main() {
             *slot = Some((in_redb, info.to_string()));
         }
     }));
-    let args = cli::args::Cli::parse();
+    let args = match cli::args::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => parse_failed(e),
+    };
+    let json = args.global.json;
     let code = match std::panic::catch_unwind(|| cli::run::run(args)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("mvault: error: {e}");
+            cli::output::error(json, &e.to_string(), e.exit_code());
             e.exit_code()
         }
         Err(_) => {
@@ -40,17 +46,43 @@ fn main() {
             if in_redb {
                 // redb trusts its pages on hot paths and panics on some corrupt ones; a vault over
                 // the size checked at open can reach one. That is damage, not a bug of ours.
-                eprintln!(
-                    "mvault: error: the vault file is damaged: the storage engine failed on a corrupt page ({what}); run `mvault verify` and restore the vault from a backup"
+                let msg = format!(
+                    "the vault file is damaged: the storage engine failed on a corrupt page ({what}); run `mvault verify` and restore the vault from a backup"
                 );
+                cli::output::error(json, &msg, 6);
                 6
             } else {
-                eprintln!(
-                    "mvault: internal error (a bug; the vault was not changed by this command's unfinished write): {what}"
+                let msg = format!(
+                    "internal error (a bug; the vault was not changed by this command's unfinished write): {what}"
                 );
+                if json {
+                    cli::output::error(true, &msg, 70);
+                } else {
+                    eprintln!("mvault: {msg}");
+                }
                 70
             }
         }
     };
     std::process::exit(code);
+}
+
+/// Ends the process after a command line clap could not parse. Help and version requests, and
+/// errors without `--json` among the arguments, are printed by clap as text; with `--json`, the
+/// error is one JSON line on stderr (its message without the usage text) and the exit code 2.
+fn parse_failed(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    let shown = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shown || !json {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.split("\n\n").next().unwrap_or("").trim();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    cli::output::error(true, message, e.exit_code());
+    std::process::exit(e.exit_code());
 }

@@ -14,8 +14,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed after a command's own options in `--help`).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Path of the vault file.
     #[arg(long, env = "MVAULT_VAULT", global = true, value_name = "PATH")]
@@ -142,26 +143,29 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
-    /// Set a tag on a version: KEY=VALUE.
+    /// Set tags on a version: KEY=VALUE... (all in one new manifest revision, or none).
     Tag {
         /// NAME@VERSION.
         spec: String,
-        /// KEY=VALUE.
-        tag: String,
+        /// KEY=VALUE (one or more).
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
-    /// Remove a tag from a version.
+    /// Remove tags from a version: KEY... (all in one new manifest revision, or none).
     Untag {
         /// NAME@VERSION.
         spec: String,
-        /// The tag key.
-        key: String,
+        /// The tag keys (one or more).
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
     },
-    /// Set a metric on a version: KEY=NUMBER.
+    /// Set metrics on a version: KEY=NUMBER... (all in one new manifest revision, or none).
     Metric {
         /// NAME@VERSION.
         spec: String,
-        /// KEY=NUMBER.
-        metric: String,
+        /// KEY=NUMBER (one or more).
+        #[arg(required = true, value_name = "KEY=NUMBER")]
+        metrics: Vec<String>,
     },
     /// Set the description of a model (NAME) or a version (NAME@VERSION).
     Describe {
@@ -174,7 +178,7 @@ pub enum Command {
     Rm {
         /// NAME or NAME@REF.
         spec: String,
-        /// Do not ask before removing a whole model.
+        /// Do not ask before removing a whole model, or a version that aliases point to.
         #[arg(long, short)]
         yes: bool,
         /// Cryptographic erasure: also delete the chunks only these versions used and rewrite the
@@ -184,8 +188,11 @@ pub enum Command {
     },
     /// Delete chunks no version references, then compact the file.
     Gc,
-    /// Check every manifest signature and that every chunk is present.
+    /// Check every manifest signature and that every chunk is present (of the whole vault, of
+    /// one model, or of one version).
     Verify {
+        /// Only this model (NAME) or version (NAME@VERSION or NAME@ALIAS); default: the whole vault.
+        spec: Option<String>,
         /// Also decrypt every chunk and re-check every SHA-256.
         #[arg(long)]
         read_data: bool,
@@ -212,10 +219,11 @@ pub enum Command {
     },
     /// What the vault file is, without unlocking it.
     Info,
-    /// Scan files or a model directory for pickles that would run code (no vault needed).
+    /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
-        /// A file or a directory.
-        path: PathBuf,
+        /// Files or directories (one or more); each is reported, the exit code is the worst.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// Allow this exact `module.qualname` global (repeatable).
         #[arg(long = "allow", value_name = "GLOBAL")]
         allow: Vec<String>,

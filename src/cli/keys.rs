@@ -57,18 +57,24 @@ pub fn key(g: &Global, cmd: &KeyCommand, progress: &dyn Progress) -> Result<i32>
             if g.json {
                 output::json(&slots);
             } else {
-                println!("{:<20} {:>5} {:>10} {:>4} {:>5}  CREATED", "SLOT", "EPOCH", "MEMORY", "TIME", "LANES");
-                for s in &slots {
-                    println!(
-                        "{:<20} {:>5} {:>6} KiB {:>4} {:>5}  {}{}",
-                        s.name,
-                        s.epoch,
-                        s.argon2.memory_kib,
-                        s.argon2.time_cost,
-                        s.argon2.lanes,
-                        output::time(s.created),
-                        if s.rotating { "  (rotation unfinished)" } else { "" }
-                    );
+                use output::Align::{Left as L, Right as R};
+                let rows: Vec<Vec<String>> = slots
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            modelvault::names::escape(&s.name),
+                            s.epoch.to_string(),
+                            format!("{} KiB", s.argon2.memory_kib),
+                            s.argon2.time_cost.to_string(),
+                            s.argon2.lanes.to_string(),
+                            output::time(s.created),
+                            if s.rotating { "(rotation unfinished)" } else { "" }.to_string(),
+                        ]
+                    })
+                    .collect();
+                let head = ["SLOT", "EPOCH", "MEMORY", "TIME", "LANES", "CREATED"];
+                for line in output::table(&head, &[L, R, R, R, R, L, L], &rows) {
+                    println!("{line}");
                 }
             }
         }
@@ -216,8 +222,18 @@ pub fn trust(g: &Global, cmd: &TrustCommand) -> Result<i32> {
             if g.json {
                 output::json(&list);
             } else {
-                for t in &list {
-                    println!("{:<20} ed25519:{}  added {}", t.name, t.public_key, output::time(t.added));
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            modelvault::names::escape(&t.name),
+                            format!("ed25519:{}", t.public_key),
+                            format!("added {}", output::time(t.added)),
+                        ]
+                    })
+                    .collect();
+                for line in output::table(&[], &[output::Align::Left; 3], &rows) {
+                    println!("{line}");
                 }
             }
         }

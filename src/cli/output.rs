@@ -1,11 +1,23 @@
 //! Output: human-readable text, or JSON with `--json`. Names from the vault are printed escaped
-//! ([`modelvault::names::escape`]), so control and bidirectional characters stay visible.
+//! ([`modelvault::names::escape`]), so control and bidirectional characters stay visible. Text
+//! tables are laid out by [`table`], each column as wide as its widest value, so they stay aligned
+//! whatever the length of a name or a tag.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use modelvault::names::escape;
 use modelvault::{Listing, VersionInfo};
 use serde::Serialize;
+
+/// Prints a failed command's error on stderr: with `--json` one line
+/// `{"error": MESSAGE, "code": EXIT_CODE}`, otherwise `mvault: error: MESSAGE`.
+pub fn error(json: bool, message: &str, code: i32) {
+    if json {
+        eprintln!("{}", serde_json::json!({"error": message, "code": code}));
+    } else {
+        eprintln!("mvault: error: {message}");
+    }
+}
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn json<T: Serialize>(v: &T) {
@@ -29,27 +41,87 @@ pub fn size(bytes: u64) -> String {
     if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// How [`table`] pads a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Text: padded on the right.
+    Left,
+    /// Numbers: padded on the left.
+    Right,
+}
+
+/// Lays out `rows` under `head` (no header line when `head` is empty) as lines of a table: each
+/// column as wide as its widest cell, header included (widths counted in `char`s), columns two
+/// spaces apart, trailing spaces removed. `align` gives each column's alignment (missing
+/// entries: left). Cells are printed as given: escape vault text before.
+pub fn table(head: &[&str], align: &[Align], rows: &[Vec<String>]) -> Vec<String> {
+    let cols = rows.iter().map(Vec::len).chain([head.len()]).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for (i, h) in head.iter().enumerate() {
+        widths[i] = widths[i].max(h.chars().count());
+    }
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut out = String::new();
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i].saturating_sub(c.chars().count()));
+            if align.get(i).copied() == Some(Align::Right) {
+                out.push_str(&pad);
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&pad);
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = Vec::with_capacity(rows.len() + 1);
+    if !head.is_empty() {
+        out.push(line(&mut head.iter().copied()));
+    }
+    for row in rows {
+        out.push(line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// Prints each line of [`table`] with `indent` before it.
+fn print_table(indent: &str, head: &[&str], align: &[Align], rows: &[Vec<String>]) {
+    for l in table(head, align, rows) {
+        println!("{indent}{l}");
+    }
+}
+
 /// Prints a listing as a table: one line per version.
 pub fn listing(l: &Listing) {
+    use Align::{Left as L, Right as R};
     if l.models.is_empty() && l.problems.is_empty() {
         println!("(no models)");
         return;
     }
-    println!("{:<28} {:>7} {:>11} {:<20} {:<16} TAGS", "NAME", "VERSION", "SIZE", "CREATED", "ALIASES");
+    let mut rows = Vec::new();
     for m in &l.models {
         for v in &m.versions {
             let tags: Vec<String> = v.tags.iter().map(|(k, val)| format!("{k}={}", escape(val))).collect();
-            println!(
-                "{:<28} {:>7} {:>11} {:<20} {:<16} {}",
+            let aliases: Vec<String> = v.aliases.iter().map(|a| escape(a)).collect();
+            rows.push(vec![
                 escape(&m.name),
-                v.version,
+                v.version.to_string(),
                 size(v.size_bytes),
                 time(v.created),
-                v.aliases.join(","),
-                tags.join(" ")
-            );
+                aliases.join(","),
+                tags.join(" "),
+            ]);
         }
     }
+    print_table("", &["NAME", "VERSION", "SIZE", "CREATED", "ALIASES", "TAGS"], &[L, R, R, L, L, L], &rows);
 }
 
 /// Prints one version in full.
@@ -78,9 +150,9 @@ pub fn version(v: &VersionInfo) {
     }
     println!("signer:      ed25519:{}", v.signer);
     println!("files:");
-    for f in &v.files {
-        println!("  {}  {:>12}  sha256:{}", escape(&f.path), f.size, f.sha256);
-    }
+    let rows: Vec<Vec<String>> =
+        v.files.iter().map(|f| vec![escape(&f.path), f.size.to_string(), format!("sha256:{}", f.sha256)]).collect();
+    print_table("  ", &[], &[Align::Left, Align::Right, Align::Left], &rows);
 }
 
 /// A count with thousands separators: 1234567 → "1,234,567".
@@ -134,29 +206,23 @@ pub fn inspection(i: &modelvault::Inspection) {
         if f.tensors.is_empty() {
             continue;
         }
-        let names: Vec<String> = f.tensors.iter().map(|t| escape(&t.name)).collect();
-        let shapes: Vec<String> = f.tensors.iter().map(|t| shape(&t.shape)).collect();
-        let nw = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(6, 60);
-        let dw = f.tensors.iter().map(|t| t.dtype.len()).max().unwrap_or(0).max(5);
-        let sw = shapes.iter().map(|s| s.len()).max().unwrap_or(0).max(5);
-        let pw = f.tensors.iter().map(|t| group(t.params).len()).max().unwrap_or(0).max(6);
-        let bw = f.tensors.iter().map(|t| group(t.bytes).len()).max().unwrap_or(0).max(5);
-        println!("  {:<nw$}  {:<dw$}  {:<sw$}  {:>pw$}  {:>bw$}", "TENSOR", "DTYPE", "SHAPE", "PARAMS", "BYTES");
-        for ((t, n), s) in f.tensors.iter().zip(&names).zip(&shapes) {
-            println!(
-                "  {n:<nw$}  {:<dw$}  {s:<sw$}  {:>pw$}  {:>bw$}",
-                escape(&t.dtype),
-                group(t.params),
-                group(t.bytes)
-            );
-        }
+        use Align::{Left as L, Right as R};
+        let rows: Vec<Vec<String>> = f
+            .tensors
+            .iter()
+            .map(|t| vec![escape(&t.name), escape(&t.dtype), shape(&t.shape), group(t.params), group(t.bytes)])
+            .collect();
+        print_table("  ", &["TENSOR", "DTYPE", "SHAPE", "PARAMS", "BYTES"], &[L, L, L, R, R], &rows);
     }
     if !i.dtypes.is_empty() {
+        use Align::{Left as L, Right as R};
         println!();
-        println!("{:<8} {:>8} {:>15} {:>15}", "DTYPE", "TENSORS", "PARAMS", "BYTES");
-        for d in &i.dtypes {
-            println!("{:<8} {:>8} {:>15} {:>15}", escape(&d.dtype), group(d.tensors), group(d.params), group(d.bytes));
-        }
+        let rows: Vec<Vec<String>> = i
+            .dtypes
+            .iter()
+            .map(|d| vec![escape(&d.dtype), group(d.tensors), group(d.params), group(d.bytes)])
+            .collect();
+        print_table("", &["DTYPE", "TENSORS", "PARAMS", "BYTES"], &[L, R, R, R], &rows);
     }
 }
 
@@ -344,23 +410,28 @@ pub fn stats(s: &modelvault::VaultStats) {
         return;
     }
     println!();
-    let nw = s.per_model.iter().map(|m| escape(&m.name).chars().count()).max().unwrap_or(0).max(5);
-    println!(
-        "{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>7}  {:>11}",
-        "MODEL", "VERSIONS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "EXCLUSIVE"
+    use Align::{Left as L, Right as R};
+    let rows: Vec<Vec<String>> = s
+        .per_model
+        .iter()
+        .map(|m| {
+            vec![
+                escape(&m.name),
+                m.versions.to_string(),
+                size(m.logical_bytes),
+                size(m.unique_bytes),
+                size(m.stored_bytes),
+                format!("{:.2}x", m.dedup_ratio),
+                size(m.exclusive_bytes),
+            ]
+        })
+        .collect();
+    print_table(
+        "",
+        &["MODEL", "VERSIONS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "EXCLUSIVE"],
+        &[L, R, R, R, R, R, R],
+        &rows,
     );
-    for m in &s.per_model {
-        println!(
-            "{:<nw$}  {:>8}  {:>11}  {:>11}  {:>11}  {:>6.2}x  {:>11}",
-            escape(&m.name),
-            m.versions,
-            size(m.logical_bytes),
-            size(m.unique_bytes),
-            size(m.stored_bytes),
-            m.dedup_ratio,
-            size(m.exclusive_bytes)
-        );
-    }
 }
 
 /// Prints `similar`: the version asked about, then versions and models by shared bytes.
@@ -376,31 +447,33 @@ pub fn similar(s: &modelvault::Similarity) {
         println!("no other version shares a chunk with it");
         return;
     }
+    use Align::{Left as L, Right as R};
     if !s.versions.is_empty() {
         println!();
-        println!("{:<40}  {:>11}  {:>8}  {:>7}", "VERSION", "SHARED", "CHUNKS", "JACCARD");
-        for v in &s.versions {
-            println!(
-                "{:<40}  {:>11}  {:>8}  {:>7.3}",
-                format!("{}@{}", escape(&v.name), v.version),
-                size(v.shared_bytes),
-                v.shared_chunks,
-                v.jaccard
-            );
-        }
+        let rows: Vec<Vec<String>> = s
+            .versions
+            .iter()
+            .map(|v| {
+                vec![
+                    format!("{}@{}", escape(&v.name), v.version),
+                    size(v.shared_bytes),
+                    v.shared_chunks.to_string(),
+                    format!("{:.3}", v.jaccard),
+                ]
+            })
+            .collect();
+        print_table("", &["VERSION", "SHARED", "CHUNKS", "JACCARD"], &[L, R, R, R], &rows);
     }
     if !s.models.is_empty() {
         println!();
-        println!("{:<40}  {:>11}  {:>8}  {:>7}", "MODEL", "SHARED", "CHUNKS", "JACCARD");
-        for m in &s.models {
-            println!(
-                "{:<40}  {:>11}  {:>8}  {:>7.3}",
-                escape(&m.name),
-                size(m.shared_bytes),
-                m.shared_chunks,
-                m.jaccard
-            );
-        }
+        let rows: Vec<Vec<String>> = s
+            .models
+            .iter()
+            .map(|m| {
+                vec![escape(&m.name), size(m.shared_bytes), m.shared_chunks.to_string(), format!("{:.3}", m.jaccard)]
+            })
+            .collect();
+        print_table("", &["MODEL", "SHARED", "CHUNKS", "JACCARD"], &[L, R, R, R], &rows);
     }
 }
 
@@ -422,15 +495,21 @@ pub fn families(f: &modelvault::Families) {
             size(fam.logical_bytes),
             size(fam.unique_bytes)
         );
-        for m in &fam.members {
-            println!(
-                "  {:<40}  {:>11}  {:<20}  {:>5.1}% shared with base",
-                format!("{}@{}", escape(&m.name), m.version),
-                size(m.size_bytes),
-                time(m.created),
-                m.shared_with_base * 100.0
-            );
-        }
+        let rows: Vec<Vec<String>> = fam
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    format!("{}@{}", escape(&m.name), m.version),
+                    size(m.size_bytes),
+                    time(m.created),
+                    format!("{:.1}%", m.shared_with_base * 100.0),
+                    "shared with base".to_string(),
+                ]
+            })
+            .collect();
+        use Align::{Left as L, Right as R};
+        print_table("  ", &[], &[L, R, L, R, L], &rows);
     }
     println!("{} version(s) in no family", group(f.singletons));
 }

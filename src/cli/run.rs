@@ -401,32 +401,45 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
-        Command::Tag { spec, tag } => {
+        Command::Tag { spec, tags } => {
             let (name, r) = versioned(spec)?;
-            let (k, val) = split_kv(tag, "tag")?;
+            let pairs: Vec<(String, String)> = tags
+                .iter()
+                .map(|t| split_kv(t, "tag").map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect::<Result<_>>()?;
             let v = unlock_write(g, &bar)?;
-            let n = v.set_tag(&name, &r, k, val)?;
-            print_done(g, json!({"name": name, "version": n, "tag": {k: val}}), &format!("{name}@{n}: tag {k} set"));
-        }
-        Command::Untag { spec, key } => {
-            let (name, r) = versioned(spec)?;
-            let v = unlock_write(g, &bar)?;
-            let n = v.remove_tag(&name, &r, key)?;
+            let n = v.set_tags(&name, &r, &pairs)?;
+            let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let set: serde_json::Map<String, serde_json::Value> =
+                pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             print_done(
                 g,
-                json!({"name": name, "version": n, "removed_tag": key}),
-                &format!("{name}@{n}: tag {key} removed"),
+                json!({"name": name, "version": n, "tag": set}),
+                &format!("{name}@{n}: tag {} set", keys.join(", ")),
             );
         }
-        Command::Metric { spec, metric } => {
+        Command::Untag { spec, keys } => {
             let (name, r) = versioned(spec)?;
-            let (k, val) = parse_metric(metric)?;
             let v = unlock_write(g, &bar)?;
-            let n = v.set_metric(&name, &r, &k, val)?;
+            let n = v.remove_tags(&name, &r, keys)?;
+            let mut j = json!({"name": name, "version": n, "removed_tags": keys});
+            if let [one] = keys.as_slice() {
+                j["removed_tag"] = json!(one);
+            }
+            print_done(g, j, &format!("{name}@{n}: tag {} removed", keys.join(", ")));
+        }
+        Command::Metric { spec, metrics } => {
+            let (name, r) = versioned(spec)?;
+            let pairs: Vec<(String, f64)> = metrics.iter().map(|m| parse_metric(m)).collect::<Result<_>>()?;
+            let v = unlock_write(g, &bar)?;
+            let n = v.set_metrics(&name, &r, &pairs)?;
+            let set: serde_json::Map<String, serde_json::Value> =
+                pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             print_done(
                 g,
-                json!({"name": name, "version": n, "metric": {k.clone(): val}}),
-                &format!("{name}@{n}: metric {k}={val}"),
+                json!({"name": name, "version": n, "metric": set}),
+                &format!("{name}@{n}: metric {}", text.join(", ")),
             );
         }
         Command::Describe { spec, text } => {
@@ -443,6 +456,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     confirm(&format!("Erase every version of '{name}'?"))?;
                 }
                 let mut v = unlock_write(g, &bar)?;
+                let r = if spec.contains('@') { confirm_aliases(&v, &name, &r, *yes)?.0 } else { r };
                 let rep = v.erase(&name, spec.contains('@').then_some(&r))?;
                 let vs: Vec<String> = rep.versions.iter().map(|n| n.to_string()).collect();
                 print_done(
@@ -460,11 +474,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             if spec.contains('@') {
                 let v = unlock_write(g, &bar)?;
+                let (r, aliases) = confirm_aliases(&v, &name, &r, *yes)?;
                 let n = v.remove_version(&name, &r)?;
+                let also = if aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and its alias(es) {}", aliases.join(", "))
+                };
                 print_done(
                     g,
-                    json!({"name": name, "removed_version": n}),
-                    &format!("removed {name}@{n} (run `mvault gc` to reclaim its chunks)"),
+                    json!({"name": name, "removed_version": n, "removed_aliases": aliases}),
+                    &format!("removed {name}@{n}{also} (run `mvault gc` to reclaim its chunks)"),
                 );
             } else {
                 if !*yes {
@@ -501,9 +521,21 @@ pub fn run(cli: Cli) -> Result<i32> {
                 return Ok(6);
             }
         }
-        Command::Verify { read_data } => {
+        Command::Verify { spec, read_data } => {
             let v = unlock(g)?;
-            let rep = v.verify(*read_data, &bar)?;
+            let only = spec.as_deref().map(|s| verify_target(&v, s)).transpose()?;
+            let rep = v.verify_only(*read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
+            if let Some((n, ver)) = &only {
+                if rep.models == 0 {
+                    return Err(Error::ModelNotFound(escape(n)));
+                }
+                if let Some(ver) = ver
+                    && rep.versions == 0
+                    && rep.problems.is_empty()
+                {
+                    return Err(Error::VersionNotFound { name: escape(n), reference: ver.to_string() });
+                }
+            }
             if g.json {
                 output::json(&rep);
             } else {
@@ -511,7 +543,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     println!("DAMAGED {}", p.detail);
                 }
                 println!(
-                    "{}: {} model(s), {} version(s), {} chunk reference(s){}",
+                    "{}: {} model(s), {} version(s), {} chunk reference(s){}{}",
                     if rep.ok() { "ok" } else { "FAILED" },
                     rep.models,
                     rep.versions,
@@ -520,6 +552,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                         format!(", {} decrypted and hashed", output::size(rep.bytes_read))
                     } else {
                         String::new()
+                    },
+                    match spec {
+                        Some(s) => format!(" (only {})", escape(s)),
+                        None => String::new(),
                     }
                 );
             }
@@ -531,41 +567,79 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Key { command } => return super::keys::key(g, command, &bar),
         Command::Trust { command } => return super::keys::trust(g, command),
         Command::Allow { command } => return super::keys::allow(g, command),
-        Command::Scan { path, allow } => {
-            let sources = modelvault::ops::put::collect_sources(path)?;
+        Command::Scan { paths, allow } => {
             let opts = modelvault::formats::pickle::ScanOptions { extra_allowed: allow.clone(), ..Default::default() };
             let mut results = Vec::new();
-            let mut bad = 0;
-            for s in &sources {
-                let r = modelvault::formats::scan_file(&s.disk, &opts)
-                    .map_err(|e| Error::Io { context: format!("scanning {}", s.disk.display()), source: e })?;
-                let rec = r.report.as_ref().map(|rep| modelvault::ops::put::scan_record(rep, false));
-                let verdict = match (&r.error, &rec) {
-                    (Some(_), _) => "invalid".to_string(),
-                    (None, Some(rec)) => rec.verdict.clone(),
-                    (None, None) => "no-pickle".to_string(),
+            // One row per file (or per path that could not be read), with the lines under it.
+            let mut rows: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+            let (mut files, mut bad, mut errors, mut code) = (0u64, 0u64, 0u64, 0);
+            for path in paths {
+                let sources = match modelvault::ops::put::collect_sources(path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors += 1;
+                        code = code.max(e.exit_code());
+                        rows.push((
+                            vec!["ERROR".into(), "-".into(), escape(&path.display().to_string())],
+                            vec![format!("    {e}")],
+                        ));
+                        results.push(
+                            json!({"path": path, "verdict": "error", "error": e.to_string(), "code": e.exit_code()}),
+                        );
+                        continue;
+                    }
                 };
-                if verdict != "clean" && verdict != "no-pickle" {
-                    bad += 1;
-                }
-                if !g.json {
-                    println!("{:<12} {:<14} {}", verdict.to_uppercase(), r.format, s.disk.display());
-                    if let Some(e) = &r.error {
-                        println!("    {e}");
+                for s in &sources {
+                    files += 1;
+                    let r = match modelvault::formats::scan_file(&s.disk, &opts) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let e = Error::Io { context: format!("scanning {}", s.disk.display()), source: e };
+                            errors += 1;
+                            code = code.max(e.exit_code());
+                            rows.push((
+                                vec!["ERROR".into(), "-".into(), escape(&s.disk.display().to_string())],
+                                vec![format!("    {e}")],
+                            ));
+                            results.push(json!({"path": s.disk, "verdict": "error", "error": e.to_string(), "code": e.exit_code()}));
+                            continue;
+                        }
+                    };
+                    let rec = r.report.as_ref().map(|rep| modelvault::ops::put::scan_record(rep, false));
+                    let verdict = match (&r.error, &rec) {
+                        (Some(_), _) => "invalid".to_string(),
+                        (None, Some(rec)) => rec.verdict.clone(),
+                        (None, None) => "no-pickle".to_string(),
+                    };
+                    if verdict != "clean" && verdict != "no-pickle" {
+                        bad += 1;
+                        code = code.max(8);
                     }
-                    for f in rec.iter().flat_map(|r| &r.findings) {
-                        println!("    {f}");
-                    }
+                    let mut under: Vec<String> = r.error.iter().map(|e| format!("    {e}")).collect();
+                    under.extend(rec.iter().flat_map(|r| &r.findings).map(|f| format!("    {f}")));
+                    rows.push((
+                        vec![verdict.to_uppercase(), r.format.clone(), escape(&s.disk.display().to_string())],
+                        under,
+                    ));
+                    results.push(json!({"path": s.disk, "format": r.format, "verdict": verdict, "error": r.error, "findings": rec.map(|r| r.findings).unwrap_or_default()}));
                 }
-                results.push(json!({"path": s.disk, "format": r.format, "verdict": verdict, "error": r.error, "findings": rec.map(|r| r.findings).unwrap_or_default()}));
             }
             if g.json {
                 output::json(&results);
             } else {
-                println!("{} file(s) scanned, {bad} refused", sources.len());
+                let cells: Vec<Vec<String>> = rows.iter().map(|(c, _)| c.clone()).collect();
+                let lines = output::table(&[], &[output::Align::Left; 3], &cells);
+                for (line, (_, under)) in lines.iter().zip(&rows) {
+                    println!("{line}");
+                    for u in under {
+                        println!("{u}");
+                    }
+                }
+                let errs = if errors > 0 { format!(", {errors} could not be read") } else { String::new() };
+                println!("{files} file(s) scanned in {} path(s), {bad} refused{errs}", paths.len());
             }
-            if bad > 0 {
-                return Ok(8);
+            if code != 0 {
+                return Ok(code);
             }
         }
         Command::Info => {
@@ -611,6 +685,53 @@ fn damaged(problems: &[String]) -> bool {
 
 pub(super) fn print_done(g: &Global, j: serde_json::Value, text: &str) {
     if g.json { output::json(&j) } else { println!("{text}") }
+}
+
+/// What `verify SPEC` checks: the model name, and the version number (`None`: every version).
+/// An alias is resolved through the model record, so a version whose manifest is damaged can
+/// still be named by its alias.
+///
+/// Errors: [`Error::ModelNotFound`]; [`Error::VersionNotFound`] for an unknown alias.
+fn verify_target(v: &Vault<Unlocked>, spec: &str) -> Result<(String, Option<u64>)> {
+    let (name, r) = parse_spec(spec)?;
+    let version = match &r {
+        VersionRef::Latest => None,
+        VersionRef::Number(n) => Some(*n),
+        VersionRef::Alias(a) => {
+            let listing = v.list(Some(&name))?;
+            let to = listing.models.iter().find(|m| m.name == name).and_then(|m| m.aliases.get(a)).copied();
+            Some(to.ok_or_else(|| Error::VersionNotFound { name: escape(&name), reference: escape(a) })?)
+        }
+    };
+    Ok((name, version))
+}
+
+/// Before removing the version `r` of `name`: finds the aliases that point at it and, if there
+/// are any and `yes` is false, asks (or, without a terminal, refuses with an error naming them).
+/// Returns the version pinned by number, so the version asked about is the one removed, and the
+/// aliases. A model record that cannot be read gives no aliases; the removal then reports it.
+///
+/// Errors: [`Error::ModelNotFound`]; [`Error::InvalidInput`] when not confirmed.
+fn confirm_aliases(v: &Vault<Unlocked>, name: &str, r: &VersionRef, yes: bool) -> Result<(VersionRef, Vec<String>)> {
+    let listing = v.list(Some(name))?;
+    let Some(model) = listing.models.iter().find(|m| m.name == name) else {
+        return Ok((r.clone(), Vec::new()));
+    };
+    let n = match r {
+        VersionRef::Number(n) => Some(*n),
+        VersionRef::Alias(a) => model.aliases.get(a).copied(),
+        VersionRef::Latest => model.versions.iter().map(|x| x.version).max(),
+    };
+    let Some(n) = n else { return Ok((r.clone(), Vec::new())) };
+    let aliases: Vec<String> = model.aliases.iter().filter(|(_, to)| **to == n).map(|(a, _)| escape(a)).collect();
+    if !aliases.is_empty() && !yes {
+        confirm(&format!(
+            "Removing {}@{n} also removes the alias(es) pointing to it: {}. Remove it?",
+            escape(name),
+            aliases.join(", ")
+        ))?;
+    }
+    Ok((VersionRef::Number(n), aliases))
 }
 
 fn confirm(question: &str) -> Result<()> {

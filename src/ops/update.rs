@@ -70,10 +70,24 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::InvalidName`] for a bad key or value; as [`Vault::show`].
     pub fn set_tag(&self, name: &str, r: &VersionRef, key: &str, value: &str) -> Result<u64> {
-        names::check_key("tag key", key)?;
-        names::check_tag_value(value)?;
+        self.set_tags(name, r, &[(key.to_string(), value.to_string())])
+    }
+
+    /// Sets every `(key, value)` tag of `pairs` on `name@r` in one new manifest revision: all of
+    /// them or, on any error, none (the vault is unchanged).
+    ///
+    /// Errors: [`Error::InvalidInput`] if `pairs` is empty or names a key twice;
+    /// [`Error::InvalidName`] for a bad key or value; as [`Vault::show`].
+    pub fn set_tags(&self, name: &str, r: &VersionRef, pairs: &[(String, String)]) -> Result<u64> {
+        check_keys("tag", pairs.iter().map(|(k, _)| k.as_str()))?;
+        for (k, v) in pairs {
+            names::check_key("tag key", k)?;
+            names::check_tag_value(v)?;
+        }
         self.revise(name, r, |m| {
-            m.tags.insert(key.to_string(), value.to_string());
+            for (k, v) in pairs {
+                m.tags.insert(k.clone(), v.clone());
+            }
             Ok(())
         })
     }
@@ -82,20 +96,54 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::InvalidInput`] if the version has no such tag; as [`Vault::show`].
     pub fn remove_tag(&self, name: &str, r: &VersionRef, key: &str) -> Result<u64> {
+        self.remove_tags(name, r, &[key.to_string()])
+    }
+
+    /// Removes every tag in `keys` from `name@r` in one new manifest revision: all of them or,
+    /// if one is missing, none (the vault is unchanged).
+    ///
+    /// Errors: [`Error::InvalidInput`] if `keys` is empty, names a key twice, or names a tag the
+    /// version does not have (every such key is listed); as [`Vault::show`].
+    pub fn remove_tags(&self, name: &str, r: &VersionRef, keys: &[String]) -> Result<u64> {
+        check_keys("tag", keys.iter().map(String::as_str))?;
         self.revise(name, r, |m| {
-            m.tags
-                .remove(key)
-                .map(|_| ())
-                .ok_or_else(|| Error::InvalidInput(format!("{name}@{} has no tag '{}'", m.version, escape(key))))
+            let missing: Vec<String> =
+                keys.iter().filter(|k| !m.tags.contains_key(k.as_str())).map(|k| format!("'{}'", escape(k))).collect();
+            if !missing.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "{}@{} has no tag {}; no tag was removed",
+                    escape(name),
+                    m.version,
+                    missing.join(", ")
+                )));
+            }
+            for k in keys {
+                m.tags.remove(k);
+            }
+            Ok(())
         })
     }
 
     /// Sets metric `key` = `value` (finite) on `name@r`.
     pub fn set_metric(&self, name: &str, r: &VersionRef, key: &str, value: f64) -> Result<u64> {
-        names::check_key("metric key", key)?;
-        names::check_metric_value(key, value)?;
+        self.set_metrics(name, r, &[(key.to_string(), value)])
+    }
+
+    /// Sets every `(key, value)` metric of `pairs` (finite values) on `name@r` in one new
+    /// manifest revision: all of them or, on any error, none (the vault is unchanged).
+    ///
+    /// Errors: [`Error::InvalidInput`] if `pairs` is empty or names a key twice;
+    /// [`Error::InvalidName`] for a bad key or a non-finite value; as [`Vault::show`].
+    pub fn set_metrics(&self, name: &str, r: &VersionRef, pairs: &[(String, f64)]) -> Result<u64> {
+        check_keys("metric", pairs.iter().map(|(k, _)| k.as_str()))?;
+        for (k, v) in pairs {
+            names::check_key("metric key", k)?;
+            names::check_metric_value(k, *v)?;
+        }
         self.revise(name, r, |m| {
-            m.metrics.insert(key.to_string(), value);
+            for (k, v) in pairs {
+                m.metrics.insert(k.clone(), *v);
+            }
             Ok(())
         })
     }
@@ -122,4 +170,23 @@ impl Vault<Unlocked> {
             }
         }
     }
+}
+
+/// Refuses an empty list of `what` keys, or one that names a key twice (which value would win is
+/// not obvious).
+///
+/// Errors: [`Error::InvalidInput`].
+fn check_keys<'a>(what: &str, keys: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut any = false;
+    for k in keys {
+        any = true;
+        if !seen.insert(k) {
+            return Err(Error::InvalidInput(format!("{what} '{}' is given twice: give each key once", escape(k))));
+        }
+    }
+    if !any {
+        return Err(Error::InvalidInput(format!("no {what} given")));
+    }
+    Ok(())
 }

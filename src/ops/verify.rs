@@ -3,6 +3,7 @@
 //! present, and that the chunk index lists exactly the stored chunks. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
 //! file's SHA-256. Each problem is reported with the model, version and file it hurts; checking
 //! goes on past it.
+//! `verify_only` does the same for one model or one version, without the vault-wide checks.
 
 use std::collections::HashSet;
 
@@ -59,6 +60,22 @@ impl Vault<Unlocked> {
     /// Errors: only [`Error::Storage`] when the file cannot be read at all; damage is reported
     /// in [`VerifyReport::problems`].
     pub fn verify(&self, read_data: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+        self.verify_only(read_data, None, progress)
+    }
+
+    /// Verifies as [`Vault::verify`] does, but only the model named by `only.0` (only its
+    /// version `only.1`, when given); `None` checks the whole vault. With a filter, the
+    /// vault-wide checks (records that belong to no readable model, the chunk index) are skipped,
+    /// and an unreadable model record (whose name cannot be known) is not reported.
+    ///
+    /// Errors: as [`Vault::verify`]. An absent model or version gives an empty report; resolve
+    /// the name first (e.g. with [`Vault::show`]) to report it as not found.
+    pub fn verify_only(
+        &self,
+        read_data: bool,
+        only: Option<(&str, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
         let rx = store::begin_read(&self.db)?;
         let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
@@ -72,6 +89,7 @@ impl Vault<Unlocked> {
             let key = *k.value();
             let rec: ModelRecord = match self.open_meta("models", &key, "model record", v.value()) {
                 Ok(r) => r,
+                Err(_) if only.is_some() => continue,
                 Err(e) => {
                     rep.problems.push(Problem {
                         model: None,
@@ -83,11 +101,17 @@ impl Vault<Unlocked> {
                 }
             };
             known_models.insert(key);
+            if only.is_some_and(|(n, _)| n != rec.name) {
+                continue;
+            }
             rep.models += 1;
             let range = store::version_range(&versions, &key)?;
             for row in range {
                 let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
                 let ver = u64::from_be_bytes(vk.value()[32..].try_into().expect("40-byte key"));
+                if only.is_some_and(|(_, v)| v.is_some_and(|v| v != ver)) {
+                    continue;
+                }
                 match self.load_version(&versions, &rec.name, ver) {
                     Ok((m, _)) => {
                         rep.versions += 1;
@@ -102,7 +126,7 @@ impl Vault<Unlocked> {
                 }
             }
         }
-        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
+        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))?.filter(|_| only.is_none()) {
             let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
             let mk: [u8; 32] = vk.value()[..32].try_into().expect("40-byte key");
             if !known_models.contains(&mk) {
@@ -117,7 +141,9 @@ impl Vault<Unlocked> {
         let referenced: HashSet<[u8; 32]> =
             manifests.iter().flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id))).collect();
         let indexed = self.header.format_version >= records::FORMAT_VERSION;
-        if let Some(p) = check_chunk_index(&rx, indexed, &referenced)? {
+        if only.is_none()
+            && let Some(p) = check_chunk_index(&rx, indexed, &referenced)?
+        {
             rep.problems.push(p);
         }
         let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
