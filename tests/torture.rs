@@ -13,6 +13,7 @@
 //! | part                       | bounded (default)                | long (`MVAULT_TORTURE=long`)       |
 //! |----------------------------|----------------------------------|-------------------------------------|
 //! | crash: writers SIGKILLed   | 50 landed kills (+1 reopen kill each) | 400 landed kills (+1 reopen kill each) |
+//! | (kill moments)             | drawn from each command's measured run; rotate/erase also in the rewrite window | same |
 //! | corruption trials          | 500 (8 commands each)            | 5,000                               |
 //! | tamper                     | fixed cases                      | same                                |
 //! | concurrency rounds         | 1 of each scenario               | 5 of each scenario                  |
@@ -656,9 +657,9 @@ fn crash_every_writer_at_random_moments() {
     eprintln!(
         "  erasures left unfinished: {erase_unfinished} ({erase_by_resume} finished by --resume, {erase_by_writer} by the next writer)"
     );
-    eprintln!("  {:<10} {:>12} {:>14}", "writer", "killed", "ran to the end");
+    eprintln!("  {:<14} {:>8} {:>14}", "writer", "killed", "ran to the end");
     for (op, (k, f)) in &stats {
-        eprintln!("  {:<10} {:>12} {:>14}", format!("{op:?}"), k, f);
+        eprintln!("  {:<14} {:>8} {:>14}", format!("{op:?}"), k, f);
     }
     assert!(kills >= want_kills);
     assert!(stats.get(&Op::PutMinilm).is_some_and(|s| s.0 >= 5), "too few puts were killed: {stats:?}");
