@@ -294,3 +294,35 @@ fn key_rotate_finishes_an_unfinished_erasure_first_and_keeps_no_erased_chunk() {
     }
     assert!(pending, "no kill left an unfinished erasure");
 }
+
+#[test]
+fn erase_resume_arguments_and_nothing_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli_init(d);
+    mvault(d)
+        .args(["rm", "--erase", "--resume"])
+        .assert()
+        .success()
+        .stdout(has("no erasure was unfinished: nothing to do"));
+    mvault(d).args(["rm", "--erase", "--resume", "--json"]).assert().success().stdout(has("\"resumed\": false"));
+    mvault(d).args(["rm", "--resume"]).assert().code(2).stderr(has("--erase"));
+    mvault(d).args(["rm", "m@1", "--erase", "--resume"]).assert().code(2).stderr(has("cannot be used with '--resume'"));
+    mvault(d).args(["rm"]).assert().code(2).stderr(has("<SPEC>"));
+    // A finished erasure reports what it did, and leaves nothing to resume.
+    mvault(d)
+        .arg("put")
+        .arg("-q")
+        .arg(corpus().join("onnx/silero_vad.onnx"))
+        .args(["--name", "secret"])
+        .assert()
+        .success();
+    let out = mvault(d).args(["rm", "secret@1", "--erase", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["name"], "secret");
+    assert_eq!(j["versions"], serde_json::json!([1]));
+    assert_eq!(j["resumed"], false);
+    mvault(d).args(["verify"]).assert().success();
+    mvault(d).args(["rm", "--erase", "--resume"]).assert().success().stdout(has("nothing to do"));
+}
