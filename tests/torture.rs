@@ -13,6 +13,7 @@
 //! | part                       | bounded (default)                | long (`MVAULT_TORTURE=long`)       |
 //! |----------------------------|----------------------------------|-------------------------------------|
 //! | crash: writers SIGKILLed   | 50 landed kills (+1 reopen kill each) | 400 landed kills (+1 reopen kill each) |
+//! | (kill moments)             | drawn from each command's measured run; rotate/erase also in the rewrite window | same |
 //! | corruption trials          | 500 (8 commands each)            | 5,000                               |
 //! | tamper                     | fixed cases                      | same                                |
 //! | concurrency rounds         | 1 of each scenario               | 5 of each scenario                  |
@@ -205,20 +206,43 @@ impl Mv {
 
     /// Starts `args` and SIGKILLs it after `delay`; true if the kill landed (it was still running).
     fn run_and_kill(&self, args: &[&str], delay: Duration) -> bool {
+        self.run_and_kill_at(args, KillAt::After(delay)).landed
+    }
+
+    /// Starts `args` and SIGKILLs it at `at`, watching for the fresh file of a whole-file rewrite
+    /// meanwhile. A run that ends by itself first must not have crashed (exit 70 or a signal).
+    fn run_and_kill_at(&self, args: &[&str], at: KillAt) -> Killed {
         let (mut c, _, err) = self.command(args, "killed");
+        let fresh = modelvault::store::rewrite_path(&self.vault);
         let mut child = spawn(&mut c);
-        let deadline = Instant::now() + delay;
-        while Instant::now() < deadline {
+        let start = Instant::now();
+        let mut fresh_seen = None;
+        loop {
+            let elapsed = start.elapsed();
             if let Some(st) = child.try_wait().unwrap() {
                 assert!(
                     st.code().is_some() && st.code() != Some(70),
                     "{args:?} died on its own: {st:?}: {}",
                     std::fs::read_to_string(&err).unwrap_or_default()
                 );
-                return false;
+                return Killed { landed: false, elapsed, fresh_seen };
             }
-            std::thread::sleep(Duration::from_millis(1));
+            if fresh_seen.is_none() && fresh.exists() {
+                fresh_seen = Some(elapsed);
+            }
+            let due = match at {
+                KillAt::After(d) => elapsed >= d,
+                KillAt::AfterFresh { delay, fallback } => match fresh_seen {
+                    Some(t) => elapsed >= t + delay,
+                    None => elapsed >= fallback,
+                },
+            };
+            if due {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
         }
+        let elapsed = start.elapsed();
         let landed = child.try_wait().unwrap().is_none();
         let _ = child.kill(); // SIGKILL
         let st = child.wait().unwrap();
@@ -229,8 +253,29 @@ impl Mv {
                 std::fs::read_to_string(&err).unwrap_or_default()
             );
         }
-        landed
+        Killed { landed, elapsed, fresh_seen }
     }
+}
+
+/// When [`Mv::run_and_kill_at`] sends the SIGKILL.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// This long after the start.
+    After(Duration),
+    /// This long after the fresh file of a whole-file rewrite appears (the window from the copy
+    /// through the rename), or `fallback` after the start if none appears.
+    AfterFresh { delay: Duration, fallback: Duration },
+}
+
+/// How a run under [`Mv::run_and_kill_at`] ended.
+#[derive(Debug, Clone, Copy)]
+struct Killed {
+    /// The kill landed: the command was still running.
+    landed: bool,
+    /// From the start to its end or to the kill.
+    elapsed: Duration,
+    /// When the rewrite's fresh file first appeared, from the start.
+    fresh_seen: Option<Duration>,
 }
 
 /// Spawns, retrying for a few seconds if the binary is missing or busy for a moment (another
@@ -355,6 +400,28 @@ enum Op {
     Rotate,
     Passwd,
     Erase,
+    /// `key rotate` killed in its rewrite window (from the fresh file's appearance to the rename).
+    RotateRewrite,
+    /// `rm --erase` killed in its rewrite window.
+    EraseRewrite,
+}
+
+impl Op {
+    /// The command this kill point runs (the rewrite-window kill points run rotate and erase).
+    fn command(self) -> Op {
+        match self {
+            Op::RotateRewrite => Op::Rotate,
+            Op::EraseRewrite => Op::Erase,
+            o => o,
+        }
+    }
+}
+
+/// How long one unkilled run of a command took, and when its rewrite's fresh file appeared.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    total: Duration,
+    fresh: Option<Duration>,
 }
 
 #[test]
@@ -381,17 +448,36 @@ fn crash_every_writer_at_random_moments() {
 
     let mut stats: BTreeMap<Op, (u32, u32)> = BTreeMap::new(); // op -> (kills landed, ran to the end)
     let mut reopen_kills = 0u32;
+    // Kill moments come from measured durations, never from assumed ones: the last unkilled run
+    // of each command (with or without the 87 MiB model in the vault) sets the range its kills
+    // are drawn from, and a command not measured yet runs once to the end first.
+    let mut measured: BTreeMap<(Op, bool), Measured> = BTreeMap::new();
+    let mut verify_took = Duration::from_millis(400);
+    // Erasures killed after their removal committed: finished by `rm --erase --resume`, by the
+    // next writer.
+    let (mut erase_unfinished, mut erase_by_resume, mut erase_by_writer) = (0u32, 0u32, 0u32);
     let mut iterations = 0usize;
     let mut kills = 0usize;
     let started = Instant::now();
     // Until enough kills landed, and at least five of them in the middle of a MiniLM put (the
     // put gets faster over time; a fixed number of runs would leave it untested).
     let minilm_kills = |stats: &BTreeMap<Op, (u32, u32)>| stats.get(&Op::PutMinilm).map_or(0, |s| s.0);
-    while kills < want_kills || minilm_kills(&stats) < 5 {
+    while kills < want_kills || minilm_kills(&stats) < 5 || erase_by_resume < 1 || erase_by_writer < 1 {
         iterations += 1;
         assert!(iterations < want_kills * 4, "too few kills landed: {kills} in {iterations} runs");
         let live_minilm: Vec<u64> = expected.keys().filter(|(n, _)| n == "minilm").map(|(_, v)| *v).collect();
-        let mut ops = vec![Op::PutSmall, Op::Tag, Op::Alias, Op::Gc, Op::Gc, Op::Passwd, Op::Rotate, Op::Erase];
+        let mut ops = vec![
+            Op::PutSmall,
+            Op::Tag,
+            Op::Alias,
+            Op::Gc,
+            Op::Gc,
+            Op::Passwd,
+            Op::Rotate,
+            Op::Erase,
+            Op::RotateRewrite,
+            Op::EraseRewrite,
+        ];
         if live_minilm.is_empty() {
             ops.extend([Op::PutMinilm; 6]);
         }
@@ -404,33 +490,33 @@ fn crash_every_writer_at_random_moments() {
             keys.get(rng.below(keys.len().max(1))).map(|(n, v)| format!("{n}@{v}"))
         };
         // With no version left (an erase took the last), only a put makes sense.
-        let op = if any_version.is_none() && matches!(op, Op::Tag | Op::Alias | Op::Erase) { Op::PutSmall } else { op };
+        let op = if any_version.is_none() && matches!(op, Op::Tag | Op::Alias | Op::Erase | Op::EraseRewrite) {
+            Op::PutSmall
+        } else {
+            op
+        };
         let variant = rng.below(variants.len());
         let other_pass = if mv.pass == pass_a { pass_b.clone() } else { pass_a.clone() };
-        let (args, max_ms): (Vec<String>, u64) = match op {
-            Op::PutMinilm => (
-                vec![
-                    "put".into(),
-                    "-q".into(),
-                    variants[variant].display().to_string(),
-                    "--name".into(),
-                    "minilm".into(),
-                ],
-                1500,
-            ),
+        let args: Vec<String> = match op.command() {
+            Op::PutMinilm => vec![
+                "put".into(),
+                "-q".into(),
+                variants[variant].display().to_string(),
+                "--name".into(),
+                "minilm".into(),
+            ],
             Op::PutSmall => {
-                (vec!["put".into(), "-q".into(), silero().display().to_string(), "--name".into(), "s".into()], 150)
+                vec!["put".into(), "-q".into(), silero().display().to_string(), "--name".into(), "s".into()]
             }
-            Op::Tag => (vec!["tag".into(), any_version.clone().unwrap(), format!("k{}=v", rng.below(5))], 100),
-            Op::Alias => (vec!["alias".into(), any_version.clone().unwrap(), format!("a{}", rng.below(3))], 100),
-            Op::Rm => (vec!["rm".into(), format!("minilm@{}", live_minilm[0])], 100),
-            Op::Gc => (vec!["gc".into(), "-q".into()], 1500),
-            Op::Rotate => (vec!["key".into(), "rotate".into(), "-q".into()], 3000),
-            Op::Passwd => (
-                vec!["key".into(), "passwd".into(), "--new-passphrase-file".into(), other_pass.display().to_string()],
-                60,
-            ),
-            Op::Erase => {
+            Op::Tag => vec!["tag".into(), any_version.clone().unwrap(), format!("k{}=v", rng.below(5))],
+            Op::Alias => vec!["alias".into(), any_version.clone().unwrap(), format!("a{}", rng.below(3))],
+            Op::Rm => vec!["rm".into(), "--yes".into(), format!("minilm@{}", live_minilm[0])],
+            Op::Gc => vec!["gc".into(), "-q".into()],
+            Op::Rotate | Op::RotateRewrite => vec!["key".into(), "rotate".into(), "-q".into()],
+            Op::Passwd => {
+                vec!["key".into(), "passwd".into(), "--new-passphrase-file".into(), other_pass.display().to_string()]
+            }
+            Op::Erase | Op::EraseRewrite => {
                 let target = if !live_minilm.is_empty() && rng.below(2) == 0 {
                     format!("minilm@{}", live_minilm[0])
                 } else {
@@ -440,18 +526,34 @@ fn crash_every_writer_at_random_moments() {
                         _ => any_version.clone().unwrap(),
                     }
                 };
-                (vec!["rm".into(), target, "--erase".into()], 3000)
+                vec!["rm".into(), "--yes".into(), target, "--erase".into()]
             }
         };
         // A third of the big puts run to the end (so `rm`, `gc`, `rm --erase` and `key rotate` have
-        // 87 MiB to work on); the rest are killed part-way (B17: 20 ms to about the put's length).
-        let delay = match op {
-            Op::PutMinilm if rng.below(3) == 0 => Duration::from_secs(60),
-            Op::PutMinilm => Duration::from_millis(rng.range(20, 600)),
-            _ => Duration::from_millis(rng.range(5, max_ms)),
+        // 87 MiB to work on), and so does the first run of each command (to measure it); the rest
+        // are killed at a moment drawn from the measured run (B17: from early on to its end), or,
+        // for the rewrite-window kill points, from the fresh file's appearance to past the rename.
+        let key = (op.command(), !live_minilm.is_empty());
+        let at = match (op, measured.get(&key)) {
+            (Op::PutMinilm, _) if rng.below(3) == 0 => KillAt::After(Duration::from_secs(60)),
+            (_, None) => KillAt::After(Duration::from_secs(60)),
+            (Op::RotateRewrite | Op::EraseRewrite, Some(m)) => {
+                let window = m.fresh.map_or(m.total / 4, |f| m.total.saturating_sub(f));
+                let hi = window.as_micros() as u64 * 11 / 10 + 2;
+                KillAt::AfterFresh { delay: Duration::from_micros(rng.range(0, hi)), fallback: m.total.mul_f64(0.9) }
+            }
+            (_, Some(m)) => {
+                let hi = (m.total.as_micros() as u64).max(100);
+                KillAt::After(Duration::from_micros(rng.range(hi / 50, hi)))
+            }
         };
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let landed = mv.run_and_kill(&argv, delay);
+        let run = mv.run_and_kill_at(&argv, at);
+        let landed = run.landed;
+        if !landed {
+            measured.insert(key, Measured { total: run.elapsed, fresh: run.fresh_seen });
+        }
+        let delay = run.elapsed;
         let e = stats.entry(op).or_default();
         if landed {
             e.0 += 1;
@@ -467,7 +569,8 @@ fn crash_every_writer_at_random_moments() {
             let mv2 = mv.clone();
             let other = Mv { pass: other_pass.clone(), ..mv.clone() };
             for m in [&mv2, &other] {
-                if m.run_and_kill(&["verify", "--read-data", "-q"], Duration::from_millis(rng.range(0, 400))) {
+                let hi = verify_took.as_micros() as u64 + 1;
+                if m.run_and_kill(&["verify", "--read-data", "-q"], Duration::from_micros(rng.range(0, hi))) {
                     reopen_kills += 1;
                     break;
                 }
@@ -484,7 +587,27 @@ fn crash_every_writer_at_random_moments() {
         } else {
             assert!(unlocks.ok(), "after {op:?} (kill at {delay:?}): the vault does not open: {}", unlocks.describe());
         }
-        let verify = mv.run(&["verify", "--read-data"]);
+        let verify_started = Instant::now();
+        let mut verify = mv.run(&["verify", "--read-data"]);
+        verify_took = verify_started.elapsed();
+        let unfinished =
+            String::from_utf8_lossy(&verify.out()).contains("run `mvault rm --erase --resume` to finish it");
+        if !verify.ok() && unfinished {
+            assert!(matches!(op, Op::Erase | Op::EraseRewrite), "after {op:?}: an erasure is unfinished");
+            assert_eq!(verify.code(), Some(6), "verify of an unfinished erasure: {}", verify.describe());
+            erase_unfinished += 1;
+            if rng.below(2) == 0 {
+                let r = must(mv.run(&["rm", "--erase", "--resume"]), "rm --erase --resume");
+                let out = String::from_utf8_lossy(&r.out()).into_owned();
+                assert!(out.contains("finished erasing"), "rm --erase --resume: {out}");
+                erase_by_resume += 1;
+            } else {
+                let r = must(mv.run(&["gc", "-q"]), "gc after an unfinished erasure");
+                assert!(r.stderr.contains("finishing an interrupted erasure first"), "gc: {}", r.describe());
+                erase_by_writer += 1;
+            }
+            verify = mv.run(&["verify", "--read-data"]);
+        }
         assert!(
             verify.ok(),
             "iteration {iterations}: after {op:?} {args:?} killed at {delay:?}: verify --read-data: {} {}",
@@ -498,7 +621,7 @@ fn crash_every_writer_at_random_moments() {
         let now = listing(&mv);
         // Every version committed before stays, except the one this writer was removing.
         let may_go: Option<(String, u64)> = match op {
-            Op::Rm | Op::Erase => {
+            Op::Rm | Op::Erase | Op::EraseRewrite => {
                 let t = &args[1];
                 let (n, v) = t.split_once('@').unwrap();
                 Some((n.to_string(), v.parse().unwrap()))
@@ -531,9 +654,12 @@ fn crash_every_writer_at_random_moments() {
         "crash: {kills} kills landed in {iterations} runs, {reopen_kills} reopens killed, {:.0?}",
         started.elapsed()
     );
-    eprintln!("  {:<10} {:>12} {:>14}", "writer", "killed", "ran to the end");
+    eprintln!(
+        "  erasures left unfinished: {erase_unfinished} ({erase_by_resume} finished by --resume, {erase_by_writer} by the next writer)"
+    );
+    eprintln!("  {:<14} {:>8} {:>14}", "writer", "killed", "ran to the end");
     for (op, (k, f)) in &stats {
-        eprintln!("  {:<10} {:>12} {:>14}", format!("{op:?}"), k, f);
+        eprintln!("  {:<14} {:>8} {:>14}", format!("{op:?}"), k, f);
     }
     assert!(kills >= want_kills);
     assert!(stats.get(&Op::PutMinilm).is_some_and(|s| s.0 >= 5), "too few puts were killed: {stats:?}");
@@ -1094,7 +1220,7 @@ fn concurrency_nothing_is_lost_and_contention_is_a_clear_error() {
                 let qs: Vec<u64> = stored.lock().unwrap().keys().filter(|(n, _)| n == "q").map(|(_, v)| *v).collect();
                 for (i, v) in qs.iter().take(2).enumerate() {
                     let spec = format!("q@{v}");
-                    let r = read(&["rm", &spec, "--erase", "--wait", "120"], "D: erase vs put", &format!("de{i}"));
+                    let r = read(&["rm", "--yes", &spec, "--erase", "--wait", "120"], "D: erase vs put", &format!("de{i}"));
                     if r.ok() {
                         stored.lock().unwrap().remove(&("q".to_string(), *v));
                     }

@@ -177,7 +177,8 @@ pub enum Command {
     /// Remove a version (NAME@REF) or a whole model (NAME).
     Rm {
         /// NAME or NAME@REF.
-        spec: String,
+        #[arg(required_unless_present = "resume")]
+        spec: Option<String>,
         /// Do not ask before removing a whole model, or a version that aliases point to.
         #[arg(long, short)]
         yes: bool,
@@ -185,6 +186,9 @@ pub enum Command {
         /// vault file, so no stale copy of their bytes remains in it (see SECURITY.md).
         #[arg(long)]
         erase: bool,
+        /// With --erase and no NAME: finish an interrupted erasure.
+        #[arg(long, requires = "erase", conflicts_with = "spec")]
+        resume: bool,
     },
     /// Delete chunks no version references, then compact the file.
     Gc,

@@ -121,6 +121,10 @@ pub(super) fn unlock_write(g: &Global, progress: &dyn Progress) -> Result<Vault<
         eprintln!("mvault: finishing an interrupted master-key rotation first");
         v.resume_rotation(progress)?;
     }
+    if v.erasure_pending()? {
+        eprintln!("mvault: finishing an interrupted erasure first");
+        v.resume_erasure()?;
+    }
     Ok(v)
 }
 
@@ -449,7 +453,29 @@ pub fn run(cli: Cli) -> Result<i32> {
             v.describe(&name, has_version.then_some(&r), text)?;
             print_done(g, json!({"name": name, "described": spec}), &format!("{spec}: description set"));
         }
-        Command::Rm { spec, yes, erase } => {
+        Command::Rm { resume: true, .. } => {
+            let mut v = unlock(g)?;
+            match v.resume_erasure()? {
+                Some(rep) => {
+                    let vs: Vec<String> = rep.versions.iter().map(|n| n.to_string()).collect();
+                    print_done(
+                        g,
+                        serde_json::to_value(&rep).expect("report serialises"),
+                        &format!(
+                            "finished erasing {}@{}: {} chunk(s) deleted, vault file rewritten ({} -> {})",
+                            escape(&rep.name),
+                            vs.join(","),
+                            rep.chunks_removed,
+                            output::size(rep.file_bytes_before),
+                            output::size(rep.file_bytes_after)
+                        ),
+                    );
+                }
+                None => print_done(g, json!({"resumed": false}), "no erasure was unfinished: nothing to do"),
+            }
+        }
+        Command::Rm { spec, yes, erase, .. } => {
+            let spec = spec.as_deref().ok_or_else(|| Error::InvalidInput("rm: give NAME or NAME@REF".into()))?;
             let (name, r) = parse_spec(spec)?;
             if *erase {
                 if !spec.contains('@') && !*yes {

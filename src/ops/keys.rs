@@ -14,12 +14,15 @@
 //! **Erasure.** `erase` removes the versions, deletes every chunk no other version uses, and
 //! rewrites the file: afterwards the erased chunks' ciphertexts, their manifests, and every stale
 //! copy of a superseded key-slot record are gone from the file, so nothing in it — with every
-//! passphrase — opens them. See SECURITY.md for what erasure cannot reach.
-
-use std::collections::BTreeSet;
+//! passphrase — opens them. The removal commits together with a sealed record of the erasure
+//! (`meta`/`"erase"`), and the rewrite's copy leaves that record out, so an erasure killed at any
+//! moment is either not begun or is finished by [`Vault::resume_erasure`] (`rm --erase --resume`,
+//! or the next write through the CLI); `verify` reports it meanwhile. This module must never drop
+//! that record before the fresh file has replaced the vault. See SECURITY.md for what erasure
+//! cannot reach.
 
 use redb::ReadableTable;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::VersionRef;
 use crate::crypto::SecretKey;
@@ -29,9 +32,10 @@ use crate::crypto::keys::EpochKeys;
 use crate::names::{self, escape};
 use crate::progress::Progress;
 use crate::store::records::{self, SlotRecord, sealed_prefix, split_sealed};
-use crate::store::{self, CHUNKS, ChunkTables, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
+use crate::store::{self, CHUNK_IDS, CHUNKS, ChunkTables, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
 use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
 use crate::{Error, Result};
+use redb::TableHandle;
 
 /// Plaintext bytes re-encrypted per rotation transaction (64 MiB).
 pub const ROTATE_BATCH_BYTES: u64 = 64 << 20;
@@ -92,11 +96,15 @@ pub struct KeyUsage {
 /// What an erasure did.
 #[derive(Debug, Clone, Serialize)]
 pub struct EraseReport {
+    /// The model name.
+    pub name: String,
+    /// True when this finished an erasure an earlier, interrupted call began.
+    pub resumed: bool,
     /// Versions removed.
     pub versions: Vec<u64>,
     /// Chunks deleted (no other version used them).
     pub chunks_removed: u64,
-    /// Vault file size before and after, in bytes.
+    /// Vault file size before, in bytes.
     pub file_bytes_before: u64,
     /// Vault file size after the rewrite, in bytes.
     pub file_bytes_after: u64,
@@ -271,6 +279,10 @@ impl Vault<Unlocked> {
         if self.rotation_pending() {
             return self.resume_rotation(progress);
         }
+        // An unfinished erasure's unreferenced chunks must not be carried into the new epoch.
+        if self.erasure_pending()? {
+            self.resume_erasure()?;
+        }
         let slots = read_slots(&self.db)?;
         let vid = self.header.vault_id;
         let from = self.epoch();
@@ -368,34 +380,162 @@ impl Vault<Unlocked> {
         Ok(report)
     }
 
-    /// Rewrites the vault into a fresh file (see [`crate::store::rewrite`]).
-    fn rewrite_file(&mut self) -> Result<()> {
-        store::rewrite(&mut self.db, &self.path)
+    /// True while an erasure is unfinished: its versions are removed but the vault file may still
+    /// hold their chunks, manifests and records (see [`Vault::resume_erasure`]).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn erasure_pending(&self) -> Result<bool> {
+        let rx = store::begin_read(&self.db)?;
+        let Ok(meta) = rx.open_table(META) else {
+            return Ok(false);
+        };
+        Ok(meta.get(ERASE_KEY).map_err(|e| Error::storage("reading the erasure record", e))?.is_some())
+    }
+
+    /// The unfinished erasure, if any: the model name and the versions it removed.
+    ///
+    /// Errors: [`Error::Damaged`] if the erasure record does not open; [`Error::Storage`].
+    pub fn unfinished_erasure(&self) -> Result<Option<UnfinishedErasure>> {
+        let rx = store::begin_read(&self.db)?;
+        let Ok(meta) = rx.open_table(META) else {
+            return Ok(None);
+        };
+        let Some(v) = meta.get(ERASE_KEY).map_err(|e| Error::storage("reading the erasure record", e))? else {
+            return Ok(None);
+        };
+        let rec: EraseIntent = self.open_meta("meta", ERASE_KEY.as_bytes(), "erasure record", v.value())?;
+        Ok(Some(UnfinishedErasure { name: rec.name, versions: rec.versions, started: rec.started }))
     }
 
     /// Cryptographic erasure of `name@r` (or of every version of `name` when `r` is `None`):
     /// removes the versions, deletes the chunks no other version uses, and rewrites the file so
     /// that none of their bytes, nor any stale copy of an older key slot, remains in it.
     ///
+    /// The removal and a sealed record of the erasure (`meta`/`"erase"`) commit in one
+    /// transaction, before anything is deleted; the record goes away only with the rename of the
+    /// fresh file, whose copy leaves it out. Killed at any moment after that commit,
+    /// [`Vault::resume_erasure`] (which the CLI runs before every writing command) finishes it.
+    /// An erasure already unfinished is finished first.
+    ///
     /// Errors: as [`Vault::remove_version`] and [`Vault::gc`]; [`Error::InvalidInput`] during an
     /// unfinished rotation.
     pub fn erase(&mut self, name: &str, r: Option<&VersionRef>) -> Result<EraseReport> {
         self.refuse_during_rotation()?;
+        if self.erasure_pending()? {
+            self.resume_erasure()?;
+        }
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        let versions = match r {
-            Some(r) => vec![self.remove_version(name, r)?],
-            None => {
-                let all: BTreeSet<u64> =
-                    self.list(Some(name))?.models.iter().flat_map(|m| m.versions.iter().map(|v| v.version)).collect();
-                self.remove_model(name)?;
-                all.into_iter().collect()
-            }
-        };
-        let gc = self.gc()?;
-        self.rewrite_file()?;
-        let file_bytes_after = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        Ok(EraseReport { versions, chunks_removed: gc.chunks_removed, file_bytes_before, file_bytes_after })
+        {
+            let mut txn = self.write()?;
+            let versions = match r {
+                Some(r) => vec![self.remove_version_in(&mut txn, name, r)?],
+                None => self.remove_model_in(&txn, name)?,
+            };
+            let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now() };
+            let v = txn.seal_meta("meta", ERASE_KEY.as_bytes(), &intent)?;
+            txn.put_plain_meta(ERASE_KEY, &v)?;
+            txn.commit()?;
+        }
+        let mut report = self.resume_erasure()?.expect("the erasure record was just committed");
+        report.file_bytes_before = file_bytes_before;
+        report.resumed = false;
+        Ok(report)
     }
+
+    /// Finishes an unfinished erasure (see [`Vault::erase`]): deletes every chunk no remaining
+    /// version references ([`Vault::gc`]), then rewrites the vault into a fresh file that holds
+    /// every live record but the erasure record, and renames it over the old one. Killed
+    /// part-way, it can run again. Returns `None` when no erasure is unfinished.
+    ///
+    /// An erasure record that does not open is finished all the same (the report then names no
+    /// model and no versions).
+    ///
+    /// Errors: as [`Vault::gc`]; [`Error::Storage`], [`Error::Io`].
+    pub fn resume_erasure(&mut self) -> Result<Option<EraseReport>> {
+        if !self.erasure_pending()? {
+            return Ok(None);
+        }
+        // A record that does not open still means "unfinished": finishing needs nothing from it
+        // (gc and the rewrite look only at what is live), and refusing would block every write.
+        let pending = self.unfinished_erasure().ok().flatten();
+        let (name, versions) = pending.map(|p| (p.name, p.versions)).unwrap_or_default();
+        let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let gc = self.gc()?;
+        let path = self.path.clone();
+        store::rewrite_with(&mut self.db, &path, copy_without_erase_record)?;
+        let file_bytes_after = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(Some(EraseReport {
+            name,
+            versions,
+            chunks_removed: gc.chunks_removed,
+            file_bytes_before,
+            file_bytes_after,
+            resumed: true,
+        }))
+    }
+}
+
+/// The `meta` key of the sealed record of an unfinished erasure.
+pub const ERASE_KEY: &str = "erase";
+
+/// The sealed record of an unfinished erasure (`meta`/`"erase"`, see SECURITY.md).
+#[derive(Serialize, Deserialize)]
+struct EraseIntent {
+    name: String,
+    versions: Vec<u64>,
+    started: u64,
+}
+
+/// An erasure whose versions are removed but whose file rewrite has not finished.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnfinishedErasure {
+    /// The model name.
+    pub name: String,
+    /// The versions removed.
+    pub versions: Vec<u64>,
+    /// When it started, Unix seconds.
+    pub started: u64,
+}
+
+/// Copies every live record of `old` into `fresh` except the erasure record (the fill of an
+/// erasure's [`store::rewrite_with`]): once the fresh file replaces the vault, the erasure is
+/// finished and no record of it (nor of what it erased) is left.
+fn copy_without_erase_record(old: &redb::Database, fresh: &redb::Database) -> Result<()> {
+    let rx = store::begin_read(old)?;
+    let tx = store::begin_write(fresh)?;
+    copy_rows(&rx, &tx, META, |k| k == ERASE_KEY)?;
+    copy_rows(&rx, &tx, SLOTS, |_| false)?;
+    copy_rows(&rx, &tx, SIGNERS, |_| false)?;
+    copy_rows(&rx, &tx, TRUST, |_| false)?;
+    copy_rows(&rx, &tx, MODELS, |_| false)?;
+    copy_rows(&rx, &tx, VERSIONS, |_| false)?;
+    copy_rows(&rx, &tx, CHUNKS, |_| false)?;
+    copy_rows(&rx, &tx, CHUNK_IDS, |_| false)?;
+    store::commit(tx)
+}
+
+/// Copies table `def` from `rx` into `tx`, leaving out the rows whose key `skip` selects.
+fn copy_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    rx: &redb::ReadTransaction,
+    tx: &redb::WriteTransaction,
+    def: redb::TableDefinition<K, V>,
+    skip: impl for<'a> Fn(K::SelfType<'a>) -> bool,
+) -> Result<()> {
+    let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
+    let src = match rx.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(ctx(&e)),
+    };
+    let mut dst = tx.open_table(def).map_err(|e| ctx(&e))?;
+    for row in src.iter().map_err(|e| ctx(&e))? {
+        let (k, v) = row.map_err(|e| ctx(&e))?;
+        if skip(k.value()) {
+            continue;
+        }
+        dst.insert(k.value(), v.value()).map_err(|e| ctx(&e))?;
+    }
+    Ok(())
 }
 
 /// What a rotation's copy needs: the vault id and the keys of both epochs.

@@ -2,7 +2,9 @@
 //! chunks it alone used stay until `gc`, which deletes every chunk no remaining manifest
 //! references (mark and sweep over all manifests) and then compacts the file.
 //!
-//! Removal is not erasure: freed pages keep their old bytes until reused (see SECURITY.md).
+//! Removal is not erasure: freed pages keep their old bytes until reused (see SECURITY.md);
+//! `rm --erase` ([`Vault::erase`] in `keys.rs`) removes through the `*_in` forms here, in the
+//! transaction that records its intent. Nothing here may commit a caller's transaction.
 
 use std::collections::HashSet;
 
@@ -15,7 +17,7 @@ use crate::manifest::hex;
 use crate::names::escape;
 use crate::store::records::{AliasEvent, VersionRecord};
 use crate::store::{self, ChunkTables, MODELS, VERSIONS};
-use crate::vault::{Unlocked, Vault, now};
+use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 
 /// What `gc` did.
@@ -42,6 +44,14 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`].
     pub fn remove_version(&self, name: &str, r: &VersionRef) -> Result<u64> {
         let mut txn = self.write()?;
+        let version = self.remove_version_in(&mut txn, name, r)?;
+        txn.commit()?;
+        Ok(version)
+    }
+
+    /// [`Vault::remove_version`] inside `txn`, which the caller commits (`rm --erase` records its
+    /// intent in the same transaction). Returns the version removed.
+    pub(crate) fn remove_version_in(&self, txn: &mut Txn<'_>, name: &str, r: &VersionRef) -> Result<u64> {
         let mk = self.model_key(name);
         let (mut model, version) = {
             let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
@@ -63,9 +73,8 @@ impl Vault<Unlocked> {
             let mut models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
             models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
         } else {
-            write_model(&mut txn, &mk, &model)?;
+            write_model(txn, &mk, &model)?;
         }
-        txn.commit()?;
         Ok(version)
     }
 
@@ -74,6 +83,14 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`].
     pub fn remove_model(&self, name: &str) -> Result<u64> {
         let txn = self.write()?;
+        let removed = self.remove_model_in(&txn, name)?;
+        txn.commit()?;
+        Ok(removed.len() as u64)
+    }
+
+    /// [`Vault::remove_model`] inside `txn`, which the caller commits. Returns the version
+    /// numbers removed, in order.
+    pub(crate) fn remove_model_in(&self, txn: &Txn<'_>, name: &str) -> Result<Vec<u64>> {
         let mk = self.model_key(name);
         {
             let mut models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
@@ -89,9 +106,8 @@ impl Vault<Unlocked> {
             for k in &keys {
                 versions.remove(k).map_err(|e| Error::storage("removing a version", e))?;
             }
-            keys.len() as u64
+            keys.iter().map(|k| u64::from_be_bytes(k[32..].try_into().expect("40-byte key"))).collect()
         };
-        txn.commit()?;
         Ok(removed)
     }
 

@@ -1,8 +1,8 @@
 //! `verify`: check every model record, every manifest (authentication, Ed25519 signature,
 //! canonical encoding, binding to vault, name and version) and that every referenced chunk is
 //! present, and that the chunk index lists exactly the stored chunks. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
-//! file's SHA-256. Each problem is reported with the model, version and file it hurts; checking
-//! goes on past it.
+//! file's SHA-256. An unfinished `rm --erase` is reported as a problem too. Each problem is
+//! reported with the model, version and file it hurts; checking goes on past it.
 //! `verify_only` does the same for one model or one version, without the vault-wide checks.
 
 use std::collections::HashSet;
@@ -152,7 +152,39 @@ impl Vault<Unlocked> {
             self.verify_manifest_data(m, chunks.as_ref(), read_data, &mut rep, progress);
         }
         progress.end();
+        if let Some(p) = self.unfinished_erasure_problem() {
+            rep.problems.push(p);
+        }
         Ok(rep)
+    }
+
+    /// An unfinished `rm --erase`: its versions are gone from the listing, but the file may still
+    /// hold their chunks, manifests and records until it is finished.
+    fn unfinished_erasure_problem(&self) -> Option<Problem> {
+        const RESUME: &str = "run `mvault rm --erase --resume` to finish it";
+        match self.unfinished_erasure() {
+            Ok(None) => None,
+            Ok(Some(e)) => {
+                let vs: Vec<String> = e.versions.iter().map(u64::to_string).collect();
+                Some(Problem {
+                    model: Some(e.name.clone()),
+                    version: None,
+                    file: None,
+                    detail: format!(
+                        "an erasure of model '{}' version(s) {} is unfinished: the vault file may still hold their \
+                         chunks, manifests and records; {RESUME}",
+                        escape(&e.name),
+                        vs.join(",")
+                    ),
+                })
+            }
+            Err(err) => Some(Problem {
+                model: None,
+                version: None,
+                file: None,
+                detail: format!("an erasure is unfinished and its record does not open ({err}); {RESUME}"),
+            }),
+        }
     }
 
     fn verify_manifest_data(
