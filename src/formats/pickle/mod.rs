@@ -176,7 +176,7 @@ pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> Sc
     // storages after) can be judged from its prefix.
     let s = stream::scan(&buf, true);
     let complete = s.legacy_torch && s.problems.is_empty();
-    cx.stream_findings("", 0, s);
+    cx.stream_findings("", 0, s, false);
     if !complete {
         cx.unscannable(
             "",
@@ -225,7 +225,7 @@ pub fn sniff_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> O
         if s.events.is_empty() && s.problems.is_empty() && !ran_out {
             return None;
         }
-        cx.stream_findings("", 0, s);
+        cx.stream_findings("", 0, s, false);
         if ran_out {
             cx.unscannable(
                 "",
@@ -248,11 +248,20 @@ struct Ctx<'o> {
     budget: u64,
     findings: Vec<Finding>,
     globals: BTreeSet<String>,
+    /// The next [`Ctx::blob`] is a `data.pkl` / `constants.pkl` record of a TorchScript
+    /// archive: a pickle in it may name `__torch__.*` classes (taken and reset by `blob`).
+    torchscript_record: bool,
 }
 
 impl<'o> Ctx<'o> {
     fn new(opts: &'o ScanOptions) -> Self {
-        Ctx { opts, budget: opts.max_decompressed_bytes, findings: Vec::new(), globals: BTreeSet::new() }
+        Ctx {
+            opts,
+            budget: opts.max_decompressed_bytes,
+            findings: Vec::new(),
+            globals: BTreeSet::new(),
+            torchscript_record: false,
+        }
     }
 
     fn finish(self) -> ScanReport {
@@ -280,12 +289,22 @@ impl<'o> Ctx<'o> {
         });
     }
 
-    fn stream_findings(&mut self, chain: &str, base: usize, s: stream::StreamOutcome) {
+    /// Records the imports and problems of one stream. `torchscript`: the stream is a record
+    /// that TorchScript's C++ unpickler reads, where `__torch__.*` classes are allowed.
+    fn stream_findings(&mut self, chain: &str, base: usize, s: stream::StreamOutcome, torchscript: bool) {
         for e in s.events {
             self.globals.insert(e.name.clone());
             let reason = match e.kind {
                 scanner::EventKind::Global if allowlist::is_allowed(&e.name, &self.opts.extra_allowed) => {
                     continue;
+                }
+                scanner::EventKind::Global if torchscript && allowlist::is_torchscript_class(&e.name) => {
+                    continue;
+                }
+                scanner::EventKind::Global if allowlist::is_torchscript_class(&e.name) => {
+                    "import of a `__torch__` global outside a TorchScript archive: Python's unpickler \
+                     imports it as a module (a `__torch__.py` on the path runs)"
+                        .to_string()
                 }
                 scanner::EventKind::Global => "import of a global that is not on the allow-list".to_string(),
                 scanner::EventKind::Unresolved => {
@@ -306,14 +325,19 @@ impl<'o> Ctx<'o> {
     }
 
     fn pickle(&mut self, data: &[u8], base: usize, chain: &str, strict: bool) -> bool {
+        self.pickle_as(data, base, chain, strict, false)
+    }
+
+    fn pickle_as(&mut self, data: &[u8], base: usize, chain: &str, strict: bool, torchscript: bool) -> bool {
         let s = stream::scan(data, strict);
         let is = s.is_pickle;
-        self.stream_findings(chain, base, s);
+        self.stream_findings(chain, base, s, torchscript);
         is
     }
 
     /// Scan one blob, dispatching on its content.
     fn blob(&mut self, data: &[u8], chain: &str, depth: u32, strict: bool) {
+        let torchscript = std::mem::take(&mut self.torchscript_record);
         if depth > self.opts.max_depth {
             self.unscannable(chain, 0, format!("nesting deeper than max_depth ({})", self.opts.max_depth));
             return;
@@ -334,7 +358,7 @@ impl<'o> Ctx<'o> {
         } else if let Some(w) = wrappers::sniff(data) {
             self.wrapped(w, data, chain, depth, strict);
         } else {
-            self.pickle(data, 0, chain, strict);
+            self.pickle_as(data, 0, chain, strict, torchscript);
         }
     }
 
@@ -369,6 +393,7 @@ impl<'o> Ctx<'o> {
         for p in listing.problems {
             self.unscannable(chain, 0, p);
         }
+        let torchscript_records = zip::torchscript_records(&listing.entries);
         // Entries may overlap (many central entries pointing at the same
         // bytes); never read more than the archive size plus the cap.
         let read_cap = src.size().saturating_add(self.opts.max_decompressed_bytes);
@@ -408,6 +433,7 @@ impl<'o> Ctx<'o> {
                             format!("CRC-32 mismatch: member is encrypted or corrupt (flags 0x{:04x})", e.flags),
                         );
                     }
+                    self.torchscript_record = torchscript_records.as_ref().is_some_and(|r| r.contains(&e.name));
                     self.blob(&md.data, &m, depth + 1, false);
                 }
             }

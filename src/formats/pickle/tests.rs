@@ -156,7 +156,7 @@ fn extra_allowed_turns_global_clean() {
 fn allowlist_is_exact() {
     assert!(is_allowed("torch._utils._rebuild_tensor_v2", &[]));
     assert!(is_allowed("torch.BFloat16Storage", &[]));
-    assert!(is_allowed("__torch__.vad.Model", &[]));
+    assert!(!is_allowed("__torch__.vad.Model", &[]), "only TorchScript records may name `__torch__` classes");
     for bad in [
         "torch.storage._load_from_bytes",
         "builtins.eval",
@@ -449,4 +449,99 @@ fn sniffing_finds_a_payload_behind_no_op_opcodes() {
     for data in [&b"hello world, this is text\n"[..], b"{\"a\": 1}", b"0.5,1.5\n2,3\n", b""] {
         assert!(sniff_reader(std::io::Cursor::new(data), data.len() as u64, &opts).is_none(), "{data:?}");
     }
+}
+
+/// A zip of stored members with correct CRCs (local headers, central directory, EOCD).
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let le16 = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
+    let le32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+    let (mut z, mut cd) = (Vec::new(), Vec::new());
+    for (name, data) in members {
+        let at = z.len() as u32;
+        let crc = zip::crc32(data);
+        le32(&mut z, 0x0403_4b50);
+        for x in [20u16, 0, 0, 0, 0] {
+            le16(&mut z, x);
+        }
+        for x in [crc, data.len() as u32, data.len() as u32] {
+            le32(&mut z, x);
+        }
+        le16(&mut z, name.len() as u16);
+        le16(&mut z, 0);
+        z.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(data);
+        le32(&mut cd, 0x0201_4b50);
+        for x in [20u16, 20, 0, 0, 0, 0] {
+            le16(&mut cd, x);
+        }
+        for x in [crc, data.len() as u32, data.len() as u32] {
+            le32(&mut cd, x);
+        }
+        for x in [name.len() as u16, 0, 0, 0, 0] {
+            le16(&mut cd, x);
+        }
+        le32(&mut cd, 0);
+        le32(&mut cd, at);
+        cd.extend_from_slice(name.as_bytes());
+    }
+    let cd_off = z.len() as u32;
+    z.extend_from_slice(&cd);
+    z.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00");
+    le16(&mut z, members.len() as u16);
+    le16(&mut z, members.len() as u16);
+    le32(&mut z, cd.len() as u32);
+    le32(&mut z, cd_off);
+    le16(&mut z, 0);
+    z
+}
+
+/// `__torch__.evil` called with no arguments, protocol 2.
+const TORCH_EVIL: &[u8] = b"\x80\x02c__torch__\nevil\n)R.";
+
+#[test]
+fn torch_globals_are_dangerous_outside_torchscript_archives() {
+    // A plain pickle: `pickle.load` imports `__torch__` as a module.
+    let r = scan(TORCH_EVIL);
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert!(r.findings[0].reason.contains("outside a TorchScript archive"), "{r:?}");
+    let r = scan(b"c__torch__.vad.model\nVAD\n)R.");
+    assert_eq!(dangerous(&r), vec!["__torch__.vad.model.VAD"]);
+    // A `torch.save` zip: `torch.load` uses Python's unpickler.
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/version", b"3\n")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert_eq!(r.findings[0].member.as_deref(), Some("archive/data.pkl"));
+    // `constants.pkl` without `code/` (or `code/` without `constants.pkl`) is not TorchScript.
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/constants.pkl", b"\x80\x02).")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/code/__torch__.py", b"class evil:\n")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    // Wrapped in gzip: still a plain pickle.
+    assert_eq!(dangerous(&scan(&gzip(TORCH_EVIL))), vec!["__torch__.evil"]);
+}
+
+#[test]
+fn torch_globals_are_allowed_only_in_torchscript_records() {
+    let ts = |other: &str, data: &[u8]| {
+        zip_of(&[
+            ("m/data.pkl", TORCH_EVIL),
+            ("m/code/__torch__.py", b"class evil:\n  pass\n"),
+            ("m/constants.pkl", b"\x80\x02c__torch__\nK\n)R."),
+            (other, data),
+        ])
+    };
+    let r = scan(&ts("m/version", b"1\n"));
+    assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
+    assert!(r.globals.contains(&"__torch__.evil".to_string()));
+    // Any other record of the archive is not read by TorchScript's unpickler.
+    let r = scan(&ts("m/extra/state.pkl", TORCH_EVIL));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert_eq!(r.findings[0].member.as_deref(), Some("m/extra/state.pkl"));
+    // A zip nested in a TorchScript record gets no allowance.
+    let inner = zip_of(&[("x/data.pkl", TORCH_EVIL)]);
+    let r = scan(&zip_of(&[
+        ("m/data.pkl", &inner),
+        ("m/code/__torch__.py", b"class evil:\n  pass\n"),
+        ("m/constants.pkl", b"\x80\x02)."),
+    ]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
 }

@@ -325,3 +325,20 @@ pub fn crc32(d: &[u8]) -> u32 {
     c.update(d);
     c.sum()
 }
+
+/// If `entries` form a TorchScript archive, the names of the records that TorchScript's C++
+/// unpickler reads (`<root>/data.pkl` and `<root>/constants.pkl`), else `None`.
+///
+/// PyTorch's archive reader takes the folder of the first record as the archive root, and
+/// `torch.load` hands an archive with a `constants.pkl` record to `torch.jit.load`
+/// (`torch/serialization.py` `_is_torchscript_zip`). A TorchScript archive is recognised here
+/// by both a `<root>/constants.pkl` and at least one `<root>/code/` record; anything else
+/// (a `torch.save` zip, an `.npz`) is read by Python's unpickler.
+pub fn torchscript_records(entries: &[Entry]) -> Option<[String; 2]> {
+    let (root, _) = entries.first()?.name.split_once('/')?;
+    let constants = format!("{root}/constants.pkl");
+    let code = format!("{root}/code/");
+    let has_constants = entries.iter().any(|e| e.name == constants);
+    let has_code = entries.iter().any(|e| e.name.starts_with(&code));
+    (has_constants && has_code).then(|| [format!("{root}/data.pkl"), constants])
+}
