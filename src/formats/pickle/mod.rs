@@ -400,6 +400,9 @@ impl<'o> Ctx<'o> {
         let mut read_total = 0u64;
         for e in &listing.entries {
             let m = child(chain, &e.name);
+            for d in &e.disagreements {
+                self.unscannable(&m, e.data_start, d.clone());
+            }
             read_total = read_total.saturating_add(e.csize.min((zip::PREFIX as u64).saturating_add(self.budget)));
             if read_total > read_cap {
                 self.unscannable(
@@ -430,7 +433,11 @@ impl<'o> Ctx<'o> {
                         self.unscannable(
                             &m,
                             e.data_start,
-                            format!("CRC-32 mismatch: member is encrypted or corrupt (flags 0x{:04x})", e.flags),
+                            format!(
+                                "CRC-32 mismatch: central directory 0x{:08x}, member data 0x{:08x}: member is \
+                                 encrypted or corrupt (flags 0x{:04x})",
+                                e.crc, md.crc, e.flags
+                            ),
                         );
                     }
                     self.torchscript_record = torchscript_records.as_ref().is_some_and(|r| r.contains(&e.name));

@@ -545,3 +545,54 @@ fn torch_globals_are_allowed_only_in_torchscript_records() {
     ]));
     assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
 }
+
+fn reasons(r: &ScanReport) -> Vec<String> {
+    r.findings.iter().map(|f| format!("{:?} {:?}: {}", f.kind, f.member, f.reason)).collect()
+}
+
+#[test]
+fn zip_local_header_must_agree_with_central_directory() {
+    let benign: &[u8] = b"\x80\x02]q\x00.";
+    let good = zip_of(&[("data.pkl", benign)]);
+    assert_eq!(scan(&good).verdict, Verdict::Clean);
+    let cd = 30 + "data.pkl".len() + benign.len();
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut z = good.clone();
+        z[at..at + bytes.len()].copy_from_slice(bytes);
+        z
+    };
+    let unscannable_with = |z: &[u8], want: &[&str]| {
+        let r = scan(z);
+        assert_eq!(r.verdict, Verdict::Unscannable, "{:?}", reasons(&r));
+        let f = r.findings.iter().find(|f| want.iter().all(|w| f.reason.contains(w)));
+        let f = f.unwrap_or_else(|| panic!("no finding with {want:?}: {:?}", reasons(&r)));
+        assert_eq!(f.member.as_deref(), Some("data.pkl"));
+    };
+    // Another name in the local header (Python's zipfile refuses: "File name in directory ...
+    // and header ... differ"), although the member is benign.
+    unscannable_with(&patched(30, b"x"), &["\"xata.pkl\"", "\"data.pkl\"", "corrupt archive"]);
+    // Another CRC-32 in the local header, the data matching the central directory.
+    let crc = zip::crc32(benign);
+    unscannable_with(&patched(14, &(crc ^ 1).to_le_bytes()), &[&format!("0x{:08x}", crc ^ 1), &format!("0x{crc:08x}")]);
+    // The data does not match the central CRC-32: both values are named.
+    let mut z = patched(14, &0x1234_5678u32.to_le_bytes());
+    z[cd + 16..cd + 20].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+    unscannable_with(&z, &["central directory 0x12345678", &format!("member data 0x{crc:08x}")]);
+    // Another method or size in the local header.
+    unscannable_with(
+        &patched(8, &8u16.to_le_bytes()),
+        &["compression method differs: local header 8, central directory 0"],
+    );
+    unscannable_with(&patched(18, &1u32.to_le_bytes()), &["sizes differ: local header 1 compressed"]);
+    // Bit 3 defers CRC-32 and sizes to a data descriptor: zeros in the local header are fine.
+    let mut z = patched(6, &0x0008u16.to_le_bytes());
+    z[14..26].fill(0);
+    assert_eq!(scan(&z).verdict, Verdict::Clean, "{:?}", reasons(&scan(&z)));
+    // A payload behind a renamed local header is still reported.
+    let evil = b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.";
+    let mut z = zip_of(&[("data.pkl", evil)]);
+    z[30] = b'x';
+    let r = scan(&z);
+    assert_eq!(dangerous(&r), vec!["builtins.eval"]);
+    assert!(r.findings.iter().any(|f| f.reason.contains("\"xata.pkl\"")), "{:?}", reasons(&r));
+}
