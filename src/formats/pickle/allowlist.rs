@@ -95,6 +95,8 @@ const STORAGE_KINDS: &[&str] = &[
     "QUInt2x4",
 ];
 
+const TENSOR_KINDS: &[&str] = &["Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"];
+
 const NUMPY: &[&str] = &[
     "numpy.core.multiarray._reconstruct",
     "numpy._core.multiarray._reconstruct",
@@ -275,6 +277,12 @@ fn table() -> &'static HashSet<String> {
         for k in STORAGE_KINDS {
             s.insert(format!("torch.{k}Storage"));
             s.insert(format!("torch.cuda.{k}Storage"));
+        }
+        // Legacy tensor type classes, named (not called) by the `tensors` record of a
+        // pre-1.6 `torch.save` tar.
+        for k in TENSOR_KINDS {
+            s.insert(format!("torch.{k}Tensor"));
+            s.insert(format!("torch.cuda.{k}Tensor"));
         }
         for b in BUILTIN_TYPES {
             s.insert(format!("builtins.{b}"));

@@ -4,7 +4,7 @@
 //!
 //! Owns: the public API ([`scan_bytes`], [`scan_reader`], [`ScanOptions`],
 //! [`ScanReport`], [`Finding`]) and content-based dispatch: ZIP archives
-//! (`zip`), compression wrappers and `.npy` (`wrappers`), pickle streams
+//! (`zip`), tar archives (`tar`), compression wrappers and `.npy` (`wrappers`), pickle streams
 //! (`stream`, `scanner` over the value model in `values`, `joblib`), judged
 //! by an exact allow-list (`allowlist`). Everything is recognised by
 //! content, never by file or member name.
@@ -32,14 +32,17 @@
 //! (the zip member or decompressed data named by `member`). Inputs larger
 //! than `max_in_memory_bytes` given to [`scan_reader`] are scanned only if
 //! they are zips (member by member) or legacy PyTorch files whose pickles fit
-//! in the prefix; otherwise they are Unscannable. 7z/tar archives are not
-//! opened (Unscannable).
+//! in the prefix; otherwise they are Unscannable (a tar larger than that is
+//! too). Tar archives (`tar`: the pre-1.6 `torch.save` layout and any other
+//! tar) are walked member by member; 7z archives are not opened
+//! (Unscannable).
 
 mod allowlist;
 mod joblib;
 mod opcodes;
 mod scanner;
 mod stream;
+mod tar;
 mod values;
 mod wrappers;
 mod zip;
@@ -55,6 +58,7 @@ use std::io::{Read, Seek, SeekFrom};
 use serde::Serialize;
 
 pub use allowlist::{builtin_len as allowlist_len, is_allowed};
+pub use tar::is_tar;
 
 /// Overall outcome of a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -344,6 +348,10 @@ impl<'o> Ctx<'o> {
         }
         if zip::is_zip(data) {
             self.zip(&mut &*data, chain, depth);
+        } else if tar::is_tar(data) {
+            self.tar(data, chain, depth);
+            // `pickle.load` of the same bytes reads the first header as opcodes.
+            self.pickle(data, 0, chain, false);
         } else if data.starts_with(wrappers::NPY_MAGIC) {
             match wrappers::parse_npy(data) {
                 Ok(n) if n.object => {
@@ -385,6 +393,46 @@ impl<'o> Ctx<'o> {
             }
             Err(e) if strict => self.unscannable(chain, 0, e.to_string()),
             Err(_) => {} // sniffed member that only resembles a wrapper: opaque data
+        }
+    }
+
+    /// Walks a tar archive. `torch.load` opens any file that starts with a valid tar header
+    /// (pre-1.6 `torch.save` format) and unpickles the last `storages`, `tensors` and `pickle`
+    /// members (their layouts in [`tar`]); every other regular member is sniffed like a zip
+    /// member (pandas' `read_pickle` unpickles the one member of a `.tar`).
+    fn tar(&mut self, data: &[u8], chain: &str, depth: u32) {
+        let listing = tar::list(data);
+        for p in listing.problems {
+            self.unscannable(chain, 0, p);
+        }
+        let last = |n: &[u8]| listing.members.iter().rposition(|m| m.name == n);
+        let legacy = [last(b"storages"), last(b"tensors"), last(b"pickle")];
+        for (i, m) in listing.members.iter().enumerate() {
+            let c = child(chain, &m.display());
+            let role = legacy.iter().position(|&l| l == Some(i));
+            if !m.is_regular() {
+                if role.is_some() {
+                    self.unscannable(
+                        &c,
+                        m.data.start as u64,
+                        format!(
+                            "legacy PyTorch member is not a regular file (tar type {:?}): what torch.load would read \
+                             is outside the archive",
+                            char::from(m.kind)
+                        ),
+                    );
+                }
+                continue;
+            }
+            let body = data.get(m.data.clone()).unwrap_or(&[]);
+            match role {
+                Some(0) => self.stream_findings(&c, 0, tar::legacy_storages(body), false),
+                Some(1) => self.stream_findings(&c, 0, tar::legacy_tensors(body), false),
+                Some(_) => {
+                    self.pickle(body, 0, &c, true);
+                }
+                None => self.blob(body, &c, depth + 1, false),
+            }
         }
     }
 
