@@ -285,3 +285,78 @@ fn a_vault_can_extend_the_allow_list_for_every_put() {
     assert!(matches!(v.allow_remove("os.system").unwrap_err(), Error::NotFound(_)));
     assert!(matches!(v.put(&evil, "m", &PutOptions::default(), &NoProgress).unwrap_err(), Error::UnsafePickle { .. }));
 }
+
+/// A one-member-per-entry ustar archive with end-of-archive blocks.
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for (name, data) in members {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[156] = b'0';
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        t.extend(h);
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    }
+    t.extend([0u8; 1024]);
+    t
+}
+
+#[test]
+fn legacy_torch_tar_and_torch_globals_are_refused_at_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let storages = b"\x80\x02K\x00.\x80\x02]q\x00.";
+    let tensors = b"\x80\x02K\x00.";
+    let evil_tar = tar_of(&[("storages", storages), ("tensors", tensors), ("pickle", b"cposix\nsystem\n(S'ls'\ntR.")]);
+    let torch_pickle = b"\x80\x02c__torch__\nevil\n)R.".to_vec();
+    for (name, bytes, global) in
+        [("legacy.pt", evil_tar, "posix.system"), ("plain.pkl", torch_pickle, "__torch__.evil")]
+    {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let e = v.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::UnsafePickle { .. }), "{name}: {e}");
+        assert_eq!(e.exit_code(), 8);
+        assert!(e.to_string().contains(global), "{name}: {e}");
+    }
+    // A benign legacy tar is stored, scanned clean.
+    let ok = tar_of(&[("storages", storages), ("tensors", tensors), ("pickle", b"\x80\x02}q\x00.")]);
+    let f = dir.path().join("ok.pt");
+    std::fs::write(&f, ok).unwrap();
+    v.put(&f, "ok", &PutOptions::default(), &NoProgress).unwrap();
+    assert_eq!(v.list(None).unwrap().models.len(), 1);
+}
+
+#[test]
+fn gguf_alignment_is_checked_at_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let gguf = |ty: u32, val: &[u8]| {
+        let mut g = b"GGUF".to_vec();
+        g.extend(3u32.to_le_bytes());
+        g.extend(0u64.to_le_bytes());
+        g.extend(1u64.to_le_bytes());
+        g.extend(17u64.to_le_bytes());
+        g.extend(b"general.alignment");
+        g.extend(ty.to_le_bytes());
+        g.extend_from_slice(val);
+        g
+    };
+    for (ty, val, want) in [
+        (5u32, 32i32.to_le_bytes().to_vec(), "general.alignment has value type INT32 (5); it must be UINT32 (4)"),
+        (4, 0u32.to_le_bytes().to_vec(), "general.alignment is 0"),
+        (4, (1u32 << 30).to_le_bytes().to_vec(), "general.alignment 1073741824 exceeds the limit of 1048576 bytes"),
+    ] {
+        let f = dir.path().join("a.gguf");
+        std::fs::write(&f, gguf(ty, &val)).unwrap();
+        let e = v.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains(want), "{e}");
+        assert!(e.to_string().contains("a.gguf"), "{e}");
+    }
+    assert!(v.list(None).unwrap().models.is_empty());
+}

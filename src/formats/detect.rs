@@ -6,7 +6,7 @@
 //! headers (APPNOTE 4.3.7; PyTorch / TorchScript / .npz told apart by member
 //! names), `.npy` (`\x93NUMPY`), pickle (PROTO 0x80 + 2..=5, or a plausible
 //! protocol-0/1 first opcode), legacy PyTorch (pickled magic 0x1950a86a20f9469cfc6c),
-//! gzip, bzip2, xz, zlib, Parquet, Git LFS pointer text, ONNX (a protobuf
+//! gzip, bzip2, xz, zlib, tar (a first header with a valid checksum), Parquet, Git LFS pointer text, ONNX (a protobuf
 //! `ModelProto` plausibility walk of the first tags), CSV.
 //!
 //! Limits: looks only at `head` (callers pass up to the first 64 KiB). Zip
@@ -48,6 +48,10 @@ pub enum Format {
     Npz,
     /// Any other ZIP archive (local file header `PK\x03\x04`).
     Zip,
+    /// A tar archive: a first 512-byte header with a valid checksum, as Python's `tarfile`
+    /// accepts it (the pre-1.6 `torch.save` format with `storages`, `tensors` and `pickle`
+    /// members, which `torch.load` still opens, among others).
+    Tar,
     /// gzip stream (magic `1f 8b`).
     Gzip,
     /// bzip2 stream (`BZh` followed by a block-size digit `1`..=`9`).
@@ -86,6 +90,9 @@ pub fn detect(head: &[u8], file_len: u64) -> Format {
     }
     if h.starts_with(b"\xfd7zXZ\x00") {
         return Format::Xz;
+    }
+    if crate::formats::pickle::is_tar(h) {
+        return Format::Tar;
     }
     if h.starts_with(b"PAR1") && file_len >= 12 {
         return Format::Parquet;
@@ -367,6 +374,16 @@ mod tests {
         assert_eq!(detect(b"cos\nsystem\n(S'ls'\ntR.", 21), Format::Pickle);
         assert_eq!(detect(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15), Format::PytorchLegacy);
         assert_eq!(detect(b"L119547037146038801333356L\n.", 28), Format::PytorchLegacy);
+        // A tar is recognised by its first header's checksum, whatever its member names.
+        let mut tar = vec![0u8; 1536];
+        tar[..8].copy_from_slice(b"storages");
+        tar[124..136].copy_from_slice(b"00000000000\0");
+        tar[148..156].fill(b' ');
+        let sum: u32 = tar[..512].iter().map(|&b| u32::from(b)).sum();
+        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(detect(&tar, 1536), Format::Tar);
+        tar[0] = b'S';
+        assert_ne!(detect(&tar, 1536), Format::Tar, "a bad checksum is no tar");
         // Never panics on short or random input.
         for n in 0..64 {
             let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();

@@ -8,9 +8,12 @@
 //! any allocation or loop, so time and memory are O(file size); keys <= 65,535
 //! bytes; array nesting depth <= [`MAX_ARRAY_DEPTH`]; tensor rank <= [`MAX_DIMS`];
 //! string values are kept only up to [`KEEP_STRING`] bytes and arrays are kept as
-//! (element type, count) only. `general.alignment` must be a nonzero power of two.
+//! (element type, count) only.
 //! Tensor offsets must be aligned, inside the file and non-overlapping; unknown
 //! ggml types are refused. Duplicate keys and tensor names are refused.
+//! `general.alignment` must have value type UINT32 (llama.cpp's `gguf_get_val_u32` aborts on
+//! any other) and be a power of two of at most [`MAX_ALIGNMENT`]. Tensor dimensions are
+//! int64 in llama.cpp: each dimension and their product must be at most `i64::MAX`.
 
 use super::tensor::{Bounded, FormatError, TensorInfo, checked_product, esc};
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,10 @@ pub const KEEP_STRING: usize = 1024;
 /// Alignment in bytes of the tensor data section and tensor offsets when
 /// `general.alignment` is absent (the spec's default).
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Largest `general.alignment` accepted (2^20 bytes = 1 MiB). llama.cpp accepts any power of
+/// two in a UINT32; writers use 32 (the default) or a page size, and a larger value only pads
+/// the file, so anything above this bound is refused as a malformed header.
+pub const MAX_ALIGNMENT: u64 = 1 << 20;
 
 /// Parsed GGUF header.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -233,10 +240,7 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
         let ty = b.u32("value type")?;
         let value = read_value(&mut b, ty, ty_off, 0)?;
         if key == "general.alignment" {
-            let a = value.as_u64().filter(|a| *a != 0 && a.is_power_of_two()).ok_or_else(|| {
-                FormatError::invalid(FMT, format!("general.alignment {value:?} must be a nonzero power of two integer"))
-            })?;
-            alignment = a;
+            alignment = check_alignment(ty, &value)?;
         }
         kv.push((key, value));
     }
@@ -289,7 +293,14 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
         let overflow = || {
             FormatError::invalid(FMT, format!("dimensions {ne:?} of tensor '{}' overflow u64 byte count", esc(&name)))
         };
-        let numel = checked_product(&ne).ok_or_else(overflow)?;
+        // ggml stores dimensions as int64_t: a value above i64::MAX is negative there.
+        if let Some((i, d)) = ne.iter().enumerate().find(|(_, d)| **d > i64::MAX as u64) {
+            return Err(FormatError::invalid(
+                FMT,
+                format!("tensor '{}' dimension {i} is {d}, above the int64 limit {}", esc(&name), i64::MAX),
+            ));
+        }
+        let numel = checked_product(&ne).filter(|n| *n <= i64::MAX as u64).ok_or_else(overflow)?;
         let row = ne.first().copied().unwrap_or(1);
         if row % blck != 0 {
             return Err(FormatError::invalid(
@@ -324,6 +335,35 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<GgufHeader, For
         }
     }
     Ok(GgufHeader { version, kv, alignment, data_start, tensors })
+}
+
+/// Validates `general.alignment` (value type `ty`, value `value`) as llama.cpp reads it
+/// (`gguf_get_val_u32`): a UINT32 that is a nonzero power of two, here also at most
+/// [`MAX_ALIGNMENT`]. Returns the alignment in bytes; each violation has its own message
+/// naming the field.
+fn check_alignment(ty: u32, value: &GgufValueSummary) -> Result<u64, FormatError> {
+    const FIELD: &str = "general.alignment";
+    let GgufValueSummary::U32(a) = *value else {
+        let name = value_type_name(ty).unwrap_or("unknown");
+        return Err(FormatError::invalid(
+            FMT,
+            format!("{FIELD} has value type {name} ({ty}); it must be UINT32 (4), as llama.cpp reads it"),
+        ));
+    };
+    let a = u64::from(a);
+    if a == 0 {
+        return Err(FormatError::invalid(FMT, format!("{FIELD} is 0; it must be a nonzero power of two")));
+    }
+    if !a.is_power_of_two() {
+        return Err(FormatError::invalid(FMT, format!("{FIELD} {a} is not a power of two")));
+    }
+    if a > MAX_ALIGNMENT {
+        return Err(FormatError::invalid(
+            FMT,
+            format!("{FIELD} {a} exceeds the limit of {MAX_ALIGNMENT} bytes (2^20) that this vault accepts"),
+        ));
+    }
+    Ok(a)
 }
 
 /// Read a u64-length-prefixed UTF-8 string of at most `cap` bytes.
@@ -560,6 +600,10 @@ mod tests {
         assert!(parse_bytes(&build(0, 1, &kv, 0)).unwrap_err().to_string().contains("power of two"));
         let kv = [gstr("general.alignment"), 4u32.to_le_bytes().to_vec(), 64u32.to_le_bytes().to_vec()].concat();
         assert_eq!(parse_bytes(&build(0, 1, &kv, 0)).unwrap().alignment, 64);
+        // A dimension above i64::MAX (negative in ggml), even where the product is 0.
+        let neg = tinfo("a", &[1 << 63, 0], 0, 0);
+        let e = parse_bytes(&build(1, 0, &neg, 256)).unwrap_err().to_string();
+        assert!(e.contains("tensor 'a' dimension 0 is 9223372036854775808, above the int64 limit"), "{e}");
         // Nested arrays beyond the depth cap.
         let mut nested = gstr("k");
         nested.extend(9u32.to_le_bytes());
@@ -581,6 +625,41 @@ mod tests {
         let h = parse_bytes(&full).unwrap();
         for cut in (0..h.data_start as usize + 64).step_by(7) {
             assert!(parse_bytes(&full[..cut]).is_err(), "prefix {cut}");
+        }
+    }
+
+    /// One `general.alignment` KV of value type `ty` with the raw value bytes `v`, then one
+    /// F32 tensor of 8 elements at offset 0, and 64 bytes of data.
+    fn with_alignment(ty: u32, v: &[u8]) -> Vec<u8> {
+        let body = [gstr("general.alignment"), ty.to_le_bytes().to_vec(), v.to_vec(), tinfo("t", &[8], 0, 0)].concat();
+        build(1, 1, &body, 0).into_iter().chain([0u8; 1024]).collect()
+    }
+
+    #[test]
+    fn alignment_must_be_a_bounded_uint32_power_of_two() {
+        let e = |ty: u32, v: &[u8]| parse_bytes(&with_alignment(ty, v)).unwrap_err().to_string();
+        // Wrong value types, including integers of the right value.
+        let m = e(5, &32i32.to_le_bytes());
+        assert!(m.contains("general.alignment has value type INT32 (5); it must be UINT32 (4)"), "{m}");
+        let m = e(10, &32u64.to_le_bytes());
+        assert!(m.contains("general.alignment has value type UINT64 (10); it must be UINT32 (4)"), "{m}");
+        let m = e(0, &[32]);
+        assert!(m.contains("general.alignment has value type UINT8 (0)"), "{m}");
+        let m = e(8, &gstr("32"));
+        assert!(m.contains("general.alignment has value type STRING (8)"), "{m}");
+        let m = e(4, &0u32.to_le_bytes());
+        assert!(m.contains("general.alignment is 0; it must be a nonzero power of two"), "{m}");
+        let m = e(4, &48u32.to_le_bytes());
+        assert!(m.contains("general.alignment 48 is not a power of two"), "{m}");
+        let m = e(4, &(1u32 << 30).to_le_bytes());
+        assert!(m.contains("general.alignment 1073741824 exceeds the limit of 1048576 bytes"), "{m}");
+        let m = e(4, &(1u32 << 21).to_le_bytes());
+        assert!(m.contains("exceeds the limit"), "{m}");
+        // The bound itself and small powers of two are accepted.
+        for a in [1u32, 32, 4096, 1 << 20] {
+            let mut f = with_alignment(4, &a.to_le_bytes());
+            f.resize(f.len() + (1 << 20) + 64, 0);
+            assert_eq!(parse_bytes(&f).unwrap().alignment, u64::from(a));
         }
     }
 }

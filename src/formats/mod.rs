@@ -31,7 +31,7 @@ pub struct Analysis {
     /// Tensors with absolute byte ranges, in offset order (empty for formats without an index).
     pub tensors: Vec<TensorInfo>,
     /// The pickle scan: for formats that can carry a pickle (pickle, PyTorch, joblib, NumPy,
-    /// zip, compressed streams) always; for any other file only if reading it as a pickle
+    /// zip, tar, compressed streams) always; for any other file only if reading it as a pickle
     /// reaches an import (or cannot be finished), `None` when it is plain data.
     pub scan: Option<pickle::ScanReport>,
     /// Offsets where a chunk must end (tensor starts and ends), ascending, each in `1..len`.
@@ -55,6 +55,7 @@ pub fn may_hold_pickle(format: &Format, head: &[u8]) -> bool {
         | Format::Numpy
         | Format::Npz
         | Format::Zip
+        | Format::Tar
         | Format::Gzip
         | Format::Bzip2
         | Format::Xz

@@ -8,10 +8,16 @@
 //! with their internal types. Callers extend it with
 //! `ScanOptions::extra_allowed`.
 //!
-//! One pattern rule exists: `__torch__.*` names. They are TorchScript class
-//! references, resolved by TorchScript's C++ unpickler against the code
-//! compiled from the archive itself; Python's `find_class` cannot import a
-//! `__torch__` module, so they cannot reach Python code.
+//! One pattern rule exists, and only for TorchScript archives:
+//! [`is_torchscript_class`] (`__torch__.*` names). Inside a TorchScript
+//! archive (a zip with `constants.pkl` and `code/` records, which
+//! `torch.load` hands to `torch.jit.load`) those names are class references
+//! that TorchScript's C++ unpickler resolves against the code compiled from
+//! the archive itself. Anywhere else (a plain pickle, a `torch.save` zip, a
+//! legacy file) Python's `find_class` imports them like any module: a
+//! `__torch__.py` on `sys.path` runs. So [`is_allowed`] never accepts them;
+//! the scanner applies the pattern only to the `data.pkl` / `constants.pkl`
+//! records of a TorchScript archive.
 //!
 //! Spec/background: CPython `pickle.Unpickler.find_class` (and
 //! `_compat_pickle` for the py2 `__builtin__`/`copy_reg` names), PyTorch
@@ -88,6 +94,8 @@ const STORAGE_KINDS: &[&str] = &[
     "QUInt4x2",
     "QUInt2x4",
 ];
+
+const TENSOR_KINDS: &[&str] = &["Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"];
 
 const NUMPY: &[&str] = &[
     "numpy.core.multiarray._reconstruct",
@@ -270,6 +278,12 @@ fn table() -> &'static HashSet<String> {
             s.insert(format!("torch.{k}Storage"));
             s.insert(format!("torch.cuda.{k}Storage"));
         }
+        // Legacy tensor type classes, named (not called) by the `tensors` record of a
+        // pre-1.6 `torch.save` tar.
+        for k in TENSOR_KINDS {
+            s.insert(format!("torch.{k}Tensor"));
+            s.insert(format!("torch.cuda.{k}Tensor"));
+        }
         for b in BUILTIN_TYPES {
             s.insert(format!("builtins.{b}"));
             s.insert(format!("__builtin__.{b}"));
@@ -283,14 +297,18 @@ pub fn builtin_len() -> usize {
     table().len()
 }
 
-/// Is `name` (`module.qualname`) safe to import? `extra` holds exact names
-/// supplied by the caller.
+/// Is `name` (`module.qualname`) safe to import for Python's unpickler? `extra` holds exact
+/// names supplied by the caller. `__torch__.*` names are never allowed here (see
+/// [`is_torchscript_class`]).
 pub fn is_allowed(name: &str, extra: &[String]) -> bool {
-    if table().contains(name) || extra.iter().any(|e| e == name) {
-        return true;
-    }
-    // TorchScript class references (see module docs); a single plain
-    // identifier path is required, so `__torch__` itself is not matched.
+    table().contains(name) || extra.iter().any(|e| e == name)
+}
+
+/// Is `name` a TorchScript class reference (`__torch__.` followed by a dotted path of plain
+/// identifiers)? Such a name is safe only in a pickle that TorchScript's C++ unpickler reads
+/// (the `data.pkl` and `constants.pkl` records of a TorchScript archive); `__torch__` alone is
+/// not matched.
+pub fn is_torchscript_class(name: &str) -> bool {
     name.strip_prefix("__torch__.").is_some_and(|rest| {
         !rest.is_empty() && rest.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
     })

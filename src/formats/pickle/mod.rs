@@ -4,7 +4,7 @@
 //!
 //! Owns: the public API ([`scan_bytes`], [`scan_reader`], [`ScanOptions`],
 //! [`ScanReport`], [`Finding`]) and content-based dispatch: ZIP archives
-//! (`zip`), compression wrappers and `.npy` (`wrappers`), pickle streams
+//! (`zip`), tar archives (`tar`), compression wrappers and `.npy` (`wrappers`), pickle streams
 //! (`stream`, `scanner` over the value model in `values`, `joblib`), judged
 //! by an exact allow-list (`allowlist`). Everything is recognised by
 //! content, never by file or member name.
@@ -32,14 +32,17 @@
 //! (the zip member or decompressed data named by `member`). Inputs larger
 //! than `max_in_memory_bytes` given to [`scan_reader`] are scanned only if
 //! they are zips (member by member) or legacy PyTorch files whose pickles fit
-//! in the prefix; otherwise they are Unscannable. 7z/tar archives are not
-//! opened (Unscannable).
+//! in the prefix; otherwise they are Unscannable (a tar larger than that is
+//! too). Tar archives (`tar`: the pre-1.6 `torch.save` layout and any other
+//! tar) are walked member by member; 7z archives are not opened
+//! (Unscannable).
 
 mod allowlist;
 mod joblib;
 mod opcodes;
 mod scanner;
 mod stream;
+mod tar;
 mod values;
 mod wrappers;
 mod zip;
@@ -55,6 +58,7 @@ use std::io::{Read, Seek, SeekFrom};
 use serde::Serialize;
 
 pub use allowlist::{builtin_len as allowlist_len, is_allowed};
+pub use tar::is_tar;
 
 /// Overall outcome of a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,7 +180,7 @@ pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> Sc
     // storages after) can be judged from its prefix.
     let s = stream::scan(&buf, true);
     let complete = s.legacy_torch && s.problems.is_empty();
-    cx.stream_findings("", 0, s);
+    cx.stream_findings("", 0, s, false);
     if !complete {
         cx.unscannable(
             "",
@@ -225,7 +229,7 @@ pub fn sniff_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> O
         if s.events.is_empty() && s.problems.is_empty() && !ran_out {
             return None;
         }
-        cx.stream_findings("", 0, s);
+        cx.stream_findings("", 0, s, false);
         if ran_out {
             cx.unscannable(
                 "",
@@ -248,11 +252,20 @@ struct Ctx<'o> {
     budget: u64,
     findings: Vec<Finding>,
     globals: BTreeSet<String>,
+    /// The next [`Ctx::blob`] is a `data.pkl` / `constants.pkl` record of a TorchScript
+    /// archive: a pickle in it may name `__torch__.*` classes (taken and reset by `blob`).
+    torchscript_record: bool,
 }
 
 impl<'o> Ctx<'o> {
     fn new(opts: &'o ScanOptions) -> Self {
-        Ctx { opts, budget: opts.max_decompressed_bytes, findings: Vec::new(), globals: BTreeSet::new() }
+        Ctx {
+            opts,
+            budget: opts.max_decompressed_bytes,
+            findings: Vec::new(),
+            globals: BTreeSet::new(),
+            torchscript_record: false,
+        }
     }
 
     fn finish(self) -> ScanReport {
@@ -280,12 +293,22 @@ impl<'o> Ctx<'o> {
         });
     }
 
-    fn stream_findings(&mut self, chain: &str, base: usize, s: stream::StreamOutcome) {
+    /// Records the imports and problems of one stream. `torchscript`: the stream is a record
+    /// that TorchScript's C++ unpickler reads, where `__torch__.*` classes are allowed.
+    fn stream_findings(&mut self, chain: &str, base: usize, s: stream::StreamOutcome, torchscript: bool) {
         for e in s.events {
             self.globals.insert(e.name.clone());
             let reason = match e.kind {
                 scanner::EventKind::Global if allowlist::is_allowed(&e.name, &self.opts.extra_allowed) => {
                     continue;
+                }
+                scanner::EventKind::Global if torchscript && allowlist::is_torchscript_class(&e.name) => {
+                    continue;
+                }
+                scanner::EventKind::Global if allowlist::is_torchscript_class(&e.name) => {
+                    "import of a `__torch__` global outside a TorchScript archive: Python's unpickler \
+                     imports it as a module (a `__torch__.py` on the path runs)"
+                        .to_string()
                 }
                 scanner::EventKind::Global => "import of a global that is not on the allow-list".to_string(),
                 scanner::EventKind::Unresolved => {
@@ -306,20 +329,29 @@ impl<'o> Ctx<'o> {
     }
 
     fn pickle(&mut self, data: &[u8], base: usize, chain: &str, strict: bool) -> bool {
+        self.pickle_as(data, base, chain, strict, false)
+    }
+
+    fn pickle_as(&mut self, data: &[u8], base: usize, chain: &str, strict: bool, torchscript: bool) -> bool {
         let s = stream::scan(data, strict);
         let is = s.is_pickle;
-        self.stream_findings(chain, base, s);
+        self.stream_findings(chain, base, s, torchscript);
         is
     }
 
     /// Scan one blob, dispatching on its content.
     fn blob(&mut self, data: &[u8], chain: &str, depth: u32, strict: bool) {
+        let torchscript = std::mem::take(&mut self.torchscript_record);
         if depth > self.opts.max_depth {
             self.unscannable(chain, 0, format!("nesting deeper than max_depth ({})", self.opts.max_depth));
             return;
         }
         if zip::is_zip(data) {
             self.zip(&mut &*data, chain, depth);
+        } else if tar::is_tar(data) {
+            self.tar(data, chain, depth);
+            // `pickle.load` of the same bytes reads the first header as opcodes.
+            self.pickle(data, 0, chain, false);
         } else if data.starts_with(wrappers::NPY_MAGIC) {
             match wrappers::parse_npy(data) {
                 Ok(n) if n.object => {
@@ -334,7 +366,7 @@ impl<'o> Ctx<'o> {
         } else if let Some(w) = wrappers::sniff(data) {
             self.wrapped(w, data, chain, depth, strict);
         } else {
-            self.pickle(data, 0, chain, strict);
+            self.pickle_as(data, 0, chain, strict, torchscript);
         }
     }
 
@@ -364,17 +396,61 @@ impl<'o> Ctx<'o> {
         }
     }
 
+    /// Walks a tar archive. `torch.load` opens any file that starts with a valid tar header
+    /// (pre-1.6 `torch.save` format) and unpickles the last `storages`, `tensors` and `pickle`
+    /// members (their layouts in [`tar`]); every other regular member is sniffed like a zip
+    /// member (pandas' `read_pickle` unpickles the one member of a `.tar`).
+    fn tar(&mut self, data: &[u8], chain: &str, depth: u32) {
+        let listing = tar::list(data);
+        for p in listing.problems {
+            self.unscannable(chain, 0, p);
+        }
+        let last = |n: &[u8]| listing.members.iter().rposition(|m| m.name == n);
+        let legacy = [last(b"storages"), last(b"tensors"), last(b"pickle")];
+        for (i, m) in listing.members.iter().enumerate() {
+            let c = child(chain, &m.display());
+            let role = legacy.iter().position(|&l| l == Some(i));
+            if !m.is_regular() {
+                if role.is_some() {
+                    self.unscannable(
+                        &c,
+                        m.data.start as u64,
+                        format!(
+                            "legacy PyTorch member is not a regular file (tar type {:?}): what torch.load would read \
+                             is outside the archive",
+                            char::from(m.kind)
+                        ),
+                    );
+                }
+                continue;
+            }
+            let body = data.get(m.data.clone()).unwrap_or(&[]);
+            match role {
+                Some(0) => self.stream_findings(&c, 0, tar::legacy_storages(body), false),
+                Some(1) => self.stream_findings(&c, 0, tar::legacy_tensors(body), false),
+                Some(_) => {
+                    self.pickle(body, 0, &c, true);
+                }
+                None => self.blob(body, &c, depth + 1, false),
+            }
+        }
+    }
+
     fn zip(&mut self, src: &mut dyn zip::Source, chain: &str, depth: u32) {
         let listing = zip::list(src);
         for p in listing.problems {
             self.unscannable(chain, 0, p);
         }
+        let torchscript_records = zip::torchscript_records(&listing.entries);
         // Entries may overlap (many central entries pointing at the same
         // bytes); never read more than the archive size plus the cap.
         let read_cap = src.size().saturating_add(self.opts.max_decompressed_bytes);
         let mut read_total = 0u64;
         for e in &listing.entries {
             let m = child(chain, &e.name);
+            for d in &e.disagreements {
+                self.unscannable(&m, e.data_start, d.clone());
+            }
             read_total = read_total.saturating_add(e.csize.min((zip::PREFIX as u64).saturating_add(self.budget)));
             if read_total > read_cap {
                 self.unscannable(
@@ -405,9 +481,14 @@ impl<'o> Ctx<'o> {
                         self.unscannable(
                             &m,
                             e.data_start,
-                            format!("CRC-32 mismatch: member is encrypted or corrupt (flags 0x{:04x})", e.flags),
+                            format!(
+                                "CRC-32 mismatch: central directory 0x{:08x}, member data 0x{:08x}: member is \
+                                 encrypted or corrupt (flags 0x{:04x})",
+                                e.crc, md.crc, e.flags
+                            ),
                         );
                     }
+                    self.torchscript_record = torchscript_records.as_ref().is_some_and(|r| r.contains(&e.name));
                     self.blob(&md.data, &m, depth + 1, false);
                 }
             }

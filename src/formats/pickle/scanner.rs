@@ -64,6 +64,9 @@ pub struct Walk {
     pub events: Vec<Event>,
     /// The value STOP returned (only if it is a small int; legacy torch magic).
     pub stop_int: Option<i128>,
+    /// If STOP returned a tuple whose last item is an imported global, that global's name
+    /// (the storage class of a legacy `torch.save` tar's storage record).
+    pub stop_last_global: Option<String>,
     /// Offsets where joblib array payloads were skipped.
     pub joblib_skips: Vec<usize>,
     /// Names already reported (each import is reported once, first offset).
@@ -450,6 +453,10 @@ fn step(
             let v = st.pop()?;
             if let V::Int(i) = v {
                 w.stop_int = Some(i);
+            } else if matches!(v, V::Tuple(_))
+                && let Some(V::Global(g)) = values::tuple_items(&v).last()
+            {
+                w.stop_last_global = Some(g.to_string());
             }
             return Ok(true);
         }

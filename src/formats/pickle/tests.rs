@@ -156,7 +156,7 @@ fn extra_allowed_turns_global_clean() {
 fn allowlist_is_exact() {
     assert!(is_allowed("torch._utils._rebuild_tensor_v2", &[]));
     assert!(is_allowed("torch.BFloat16Storage", &[]));
-    assert!(is_allowed("__torch__.vad.Model", &[]));
+    assert!(!is_allowed("__torch__.vad.Model", &[]), "only TorchScript records may name `__torch__` classes");
     for bad in [
         "torch.storage._load_from_bytes",
         "builtins.eval",
@@ -448,5 +448,314 @@ fn sniffing_finds_a_payload_behind_no_op_opcodes() {
     }
     for data in [&b"hello world, this is text\n"[..], b"{\"a\": 1}", b"0.5,1.5\n2,3\n", b""] {
         assert!(sniff_reader(std::io::Cursor::new(data), data.len() as u64, &opts).is_none(), "{data:?}");
+    }
+}
+
+/// A zip of stored members with correct CRCs (local headers, central directory, EOCD).
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let le16 = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
+    let le32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+    let (mut z, mut cd) = (Vec::new(), Vec::new());
+    for (name, data) in members {
+        let at = z.len() as u32;
+        let crc = zip::crc32(data);
+        le32(&mut z, 0x0403_4b50);
+        for x in [20u16, 0, 0, 0, 0] {
+            le16(&mut z, x);
+        }
+        for x in [crc, data.len() as u32, data.len() as u32] {
+            le32(&mut z, x);
+        }
+        le16(&mut z, name.len() as u16);
+        le16(&mut z, 0);
+        z.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(data);
+        le32(&mut cd, 0x0201_4b50);
+        for x in [20u16, 20, 0, 0, 0, 0] {
+            le16(&mut cd, x);
+        }
+        for x in [crc, data.len() as u32, data.len() as u32] {
+            le32(&mut cd, x);
+        }
+        for x in [name.len() as u16, 0, 0, 0, 0] {
+            le16(&mut cd, x);
+        }
+        le32(&mut cd, 0);
+        le32(&mut cd, at);
+        cd.extend_from_slice(name.as_bytes());
+    }
+    let cd_off = z.len() as u32;
+    z.extend_from_slice(&cd);
+    z.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00");
+    le16(&mut z, members.len() as u16);
+    le16(&mut z, members.len() as u16);
+    le32(&mut z, cd.len() as u32);
+    le32(&mut z, cd_off);
+    le16(&mut z, 0);
+    z
+}
+
+/// `__torch__.evil` called with no arguments, protocol 2.
+const TORCH_EVIL: &[u8] = b"\x80\x02c__torch__\nevil\n)R.";
+
+#[test]
+fn torch_globals_are_dangerous_outside_torchscript_archives() {
+    // A plain pickle: `pickle.load` imports `__torch__` as a module.
+    let r = scan(TORCH_EVIL);
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert!(r.findings[0].reason.contains("outside a TorchScript archive"), "{r:?}");
+    let r = scan(b"c__torch__.vad.model\nVAD\n)R.");
+    assert_eq!(dangerous(&r), vec!["__torch__.vad.model.VAD"]);
+    // A `torch.save` zip: `torch.load` uses Python's unpickler.
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/version", b"3\n")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert_eq!(r.findings[0].member.as_deref(), Some("archive/data.pkl"));
+    // `constants.pkl` without `code/` (or `code/` without `constants.pkl`) is not TorchScript.
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/constants.pkl", b"\x80\x02).")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    let r = scan(&zip_of(&[("archive/data.pkl", TORCH_EVIL), ("archive/code/__torch__.py", b"class evil:\n")]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    // Wrapped in gzip: still a plain pickle.
+    assert_eq!(dangerous(&scan(&gzip(TORCH_EVIL))), vec!["__torch__.evil"]);
+}
+
+#[test]
+fn torch_globals_are_allowed_only_in_torchscript_records() {
+    let ts = |other: &str, data: &[u8]| {
+        zip_of(&[
+            ("m/data.pkl", TORCH_EVIL),
+            ("m/code/__torch__.py", b"class evil:\n  pass\n"),
+            ("m/constants.pkl", b"\x80\x02c__torch__\nK\n)R."),
+            (other, data),
+        ])
+    };
+    let r = scan(&ts("m/version", b"1\n"));
+    assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
+    assert!(r.globals.contains(&"__torch__.evil".to_string()));
+    // Any other record of the archive is not read by TorchScript's unpickler.
+    let r = scan(&ts("m/extra/state.pkl", TORCH_EVIL));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+    assert_eq!(r.findings[0].member.as_deref(), Some("m/extra/state.pkl"));
+    // A zip nested in a TorchScript record gets no allowance.
+    let inner = zip_of(&[("x/data.pkl", TORCH_EVIL)]);
+    let r = scan(&zip_of(&[
+        ("m/data.pkl", &inner),
+        ("m/code/__torch__.py", b"class evil:\n  pass\n"),
+        ("m/constants.pkl", b"\x80\x02)."),
+    ]));
+    assert_eq!(dangerous(&r), vec!["__torch__.evil"], "{r:?}");
+}
+
+fn reasons(r: &ScanReport) -> Vec<String> {
+    r.findings.iter().map(|f| format!("{:?} {:?}: {}", f.kind, f.member, f.reason)).collect()
+}
+
+#[test]
+fn zip_local_header_must_agree_with_central_directory() {
+    let benign: &[u8] = b"\x80\x02]q\x00.";
+    let good = zip_of(&[("data.pkl", benign)]);
+    assert_eq!(scan(&good).verdict, Verdict::Clean);
+    let cd = 30 + "data.pkl".len() + benign.len();
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut z = good.clone();
+        z[at..at + bytes.len()].copy_from_slice(bytes);
+        z
+    };
+    let unscannable_with = |z: &[u8], want: &[&str]| {
+        let r = scan(z);
+        assert_eq!(r.verdict, Verdict::Unscannable, "{:?}", reasons(&r));
+        let f = r.findings.iter().find(|f| want.iter().all(|w| f.reason.contains(w)));
+        let f = f.unwrap_or_else(|| panic!("no finding with {want:?}: {:?}", reasons(&r)));
+        assert_eq!(f.member.as_deref(), Some("data.pkl"));
+    };
+    // Another name in the local header (Python's zipfile refuses: "File name in directory ...
+    // and header ... differ"), although the member is benign.
+    unscannable_with(&patched(30, b"x"), &["\"xata.pkl\"", "\"data.pkl\"", "corrupt archive"]);
+    // Another CRC-32 in the local header, the data matching the central directory.
+    let crc = zip::crc32(benign);
+    unscannable_with(&patched(14, &(crc ^ 1).to_le_bytes()), &[&format!("0x{:08x}", crc ^ 1), &format!("0x{crc:08x}")]);
+    // The data does not match the central CRC-32: both values are named.
+    let mut z = patched(14, &0x1234_5678u32.to_le_bytes());
+    z[cd + 16..cd + 20].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+    unscannable_with(&z, &["central directory 0x12345678", &format!("member data 0x{crc:08x}")]);
+    // Another method or size in the local header.
+    unscannable_with(
+        &patched(8, &8u16.to_le_bytes()),
+        &["compression method differs: local header 8, central directory 0"],
+    );
+    unscannable_with(&patched(18, &1u32.to_le_bytes()), &["sizes differ: local header 1 compressed"]);
+    // Bit 3 defers CRC-32 and sizes to a data descriptor: zeros in the local header are fine.
+    let mut z = patched(6, &0x0008u16.to_le_bytes());
+    z[14..26].fill(0);
+    assert_eq!(scan(&z).verdict, Verdict::Clean, "{:?}", reasons(&scan(&z)));
+    // A payload behind a renamed local header is still reported.
+    let evil = b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.";
+    let mut z = zip_of(&[("data.pkl", evil)]);
+    z[30] = b'x';
+    let r = scan(&z);
+    assert_eq!(dangerous(&r), vec!["builtins.eval"]);
+    assert!(r.findings.iter().any(|f| f.reason.contains("\"xata.pkl\"")), "{:?}", reasons(&r));
+}
+
+/// One ustar header block for a member `name` of `size` bytes and type `kind`.
+fn tar_header(name: &[u8], size: u64, kind: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[257..265].copy_from_slice(b"ustar\x0000");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A tar of regular members, with the two end-of-archive blocks.
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for (name, data) in members {
+        t.extend(tar_header(name.as_bytes(), data.len() as u64, b'0'));
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    }
+    t.extend([0u8; 1024]);
+    t
+}
+
+/// `storages` of a legacy `torch.save` tar: one FloatStorage of two elements whose raw bytes
+/// are `raw` (8 bytes), then `views` as the storage-views pickle.
+fn legacy_storages(raw: &[u8], views: &[u8]) -> Vec<u8> {
+    let mut s = b"\x80\x02K\x01.".to_vec();
+    s.extend_from_slice(b"\x80\x02X\x01\x00\x00\x000X\x03\x00\x00\x00cpuctorch\nFloatStorage\n\x87.");
+    s.extend(2u64.to_le_bytes());
+    s.extend_from_slice(raw);
+    s.extend_from_slice(views);
+    s
+}
+
+/// `tensors` of a legacy tar: one rank-1 FloatTensor over storage `0`.
+fn legacy_tensors() -> Vec<u8> {
+    let mut s = b"\x80\x02K\x01.".to_vec();
+    s.extend_from_slice(b"\x80\x02X\x01\x00\x00\x001X\x01\x00\x00\x000ctorch\nFloatTensor\n\x87.");
+    s.extend(1i32.to_le_bytes());
+    s.extend([0u8; 4]);
+    for x in [2i64, 1, 0] {
+        s.extend(x.to_le_bytes());
+    }
+    s
+}
+
+const LEGACY_PICKLE: &[u8] =
+    b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02X\x01\x00\x00\x001Qs.";
+const POSIX_SYSTEM: &[u8] = b"cposix\nsystem\n(S'ls'\ntR.";
+
+fn legacy_tar(storages: &[u8], tensors: &[u8], pickle: &[u8]) -> Vec<u8> {
+    tar_of(&[("sys_info", b"\x80\x02}q\x00."), ("storages", storages), ("tensors", tensors), ("pickle", pickle)])
+}
+
+#[test]
+fn legacy_torch_tar_is_walked() {
+    let benign = legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &legacy_tensors(), LEGACY_PICKLE);
+    assert!(is_tar(&benign));
+    let r = scan(&benign);
+    assert_eq!(r.verdict, Verdict::Clean, "{:?}", reasons(&r));
+    for g in ["collections.OrderedDict", "torch.FloatStorage", "torch.FloatTensor"] {
+        assert!(r.globals.contains(&g.to_string()), "{g}: {:?}", r.globals);
+    }
+    // A malicious `pickle` member (what `torch.load(weights_only=False)` unpickles last).
+    let r = scan(&legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &legacy_tensors(), POSIX_SYSTEM));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("pickle"));
+    // In the storage-views pickle, after the raw elements.
+    let r = scan(&legacy_tar(&legacy_storages(&[0; 8], POSIX_SYSTEM), &legacy_tensors(), LEGACY_PICKLE));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("storages"));
+    // Raw storage bytes are never unpickled: opcodes there are data.
+    let r = scan(&legacy_tar(&legacy_storages(b"cos\nsys\n", b"\x80\x02]q\x00."), &legacy_tensors(), LEGACY_PICKLE));
+    assert_eq!(r.verdict, Verdict::Clean, "{:?}", reasons(&r));
+    // A storage class that is no storage: reported, and the layout cannot be followed.
+    let bad =
+        [b"\x80\x02K\x01.".as_slice(), b"\x80\x02X\x01\x00\x00\x000N\x8c\x05posix\x8c\x06system\x93\x87."].concat();
+    let r = scan(&legacy_tar(&bad, &legacy_tensors(), LEGACY_PICKLE));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert!(r.findings.iter().any(|f| f.reason.contains("element size of posix.system is unknown")));
+    // In a later tensor record.
+    let mut t = legacy_tensors();
+    t[3] = 2;
+    t.extend_from_slice(POSIX_SYSTEM);
+    let r = scan(&legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &t, LEGACY_PICKLE));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("tensors"));
+}
+
+#[test]
+fn any_tar_member_holding_a_pickle_is_scanned() {
+    let r = scan(&tar_of(&[("README", b"hello\n"), ("model.pkl", POSIX_SYSTEM)]));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("model.pkl"));
+    assert_eq!(scan(&tar_of(&[("a.txt", b"1,2\n")])).verdict, Verdict::Clean);
+    // Inside gzip (`.tar.gz`) and inside a zip.
+    let r = scan(&gzip(&tar_of(&[("model.pkl", POSIX_SYSTEM)])));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("gzip>model.pkl"));
+    let r = scan(&zip_of(&[("x.tar", &tar_of(&[("pickle", POSIX_SYSTEM)]))]));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    // A pax `path` record names the member `torch.load` reads; a pax `size` decides where
+    // the next header is.
+    let pax = b"15 path=pickle\n";
+    let mut t = tar_header(b"PaxHeaders/x", pax.len() as u64, b'x');
+    t.extend_from_slice(pax);
+    t.resize(1024, 0);
+    t.extend(tar_header(b"innocent", POSIX_SYSTEM.len() as u64, b'0'));
+    t.extend_from_slice(POSIX_SYSTEM);
+    t.resize(2048 + 1024, 0);
+    let r = scan(&t);
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    assert_eq!(r.findings[0].member.as_deref(), Some("pickle"));
+}
+
+#[test]
+fn corrupt_or_truncated_tar_is_unscannable() {
+    let benign = legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &legacy_tensors(), LEGACY_PICKLE);
+    assert_eq!(scan(&benign).verdict, Verdict::Clean);
+    let has = |b: &[u8], want: &str| {
+        let r = scan(b);
+        assert_eq!(r.verdict, Verdict::Unscannable, "{want}: {:?}", reasons(&r));
+        assert!(r.findings.iter().any(|f| f.reason.contains(want)), "{want}: {:?}", reasons(&r));
+    };
+    // Cut inside a member's data, at a header boundary, inside a header.
+    has(&benign[..1536 + 10], "data bytes exceed the file");
+    has(&benign[..1024], "without an end-of-archive block");
+    has(&benign[..1024 + 100], "truncated");
+    // A later header with a bad checksum.
+    let mut bad = benign.clone();
+    bad[1024 + 5] ^= 1;
+    has(&bad, "bad checksum");
+    // Counts and sizes are bounded by the bytes that remain.
+    let mut huge = legacy_storages(&[0; 8], b"\x80\x02]q\x00.");
+    let at = huge.len() - 6 - 8 - 8;
+    huge[at..at + 8].copy_from_slice(&(1u64 << 62).to_le_bytes());
+    has(&legacy_tar(&huge, &legacy_tensors(), LEGACY_PICKLE), "claims 4611686018427387904 elements of 4 bytes");
+    let many =
+        [b"\x80\x02\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40.".as_slice(), &legacy_storages(&[0; 8], b"")[5..]].concat();
+    has(&legacy_tar(&many, &legacy_tensors(), LEGACY_PICKLE), "storage count 4611686018427387904 exceeds");
+    let mut t = legacy_tensors();
+    let at = t.len() - 32;
+    t[at..at + 4].copy_from_slice(&(-1i32).to_le_bytes());
+    has(&legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &t, LEGACY_PICKLE), "rank Some(-1)");
+    // A truncated `pickle` member is not a complete pickle.
+    has(
+        &legacy_tar(&legacy_storages(&[0; 8], b"\x80\x02]q\x00."), &legacy_tensors(), &LEGACY_PICKLE[..33]),
+        "not a complete pickle",
+    );
+    // A link where torch.load expects the pickle.
+    let mut l = tar_header(b"pickle", 0, b'2');
+    l.extend([0u8; 1024]);
+    has(&l, "not a regular file");
+    // Every prefix of a benign legacy tar is never Clean.
+    for cut in (0..benign.len() - 1024).step_by(37) {
+        assert_ne!(scan(&benign[..cut]).verdict, Verdict::Clean, "cut at {cut}");
     }
 }

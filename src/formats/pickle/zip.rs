@@ -12,7 +12,12 @@
 //! sections 4.3.7 (local header), 4.3.9 (data descriptor), 4.3.12 (central
 //! header), 4.3.14–4.3.16 (ZIP64 / EOCD), 4.5.3 (ZIP64 extra field).
 //!
-//! Policy: general-purpose flag bits are NOT trusted (bugs.md B08): bit 0x1
+//! Policy: every central entry's local header must agree with it on the
+//! member name and compression method, and (unless deferred to a data
+//! descriptor) on CRC-32 and sizes; a disagreement makes that member
+//! Unscannable (a corrupt archive that readers would see differently), and
+//! the member is still scanned. General-purpose flag bits are NOT trusted
+//! (bugs.md B08): bit 0x1
 //! ("encrypted"), 0x20 and 0x40 are ignored and the member is decoded per
 //! its method; the CRC decides. A CRC mismatch (real encryption, corruption)
 //! is reported by the caller as Unscannable while the bytes are still
@@ -101,6 +106,9 @@ pub struct Entry {
     pub usize: u64,
     /// Absolute offset of the member data (after the local header).
     pub data_start: u64,
+    /// Ways the local header disagrees with the central directory (name, method, and CRC-32
+    /// and sizes unless deferred to a data descriptor); each makes the member Unscannable.
+    pub disagreements: Vec<String>,
 }
 
 /// Result of listing an archive.
@@ -196,6 +204,7 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
             csize: u64::from(u32_at(&cd, p + 20)),
             usize: u64::from(u32_at(&cd, p + 24)),
             data_start: 0,
+            disagreements: Vec::new(),
         };
         let mut local = u64::from(u32_at(&cd, p + 42));
         apply_zip64(extra, &mut e.usize, &mut e.csize, Some(&mut local));
@@ -204,11 +213,60 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
         if u32_at(&lh, 0) != SIG_LOCAL || lh.len() < 30 {
             return Err(format!("member {:?}: local header missing at offset {}", e.name, at));
         }
-        e.data_start = at + 30 + u64::from(u16_at(&lh, 26)) + u64::from(u16_at(&lh, 28));
+        let (lnl, lxl) = (u16_at(&lh, 26), u16_at(&lh, 28));
+        let lnx = src.read_at(at + 30, usize::from(lnl) + usize::from(lxl)).map_err(|x| x.to_string())?;
+        e.disagreements = compare_local(&e, name_b, &lh, &lnx, usize::from(lnl));
+        e.data_start = at + 30 + u64::from(lnl) + u64::from(lxl);
         out.push(e);
         p += 46 + nl + xl + cl;
     }
     Ok(out)
+}
+
+/// Compares the local header `lh` (30 bytes), followed by its name and extra field `lnx`
+/// (name `lnl` bytes long), with the central entry `e` whose raw name is `central_name`.
+///
+/// The name and compression method must agree (Python's `zipfile` refuses a name mismatch;
+/// readers that trust local headers, such as streaming unzippers, would otherwise see
+/// another member than the one scanned). Unless the local header defers CRC-32 and sizes to
+/// a data descriptor (flag bit 3), those must agree too. Flag bits are not compared: they
+/// are not trusted anyway (bugs.md B08).
+fn compare_local(e: &Entry, central_name: &[u8], lh: &[u8], lnx: &[u8], lnl: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let local_name = lnx.get(..lnl).unwrap_or(lnx);
+    if local_name != central_name {
+        out.push(format!(
+            "local header names the member {:?} but the central directory names it {:?}: corrupt archive",
+            String::from_utf8_lossy(local_name),
+            e.name
+        ));
+    }
+    let method = u16_at(lh, 8);
+    if method != e.method {
+        out.push(format!(
+            "compression method differs: local header {method}, central directory {}: corrupt archive",
+            e.method
+        ));
+    }
+    if u16_at(lh, 6) & 0x08 == 0 {
+        let crc = u32_at(lh, 14);
+        if crc != e.crc {
+            out.push(format!(
+                "CRC-32 differs: local header 0x{crc:08x}, central directory 0x{:08x}: corrupt archive",
+                e.crc
+            ));
+        }
+        let (mut usz, mut csz) = (u64::from(u32_at(lh, 22)), u64::from(u32_at(lh, 18)));
+        apply_zip64(lnx.get(lnl..).unwrap_or(&[]), &mut usz, &mut csz, None);
+        if (csz, usz) != (e.csize, e.usize) {
+            out.push(format!(
+                "sizes differ: local header {csz} compressed / {usz} uncompressed, central directory {} / {}: \
+                 corrupt archive",
+                e.csize, e.usize
+            ));
+        }
+    }
+    out
 }
 
 /// Apply a ZIP64 extended-information extra field (APPNOTE 4.5.3).
@@ -258,6 +316,7 @@ fn walk_local(src: &mut dyn Source) -> Listing {
             csize: u64::from(u32_at(&h, 18)),
             usize: u64::from(u32_at(&h, 22)),
             data_start: pos + 30 + nl + xl,
+            disagreements: Vec::new(),
         };
         apply_zip64(nx.get(nl as usize..).unwrap_or(&[]), &mut e.usize, &mut e.csize, None);
         if e.flags & 0x08 != 0 && e.csize == 0 {
@@ -288,6 +347,8 @@ pub struct MemberData {
     pub data: Vec<u8>,
     /// The CRC-32 of `data` matches the header.
     pub crc_ok: bool,
+    /// The CRC-32 of `data` (0 when only a prefix was read).
+    pub crc: u32,
     /// Only the first [`PREFIX`] bytes were read (member above the cap).
     pub prefix_only: bool,
 }
@@ -303,10 +364,11 @@ pub fn read_member(src: &mut dyn Source, e: &Entry, cap: u64, ratio: u64) -> Res
         0 => {
             if e.csize > cap {
                 let data = src.read_at(e.data_start, PREFIX).map_err(|x| x.to_string())?;
-                return Ok(MemberData { data, crc_ok: true, prefix_only: true });
+                return Ok(MemberData { data, crc_ok: true, crc: 0, prefix_only: true });
             }
             let data = src.read_at(e.data_start, e.csize as usize).map_err(|x| x.to_string())?;
-            Ok(MemberData { crc_ok: crc32(&data) == e.crc, data, prefix_only: false })
+            let crc = crc32(&data);
+            Ok(MemberData { crc_ok: crc == e.crc, crc, data, prefix_only: false })
         }
         8 => {
             if e.csize > cap {
@@ -314,7 +376,8 @@ pub fn read_member(src: &mut dyn Source, e: &Entry, cap: u64, ratio: u64) -> Res
             }
             let raw = src.read_at(e.data_start, e.csize as usize).map_err(|x| x.to_string())?;
             let data = super::wrappers::inflate_raw(&raw, cap, ratio).map_err(|x| format!("{x}{encrypted_hint}"))?;
-            Ok(MemberData { crc_ok: crc32(&data) == e.crc, data, prefix_only: false })
+            let crc = crc32(&data);
+            Ok(MemberData { crc_ok: crc == e.crc, crc, data, prefix_only: false })
         }
         m => Err(format!("unsupported compression method {m}{encrypted_hint}")),
     }
@@ -324,4 +387,21 @@ pub fn crc32(d: &[u8]) -> u32 {
     let mut c = flate2::Crc::new();
     c.update(d);
     c.sum()
+}
+
+/// If `entries` form a TorchScript archive, the names of the records that TorchScript's C++
+/// unpickler reads (`<root>/data.pkl` and `<root>/constants.pkl`), else `None`.
+///
+/// PyTorch's archive reader takes the folder of the first record as the archive root, and
+/// `torch.load` hands an archive with a `constants.pkl` record to `torch.jit.load`
+/// (`torch/serialization.py` `_is_torchscript_zip`). A TorchScript archive is recognised here
+/// by both a `<root>/constants.pkl` and at least one `<root>/code/` record; anything else
+/// (a `torch.save` zip, an `.npz`) is read by Python's unpickler.
+pub fn torchscript_records(entries: &[Entry]) -> Option<[String; 2]> {
+    let (root, _) = entries.first()?.name.split_once('/')?;
+    let constants = format!("{root}/constants.pkl");
+    let code = format!("{root}/code/");
+    let has_constants = entries.iter().any(|e| e.name == constants);
+    let has_code = entries.iter().any(|e| e.name.starts_with(&code));
+    (has_constants && has_code).then(|| [format!("{root}/data.pkl"), constants])
 }
