@@ -4,6 +4,10 @@
 //! A [`Vault<Locked>`] can say what the file is and list its key slots; only a [`Vault<Unlocked>`]
 //! holds keys, and only it has `put`, `get`, `list` and the rest (in [`crate::ops`]). Keys are
 //! zeroized when the unlocked vault is dropped.
+//!
+//! A vault whose file this process may not write is opened read-only (see [`Vault::open`]): every
+//! read works, and every write fails when its transaction starts, with
+//! [`Error::ReadOnly`] before anything changes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

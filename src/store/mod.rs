@@ -23,6 +23,13 @@
 //!
 //! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
 //! value moved to another key, table, vault or epoch fails authentication.
+//!
+//! It also owns the vault file itself: [`open_db`] (symbolic links resolved once, a read-only open
+//! for a file this process may not write, and the check that the file it locked is still the file
+//! at the path) and [`rewrite_with`] (a fresh file renamed over the vault while both files are
+//! locked, with the vault's owner and mode). It must never hand out a handle on a file other than
+//! the one at the vault's path, rename anything over a symbolic link, or write to a file opened
+//! read-only.
 
 pub mod records;
 
