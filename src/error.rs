@@ -25,6 +25,13 @@ pub enum Error {
     #[error("vault {} is in use by another process: wait for it, or pass --wait SECONDS to retry", .0.display())]
     VaultInUse(PathBuf),
 
+    /// A command that writes was given a vault file this process may only read (it was opened
+    /// read-only: no write permission, a read-only filesystem, or the caller asked for it).
+    #[error(
+        "the vault file {} is read-only for you: this command writes to the vault, and this process may only read the file; run it as a user who may write it (reading commands work as they are)", .0.display()
+    )]
+    ReadOnly(PathBuf),
+
     /// The file exists but is not a modelvault vault, or its header is unreadable.
     #[error("{} is not a modelvault vault: {reason}", .path.display())]
     NotAVault {

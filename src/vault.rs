@@ -4,11 +4,15 @@
 //! A [`Vault<Locked>`] can say what the file is and list its key slots; only a [`Vault<Unlocked>`]
 //! holds keys, and only it has `put`, `get`, `list` and the rest (in [`crate::ops`]). Keys are
 //! zeroized when the unlocked vault is dropped.
+//!
+//! A vault whose file this process may not write is opened read-only (see [`Vault::open`]): every
+//! read works, and every write fails when its transaction starts, with
+//! [`Error::ReadOnly`] before anything changes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable};
+use redb::ReadableTable;
 use serde::{Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
@@ -70,6 +74,10 @@ impl Default for CreateOptions {
 pub struct OpenOptions {
     /// If another process holds the vault, retry for this long before [`Error::VaultInUse`].
     pub wait: Option<Duration>,
+    /// Open the file read-only even if this process may write it: reading works, every write
+    /// fails with [`Error::ReadOnly`]. (A file this process may not write is always opened
+    /// read-only.)
+    pub read_only: bool,
 }
 
 /// Type state: keys not loaded.
@@ -96,7 +104,7 @@ pub struct Unlocked {
 
 /// An open vault file in state `S` ([`Locked`] or [`Unlocked`]).
 pub struct Vault<S> {
-    pub(crate) db: Database,
+    pub(crate) db: store::Db,
     pub(crate) path: PathBuf,
     pub(crate) header: Header,
     pub(crate) state: S,
@@ -108,9 +116,15 @@ pub(crate) fn now() -> u64 {
 }
 
 impl<S> Vault<S> {
-    /// The vault file's path.
+    /// The vault file's path, every symbolic link resolved (see [`Vault::open`]).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True when the vault file was opened read-only (see [`Vault::open`]): reading works, and
+    /// every write fails with [`Error::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.db.is_read_only()
     }
 
     /// The random 128-bit vault id.
@@ -139,11 +153,18 @@ impl<S> Vault<S> {
 impl Vault<Locked> {
     /// Opens the vault file at `path` without unlocking it.
     ///
+    /// A symbolic link is resolved here, once: [`Vault::path`] is the real file, and a rewrite
+    /// (`key rotate`, `rm --erase`) replaces the real file, never the link. A file this process
+    /// may not write (or any file, with `opts.read_only`) is opened read-only: every reading
+    /// operation works, and every write fails with [`Error::ReadOnly`] before it changes
+    /// anything.
+    ///
     /// Errors: [`Error::VaultNotFound`], [`Error::VaultInUse`] (after `opts.wait`),
-    /// [`Error::NotAVault`], [`Error::UnsupportedVersion`].
+    /// [`Error::NotAVault`], [`Error::UnsupportedVersion`], [`Error::Damaged`], [`Error::Io`],
+    /// [`Error::Storage`] (see [`store::open_db`]).
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Vault<Locked>> {
-        let path = path.as_ref().to_path_buf();
-        let db = store::open_db(&path, opts.wait)?;
+        let db = store::open_db(path.as_ref(), opts.wait, opts.read_only)?;
+        let path = db.path().to_path_buf();
         let header = read_header(&db, &path)?;
         Ok(Vault { db, path, header, state: Locked })
     }
@@ -280,7 +301,7 @@ pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
     records::open_record(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed)
 }
 
-fn read_header(db: &Database, path: &Path) -> Result<Header> {
+fn read_header(db: &store::Db, path: &Path) -> Result<Header> {
     let not_vault = |reason: &str| Error::NotAVault { path: path.to_path_buf(), reason: reason.into() };
     let rx = store::begin_read(db)?;
     let t = rx.open_table(META).map_err(|_| not_vault("it has no modelvault header table"))?;

@@ -111,7 +111,7 @@ pub(super) fn open_opts(g: &Global) -> Result<OpenOptions> {
             return Err(Error::InvalidInput(format!("--wait {s}: give a number of seconds from 0 to 86400")));
         }
     };
-    Ok(OpenOptions { wait })
+    Ok(OpenOptions { wait, ..Default::default() })
 }
 
 /// Unlocks for a command that writes: an interrupted master-key rotation is finished first.

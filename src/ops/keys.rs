@@ -110,7 +110,7 @@ pub struct EraseReport {
     pub file_bytes_after: u64,
 }
 
-fn read_slots(db: &redb::Database) -> Result<Vec<(String, Vec<u8>)>> {
+fn read_slots(db: &store::Db) -> Result<Vec<(String, Vec<u8>)>> {
     let rx = store::begin_read(db)?;
     let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
     let mut out = Vec::new();
