@@ -500,9 +500,15 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Damaged`] naming `what`.
     pub(crate) fn open_model(&self, key: &[u8; 32], what: &str, value: &[u8]) -> Result<records::ModelRecord> {
         let legacy_ok = self.state.legacy.load(Ordering::Acquire);
-        open_sealed_with(|e| self.epoch_keys(e), &self.header.vault_id, "models", key, what, value, |b| {
-            records::decode_model(what, b, legacy_ok)
-        })
+        open_sealed_with(
+            |e| self.epoch_keys(e),
+            &self.header.vault_id,
+            "models",
+            key,
+            what,
+            value,
+            |b| records::decode_model(what, b, legacy_ok),
+        )
     }
 
     /// In a read snapshot of its own: `Some(description)` when the model records present do not
