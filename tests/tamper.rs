@@ -1,5 +1,6 @@
 //! Damage and tampering in the vault file are detected, named, and contained: bugs.md B15
-//! (truncation, extension, swapped chunks), B16 (short and missing blobs), manifest swaps.
+//! (truncation, extension, swapped chunks), B16 (short and missing blobs), manifest swaps, dropped
+//! or put-back version and model records, and the upgrade of older formats.
 //! The file is edited through redb itself, as an attacker with the file (but no passphrase) could.
 
 mod common;
