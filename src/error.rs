@@ -56,6 +56,12 @@ pub enum Error {
     #[error("wrong passphrase: no key slot of this vault opens with it")]
     WrongPassphrase,
 
+    /// No key slot tried opened with the passphrase, and a limit on one unlock (slots tried,
+    /// Argon2id work) stopped before the rest were tried; the message names the slot and the
+    /// limit, and says to unlock with `--slot NAME`.
+    #[error("{0}")]
+    UnlockLimit(String),
+
     /// A key slot record failed its checksum, so it is damaged (not merely a wrong passphrase).
     #[error(
         "key slot '{0}' is damaged (its checksum does not match): restore the vault from a backup or open it with another slot"
@@ -179,12 +185,12 @@ pub enum Error {
 impl Error {
     /// The process exit code the CLI uses for this error (see README, "Exit codes").
     ///
-    /// 1 other, 3 wrong passphrase, 4 vault in use, 5 not found, 6 damaged or tampered,
+    /// 1 other, 3 wrong passphrase (or no slot opened within the unlock limits), 4 vault in use, 5 not found, 6 damaged or tampered,
     /// 7 invalid input, 8 unsafe pickle refused, 9 signed by a key other than the one required.
     /// (2 is left to the argument parser.)
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::WrongPassphrase => 3,
+            Error::WrongPassphrase | Error::UnlockLimit(_) => 3,
             Error::VaultInUse(_) => 4,
             Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => 5,
             Error::UntrustedSigner { .. } => 9,

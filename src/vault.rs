@@ -10,6 +10,7 @@
 //! [`Error::ReadOnly`] before anything changes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::ReadableTable;
@@ -24,7 +25,7 @@ use crate::crypto::{SecretKey, fill_random};
 use crate::store::records::{
     self, FORMAT_VERSION, Header, IndexRecord, MAGIC, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State,
 };
-use crate::store::{self, META, SIGNERS, SLOTS};
+use crate::store::{self, META, MODELS, SIGNERS, SLOTS};
 use crate::{Error, Result};
 
 /// A passphrase, wiped from memory on drop. Used byte for byte: never trimmed, truncated or
@@ -100,6 +101,23 @@ pub struct Unlocked {
     pub(crate) signer: ManifestSigner,
     /// Public keys of every signing key this vault has had (active and retired).
     pub(crate) signers: Vec<ManifestVerifier>,
+    /// True while the sealed state is of format 1 or 2 (no live-record state yet): model records
+    /// of that format are then accepted, and the live checks are skipped until the first write
+    /// upgrades the vault. Cleared once that write commits.
+    pub(crate) legacy: AtomicBool,
+}
+
+/// Most key slots one unlock tries when no slot is named (`--slot NAME` tries one).
+pub const MAX_UNLOCK_SLOTS: usize = 8;
+/// Most Argon2id work one unlock that tries every slot may spend, in KiB × passes summed over the
+/// slots tried (1 GiB × 1 pass; a default slot costs 64 MiB × 3). Slots are tried cheapest
+/// first; the first is always tried, whatever it costs (each slot is bounded by
+/// [`Argon2Params::check`]).
+pub const MAX_UNLOCK_COST: u64 = 1 << 20;
+
+/// The Argon2id work of one derivation with `p`, in KiB × passes.
+pub fn unlock_cost(p: &Argon2Params) -> u64 {
+    u64::from(p.memory_kib) * u64::from(p.time_cost)
 }
 
 /// An open vault file in state `S` ([`Locked`] or [`Unlocked`]).
@@ -169,16 +187,23 @@ impl Vault<Locked> {
         Ok(Vault { db, path, header, state: Locked })
     }
 
-    /// Unlocks with `passphrase`, trying every key slot (each costs one Argon2id derivation).
+    /// Unlocks with `passphrase`, trying the key slots cheapest first (each costs one Argon2id
+    /// derivation), at most [`MAX_UNLOCK_SLOTS`] of them and at most [`MAX_UNLOCK_COST`] of
+    /// Argon2id work in all.
     ///
-    /// Errors: [`Error::WrongPassphrase`] if no slot opens; [`Error::KeySlotDamaged`] if the only
-    /// slots that could have opened are damaged; [`Error::Damaged`] if the state or signer
-    /// records fail authentication.
+    /// Errors: [`Error::WrongPassphrase`] if no slot opens; [`Error::UnlockLimit`] if none of the
+    /// slots tried opened and a limit stopped the rest (naming the slot and the limit);
+    /// [`Error::KeySlotDamaged`] if the only slots that could have opened are damaged;
+    /// [`Error::Damaged`] if a slot accepts the passphrase but its wrap does not open under the
+    /// header's vault id (the header or the slot was changed), or the state or signer records
+    /// fail authentication.
     pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         self.unlock_with(None, passphrase)
     }
 
-    /// Unlocks with the named key slot only (one Argon2id derivation).
+    /// Unlocks with the named key slot only (one Argon2id derivation, whatever it costs within
+    /// [`Argon2Params::check`]). Errors: as [`Vault::unlock`], and [`Error::NotFound`] for no
+    /// slot of that name.
     pub fn unlock_slot(self, slot: &str, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         self.unlock_with(Some(slot), passphrase)
     }
@@ -200,17 +225,64 @@ impl Vault<Locked> {
             return Err(Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name))));
         }
         let mut damaged = None;
+        let mut cands = Vec::new();
         for (name, bytes) in &slots {
             if only.is_some_and(|o| o != name) {
                 continue;
             }
-            let Some(slot) = SlotRecord::decode(bytes) else {
-                damaged = Some(name.clone());
-                continue;
-            };
+            match SlotRecord::decode(bytes) {
+                Some(slot) => cands.push((name.clone(), slot)),
+                None => damaged = Some(name.clone()),
+            }
+        }
+        // Cheapest first, so slots planted with a high cost are reached last, if at all.
+        cands.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
+        let (mut tried, mut spent) = (0usize, 0u64);
+        for (i, (name, slot)) in cands.iter().enumerate() {
+            let cost = unlock_cost(&slot.params);
+            if only.is_none() && tried > 0 {
+                if tried >= MAX_UNLOCK_SLOTS {
+                    let rest: Vec<String> =
+                        cands[i..].iter().map(|(n, _)| format!("'{}'", crate::names::escape(n))).collect();
+                    return Err(Error::UnlockLimit(format!(
+                        "the passphrase opened none of the {tried} key slots tried, the most one unlock tries \
+                         without --slot; not tried: {}: if the passphrase is for one of them, unlock with \
+                         `--slot NAME`",
+                        rest.join(", ")
+                    )));
+                }
+                if spent + cost > MAX_UNLOCK_COST {
+                    return Err(Error::UnlockLimit(format!(
+                        "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
+                         tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
+                         over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
+                         every slot: if the passphrase is for that slot, unlock with `--slot {}`",
+                        crate::names::escape(name),
+                        slot.params.memory_kib,
+                        slot.params.time_cost,
+                        spent + cost,
+                        crate::names::escape(name)
+                    )));
+                }
+            }
+            tried += 1;
+            spent += cost;
             let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
+            let check = slot.kek_check.map(|c| c == records::kek_check(&kek));
+            if check == Some(false) {
+                continue;
+            }
             let aad = SlotRecord::aad(&self.header.vault_id, name, slot.epoch, &slot.params);
             let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else {
+                if check == Some(true) {
+                    return Err(Error::Damaged(format!(
+                        "key slot '{}' accepts this passphrase, but the master key it wraps does not open under \
+                         the vault id in the header ({}): the vault header or this key slot was changed or \
+                         damaged; restore the vault from a backup",
+                        crate::names::escape(name),
+                        crate::manifest::hex(&self.header.vault_id)
+                    )));
+                }
                 continue;
             };
             let master = to_key(mk);
@@ -249,7 +321,10 @@ impl Vault<Locked> {
         let meta = rx.open_table(META).map_err(|e| read_err(e.into()))?;
         let missing = |what: &str| Error::Damaged(format!("the {what} record is missing: the vault is damaged"));
         let st_bytes = meta.get("state").map_err(|e| read_err(e.into()))?.ok_or_else(|| missing("vault state"))?;
-        let st: State = open_sealed(pick, &vid, "meta", b"state", "vault state record", st_bytes.value())?;
+        let (st, current) =
+            open_sealed_with(pick, &vid, "meta", b"state", "vault state record", st_bytes.value(), |b| {
+                records::decode_state("vault state record", b)
+            })?;
         let ix_bytes = meta.get("index").map_err(|e| read_err(e.into()))?.ok_or_else(|| missing("index key"))?;
         let ix: IndexRecord = open_sealed(pick, &vid, "meta", b"index", "index key record", ix_bytes.value())?;
         let index = IndexKeys::derive(&SecretKey(ix.key), &vid);
@@ -269,7 +344,9 @@ impl Vault<Locked> {
         }
         let signer = signer.ok_or_else(|| missing("active signing key"))?;
         drop((meta, signers, st_bytes, ix_bytes, rx));
-        let state = Unlocked { keys, prev, index, signer, signers: publics, slot: slot.to_string(), slot_kek, master };
+        let legacy = AtomicBool::new(!current);
+        let state =
+            Unlocked { keys, prev, index, signer, signers: publics, slot: slot.to_string(), slot_kek, master, legacy };
         Ok(Vault { db: self.db, path: self.path, header: self.header, state })
     }
 }
@@ -291,6 +368,19 @@ pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
     what: &str,
     value: &[u8],
 ) -> Result<T> {
+    open_sealed_with(pick, vault_id, table, key, what, value, |b| records::decode(what, b))
+}
+
+/// As [`open_sealed`], decoding the plaintext with `dec`.
+pub(crate) fn open_sealed_with<'k, T>(
+    pick: impl Fn(u32) -> Option<&'k EpochKeys>,
+    vault_id: &[u8; 16],
+    table: &str,
+    key: &[u8],
+    what: &str,
+    value: &[u8],
+    dec: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
     let (epoch, sealed) = records::split_sealed(value)
         .ok_or_else(|| Error::Damaged(format!("{what}: unreadable value header: the vault is damaged")))?;
     let keys = pick(epoch).ok_or_else(|| {
@@ -298,7 +388,7 @@ pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
             "{what}: sealed under key epoch {epoch}, which this vault does not hold: the vault is damaged"
         ))
     })?;
-    records::open_record(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed)
+    records::open_record_with(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed, dec)
 }
 
 fn read_header(db: &store::Db, path: &Path) -> Result<Header> {
@@ -342,7 +432,8 @@ impl Vault<Unlocked> {
         let db = store::create_db(&path)?;
         let signers = vec![ManifestVerifier::new(&signer.public_key()).expect("a fresh key decodes")];
         let slot_name = opts.slot_name.clone();
-        let state = Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master };
+        let legacy = AtomicBool::new(false);
+        let state = Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master, legacy };
         let vault = Vault { db, path, header, state };
         let result = (|| {
             let mut tx = vault.write()?;
@@ -354,8 +445,7 @@ impl Vault<Unlocked> {
                 created: now(),
                 retired: None,
             };
-            tx.state =
-                State { epoch, active_signer: 0, next_signer: 1, chunk_seals: 0, meta_seals: 0, rotating_to: None };
+            tx.state = State { epoch, active_signer: 0, next_signer: 1, ..State::default() };
             tx.put_signer(0, &rec)?;
             let ix = tx.seal_meta("meta", b"index", &index_rec)?;
             tx.put_plain_meta("index", &ix)?;
@@ -380,19 +470,91 @@ impl Vault<Unlocked> {
         self.state.signer.public_key()
     }
 
-    /// Starts a write transaction that counts seals and refuses to pass the nonce limit.
+    /// Starts a write transaction that counts seals and refuses to pass the nonce limit. A
+    /// format 1 or 2 vault is upgraded to [`FORMAT_VERSION`] inside it (see
+    /// [`store::upgrade_format`]; the model records are sealed again with their live versions,
+    /// the slot in use gets its passphrase check).
+    ///
+    /// Errors: [`Error::Damaged`] when the model records present do not match the live models
+    /// the sealed state records (a write would otherwise seal that loss into the state);
+    /// [`Error::Storage`].
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
         store::upgrade_format(&tx)?;
-        let state = {
+        let (state, current) = {
             let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
             let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;
             match v {
-                Some(v) => self.open_meta("meta", b"state", "vault state record", v.value())?,
-                None => State::default(),
+                Some(v) => self.open_state(v.value()).map(|(s, c)| (s, Some(c)))?,
+                None => (State::default(), None), // the transaction that creates the vault
             }
         };
-        Ok(Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false })
+        if current == Some(true) {
+            let models = tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
+            if let Some(e) = model_set_damage(&state, &models)? {
+                return Err(Error::Damaged(format!("{e}; nothing was written")));
+            }
+        }
+        let mut txn = Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false, upgraded: false };
+        if current == Some(false) {
+            txn.upgrade_records()?;
+        }
+        Ok(txn)
+    }
+
+    /// Opens the sealed state record: `(state, true)` for format 3, `(state, false)` before.
+    pub(crate) fn open_state(&self, value: &[u8]) -> Result<(State, bool)> {
+        open_sealed_with(
+            |e| self.epoch_keys(e),
+            &self.header.vault_id,
+            "meta",
+            b"state",
+            "vault state record",
+            value,
+            |b| records::decode_state("vault state record", b),
+        )
+    }
+
+    /// Opens a stored model record of key `key` (format 1 or 2 encodings only while the vault
+    /// itself is of that format).
+    ///
+    /// Errors: [`Error::Damaged`] naming `what`.
+    pub(crate) fn open_model(&self, key: &[u8; 32], what: &str, value: &[u8]) -> Result<records::ModelRecord> {
+        let legacy_ok = self.state.legacy.load(Ordering::Acquire);
+        open_sealed_with(
+            |e| self.epoch_keys(e),
+            &self.header.vault_id,
+            "models",
+            key,
+            what,
+            value,
+            |b| records::decode_model(what, b, legacy_ok),
+        )
+    }
+
+    /// In a read snapshot of its own: `Some(description)` when the model records present do not
+    /// match the live models the sealed state records (a model's records were deleted, or an
+    /// older one put back), `None` when they match or the vault is not yet of format 3.
+    ///
+    /// Errors: [`Error::Damaged`] for a missing or unreadable state; [`Error::Storage`].
+    pub(crate) fn model_set_problem(&self) -> Result<Option<String>> {
+        let rx = store::begin_read(&self.db)?;
+        let meta = rx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
+        let v = meta
+            .get("state")
+            .map_err(|e| Error::storage("reading vault state", e))?
+            .ok_or_else(|| Error::Damaged("the vault state record is missing: the vault is damaged".into()))?;
+        let (state, current) = self.open_state(v.value())?;
+        if !current {
+            return Ok(None);
+        }
+        match rx.open_table(MODELS) {
+            Ok(models) => model_set_damage(&state, &models),
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                Ok((state.live_models != 0).then(|| set_message(state.live_models, 0)))
+            }
+            Err(e) => Err(Error::storage("reading models", e)),
+        }
     }
 
     /// AAD for a sealed record of `table` at `key` in the current epoch.
@@ -437,7 +599,44 @@ pub(crate) fn make_slot(
     fill_random(&mut salt)?;
     let kek = params.derive_kek(passphrase.bytes(), &salt)?;
     let wrapped = aead::seal(&kek, &SlotRecord::aad(vault_id, name, epoch, params), master.expose())?;
-    Ok((SlotRecord { next: None, epoch, params: *params, salt, wrapped, created: now() }, kek))
+    let kek_check = Some(records::kek_check(&kek));
+    Ok((SlotRecord { next: None, epoch, params: *params, salt, wrapped, created: now(), kek_check }, kek))
+}
+
+/// Compares the model records present with the live-model count and digest of `state`.
+fn model_set_damage(
+    state: &State,
+    models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+) -> Result<Option<String>> {
+    let (n, digest) = models_now(models)?;
+    if n == state.live_models && digest == state.models_digest {
+        return Ok(None);
+    }
+    Ok(Some(set_message(state.live_models, n)))
+}
+
+fn set_message(recorded: u64, present: u64) -> String {
+    let how = if present < recorded {
+        "a model's records were deleted"
+    } else if present > recorded {
+        "a deleted model's records were put back"
+    } else {
+        "a model's records were deleted and another's put back"
+    };
+    format!(
+        "the vault state records {recorded} live model(s), and {present} model record(s) are present, not the same set: \
+         {how}; the vault is damaged or was tampered with: restore it from a backup"
+    )
+}
+
+/// Count and [`records::models_digest`] of the model record keys in `models`.
+fn models_now(models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>) -> Result<(u64, [u8; 32])> {
+    let mut keys = Vec::new();
+    for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+        let (k, _) = row.map_err(|e| Error::storage("reading models", e))?;
+        keys.push(*k.value());
+    }
+    Ok((keys.len() as u64, records::models_digest(keys.iter())))
 }
 
 /// A write transaction that counts AES-GCM seals per key and writes the sealed state on commit.
@@ -448,6 +647,8 @@ pub(crate) struct Txn<'v> {
     pub(crate) tx: TxCell,
     pub(crate) state: State,
     warned: bool,
+    /// This transaction upgraded the vault to format 3 (see [`Vault::write`]).
+    upgraded: bool,
 }
 
 /// The redb write transaction inside a [`Txn`]; always present except for the instant a
@@ -510,8 +711,58 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Seals the state (counting its own seal) into the transaction.
+    /// Seals every model record again in the format 3 encoding, with the live versions read from
+    /// the version records present, and gives the slot in use its passphrase check. A model
+    /// record that does not open is left as it is (it stays reported as damaged).
+    fn upgrade_records(&mut self) -> Result<()> {
+        let rows: Vec<([u8; 32], Vec<u8>)> = {
+            let models = self.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
+            let mut rows = Vec::new();
+            for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+                let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
+                rows.push((*k.value(), v.value().to_vec()));
+            }
+            rows
+        };
+        for (key, sealed) in rows {
+            let Ok(mut rec) = self.vault.open_model(&key, "model record", &sealed) else {
+                continue;
+            };
+            rec.live = {
+                let versions =
+                    self.tx.open_table(store::VERSIONS).map_err(|e| Error::storage("reading versions", e))?;
+                let mut live = Vec::new();
+                for row in store::version_range(&versions, &key)? {
+                    let (k, _) = row.map_err(|e| Error::storage("reading versions", e))?;
+                    live.push(u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key")));
+                }
+                live
+            };
+            rec.legacy = false;
+            let v = self.seal_meta("models", &key, &rec)?;
+            let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
+            t.insert(&key, v.as_slice()).map_err(|e| Error::storage("writing a model", e))?;
+        }
+        let name = self.vault.state.slot.clone();
+        let slot = {
+            let t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
+            t.get(name.as_str()).map_err(|e| Error::storage("reading key slots", e))?.map(|v| v.value().to_vec())
+        };
+        if let Some(mut slot) = slot.as_deref().and_then(SlotRecord::decode) {
+            slot.kek_check = Some(records::kek_check(&self.vault.state.slot_kek));
+            self.put_slot(&name, &slot.encode())?;
+        }
+        self.upgraded = true;
+        Ok(())
+    }
+
+    /// Seals the state (counting its own seal, and the live models as the models table holds
+    /// them now) into the transaction.
     fn write_state(&mut self) -> Result<()> {
+        {
+            let models = self.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
+            (self.state.live_models, self.state.models_digest) = models_now(&models)?;
+        }
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
         let v = records::seal_record(&self.vault.state.keys, &self.vault.aad("meta", b"state"), &self.state)?;
@@ -523,7 +774,11 @@ impl Txn<'_> {
     /// Writes the sealed state and commits durably (one fsync).
     pub(crate) fn commit(mut self) -> Result<()> {
         self.write_state()?;
-        store::commit(self.tx.0.take().expect("open transaction"))
+        store::commit(self.tx.0.take().expect("open transaction"))?;
+        if self.upgraded {
+            self.vault.state.legacy.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Commits what was written so far without waiting for the disk, and goes on in a new

@@ -328,3 +328,119 @@ fn key_usage_is_counted_and_rotation_resets_it() {
     drop(v);
     let _ = path;
 }
+
+fn edit_slots(path: &Path, f: impl FnOnce(&mut redb::Table<&'static str, &'static [u8]>)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(SLOTS).unwrap();
+        f(&mut t);
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_changed_vault_id_with_the_right_passphrase_is_damage_and_a_wrong_passphrase_is_still_exit_3() {
+    use modelvault::store::META;
+    use modelvault::store::records::{self, Header};
+    let dir = tempfile::tempdir().unwrap();
+    let (path, v) = new_vault(dir.path());
+    drop(v);
+    // Intact vault, wrong passphrase: exit 3.
+    let e = open_with(&path, "not it").err().unwrap();
+    assert!(matches!(e, Error::WrongPassphrase), "{e}");
+    assert_eq!(e.exit_code(), 3);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(META).unwrap();
+            let mut h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
+            h.vault_id[0] ^= 1;
+            t.insert("header", records::encode(&h).as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let e = open_with(&path, PASS).err().unwrap();
+    assert!(matches!(e, Error::Damaged(_)), "{e}");
+    assert_eq!(e.exit_code(), 6);
+    assert!(
+        e.to_string().starts_with("key slot 'default' accepts this passphrase, but the master key it wraps does not open under the vault id in the header"),
+        "{e}"
+    );
+    assert!(matches!(open_with(&path, "not it").err().unwrap(), Error::WrongPassphrase));
+    mvault(dir.path())
+        .args(["ls"])
+        .assert()
+        .code(6)
+        .stderr(has("the vault header or this key slot was changed or damaged"));
+}
+
+#[test]
+fn unlock_tries_slots_cheapest_first_and_stops_at_the_slot_and_cost_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, v) = new_vault(dir.path());
+    drop(v);
+    // A planted slot with a high Argon2 cost, named to come first: never derived.
+    edit_slots(&path, |t| {
+        let mut s = modelvault::store::records::SlotRecord::decode(t.get("default").unwrap().unwrap().value()).unwrap();
+        s.params = modelvault::Argon2Params { memory_kib: 512 * 1024, time_cost: 3, lanes: 1 };
+        t.insert("aaa-big", s.encode().as_slice()).unwrap();
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(open_with(&path, PASS).unwrap().unlocked_slot(), "default");
+    let e = open_with(&path, "not it").err().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "the big slot was derived");
+    assert!(matches!(e, Error::UnlockLimit(_)), "{e}");
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(
+        e.to_string(),
+        "the passphrase opened none of the 1 key slot(s) tried; key slot 'aaa-big' was not tried: its Argon2id cost \
+         (524288 KiB x 3 passes) would bring this unlock to 1573120 KiB-passes, over the limit of 1048576 KiB-passes \
+         (1 GiB x 1 pass) for an unlock that tries every slot: if the passphrase is for that slot, unlock with \
+         `--slot aaa-big`"
+    );
+    edit_slots(&path, |t| {
+        t.remove("aaa-big").unwrap();
+    });
+    // More cheap slots than one unlock tries: the rest are named; --slot reaches one.
+    let v = reopen(&path);
+    for i in 0..9 {
+        v.add_slot(&format!("s{i}"), &pw(&format!("p{i}")), &test_params()).unwrap();
+    }
+    drop(v);
+    let e = open_with(&path, "not it").err().unwrap();
+    assert!(matches!(e, Error::UnlockLimit(_)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the passphrase opened none of the 8 key slots tried, the most one unlock tries without --slot; not tried: \
+         's7', 's8': if the passphrase is for one of them, unlock with `--slot NAME`"
+    );
+    let v = Vault::open(&path, &OpenOptions::default()).unwrap().unlock_slot("s8", &pw("p8")).unwrap();
+    assert_eq!(v.unlocked_slot(), "s8");
+    drop(v);
+    std::fs::write(dir.path().join("wrong"), "not it\n").unwrap();
+    mvault(dir.path())
+        .env("MVAULT_PASSPHRASE_FILE", dir.path().join("wrong"))
+        .args(["ls"])
+        .assert()
+        .code(3)
+        .stderr(has("not tried: 's7', 's8'"));
+}
+
+#[test]
+fn key_remove_says_an_old_copy_of_the_slot_still_opens_the_vault_until_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_init(dir.path());
+    std::fs::write(dir.path().join("ci"), "ci secret\n").unwrap();
+    mvault(dir.path())
+        .args(["key", "add", "ci", "--argon2-memory-kib", "256", "--argon2-time", "1", "--argon2-lanes", "1"])
+        .arg("--new-passphrase-file")
+        .arg(dir.path().join("ci"))
+        .assert()
+        .success();
+    mvault(dir.path()).args(["key", "remove", "ci"]).assert().success().stdout(has(
+        "removed key slot 'ci'; its passphrase still opens this vault through an earlier copy of the slot (a backup \
+         of the vault file, or a freed page of it) until the master key is rotated: run `mvault key rotate`",
+    ));
+}

@@ -1,5 +1,6 @@
 //! Damage and tampering in the vault file are detected, named, and contained: bugs.md B15
-//! (truncation, extension, swapped chunks), B16 (short and missing blobs), manifest swaps.
+//! (truncation, extension, swapped chunks), B16 (short and missing blobs), manifest swaps, dropped
+//! or put-back version and model records, and the upgrade of older formats.
 //! The file is edited through redb itself, as an attacker with the file (but no passphrase) could.
 
 mod common;
@@ -348,4 +349,256 @@ fn a_format_1_vault_gets_its_chunk_index_on_its_first_write_and_newer_formats_ar
         )
     );
     assert_eq!(format_version(&path), FORMAT_VERSION + 1, "the refused vault was left as it was");
+}
+
+/// Every version record as (key, value).
+fn version_rows(path: &Path) -> Vec<([u8; 40], Vec<u8>)> {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    let t = rx.open_table(VERSIONS).unwrap();
+    t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect()
+}
+
+fn edit_versions(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 40], &'static [u8]>)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(VERSIONS).unwrap();
+        f(&mut t);
+    }
+    tx.commit().unwrap();
+}
+
+/// Every record of the `meta`, `models`, `versions` and `slots` tables, in key order.
+fn records_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    let mut out = Vec::new();
+    for r in rx.open_table(META).unwrap().iter().unwrap() {
+        let (k, v) = r.unwrap();
+        out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
+    }
+    for r in rx.open_table(modelvault::store::SLOTS).unwrap().iter().unwrap() {
+        let (k, v) = r.unwrap();
+        out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
+    }
+    for r in rx.open_table(modelvault::store::MODELS).unwrap().iter().unwrap() {
+        let (k, v) = r.unwrap();
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    for r in rx.open_table(VERSIONS).unwrap().iter().unwrap() {
+        let (k, v) = r.unwrap();
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    out
+}
+
+/// `s` with versions 1 and 2 (alias `prod` on 2), `m` with version 1.
+fn aliased_vault(dir: &Path) -> std::path::PathBuf {
+    let (path, mut v) = new_vault(dir);
+    let a = corpus().join("safetensors/silero_vad_16k.safetensors");
+    let b = corpus().join("safetensors/silero_vad_16k.one-tensor-changed.safetensors");
+    v.put(&a, "s", &PutOptions::default(), &NoProgress).unwrap();
+    let prod = PutOptions { aliases: vec!["prod".into()], ..Default::default() };
+    v.put(&b, "s", &prod, &NoProgress).unwrap();
+    v.put(&corpus().join("onnx/silero_vad.onnx"), "m", &PutOptions::default(), &NoProgress).unwrap();
+    path
+}
+
+/// The key of the model with `n` version records (exactly one such model).
+fn model_with_versions(path: &Path, n: usize) -> [u8; 32] {
+    let rows = version_rows(path);
+    let keys: Vec<[u8; 32]> = rows
+        .iter()
+        .map(|(k, _)| <[u8; 32]>::try_from(&k[..32]).unwrap())
+        .filter(|mk| rows.iter().filter(|(k, _)| k[..32] == mk[..]).count() == n)
+        .collect();
+    assert!(!keys.is_empty() && keys.iter().all(|k| *k == keys[0]), "one model with {n} versions");
+    keys[0]
+}
+
+const S2_MISSING: &str = "model 's': version 2 is recorded as live but its record is missing";
+
+#[test]
+fn a_dropped_aliased_version_record_is_damage_on_every_read_not_an_older_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = aliased_vault(dir.path());
+    let mk = model_with_versions(&path, 2);
+    edit_versions(&path, |t| {
+        t.remove(&modelvault::store::version_key(&mk, 2)).unwrap();
+    });
+    let v = reopen(&path);
+    let rep = v.verify(true, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert!(rep.problems[0].detail.starts_with(S2_MISSING), "{:?}", rep.problems);
+    assert_eq!((rep.problems[0].model.as_deref(), rep.problems[0].version), (Some("s"), Some(2)));
+    let out = dir.path().join("out");
+    for r in [VersionRef::Latest, VersionRef::Alias("prod".into()), VersionRef::Number(2)] {
+        let e = v.get("s", &r, &out, &GetOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(e, Error::Damaged(_)), "get s@{r}: {e}");
+        assert!(e.to_string().starts_with(S2_MISSING), "get s@{r}: {e}");
+        assert_eq!(e.exit_code(), 6);
+    }
+    assert!(!out.exists() || files_under(&out).is_empty());
+    // The version that is still there reads, by number; `ls` lists it and reports the loss.
+    v.show("s", &VersionRef::Number(1)).unwrap();
+    let l = v.list(None).unwrap();
+    assert!(l.problems.iter().any(|p| p.starts_with(S2_MISSING)), "{:?}", l.problems);
+    let l = v.list(Some("s")).unwrap();
+    assert!(l.problems.iter().any(|p| p.starts_with(S2_MISSING)), "{:?}", l.problems);
+    drop(v);
+    mvault(dir.path()).args(["verify", "--read-data"]).assert().code(6).stdout(predicates::str::contains(S2_MISSING));
+    for spec in ["s", "s@prod"] {
+        mvault(dir.path())
+            .args(["get", spec, "-o"])
+            .arg(dir.path().join("cli-out"))
+            .assert()
+            .code(6)
+            .stderr(predicates::str::contains(S2_MISSING));
+    }
+    mvault(dir.path()).args(["ls"]).assert().code(6).stderr(predicates::str::contains(S2_MISSING));
+}
+
+#[test]
+fn a_removed_versions_record_put_back_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = aliased_vault(dir.path());
+    let mk = model_with_versions(&path, 2);
+    let key = modelvault::store::version_key(&mk, 1);
+    let old = version_rows(&path).into_iter().find(|(k, _)| *k == key).unwrap().1;
+    reopen(&path).remove_version("s", &VersionRef::Number(1)).unwrap();
+    edit_versions(&path, |t| {
+        t.insert(&key, old.as_slice()).unwrap();
+    });
+    let v = reopen(&path);
+    let want = "model 's': version 1 has a record but is not recorded as live";
+    let e = v.show("s", &VersionRef::Number(1)).unwrap_err();
+    assert!(matches!(e, Error::Damaged(_)) && e.to_string().starts_with(want), "{e}");
+    let rep = v.verify(false, &NoProgress).unwrap();
+    assert!(rep.problems.iter().any(|p| p.detail.starts_with(want)), "{:?}", rep.problems);
+    v.show("s", &VersionRef::Alias("prod".into())).unwrap();
+}
+
+#[test]
+fn a_model_dropped_with_all_its_versions_is_damage_and_no_write_seals_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = aliased_vault(dir.path());
+    // Intact: an unknown model is "not found" (exit 5).
+    let e = reopen(&path).manifest("nosuch", &VersionRef::Latest).unwrap_err();
+    assert!(matches!(e, Error::ModelNotFound(_)), "{e}");
+    let mk = model_with_versions(&path, 1); // m
+    edit_versions(&path, |t| {
+        t.remove(&modelvault::store::version_key(&mk, 1)).unwrap();
+    });
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(modelvault::store::MODELS).unwrap().remove(&mk).unwrap();
+        tx.commit().unwrap();
+    }
+    let want = "the vault state records 2 live model(s), and 1 model record(s) are present, not the same set: \
+                a model's records were deleted";
+    let v = reopen(&path);
+    let rep = v.verify(true, &NoProgress).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert!(rep.problems[0].detail.starts_with(want), "{:?}", rep.problems);
+    let e = v.manifest("m", &VersionRef::Latest).unwrap_err();
+    assert!(matches!(e, Error::Damaged(_)), "{e}");
+    assert!(e.to_string().starts_with(&format!("model 'm' has no record, and {want}")), "{e}");
+    assert!(matches!(v.list(Some("m")).unwrap_err(), Error::Damaged(_)));
+    assert!(v.list(None).unwrap().problems.iter().any(|p| p.starts_with(want)));
+    // A write would seal the loss into the state: it is refused and writes nothing.
+    drop(v);
+    let before = records_of(&path);
+    let v = reopen(&path);
+    let e = v.set_tag("s", &VersionRef::Latest, "env", "prod").unwrap_err();
+    assert!(matches!(e, Error::Damaged(_)), "{e}");
+    assert!(e.to_string().starts_with(want) && e.to_string().ends_with("nothing was written"), "{e}");
+    assert!(v.show("s", &VersionRef::Latest).unwrap().tags.is_empty());
+    drop(v);
+    assert!(records_of(&path) == before, "the refused write left the records as they were");
+    mvault(dir.path()).args(["verify"]).assert().code(6).stdout(predicates::str::contains(want));
+    mvault(dir.path())
+        .args(["get", "m", "-o"])
+        .arg(dir.path().join("o"))
+        .assert()
+        .code(6)
+        .stderr(predicates::str::contains(want));
+    mvault(dir.path()).args(["ls"]).assert().code(6).stderr(predicates::str::contains(want));
+}
+
+/// A vault written by the format 2 build (`mvault` at commit e6ec1ab): `init` with test Argon2
+/// parameters and the test passphrase, `put` of onnx-backend_test_single_relu as r@1 (alias
+/// prod), of onnx-backend_test_Conv2d as r@2 and as c@1, `rm r@1`, `alias r@2 prod`, `gc`.
+fn format2_vault(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("test.mvault");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format2.mvault"), &path).unwrap();
+    path
+}
+
+#[test]
+fn a_format_2_vault_reads_is_upgraded_by_its_first_write_and_then_detects_dropped_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format2_vault(dir.path());
+    assert_eq!(format_version(&path), 2);
+    let conv = std::fs::read(corpus().join("onnx/onnx-backend_test_Conv2d.model.onnx")).unwrap();
+    let read_prod = |v: &modelvault::Vault<modelvault::Unlocked>| {
+        let mut out = Vec::new();
+        v.cat("r", &VersionRef::Alias("prod".into()), None, &mut out, &NoProgress).map(|_| out)
+    };
+    // Read before any write: everything is there, nothing is rewritten.
+    let before = records_of(&path);
+    let v = reopen(&path);
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    assert_eq!(read_prod(&v).unwrap(), conv);
+    let l = v.list(None).unwrap();
+    assert!(l.problems.is_empty(), "{:?}", l.problems);
+    let versions: Vec<(String, u64)> =
+        l.models.iter().flat_map(|m| m.versions.iter().map(|x| (x.name.clone(), x.version))).collect();
+    assert_eq!(versions, [("c".to_string(), 1), ("r".to_string(), 2)]);
+    drop(v);
+    assert_eq!(format_version(&path), 2);
+    assert!(records_of(&path) == before, "reading does not upgrade");
+    // The first write upgrades, and the upgraded vault verifies.
+    let v = reopen(&path);
+    v.set_tag("c", &VersionRef::Latest, "env", "test").unwrap();
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    drop(v);
+    assert_eq!(format_version(&path), FORMAT_VERSION);
+    let v = reopen(&path);
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    assert_eq!(read_prod(&v).unwrap(), conv);
+    assert_eq!(v.show("c", &VersionRef::Latest).unwrap().tags["env"], "test");
+    drop(v);
+    // The upgrade recorded r@2 as live: dropping its record is now damage, not "not found".
+    let rows = version_rows(&path);
+    assert_eq!(rows.len(), 2);
+    let r2 = rows.iter().find(|(k, _)| k[39] == 2).unwrap().0;
+    edit_versions(&path, |t| {
+        t.remove(&r2).unwrap();
+    });
+    let v = reopen(&path);
+    let e = read_prod(&v).unwrap_err();
+    assert!(e.to_string().starts_with("model 'r': version 2 is recorded as live but its record is missing"), "{e}");
+}
+
+#[test]
+fn a_format_1_vault_with_format_2_records_is_upgraded_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format2_vault(dir.path());
+    let (stored, _) = table_lens(&path);
+    edit_index(&path, |t| {
+        t.retain(|_, _| false).unwrap();
+    });
+    set_format_version(&path, 1);
+    let v = reopen(&path);
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    v.remove_version("c", &VersionRef::Latest).unwrap();
+    drop(v);
+    assert_eq!(format_version(&path), FORMAT_VERSION);
+    assert_eq!(table_lens(&path), (stored, stored));
+    let v = reopen(&path);
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    assert!(matches!(v.manifest("c", &VersionRef::Latest).unwrap_err(), Error::ModelNotFound(_)));
+    assert_eq!(v.list(None).unwrap().models.len(), 1);
 }

@@ -99,7 +99,10 @@ pub fn key(g: &Global, cmd: &KeyCommand, progress: &dyn Progress) -> Result<i32>
         KeyCommand::Remove { name } => {
             let v = unlock_write(g, progress)?;
             v.remove_slot(name)?;
-            print_done(g, json!({"removed_slot": name}), &format!("removed key slot '{name}'"));
+            let note = "its passphrase still opens this vault through an earlier copy of the slot (a backup of \
+                        the vault file, or a freed page of it) until the master key is rotated: run `mvault key \
+                        rotate` if that passphrase may be known to someone who should not read the vault";
+            print_done(g, json!({"removed_slot": name, "note": note}), &format!("removed key slot '{name}'; {note}"));
         }
         KeyCommand::Passwd { slot_name, new, cost: c } => {
             let mut v = unlock_write(g, progress)?;

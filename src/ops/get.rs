@@ -58,8 +58,8 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn manifest(&self, name: &str, r: &VersionRef) -> Result<Manifest> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx.open_table(MODELS).map_err(|_| self.model_absent(name))?;
+        let versions = rx.open_table(VERSIONS).map_err(|_| self.model_absent(name))?;
         let (_, version) = self.resolve(&models, &versions, name, r)?;
         Ok(self.load_version(&versions, name, version)?.0)
     }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
 use crate::manifest::{Manifest, hex};
-use crate::names::escape;
 use crate::store::records::ModelRecord;
 use crate::store::{self, MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault};
@@ -106,13 +106,55 @@ pub(crate) fn version_info(m: &Manifest, model: &ModelRecord, signer: &[u8; 32])
 impl Vault<Unlocked> {
     /// Lists every model (or only `name`) with all its versions.
     ///
-    /// Errors: [`Error::ModelNotFound`] when `name` is given and absent; [`Error::Storage`].
-    /// Damaged records do not fail the listing: they are returned in [`Listing::problems`].
-    /// Manifests are checked on up to 4 threads.
+    /// Errors: [`Error::ModelNotFound`] when `name` is given and absent; [`Error::Damaged`] when
+    /// it is absent and the sealed state says model records are missing; [`Error::Storage`].
+    /// Damaged records do not fail the listing: they are returned in [`Listing::problems`], as
+    /// are live versions without a record, version records that are not live, and missing
+    /// model records. Manifests are checked on up to 4 threads.
     pub fn list(&self, name: Option<&str>) -> Result<Listing> {
         // The snapshot reads the same records with the same checks, verifying manifests in
         // parallel (see `query::Snapshot`).
-        Ok(self.snapshot(name)?.listing())
+        let mut l = match self.snapshot(name) {
+            Ok(s) => s.listing(),
+            Err(Error::ModelNotFound(_)) if name.is_some() => {
+                return Err(self.model_absent(name.expect("checked")));
+            }
+            Err(e) => return Err(e),
+        };
+        l.problems.extend(self.live_problems(name)?);
+        Ok(l)
+    }
+
+    /// The live-record problems of every model (or only `name`), and of the set of models.
+    fn live_problems(&self, name: Option<&str>) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let rx = store::begin_read(&self.db)?;
+        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
+            return Ok(out);
+        };
+        let keys: Vec<[u8; 32]> = match name {
+            Some(n) => vec![self.model_key(n)],
+            None => {
+                let mut keys = Vec::new();
+                for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+                    keys.push(*row.map_err(|e| Error::storage("reading models", e))?.0.value());
+                }
+                keys
+            }
+        };
+        for key in keys {
+            let Some(v) = models.get(&key).map_err(|e| Error::storage("reading models", e))? else {
+                continue;
+            };
+            // A record that does not open is reported by the listing itself.
+            if let Ok(rec) = self.open_model(&key, "a model record", v.value()) {
+                out.extend(self.live_mismatches(&versions, &key, &rec)?.into_iter().map(|(_, m)| m));
+            }
+        }
+        if name.is_none() {
+            out.extend(self.model_set_problem()?);
+        }
+        Ok(out)
     }
 
     /// Shows one version.
@@ -121,8 +163,8 @@ impl Vault<Unlocked> {
     /// [`Error::BadSignature`].
     pub fn show(&self, name: &str, r: &VersionRef) -> Result<VersionInfo> {
         let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
+        let models = rx.open_table(MODELS).map_err(|_| self.model_absent(name))?;
+        let versions = rx.open_table(VERSIONS).map_err(|_| self.model_absent(name))?;
         let (model, version) = self.resolve(&models, &versions, name, r)?;
         let (m, vr) = self.load_version(&versions, name, version)?;
         Ok(version_info(&m, &model, &vr.signer))

@@ -93,7 +93,7 @@ impl Vault<Unlocked> {
             return Ok(None);
         };
         let what = format!("model '{}' record", escape(name));
-        let rec: ModelRecord = self.open_meta("models", &key, &what, v.value())?;
+        let rec: ModelRecord = self.open_model(&key, &what, v.value())?;
         if rec.name != name {
             return Err(Error::Damaged(format!(
                 "{what} holds the name '{}': the vault was tampered with",
@@ -103,9 +103,66 @@ impl Vault<Unlocked> {
         Ok(Some(rec))
     }
 
-    /// Resolves a reference to (model record, version number).
+    /// The error for a model `name` without a record: [`Error::ModelNotFound`], or
+    /// [`Error::Damaged`] when the sealed state says model records are missing (see
+    /// [`Vault::model_set_problem`]).
+    pub(crate) fn model_absent(&self, name: &str) -> Error {
+        match self.model_set_problem() {
+            Ok(None) => Error::ModelNotFound(escape(name)),
+            Ok(Some(p)) => Error::Damaged(format!("model '{}' has no record, and {p}", escape(name))),
+            Err(e) => e,
+        }
+    }
+
+    /// The version numbers of `model` (key `mk`) that are live: the sealed list of a format 3
+    /// record, or for a record written before, the version records present. Ascending.
+    pub(crate) fn live_versions(
+        &self,
+        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+        mk: &[u8; 32],
+        model: &ModelRecord,
+    ) -> Result<Vec<u64>> {
+        if !model.legacy {
+            return Ok(model.live.clone());
+        }
+        present_versions(versions, mk)
+    }
+
+    /// Every disagreement between the live versions `model` records and the version records
+    /// present, as (version, what is wrong). Empty for a record written before format 3.
     ///
-    /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`].
+    /// Errors: [`Error::Storage`].
+    pub(crate) fn live_mismatches(
+        &self,
+        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+        mk: &[u8; 32],
+        model: &ModelRecord,
+    ) -> Result<Vec<(u64, String)>> {
+        if model.legacy {
+            return Ok(Vec::new());
+        }
+        let present = present_versions(versions, mk)?;
+        let mut out = Vec::new();
+        for v in &model.live {
+            if present.binary_search(v).is_err() {
+                out.push((*v, missing_version(&model.name, *v)));
+            }
+        }
+        for v in &present {
+            if model.live.binary_search(v).is_err() {
+                out.push((*v, unlisted_version(&model.name, *v)));
+            }
+        }
+        out.sort_by_key(|(v, _)| *v);
+        Ok(out)
+    }
+
+    /// Resolves a reference to (model record, version number), among the live versions the
+    /// model record lists.
+    ///
+    /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`]; [`Error::Damaged`] when the
+    /// version resolved is recorded as live but its record is missing, has a record without
+    /// being live, or when model records are missing (see [`Vault::model_absent`]).
     pub(crate) fn resolve(
         &self,
         models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
@@ -113,27 +170,38 @@ impl Vault<Unlocked> {
         name: &str,
         r: &VersionRef,
     ) -> Result<(ModelRecord, u64)> {
-        let model = self.load_model(models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+        let Some(model) = self.load_model(models, name)? else {
+            return Err(self.model_absent(name));
+        };
         let mk = self.model_key(name);
         let not_found = || Error::VersionNotFound { name: escape(name), reference: r.to_string() };
+        let live = self.live_versions(versions, &mk, &model)?;
         let version = match r {
-            VersionRef::Latest => {
-                let mut range = store::version_range(versions, &mk)?;
-                let last = range.next_back().ok_or_else(not_found)?;
-                let (k, _) = last.map_err(|e| Error::storage("reading versions", e))?;
-                u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key"))
-            }
+            VersionRef::Latest => *live.last().ok_or_else(not_found)?,
             VersionRef::Number(n) => *n,
             VersionRef::Alias(a) => *model.aliases.get(a).ok_or_else(not_found)?,
         };
-        if versions.get(&store::version_key(&mk, version)).map_err(|e| Error::storage("reading versions", e))?.is_none()
-        {
-            return Err(not_found());
+        let is_live = live.binary_search(&version).is_ok();
+        let has_record = versions
+            .get(&store::version_key(&mk, version))
+            .map_err(|e| Error::storage("reading versions", e))?
+            .is_some();
+        match (is_live, has_record) {
+            (true, true) => Ok((model, version)),
+            (true, false) => Err(Error::Damaged(missing_version(name, version))),
+            (false, true) => Err(Error::Damaged(unlisted_version(name, version))),
+            (false, false) => match r {
+                VersionRef::Alias(a) => Err(Error::Damaged(format!(
+                    "model '{}': alias '{}' points at version {version}, which is not recorded as live: the vault is damaged or was tampered with",
+                    escape(name),
+                    escape(a)
+                ))),
+                _ => Err(not_found()),
+            },
         }
-        Ok((model, version))
     }
 
-    /// Loads and checks one version's manifest: the record authenticates, the signature verifies
+    /// Loads and checks one version's manifest (the caller has resolved it among the live ones): the record authenticates, the signature verifies
     /// (`verify_strict`) under one of this vault's signing keys, the encoding is canonical, and
     /// the manifest names this vault, this model and this version.
     ///
@@ -186,4 +254,31 @@ impl Vault<Unlocked> {
         m.check()?;
         Ok(m)
     }
+}
+
+/// The version numbers with a record for the model of key `mk`, ascending.
+fn present_versions(
+    versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    mk: &[u8; 32],
+) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for row in store::version_range(versions, mk)? {
+        let (k, _) = row.map_err(|e| Error::storage("reading versions", e))?;
+        out.push(u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key")));
+    }
+    Ok(out)
+}
+
+fn missing_version(name: &str, v: u64) -> String {
+    format!(
+        "model '{}': version {v} is recorded as live but its record is missing: the vault is damaged or was tampered with; restore it from a backup",
+        escape(name)
+    )
+}
+
+fn unlisted_version(name: &str, v: u64) -> String {
+    format!(
+        "model '{}': version {v} has a record but is not recorded as live (a removed version's record was put back): the vault was tampered with",
+        escape(name)
+    )
 }

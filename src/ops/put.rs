@@ -214,6 +214,8 @@ impl Vault<Unlocked> {
             aliases: BTreeMap::new(),
             description: String::new(),
             alias_history: Vec::new(),
+            live: Vec::new(),
+            legacy: false,
         });
         let version = model.next_version;
 
@@ -240,6 +242,7 @@ impl Vault<Unlocked> {
             files,
         };
         model.next_version = version + 1;
+        model.live.push(version);
         for a in &opts.aliases {
             let from = model.aliases.insert(a.clone(), version);
             model.alias_history.push(AliasEvent { alias: a.clone(), from, to: Some(version), at: t });

@@ -237,7 +237,7 @@ impl Vault<Unlocked> {
             for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
                 let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
                 let key = *k.value();
-                match self.open_meta::<ModelRecord>("models", &key, "a model record", v.value()) {
+                match self.open_model(&key, "a model record", v.value()) {
                     Ok(rec) if self.model_key(&rec.name) == key => records.push((key, rec)),
                     Ok(rec) => snap.problems.push(format!(
                         "model record {}… holds the name '{}' of another record: the vault was tampered with",

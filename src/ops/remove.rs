@@ -58,11 +58,12 @@ impl Vault<Unlocked> {
             let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
             self.resolve(&models, &versions, name, r)?
         };
-        let remaining = {
+        {
             let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
             versions.remove(&store::version_key(&mk, version)).map_err(|e| Error::storage("removing a version", e))?;
-            store::version_range(&versions, &mk)?.count()
-        };
+        }
+        model.live.retain(|v| *v != version);
+        let remaining = model.live.len();
         let dropped: Vec<String> =
             model.aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a.clone()).collect();
         for alias in dropped {

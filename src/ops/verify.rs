@@ -1,6 +1,8 @@
 //! `verify`: check every model record, every manifest (authentication, Ed25519 signature,
 //! canonical encoding, binding to vault, name and version) and that every referenced chunk is
-//! present, and that the chunk index lists exactly the stored chunks. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
+//! present, that the version records present are exactly the live versions each model record
+//! lists, that the model records present are the live models the sealed state counts, and
+//! that the chunk index lists exactly the stored chunks. With `read_data`, also decrypt every chunk, recompute its id, and recompute every
 //! file's SHA-256. An unfinished `rm --erase` is reported as a problem too. Each problem is
 //! reported with the model, version and file it hurts; checking goes on past it.
 //! `verify_only` does the same for one model or one version, without the vault-wide checks.
@@ -87,7 +89,7 @@ impl Vault<Unlocked> {
         for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
             let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
             let key = *k.value();
-            let rec: ModelRecord = match self.open_meta("models", &key, "model record", v.value()) {
+            let rec: ModelRecord = match self.open_model(&key, "model record", v.value()) {
                 Ok(r) => r,
                 Err(_) if only.is_some() => continue,
                 Err(e) => {
@@ -105,6 +107,9 @@ impl Vault<Unlocked> {
                 continue;
             }
             rep.models += 1;
+            for (ver, detail) in self.live_mismatches(&versions, &key, &rec)? {
+                rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail });
+            }
             let range = store::version_range(&versions, &key)?;
             for row in range {
                 let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
@@ -137,6 +142,11 @@ impl Vault<Unlocked> {
                     detail: format!("version record {}… belongs to no readable model record", &hex(vk.value())[..16]),
                 });
             }
+        }
+        if only.is_none()
+            && let Some(detail) = self.model_set_problem()?
+        {
+            rep.problems.push(Problem { model: None, version: None, file: None, detail });
         }
         let referenced: HashSet<[u8; 32]> =
             manifests.iter().flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id))).collect();

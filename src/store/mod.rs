@@ -135,8 +135,10 @@ pub fn stored_chunk_bytes(db: &(impl ReadHandle + ?Sized)) -> Result<u64> {
     Ok(sum)
 }
 
-/// Upgrades a version 1 vault (no chunk index) to [`records::FORMAT_VERSION`] inside `tx`: builds
-/// the chunk index from the chunk table (every value page is read once) and rewrites the header.
+/// Upgrades the storage of a version 1 or 2 vault to [`records::FORMAT_VERSION`] inside `tx`: for
+/// version 1 (no chunk index) builds the index from the chunk table (every value page is read
+/// once), and rewrites the header. The sealed records of format 3 need the vault's keys: the
+/// caller (`Vault::write`) seals them in the same transaction.
 /// Does nothing to a vault already at the current version. Returns true when it upgraded.
 ///
 /// Errors: [`Error::Storage`]; [`Error::Damaged`] for a header that does not decode (opening the
@@ -153,9 +155,11 @@ pub fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool> {
     if header.format_version >= records::FORMAT_VERSION {
         return Ok(false);
     }
-    let mut t = ChunkTables::open(tx)?;
-    let present = t.scan_chunks()?;
-    t.reindex(&present)?;
+    if header.format_version < 2 {
+        let mut t = ChunkTables::open(tx)?;
+        let present = t.scan_chunks()?;
+        t.reindex(&present)?;
+    }
     header.format_version = records::FORMAT_VERSION;
     meta.insert("header", records::encode(&header).as_slice()).map_err(|e| Error::storage("writing the header", e))?;
     Ok(true)

@@ -14,13 +14,16 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
 
-/// The format version this build writes. Version 2 added the `chunk_ids` index table; a build
-/// that writes version 1 refuses version 2 files, so no older build can change the chunk table
-/// behind the index's back.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format version this build opens. A version 1 vault (no chunk index) is upgraded to
-/// [`FORMAT_VERSION`] by its first write: the index is built and the header rewritten, in that
-/// write's transaction.
+/// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3
+/// added the sealed live-record state (the live version numbers in each [`ModelRecord`], the count
+/// and digest of live models in [`State`], and the passphrase check in [`SlotRecord`]). A build
+/// refuses a file of a later version, so no older build can change records behind that state's
+/// back.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format version this build opens. A version 1 or 2 vault is upgraded to
+/// [`FORMAT_VERSION`] by its first write, in that write's transaction: the chunk index is built
+/// (version 1), every model record is sealed again with the versions present, the state gets
+/// the live models, and the header is rewritten.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Magic bytes at the front of the header record.
 pub const MAGIC: [u8; 10] = *b"modelvault";
@@ -57,6 +60,34 @@ pub struct SlotRecord {
     /// While a master-key rotation runs: the next epoch and its master key wrapped under the same
     /// KEK (AAD for that epoch). `None` otherwise.
     pub next: Option<(u32, Vec<u8>)>,
+    /// [`kek_check`] of this slot's KEK (format 3; `None` in a slot written before, which then
+    /// cannot tell a changed vault id from a wrong passphrase). Lets `unlock` say that the
+    /// passphrase is right but the wrap does not open under the header's vault id: damage, not
+    /// a wrong passphrase. It reveals nothing the wrap does not (both need one Argon2id
+    /// derivation per guess).
+    pub kek_check: Option<[u8; 32]>,
+}
+
+/// A slot record as written by format versions 1 and 2 (no passphrase check).
+#[derive(Deserialize)]
+struct SlotRecordV2 {
+    epoch: u32,
+    params: Argon2Params,
+    salt: [u8; 16],
+    wrapped: Vec<u8>,
+    created: u64,
+    next: Option<(u32, Vec<u8>)>,
+}
+
+/// The passphrase check of a key slot: HKDF-SHA256 (RFC 5869) of the KEK, no salt, info
+/// `"modelvault/v1/slot-check"`, 32 bytes. It depends on the passphrase, salt and Argon2
+/// parameters only, never on the vault id.
+pub fn kek_check(kek: &SecretKey) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, kek.expose())
+        .expand(b"modelvault/v1/slot-check", &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    out
 }
 
 impl SlotRecord {
@@ -86,7 +117,21 @@ impl SlotRecord {
         if Sha256::digest(body).as_slice() != sum {
             return None;
         }
-        let rec: SlotRecord = postcard::from_bytes(body).ok()?;
+        let rec: SlotRecord = match postcard::from_bytes(body) {
+            Ok(r) => r,
+            Err(_) => {
+                let o: SlotRecordV2 = postcard::from_bytes(body).ok()?;
+                SlotRecord {
+                    epoch: o.epoch,
+                    params: o.params,
+                    salt: o.salt,
+                    wrapped: o.wrapped,
+                    created: o.created,
+                    next: o.next,
+                    kek_check: None,
+                }
+            }
+        };
         let next_ok = rec.next.as_ref().is_none_or(|(_, w)| w.len() == 32 + OVERHEAD);
         (rec.wrapped.len() == 32 + OVERHEAD && next_ok).then_some(rec)
     }
@@ -107,6 +152,54 @@ pub struct State {
     pub meta_seals: u64,
     /// A master-key rotation in progress: the epoch being rotated to. Every write finishes it first.
     pub rotating_to: Option<u32>,
+    /// Number of model records (format 3; set by every commit from the models table).
+    pub live_models: u64,
+    /// [`models_digest`] of the model record keys (format 3; set with `live_models`).
+    pub models_digest: [u8; 32],
+}
+
+/// The state as written by format versions 1 and 2 (no live-model count or digest).
+#[derive(Deserialize)]
+struct StateV2 {
+    epoch: u32,
+    active_signer: u32,
+    next_signer: u32,
+    chunk_seals: u64,
+    meta_seals: u64,
+    rotating_to: Option<u32>,
+}
+
+/// Decodes a state record: `(state, true)` for a format 3 encoding, `(state, false)` for a
+/// format 1 or 2 encoding (whose live-model fields are then zero and mean nothing).
+///
+/// Errors: [`Error::Damaged`] naming `what` when neither decodes.
+pub fn decode_state(what: &str, bytes: &[u8]) -> Result<(State, bool)> {
+    if let Ok(s) = postcard::from_bytes::<State>(bytes) {
+        return Ok((s, true));
+    }
+    let o: StateV2 = decode(what, bytes)?;
+    let s = State {
+        epoch: o.epoch,
+        active_signer: o.active_signer,
+        next_signer: o.next_signer,
+        chunk_seals: o.chunk_seals,
+        meta_seals: o.meta_seals,
+        rotating_to: o.rotating_to,
+        live_models: 0,
+        models_digest: [0; 32],
+    };
+    Ok((s, false))
+}
+
+/// The digest of the set of live models: SHA-256 of `"modelvault/v3/live-models\0"` followed by
+/// every model record key (32 B each) in ascending order, as redb iterates them.
+pub fn models_digest<'a>(keys: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"modelvault/v3/live-models\0");
+    for k in keys {
+        h.update(k);
+    }
+    h.finalize().into()
 }
 
 /// An Ed25519 signing key, sealed under the metadata key.
@@ -156,6 +249,51 @@ pub struct ModelRecord {
     /// Every alias move, oldest first (appended by put, set_alias, remove_alias and
     /// remove_version).
     pub alias_history: Vec<AliasEvent>,
+    /// The live version numbers, ascending (format 3): every one has a version record, and no
+    /// other version record of this model exists. Read from the version records present for a
+    /// record written before (see [`decode_model`]).
+    pub live: Vec<u64>,
+    /// True when this record was decoded from a format 1 or 2 encoding (`live` is then empty and
+    /// means nothing). Never stored.
+    #[serde(skip)]
+    pub legacy: bool,
+}
+
+/// A model record as written by format versions 1 and 2 (no live versions).
+#[derive(Deserialize)]
+struct ModelRecordV2 {
+    name: String,
+    created: u64,
+    next_version: u64,
+    aliases: BTreeMap<String, u64>,
+    description: String,
+    alias_history: Vec<AliasEvent>,
+}
+
+/// Decodes a model record. A format 1 or 2 encoding is accepted only with `legacy_ok` (the
+/// vault's sealed state is itself of that format) and comes back with `legacy` set.
+///
+/// Errors: [`Error::Damaged`] naming `what`.
+pub fn decode_model(what: &str, bytes: &[u8], legacy_ok: bool) -> Result<ModelRecord> {
+    match postcard::from_bytes::<ModelRecord>(bytes) {
+        Ok(m) => Ok(m),
+        Err(_) if legacy_ok => {
+            let o: ModelRecordV2 = decode(what, bytes)?;
+            Ok(ModelRecord {
+                name: o.name,
+                created: o.created,
+                next_version: o.next_version,
+                aliases: o.aliases,
+                description: o.description,
+                alias_history: o.alias_history,
+                live: Vec::new(),
+                legacy: true,
+            })
+        }
+        Err(e) => Err(Error::Damaged(format!(
+            "{what}: record does not decode as format {FORMAT_VERSION} ({e}): the vault is damaged, or an older copy of the record was put back"
+        ))),
+    }
 }
 
 /// One alias move: `alias` went from version `from` to version `to` at time `at`.
@@ -203,11 +341,22 @@ pub fn seal_record<T: Serialize>(keys: &EpochKeys, aad: &[u8], v: &T) -> Result<
 /// Opens and decodes the sealed part of a record (after [`split_sealed`]); `what` names it in
 /// errors.
 pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
+    open_record_with(k, aad, what, sealed, |b| decode(what, b))
+}
+
+/// As [`open_record`], decoding the plaintext with `dec`.
+pub fn open_record_with<T>(
+    k: &SecretKey,
+    aad: &[u8],
+    what: &str,
+    sealed: &[u8],
+    dec: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
     let plain = zeroize::Zeroizing::new(
         aead::open(k, aad, sealed)
             .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
     );
-    decode(what, &plain)
+    dec(&plain)
 }
 
 /// Layout version byte in front of every sealed value (chunks and records).
