@@ -1,6 +1,7 @@
 //! `mvault`: the command-line front end of the modelvault library. See `mvault --help` and the
 //! README. Exit codes: 0 ok, 1 other error, 2 bad arguments, 3 wrong passphrase, 4 vault in use,
-//! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error.
+//! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error. Before anything else
+//! it disables core dumps for the process ([`modelvault::harden_process`]).
 
 mod cli;
 
@@ -29,6 +30,11 @@ fn main() {
         }
     }));
     let args = cli::args::Cli::parse();
+    // Before any passphrase or key is in memory: no core dumps for this process.
+    if let Err(e) = modelvault::harden_process() {
+        eprintln!("mvault: error: {e}; refusing to handle keys in a process that can dump core");
+        std::process::exit(e.exit_code());
+    }
     let code = match std::panic::catch_unwind(|| cli::run::run(args)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {

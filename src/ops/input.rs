@@ -421,8 +421,12 @@ mod tests {
             v.seek(SeekFrom::Start(i * VIEW_BLOCK)).unwrap();
             v.read_exact(&mut b).unwrap();
         }
-        std::os::unix::fs::FileExt::write_all_at(&std::fs::OpenOptions::new().write(true).open(&path).unwrap(), b"X", 9)
-            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+            b"X",
+            9,
+        )
+        .unwrap();
         v.seek(SeekFrom::Start(0)).unwrap();
         assert!(v.read_exact(&mut b).is_err());
         assert!(v.changed());
