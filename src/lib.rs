@@ -57,7 +57,7 @@ pub use ops::get::{GetOptions, GetReport};
 pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::put::{PutOptions, PutReport};
-pub use ops::query::{MetaDb, QueryResult, SqlValue, WhereListing};
+pub use ops::query::{MetaDb, QueryLimits, QueryResult, SqlValue, WhereListing};
 pub use ops::remove::GcReport;
 pub use ops::stats::{
     Families, Family, FamilyMember, ModelStats, SimilarModel, SimilarVersion, Similarity, VaultStats,
