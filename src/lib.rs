@@ -41,6 +41,7 @@ pub mod chunk;
 pub mod crypto;
 pub mod error;
 pub mod formats;
+pub mod harden;
 pub mod manifest;
 pub mod names;
 pub mod ops;
@@ -50,12 +51,13 @@ pub mod vault;
 
 pub use crypto::kdf::Argon2Params;
 pub use error::{Error, Result};
+pub use harden::harden_process;
 pub use ops::diff::{DiffReport, DiffSummary, FileDiff, FileStatus, TensorChange, TensorDiff};
 pub use ops::get::{GetOptions, GetReport};
 pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::put::{PutOptions, PutReport};
-pub use ops::query::{MetaDb, QueryResult, SqlValue, WhereListing};
+pub use ops::query::{MetaDb, QueryLimits, QueryResult, SqlValue, WhereListing};
 pub use ops::remove::GcReport;
 pub use ops::stats::{
     Families, Family, FamilyMember, ModelStats, SimilarModel, SimilarVersion, Similarity, VaultStats,

@@ -3,6 +3,7 @@
 //! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error. With `--json`, a
 //! failure is one JSON line on stderr, `{"error": MESSAGE, "code": EXIT_CODE}` (argument errors
 //! too, when `--json` is among the arguments).
+//! Before anything else it disables core dumps for the process ([`modelvault::harden_process`]).
 
 mod cli;
 
@@ -35,6 +36,15 @@ fn main() {
         Err(e) => parse_failed(e),
     };
     let json = args.global.json;
+    // Before any passphrase or key is in memory: no core dumps for this process.
+    if let Err(e) = modelvault::harden_process() {
+        cli::output::error(
+            json,
+            &format!("{e}; refusing to handle keys in a process that can dump core"),
+            e.exit_code(),
+        );
+        std::process::exit(e.exit_code());
+    }
     let code = match std::panic::catch_unwind(|| cli::run::run(args)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {

@@ -197,6 +197,9 @@ impl Vault<Locked> {
     /// [`Error::Damaged`] if a slot accepts the passphrase but its wrap does not open under the
     /// header's vault id (the header or the slot was changed), or the state or signer records
     /// fail authentication.
+    ///
+    /// Before any key is derived it calls [`crate::harden_process`] (no core dumps; its
+    /// [`Error::Io`] if that fails).
     pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         self.unlock_with(None, passphrase)
     }
@@ -209,6 +212,7 @@ impl Vault<Locked> {
     }
 
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
+        crate::harden::harden_process()?;
         let slots = {
             let rx = store::begin_read(&self.db)?;
             let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
@@ -414,8 +418,10 @@ impl Vault<Unlocked> {
     /// random master key (epoch 1) and a new Ed25519 signing key.
     ///
     /// Errors: [`Error::VaultExists`], [`Error::InvalidInput`] for bad Argon2 parameters or slot
-    /// name, [`Error::Io`].
+    /// name, [`Error::Io`]. Before any key exists it calls [`crate::harden_process`] (no core
+    /// dumps).
     pub fn create(path: impl AsRef<Path>, passphrase: &Passphrase, opts: &CreateOptions) -> Result<Vault<Unlocked>> {
+        crate::harden::harden_process()?;
         let path = path.as_ref().to_path_buf();
         opts.argon2.check()?;
         crate::names::check_key("key slot name", &opts.slot_name)?;

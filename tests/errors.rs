@@ -286,7 +286,8 @@ fn a_file_rewritten_in_place_during_put_is_refused() {
     std::fs::write(&f, vec![7u8; 3 << 20]).unwrap();
     let sab = Saboteur(f.clone(), std::sync::atomic::AtomicBool::new(false));
     let e = v.put(&f, "m", &PutOptions::default(), &sab).unwrap_err();
-    assert!(e.to_string().contains("changed while it was being read"), "{e}");
+    assert!(e.to_string().contains("changed while it was being stored; nothing was stored"), "{e}");
+    assert_eq!(e.exit_code(), 7);
     assert!(v.list(None).unwrap().models.is_empty());
 }
 

@@ -465,3 +465,54 @@ fn readme_examples() {
     // Tensors (none in opaque files) and files.
     assert_eq!(rows("SELECT count(*) FROM files WHERE format = 'opaque'"), [["5"]]);
 }
+
+#[test]
+fn an_endless_recursive_query_stops_at_the_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, v) = sample(dir.path());
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
+    let limits = modelvault::QueryLimits { max_seconds: 0.5, ..Default::default() };
+    let started = Instant::now();
+    let e = v.query_limited(sql, limits).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(e.to_string().contains("time limit of 0.5 s; raise it with --max-seconds"), "{e}");
+    assert_eq!(e.exit_code(), 7);
+    drop(v);
+    let started = Instant::now();
+    mvault(dir.path())
+        .args(["query", "--max-seconds", "0.5", sql])
+        .assert()
+        .code(7)
+        .stderr(predicates::str::contains("--max-seconds"));
+    mvault(dir.path())
+        .args(["ls", "--max-seconds", "0.5", "--where", "(SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c)) > 0"])
+        .assert()
+        .code(7)
+        .stderr(predicates::str::contains("time limit"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_query_that_needs_too_much_memory_stops_at_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, v) = sample(dir.path());
+    // A DISTINCT over 1M values of 1 KiB each builds a 1 GiB b-tree: far past a 16 MiB heap.
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000000) \
+               SELECT count(DISTINCT randomblob(1024)) FROM c";
+    let limits = modelvault::QueryLimits { max_memory_mib: 16, max_seconds: 60.0 };
+    let e = v.query_limited(sql, limits).unwrap_err();
+    assert!(e.to_string().contains("memory limit of 16 MiB; raise it with --max-memory-mib"), "{e}");
+    assert_eq!(e.exit_code(), 7);
+    // Rows collected count too: 100k rows of 1 KiB is past 16 MiB.
+    let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) SELECT hex(zeroblob(512)) FROM c";
+    let e = v.query_limited(many, limits).unwrap_err();
+    assert!(e.to_string().contains("memory limit of 16 MiB"), "{e}");
+    // The limit is lifted with the database: an ordinary query still runs afterwards.
+    assert_eq!(v.query("SELECT count(*) FROM versions").unwrap().rows[0][0], SqlValue::Integer(5));
+    drop(v);
+    mvault(dir.path())
+        .args(["query", "--max-memory-mib", "16", sql])
+        .assert()
+        .code(7)
+        .stderr(predicates::str::contains("--max-memory-mib"));
+}

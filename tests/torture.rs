@@ -1220,7 +1220,8 @@ fn concurrency_nothing_is_lost_and_contention_is_a_clear_error() {
                 let qs: Vec<u64> = stored.lock().unwrap().keys().filter(|(n, _)| n == "q").map(|(_, v)| *v).collect();
                 for (i, v) in qs.iter().take(2).enumerate() {
                     let spec = format!("q@{v}");
-                    let r = read(&["rm", "--yes", &spec, "--erase", "--wait", "120"], "D: erase vs put", &format!("de{i}"));
+                    let r =
+                        read(&["rm", "--yes", &spec, "--erase", "--wait", "120"], "D: erase vs put", &format!("de{i}"));
                     if r.ok() {
                         stored.lock().unwrap().remove(&("q".to_string(), *v));
                     }

@@ -58,6 +58,12 @@ pub enum Command {
         /// "metric.accuracy > 0.9 AND tag.env = 'prod'" (columns of the versions table; see `query`).
         #[arg(long = "where", value_name = "EXPR")]
         where_expr: Option<String>,
+        /// With --where: stop the expression after this many seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        max_seconds: f64,
+        /// With --where: SQLite memory limit (tables included), in MiB.
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        max_memory_mib: u64,
     },
     /// Run one read-only SQL query (SQLite dialect) over the vault's metadata tables: models,
     /// versions, files, tensors, aliases, alias_history, tags, metrics, chunks.
@@ -67,6 +73,12 @@ pub enum Command {
         /// Print CSV (RFC 4180) instead of an aligned table.
         #[arg(long)]
         csv: bool,
+        /// Stop the query after this many seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        max_seconds: f64,
+        /// Memory limit for SQLite (tables included) and for the result rows, in MiB.
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        max_memory_mib: u64,
     },
     /// Storage figures: logical, unique and stored bytes, dedup ratio (overall and per model),
     /// chunk count, key epoch.

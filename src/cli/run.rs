@@ -235,12 +235,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
-        Command::Ls { name, where_expr } => {
+        Command::Ls { name, where_expr, max_seconds, max_memory_mib } => {
             let v = unlock(g)?;
             let l = match where_expr {
                 None => v.list(name.as_deref())?,
                 Some(expr) => {
-                    let w = v.list_where(name.as_deref(), expr)?;
+                    let limits = modelvault::QueryLimits { max_seconds: *max_seconds, max_memory_mib: *max_memory_mib };
+                    let w = v.list_where_limited(name.as_deref(), expr, limits)?;
                     for k in &w.unknown_keys {
                         eprintln!("mvault: note: no version has {} (it reads as NULL)", escape(k));
                     }
@@ -259,12 +260,15 @@ pub fn run(cli: Cli) -> Result<i32> {
                 return Ok(6);
             }
         }
-        Command::Query { sql, csv } => {
+        Command::Query { sql, csv, max_seconds, max_memory_mib } => {
             if *csv && g.json {
                 return Err(Error::InvalidInput("--csv and --json cannot be used together: pick one".into()));
             }
             let v = unlock(g)?;
-            let r = v.query(sql)?;
+            let r = v.query_limited(
+                sql,
+                modelvault::QueryLimits { max_seconds: *max_seconds, max_memory_mib: *max_memory_mib },
+            )?;
             if g.json {
                 output::json(&r)
             } else if *csv {

@@ -5,7 +5,10 @@
 //! the model size and both cores work:
 //! 1. a reader thread reads the file in pieces cut at tensor boundaries
 //!    ([`crate::chunk::plan_with_cuts`], from [`crate::formats::analyze`]);
-//! 2. a hasher thread feeds each piece to the file's SHA-256;
+//! 2. a hasher thread feeds each piece to the file's SHA-256, and checks that every block the
+//!    analysis pass looked at ([`crate::formats::analyze`], through [`crate::ops::input::CheckedView`])
+//!    holds the same bytes in these pieces, so the pickle verdict, the format and the tensor cuts
+//!    recorded are about exactly the bytes sealed; otherwise the put is refused, nothing stored;
 //! 3. a sealer thread computes each chunk id (BLAKE3-keyed) and, unless the chunk index already
 //!    lists it, seals it with AES-256-GCM;
 //! 4. the calling thread inserts new chunks into redb (chunk table and chunk index together).
@@ -33,7 +36,7 @@ use crate::crypto::aead;
 use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
-use crate::ops::input::{Piece, PieceReader, ReadError};
+use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError};
 use crate::progress::Progress;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
 use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
@@ -179,7 +182,7 @@ impl Vault<Unlocked> {
     /// succeeds.
     ///
     /// Errors: [`Error::InvalidName`] (name, alias, tag key, file path), [`Error::InvalidInput`]
-    /// (symlink, special file, file changed while read, bad metric), [`Error::KeyUsageLimit`],
+    /// (symlink, special file, file changed between the scan and the store pass or while read, bad metric), [`Error::KeyUsageLimit`],
     /// [`Error::Io`], [`Error::Storage`].
     pub fn put(&mut self, src: &Path, name: &str, opts: &PutOptions, progress: &dyn Progress) -> Result<PutReport> {
         names::check_model_name(name)?;
@@ -273,14 +276,21 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) -> Result<FileEntry> {
         let shown = src.disk.display().to_string();
-        let mut file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
         let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let size = before.len();
         let mut extra_allowed = opts.allow_globals.clone();
         extra_allowed.extend(self.allow_list()?);
         let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
-        let analysis = formats::analyze(&mut file, size, &scan_opts)
-            .map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
+        // The analysis reads through a view that remembers each block it saw; the store pass
+        // checks those blocks against the bytes it seals (see `crate::ops::input`).
+        let mut view = CheckedView::new(&file, size);
+        let analysis = formats::analyze(&mut view, size, &scan_opts);
+        if view.changed() {
+            return Err(changed_error(&shown));
+        }
+        let analysis = analysis.map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
+        let mut blocks = BlockCheck::new(view.into_seen());
         let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
         if let Some(rec) = &scan
             && rec.verdict != "clean"
@@ -292,11 +302,7 @@ impl Vault<Unlocked> {
         let pieces = chunk::plan_with_cuts(size, &analysis.cuts);
         let changed = {
             let shown = shown.clone();
-            move || {
-                Error::InvalidInput(format!(
-                    "{shown} changed while it was being read: stop what is writing it and put again"
-                ))
-            }
+            move || changed_error(&shown)
         };
         let (piece_tx, piece_rx) = crossbeam_channel::bounded::<Piece>(QUEUE_DEPTH);
         let (hashed_tx, hashed_rx) = crossbeam_channel::bounded::<Piece>(QUEUE_DEPTH);
@@ -328,15 +334,22 @@ impl Vault<Unlocked> {
             });
             // SHA-256 of the whole file is one sequential computation: it gets a thread of its
             // own, so reading, hashing and sealing overlap (a re-put is bound by this stage).
-            let hasher = scope.spawn(move || -> [u8; 32] {
+            // It also checks the blocks the analysis saw against these very bytes, which the
+            // sealer then seals: a mismatch stops the pipeline.
+            let hasher = scope.spawn(move || -> ([u8; 32], BlockCheck, bool) {
                 let mut sha = Sha256::new();
+                let mut same = true;
                 for piece in piece_rx {
                     sha.update(piece.bytes());
+                    if !blocks.feed(piece.bytes()) {
+                        same = false;
+                        break;
+                    }
                     if hashed_tx.send(piece).is_err() {
                         break;
                     }
                 }
-                sha.finalize().into()
+                (sha.finalize().into(), blocks, same)
             });
             let sealer = scope.spawn(move || -> Result<()> {
                 let snapshot = store::begin_read(db)?;
@@ -407,15 +420,15 @@ impl Vault<Unlocked> {
             // "Previous I/O error", the sealer's dedup lookups included; the write's own error is
             // then the cause (torture suite, disk full).
             read?;
-            let sha256 = hashed;
+            let (sha256, blocks, same) = hashed;
+            if !same {
+                return Err(changed_error(&src.disk.display().to_string()));
+            }
             // A file rewritten in place keeps its length: compare its change time and identity.
             let after =
                 std::fs::metadata(&src.disk).map_err(|e| Error::io(format!("reading {}", src.disk.display()), e))?;
             if !same_file_state(&before, &after) {
-                return Err(Error::InvalidInput(format!(
-                    "{} changed while it was being read: stop what is writing it and put again",
-                    src.disk.display()
-                )));
+                return Err(changed_error(&src.disk.display().to_string()));
             }
             match (sealed, written) {
                 (Err(Error::Storage { detail, .. }), Err(w)) if detail.contains("Previous I/O error") => return Err(w),
@@ -423,6 +436,9 @@ impl Vault<Unlocked> {
                     sealed?;
                     written?;
                 }
+            }
+            if !blocks.complete() {
+                return Err(changed_error(&src.disk.display().to_string()));
             }
             Ok(FileEntry {
                 path: src.path.clone(),
@@ -467,6 +483,14 @@ impl Vault<Unlocked> {
 /// Fraction of the vault file beyond its stored chunk bytes tolerated after a put before it is
 /// compacted away.
 pub const TRIM_SLACK: f64 = 0.10;
+
+/// The refusal of a file whose bytes changed between the analysis pass (format, tensor index,
+/// pickle scan) and the store pass, or during either.
+fn changed_error(shown: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{shown} changed while it was being stored; nothing was stored: stop what is writing it and put again"
+    ))
+}
 
 /// True when two `stat`s of a file show the same inode, size, modification and change times.
 fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {

@@ -94,6 +94,23 @@ pub const ALLOWED_PRAGMAS: &[&str] =
 /// cleanly instead of exhausting memory.
 pub const MAX_VALUE_BYTES: i32 = 16 << 20;
 
+/// Bounds on one query's run: wall-clock time and memory. Defaults: 10 s, 256 MiB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueryLimits {
+    /// Longest a statement may run, in seconds (checked every few thousand SQLite steps).
+    pub max_seconds: f64,
+    /// Most memory, in MiB: SQLite's heap (the in-memory tables included; it is set with
+    /// `PRAGMA hard_heap_limit`, which is process-wide while a [`MetaDb`] lives) and, separately,
+    /// the bytes of the result rows collected.
+    pub max_memory_mib: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits { max_seconds: 10.0, max_memory_mib: 256 }
+    }
+}
+
 /// Longest SQL text accepted, in bytes (1 MiB).
 pub const MAX_SQL_BYTES: usize = 1 << 20;
 
@@ -201,6 +218,9 @@ pub struct WhereListing {
 /// dropped (and freed by SQLite) with this value.
 pub struct MetaDb {
     conn: Connection,
+    limits: QueryLimits,
+    deadline: Arc<Mutex<(Option<std::time::Instant>, bool)>>,
+    heap_before: i64,
     refused: Arc<Mutex<Option<String>>>,
     metric_keys: BTreeSet<String>,
     tag_keys: BTreeSet<String>,
@@ -301,8 +321,15 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Storage`] reading the vault; [`Error::InvalidInput`] if SQLite cannot
     /// build the tables (out of memory).
     pub fn metadata_db(&self) -> Result<MetaDb> {
+        self.metadata_db_limited(QueryLimits::default())
+    }
+
+    /// [`Vault::metadata_db`] with the given query limits.
+    ///
+    /// Errors: as [`Vault::metadata_db`].
+    pub fn metadata_db_limited(&self, limits: QueryLimits) -> Result<MetaDb> {
         let snap = self.snapshot(None)?;
-        MetaDb::build(&snap)
+        MetaDb::build(&snap, limits)
     }
 
     /// Runs one read-only SQL statement (SQLite dialect) over the metadata tables.
@@ -314,6 +341,13 @@ impl Vault<Unlocked> {
         self.metadata_db()?.query(sql)
     }
 
+    /// [`Vault::query`] with the given time and memory limits. A statement that runs past
+    /// `max_seconds` or needs more than `max_memory_mib` is stopped with [`Error::InvalidInput`]
+    /// naming the limit and the option that raises it.
+    pub fn query_limited(&self, sql: &str, limits: QueryLimits) -> Result<QueryResult> {
+        self.metadata_db_limited(limits)?.query(sql)
+    }
+
     /// Lists the versions (of every model, or only `name`'s) for which the SQL boolean
     /// expression `expr` is true. `expr` is evaluated over one row of the `versions` table, with
     /// `metric.KEY` and `tag.KEY` naming that version's metric (REAL) or tag (TEXT), NULL when
@@ -323,9 +357,14 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] for a bad expression, naming the offending token and its
     /// character position; [`Error::ModelNotFound`]; as [`Vault::metadata_db`].
     pub fn list_where(&self, name: Option<&str>, expr: &str) -> Result<WhereListing> {
+        self.list_where_limited(name, expr, QueryLimits::default())
+    }
+
+    /// [`Vault::list_where`] with the given time and memory limits (as [`Vault::query_limited`]).
+    pub fn list_where_limited(&self, name: Option<&str>, expr: &str, limits: QueryLimits) -> Result<WhereListing> {
         let compiled = compile_where(expr)?;
         let snap = self.snapshot(name)?;
-        let db = MetaDb::build(&snap)?;
+        let db = MetaDb::build(&snap, limits)?;
         let hits = db.select_versions(expr, &compiled)?;
         let mut listing = snap.listing();
         for m in &mut listing.models {
@@ -351,7 +390,12 @@ fn fill_err(e: rusqlite::Error) -> Error {
 
 impl MetaDb {
     /// Builds and locks down the database from a snapshot.
-    pub(crate) fn build(snap: &Snapshot) -> Result<MetaDb> {
+    pub(crate) fn build(snap: &Snapshot, limits: QueryLimits) -> Result<MetaDb> {
+        if !(limits.max_seconds.is_finite() && limits.max_seconds > 0.0) || limits.max_memory_mib == 0 {
+            return Err(Error::InvalidInput(
+                "query limits: --max-seconds must be a positive number and --max-memory-mib at least 1".into(),
+            ));
+        }
         let conn = Connection::open_in_memory().map_err(fill_err)?;
         // Before any table exists: keep every temporary structure in memory.
         conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(fill_err)?;
@@ -504,7 +548,17 @@ impl MetaDb {
             tx.commit().map_err(fill_err)?;
         }
         let refused = Arc::new(Mutex::new(None));
-        let mut db = MetaDb { conn, refused, metric_keys, tag_keys, problems: snap.problems.clone() };
+        let deadline = Arc::new(Mutex::new((None, false)));
+        let mut db = MetaDb {
+            conn,
+            limits,
+            deadline,
+            heap_before: 0,
+            refused,
+            metric_keys,
+            tag_keys,
+            problems: snap.problems.clone(),
+        };
         db.lock_down()?;
         Ok(db)
     }
@@ -515,6 +569,20 @@ impl MetaDb {
         c.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(fill_err)?;
         c.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES).map_err(fill_err)?;
         c.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES as i32 + 4096).map_err(fill_err)?;
+        let heap = (self.limits.max_memory_mib.min(1 << 40) << 20) as i64;
+        self.heap_before =
+            c.query_row(&format!("PRAGMA hard_heap_limit = {heap}"), [], |r| r.get(0)).map_err(fill_err)?;
+        let deadline = Arc::clone(&self.deadline);
+        c.progress_handler(
+            4096,
+            Some(move || {
+                let mut d = deadline.lock().unwrap_or_else(|p| p.into_inner());
+                let over = d.0.is_some_and(|t| std::time::Instant::now() >= t);
+                d.1 |= over;
+                over
+            }),
+        )
+        .map_err(fill_err)?;
         c.execute_batch("PRAGMA query_only = ON;").map_err(fill_err)?;
         let refused = Arc::clone(&self.refused);
         c.authorizer(Some(move |ctx: AuthContext<'_>| {
@@ -546,6 +614,7 @@ impl MetaDb {
         }
         let shown = |e| self.sql_error("query", e, sql, &|o| Some(o));
         *self.lock_refused() = None;
+        self.start_clock();
         let mut stmt = self.conn.prepare(sql).map_err(shown)?;
         if !stmt.readonly() {
             return Err(Error::InvalidInput(
@@ -556,17 +625,32 @@ impl MetaDb {
         let columns: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
         let n = columns.len();
         let mut rows = Vec::new();
+        let mut held = 0u64;
+        let max_held = self.limits.max_memory_mib.saturating_mul(1 << 20);
         let mut it = stmt.query([]).map_err(shown)?;
         while let Some(row) = it.next().map_err(shown)? {
+            held += 16 + n as u64 * 32;
+            if held > max_held {
+                return Err(self.memory_error("query"));
+            }
             let mut out = Vec::with_capacity(n);
             for i in 0..n {
                 out.push(match row.get_ref(i).map_err(shown)? {
                     ValueRef::Null => SqlValue::Null,
                     ValueRef::Integer(v) => SqlValue::Integer(v),
                     ValueRef::Real(v) => SqlValue::Real(v),
-                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                    ValueRef::Text(t) => {
+                        held += t.len() as u64;
+                        SqlValue::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                    ValueRef::Blob(b) => {
+                        held += b.len() as u64;
+                        SqlValue::Blob(b.to_vec())
+                    }
                 });
+            }
+            if held > max_held {
+                return Err(self.memory_error("query"));
             }
             rows.push(out);
         }
@@ -580,6 +664,7 @@ impl MetaDb {
         let map = |o: usize| compiled.user_offset(o);
         let shown = |e| self.sql_error("--where", e, expr, &map);
         *self.lock_refused() = None;
+        self.start_clock();
         let mut stmt = self.conn.prepare(&sql).map_err(shown)?;
         let mut hits = BTreeSet::new();
         let mut it = stmt.query([]).map_err(shown)?;
@@ -591,6 +676,19 @@ impl MetaDb {
         Ok(hits)
     }
 
+    /// Starts the time limit of the statement about to run.
+    fn start_clock(&self) {
+        let secs = std::time::Duration::from_secs_f64(self.limits.max_seconds.min(1e9));
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = (Some(std::time::Instant::now() + secs), false);
+    }
+
+    fn memory_error(&self, what: &str) -> Error {
+        Error::InvalidInput(format!(
+            "{what} stopped: it needs more than the memory limit of {} MiB; raise it with --max-memory-mib N (or narrow the query)",
+            self.limits.max_memory_mib
+        ))
+    }
+
     fn lock_refused(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -598,6 +696,17 @@ impl MetaDb {
     /// Turns a SQLite error into one line naming the bad token and where it is in `user`.
     /// `map` takes a byte offset in the compiled SQL to a byte offset in `user`.
     fn sql_error(&self, what: &str, e: rusqlite::Error, user: &str, map: &dyn Fn(usize) -> Option<usize>) -> Error {
+        if self.deadline.lock().unwrap_or_else(|p| p.into_inner()).1 {
+            return Error::InvalidInput(format!(
+                "{what} stopped: it ran past the time limit of {} s; raise it with --max-seconds N (or narrow the query)",
+                self.limits.max_seconds
+            ));
+        }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == rusqlite::ErrorCode::OutOfMemory
+        {
+            return self.memory_error(what);
+        }
         if let Some(why) = self.lock_refused().take() {
             return Error::InvalidInput(format!(
                 "{what} refused: {why}: queries are read-only and see only the in-memory metadata tables"
@@ -626,6 +735,14 @@ impl MetaDb {
             }
             None => format!("{what}: {msg}, in: {}", visible(user)),
         })
+    }
+}
+
+impl Drop for MetaDb {
+    /// Gives the process-wide SQLite heap limit back its earlier value.
+    fn drop(&mut self) {
+        let _ = self.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        let _ = self.conn.execute_batch(&format!("PRAGMA hard_heap_limit = {}", self.heap_before));
     }
 }
 
