@@ -510,7 +510,7 @@ fn crash_every_writer_at_random_moments() {
             }
             Op::Tag => vec!["tag".into(), any_version.clone().unwrap(), format!("k{}=v", rng.below(5))],
             Op::Alias => vec!["alias".into(), any_version.clone().unwrap(), format!("a{}", rng.below(3))],
-            Op::Rm => vec!["rm".into(), "--yes".into(), format!("minilm@{}", live_minilm[0])],
+            Op::Rm => vec!["rm".into(), format!("minilm@{}", live_minilm[0]), "--yes".into()],
             Op::Gc => vec!["gc".into(), "-q".into()],
             Op::Rotate | Op::RotateRewrite => vec!["key".into(), "rotate".into(), "-q".into()],
             Op::Passwd => {
@@ -526,7 +526,7 @@ fn crash_every_writer_at_random_moments() {
                         _ => any_version.clone().unwrap(),
                     }
                 };
-                vec!["rm".into(), "--yes".into(), target, "--erase".into()]
+                vec!["rm".into(), target, "--erase".into(), "--yes".into()]
             }
         };
         // A third of the big puts run to the end (so `rm`, `gc`, `rm --erase` and `key rotate` have
