@@ -272,10 +272,10 @@ impl Vault<Locked> {
             tried += 1;
             spent += cost;
             let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
+            // The check value only tells damage from a wrong passphrase; it is not authenticated
+            // (a file holder can rewrite it), so the wrap is tried whatever it says: a wrap that
+            // opens proves the passphrase.
             let check = slot.kek_check.map(|c| c == records::kek_check(&kek));
-            if check == Some(false) {
-                continue;
-            }
             let aad = SlotRecord::aad(&self.header.vault_id, name, slot.epoch, &slot.params);
             let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else {
                 if check == Some(true) {

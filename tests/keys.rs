@@ -444,3 +444,25 @@ fn key_remove_says_an_old_copy_of_the_slot_still_opens_the_vault_until_a_rotatio
          of the vault file, or a freed page of it) until the master key is rotated: run `mvault key rotate`",
     ));
 }
+
+/// The slot check value is not authenticated: a file holder who rewrites it (with the slot's
+/// checksum) must not lock the right passphrase out, and a wrong passphrase stays exit 3.
+#[test]
+fn a_rewritten_slot_check_value_does_not_lock_out_the_right_passphrase() {
+    use modelvault::store::records::SlotRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, v) = new_vault(dir.path());
+    drop(v);
+    edit_slots(&path, |t| {
+        let bytes = t.get("default").unwrap().unwrap().value().to_vec();
+        let mut slot = SlotRecord::decode(&bytes).expect("slot decodes");
+        assert!(slot.kek_check.is_some(), "a format 3 slot has a check value");
+        slot.kek_check = Some([0x42; 32]);
+        t.insert("default", slot.encode().as_slice()).unwrap();
+    });
+    let v = open_with(&path, PASS).expect("the right passphrase still opens the vault");
+    assert_eq!(v.unlocked_slot(), "default");
+    drop(v);
+    let e = open_with(&path, "not it").err().unwrap();
+    assert!(matches!(e, Error::WrongPassphrase), "{e}");
+}
