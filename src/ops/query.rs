@@ -99,9 +99,10 @@ pub const MAX_VALUE_BYTES: i32 = 16 << 20;
 pub struct QueryLimits {
     /// Longest a statement may run, in seconds (checked every few thousand SQLite steps).
     pub max_seconds: f64,
-    /// Most memory, in MiB: SQLite's heap (the in-memory tables included; it is set with
-    /// `PRAGMA hard_heap_limit`, which is process-wide while a [`MetaDb`] lives) and, separately,
-    /// the bytes of the result rows collected.
+    /// Most memory, in MiB: SQLite's heap while the statement runs (set with
+    /// `PRAGMA hard_heap_limit`, which is process-wide and which SQLite lets a program lower but
+    /// never raise again: in one process the lowest limit set so far holds, and the error names
+    /// it) and, separately, the bytes of the result rows collected.
     pub max_memory_mib: u64,
 }
 
@@ -220,7 +221,9 @@ pub struct MetaDb {
     conn: Connection,
     limits: QueryLimits,
     deadline: Arc<Mutex<(Option<std::time::Instant>, bool)>>,
-    heap_before: i64,
+    /// The SQLite heap limit in force for this database, bytes (the lower of the requested one and
+    /// any set earlier in the process).
+    heap_limit: i64,
     refused: Arc<Mutex<Option<String>>>,
     metric_keys: BTreeSet<String>,
     tag_keys: BTreeSet<String>,
@@ -553,7 +556,7 @@ impl MetaDb {
             conn,
             limits,
             deadline,
-            heap_before: 0,
+            heap_limit: 0,
             refused,
             metric_keys,
             tag_keys,
@@ -570,8 +573,9 @@ impl MetaDb {
         c.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES).map_err(fill_err)?;
         c.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES as i32 + 4096).map_err(fill_err)?;
         let heap = (self.limits.max_memory_mib.min(1 << 40) << 20) as i64;
-        self.heap_before =
-            c.query_row(&format!("PRAGMA hard_heap_limit = {heap}"), [], |r| r.get(0)).map_err(fill_err)?;
+        c.query_row(&format!("PRAGMA hard_heap_limit = {heap}"), [], |r| r.get::<_, i64>(0)).map_err(fill_err)?;
+        // The pragma only ever lowers the process-wide limit: read back what is in force.
+        self.heap_limit = c.query_row("PRAGMA hard_heap_limit", [], |r| r.get(0)).map_err(fill_err)?;
         let deadline = Arc::clone(&self.deadline);
         c.progress_handler(
             4096,
@@ -684,8 +688,16 @@ impl MetaDb {
 
     fn memory_error(&self, what: &str) -> Error {
         Error::InvalidInput(format!(
-            "{what} stopped: it needs more than the memory limit of {} MiB; raise it with --max-memory-mib N (or narrow the query)",
-            self.limits.max_memory_mib
+            "{what} stopped: it needs more than the memory limit of {} MiB{}; raise it with --max-memory-mib N (or narrow the query)",
+            self.limits.max_memory_mib,
+            if self.heap_limit > 0 && (self.heap_limit >> 20) < self.limits.max_memory_mib as i64 {
+                format!(
+                    " (SQLite's heap is held to {} MiB, a lower limit set earlier in this process, which SQLite cannot raise again)",
+                    self.heap_limit >> 20
+                )
+            } else {
+                String::new()
+            }
         ))
     }
 
@@ -739,10 +751,10 @@ impl MetaDb {
 }
 
 impl Drop for MetaDb {
-    /// Gives the process-wide SQLite heap limit back its earlier value.
+    /// Removes the authorizer. (The process-wide heap limit cannot be raised again through SQL; it
+    /// stays at the lowest value set.)
     fn drop(&mut self) {
         let _ = self.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-        let _ = self.conn.execute_batch(&format!("PRAGMA hard_heap_limit = {}", self.heap_before));
     }
 }
 
