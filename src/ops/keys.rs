@@ -431,7 +431,8 @@ impl Vault<Unlocked> {
                 Some(r) => vec![self.remove_version_in(&mut txn, name, r)?],
                 None => self.remove_model_in(&txn, name)?,
             };
-            let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now() };
+            let pad = erase_pad(name);
+            let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now(), pad };
             let v = txn.seal_meta("meta", ERASE_KEY.as_bytes(), &intent)?;
             txn.put_plain_meta(ERASE_KEY, &v)?;
             txn.commit()?;
@@ -484,6 +485,33 @@ struct EraseIntent {
     name: String,
     versions: Vec<u64>,
     started: u64,
+    /// Zero bytes making `name` and `pad` encode to [`ERASE_NAME_FIELD_BYTES`] together, so the
+    /// sealed length does not tell a file holder how long the erased model's name is.
+    pad: Vec<u8>,
+}
+
+/// Encoded size of an [`EraseIntent`]'s `name` and `pad` together, bytes (postcard: a varint
+/// length and the bytes of each). Every name of 1 to 128 bytes fits with a pad of at least 128
+/// bytes, so both length prefixes have a fixed size.
+const ERASE_NAME_FIELD_BYTES: usize = 400;
+
+/// The pad for `name` (see [`EraseIntent::pad`]).
+fn erase_pad(name: &str) -> Vec<u8> {
+    let varint = |n: usize| {
+        if n < 128 {
+            1
+        } else if n < 16384 {
+            2
+        } else {
+            3
+        }
+    };
+    let used = varint(name.len()) + name.len();
+    let len = (1..=3)
+        .map(|l| ERASE_NAME_FIELD_BYTES.saturating_sub(used + l))
+        .find(|&p| used + varint(p) + p == ERASE_NAME_FIELD_BYTES)
+        .unwrap_or(0);
+    vec![0; len]
 }
 
 /// An erasure whose versions are removed but whose file rewrite has not finished.
@@ -676,5 +704,24 @@ impl Reseal<'_> {
         let v = records::seal_record(self.keys, &store::aad("meta", &self.vid, self.keys.epoch, b"state"), &state)?;
         tx.open_table(META).map_err(|e| err(&e))?.insert("state", v.as_slice()).map_err(|e| err(&e))?;
         store::commit(tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model name the name rule allows (1 to 128 bytes) gives an erasure record of one
+    /// length, so its sealed size says nothing of the name.
+    #[test]
+    fn erase_records_of_every_name_length_encode_to_one_length() {
+        let len = |name: &str| {
+            let intent = EraseIntent { name: name.to_string(), versions: vec![3], started: 1, pad: erase_pad(name) };
+            postcard::to_stdvec(&intent).unwrap().len()
+        };
+        let first = len("a");
+        for n in 1..=crate::names::MAX_NAME_LEN {
+            assert_eq!(len(&"m".repeat(n)), first, "a {n}-byte name");
+        }
     }
 }
