@@ -82,6 +82,7 @@ struct Outcome {
 }
 
 /// When to kill a run.
+#[derive(Clone, Copy)]
 enum KillAt {
     Never,
     After(Duration),
@@ -209,10 +210,27 @@ fn erase_killed_at_measured_moments_is_finished_by_resume_or_the_next_write() {
     }
     let (mut pending, mut by_resume, mut by_write, mut landed) = (0, 0, 0, 0);
     for (i, (when, kill)) in kills.into_iter().enumerate() {
-        let d = root.path().join(format!("kill{i}"));
-        fresh_copy(&template, &d);
-        let vault = d.join("test.mvault");
-        let out = run(&d, &["rm", "secret", "--erase", "--yes"], kill);
+        // A kill that came too late (this run was faster than the measured one: the machine's load
+        // changes) is drawn again, earlier, on a fresh copy: the test must not depend on speed.
+        let mut kill = kill;
+        let mut attempt = 0;
+        let (d, vault, out) = loop {
+            let d = root.path().join(format!("kill{i}-{attempt}"));
+            fresh_copy(&template, &d);
+            let vault = d.join("test.mvault");
+            let out = run(&d, &["rm", "secret", "--erase", "--yes"], kill);
+            if out.landed || attempt == 4 {
+                break (d, vault, out);
+            }
+            attempt += 1;
+            kill = match kill {
+                KillAt::After(t) => KillAt::After(t.mul_f64(0.6)),
+                KillAt::AfterFresh { delay, fallback } => {
+                    KillAt::AfterFresh { delay: delay.mul_f64(0.6), fallback: fallback.mul_f64(0.6) }
+                }
+                KillAt::Never => KillAt::Never,
+            };
+        };
         landed += u32::from(out.landed);
         let what = format!("killed at {when} ({:?})", out.elapsed);
         if listed(&d, "secret") {
@@ -253,7 +271,10 @@ fn erase_killed_at_measured_moments_is_finished_by_resume_or_the_next_write() {
     eprintln!(
         "erase: {landed} kills landed, {pending} left it unfinished ({by_resume} resumed, {by_write} by a write)"
     );
-    assert!(landed >= 6, "only {landed} of 11 kills landed although each was drawn inside the measured run");
+    assert!(
+        landed >= 9,
+        "only {landed} of 11 kills landed although each was drawn again, earlier, when it came too late"
+    );
     assert!(by_resume >= 1 && by_write >= 1, "too few kills left an unfinished erasure: {pending}");
 }
 
