@@ -332,6 +332,32 @@ fn legacy_torch_tar_and_torch_globals_are_refused_at_put() {
 }
 
 #[test]
+fn a_gguf_that_is_also_a_tar_is_scanned_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    // The first tar header's name field holds a valid GGUF v3 header with no tensors and no
+    // keys; `torch.load` of the file (not a zip) opens it as a tar and unpickles `pickle`.
+    let gguf = "GGUF\u{3}\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    let storages = b"\x80\x02K\x00.\x80\x02]q\x00.";
+    let evil = tar_of(&[
+        (gguf, b""),
+        ("storages", storages),
+        ("tensors", b"\x80\x02K\x00."),
+        ("pickle", b"cposix\nsystem\n(S'ls'\ntR."),
+    ]);
+    assert!(evil.starts_with(b"GGUF\x03\0\0\0"));
+    let f = dir.path().join("model.gguf");
+    std::fs::write(&f, &evil).unwrap();
+    let scanned = modelvault::formats::scan_file(&f, &Default::default()).unwrap();
+    assert_eq!(scanned.format, "gguf-v3");
+    let e = v.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap_err();
+    assert!(matches!(e, Error::UnsafePickle { .. }), "{e}");
+    assert_eq!(e.exit_code(), 8);
+    assert!(e.to_string().contains("posix.system"), "{e}");
+    assert!(v.list(None).unwrap().models.is_empty());
+}
+
+#[test]
 fn gguf_alignment_is_checked_at_put() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, mut v) = new_vault(dir.path());

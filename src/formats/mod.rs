@@ -31,7 +31,7 @@ pub struct Analysis {
     /// Tensors with absolute byte ranges, in offset order (empty for formats without an index).
     pub tensors: Vec<TensorInfo>,
     /// The pickle scan: for formats that can carry a pickle (pickle, PyTorch, joblib, NumPy,
-    /// zip, tar, compressed streams) always; for any other file only if reading it as a pickle
+    /// zip, tar, compressed streams) and for any file that is also a tar, always; for any other file only if reading it as a pickle
     /// reaches an import (or cannot be finished), `None` when it is plain data.
     pub scan: Option<pickle::ScanReport>,
     /// Offsets where a chunk must end (tensor starts and ends), ascending, each in `1..len`.
@@ -41,7 +41,8 @@ pub struct Analysis {
 }
 
 /// Largest non-zip file the pickle scanner reads into memory (128 MiB); a larger legacy
-/// PyTorch file is judged from its leading pickles, anything else larger is unscannable.
+/// PyTorch pickle stream is judged from its leading pickles, anything else larger (a tar
+/// included) is unscannable.
 pub const MAX_SCAN_IN_MEMORY: u64 = 128 << 20;
 
 /// True for formats that can carry a pickle and so must be scanned. Unrecognised files are
@@ -91,7 +92,9 @@ pub fn analyze<R: Read + Seek>(r: &mut R, len: u64, scan_opts: &pickle::ScanOpti
     };
     let opts = pickle::ScanOptions { max_in_memory_bytes: MAX_SCAN_IN_MEMORY, ..scan_opts.clone() };
     r.seek(SeekFrom::Start(0)).map_err(|source| FormatError::Io { offset: 0, source })?;
-    let scan = if may_hold_pickle(&format, &head) {
+    // `torch.load` opens any non-zip file whose first block is a valid tar header as a tar,
+    // whatever else its bytes say (a GGUF, NumPy or safetensors file can be one too).
+    let scan = if may_hold_pickle(&format, &head) || pickle::is_tar(&head) {
         Some(pickle::scan_reader(&mut *r, len, &opts))
     } else {
         // Every other file is still read the way an unpickler would: a file that is also a

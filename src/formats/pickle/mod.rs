@@ -152,17 +152,31 @@ pub fn scan_bytes(bytes: &[u8], opts: &ScanOptions) -> ScanReport {
 }
 
 /// Scan a seekable file of `len` bytes. Zips are read member by member;
-/// other inputs up to `max_in_memory_bytes` are read whole.
+/// other inputs up to `max_in_memory_bytes` are read whole. A larger tar is
+/// Unscannable; a larger non-tar is judged only if it is a legacy PyTorch file
+/// whose pickles fit in that prefix.
 pub fn scan_reader<R: Read + Seek>(mut r: R, len: u64, opts: &ScanOptions) -> ScanReport {
     let mut cx = Ctx::new(opts);
     let mut head = Vec::new();
-    let read = r.seek(SeekFrom::Start(0)).and_then(|_| (&mut r).take(8).read_to_end(&mut head));
+    let read = r.seek(SeekFrom::Start(0)).and_then(|_| (&mut r).take(tar::BLOCK as u64).read_to_end(&mut head));
     if let Err(e) = read {
         cx.unscannable("", 0, format!("read error: {e}"));
         return cx.finish();
     }
     if zip::is_zip(&head) {
         cx.zip(&mut zip::ReaderSource { inner: r, len }, "", 0);
+        return cx.finish();
+    }
+    if len > opts.max_in_memory_bytes && tar::is_tar(&head) {
+        // `torch.load` reads a tar's members, not its leading bytes: a prefix proves nothing.
+        cx.unscannable(
+            "",
+            0,
+            format!(
+                "tar archive of {len} bytes exceeds max_in_memory_bytes ({}): its members cannot be walked",
+                opts.max_in_memory_bytes
+            ),
+        );
         return cx.finish();
     }
     let want = len.min(opts.max_in_memory_bytes);
@@ -398,18 +412,23 @@ impl<'o> Ctx<'o> {
 
     /// Walks a tar archive. `torch.load` opens any file that starts with a valid tar header
     /// (pre-1.6 `torch.save` format) and unpickles the last `storages`, `tensors` and `pickle`
-    /// members (their layouts in [`tar`]); every other regular member is sniffed like a zip
+    /// members (their layouts in [`tar`]); every member with one of those names (trailing
+    /// slashes ignored) gets that strict walk, and every other regular member is sniffed like a zip
     /// member (pandas' `read_pickle` unpickles the one member of a `.tar`).
     fn tar(&mut self, data: &[u8], chain: &str, depth: u32) {
         let listing = tar::list(data);
         for p in listing.problems {
             self.unscannable(chain, 0, p);
         }
-        let last = |n: &[u8]| listing.members.iter().rposition(|m| m.name == n);
-        let legacy = [last(b"storages"), last(b"tensors"), last(b"pickle")];
-        for (i, m) in listing.members.iter().enumerate() {
+        for m in &listing.members {
             let c = child(chain, &m.display());
-            let role = legacy.iter().position(|&l| l == Some(i));
+            // Every member a loader could take for a legacy record gets the strict walk, not
+            // only the last of each name, and trailing slashes never hide one.
+            let mut name = m.name.as_slice();
+            while let Some(n) = name.strip_suffix(b"/") {
+                name = n;
+            }
+            let role = [b"storages".as_slice(), b"tensors", b"pickle"].iter().position(|&l| l == name);
             if !m.is_regular() {
                 if role.is_some() {
                     self.unscannable(

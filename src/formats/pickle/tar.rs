@@ -2,20 +2,23 @@
 //! any other tar a loader may open, such as pandas' `read_pickle` of a `.tar`).
 //!
 //! Owns: recognising a tar by its first header's checksum (as Python's `tarfile` does: no
-//! magic is required), listing members the way `tarfile` reads them (ustar prefix, GNU long
-//! names, pax `path`/`size` records, global pax headers, data skipped only for regular and
-//! unknown member types), and the layout of the legacy PyTorch members: `storages` (a count
+//! magic is required), listing members the way `tarfile` reads them (ustar prefix, old-style
+//! directories, data skipped only for regular and unknown member types), and the layout of the legacy PyTorch members: `storages` (a count
 //! pickle, then per storage an argument pickle and raw elements, then a views pickle) and
 //! `tensors` (a count pickle, then per tensor an argument pickle and fixed-size raw fields),
 //! after `torch/serialization.py` `legacy_load`.
 //!
 //! Must never: trust a size or count beyond the bytes that remain, or call an archive clean
 //! that it could not read to its end-of-archive block. Anything it cannot follow exactly
-//! (a bad checksum after the first header, data past the end, GNU sparse members, a storage
-//! type of unknown element size) is a problem that makes the scan Unscannable.
+//! (a bad checksum after the first header, data past the end, a storage type of unknown
+//! element size) is a problem that makes the scan Unscannable. Pax (`x`, `X`, `g`) and GNU
+//! (`L`, `K`, `S`) extension headers are refused outright: `torch.save`'s legacy writer never
+//! emits them for its members, and `tarfile` applies them in ways (trailing-slash stripping,
+//! records read from the whole padded block, a global `size` applied after the member's own
+//! data is skipped) that a second reader would have to copy exactly to see the same members.
 //!
 //! Specs: POSIX.1-2001 `pax` (ustar header, extended headers), GNU tar manual "Basic Tar
-//! Format", CPython `Lib/tarfile.py` (`nti`, `calc_chksums`, `TarInfo.frombuf`, `_proc_*`).
+//! Format", CPython `Lib/tarfile.py` (`nti`, `calc_chksums`, `TarInfo.frombuf`, `_proc_member`, `_proc_builtin`).
 //!
 //! Limits: works on bytes in memory (callers bound their size); members are at most one
 //! per 512-byte block, so listing is O(input).
@@ -36,7 +39,7 @@ const NO_DATA: &[u8] = b"123456";
 /// One archive member.
 #[derive(Debug, Clone)]
 pub struct Member {
-    /// The member name, as `tarfile` reports it (pax `path` and GNU long names applied).
+    /// The member name, as `tarfile` reports it (ustar prefix joined, directory slashes removed).
     pub name: Vec<u8>,
     /// The type flag byte (`b'0'` regular file, `b'2'` symlink, ...).
     pub kind: u8,
@@ -137,48 +140,24 @@ pub fn is_tar(d: &[u8]) -> bool {
     d.len() >= BLOCK && d[..BLOCK].iter().any(|&b| b != 0) && checksum_ok(&d[..BLOCK])
 }
 
-/// Parses pax extended-header records (`"%d %s=%s\n"`), returning `(path, size)` overrides.
-fn pax_records(mut d: &[u8], at: usize) -> Result<(Option<Vec<u8>>, Option<u64>), String> {
-    let (mut path, mut size) = (None, None);
-    while !d.is_empty() && d[0] != 0 {
-        let sp =
-            d.iter().position(|&c| c == b' ').ok_or(format!("pax header at offset {at}: record without length"))?;
-        let len: usize = std::str::from_utf8(&d[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|&l| l > sp + 1 && l <= d.len())
-            .ok_or(format!("pax header at offset {at}: bad record length"))?;
-        let rec = &d[sp + 1..len];
-        let rec = rec.strip_suffix(b"\n").ok_or(format!("pax header at offset {at}: record without newline"))?;
-        let eq = rec.iter().position(|&c| c == b'=').ok_or(format!("pax header at offset {at}: record without '='"))?;
-        let (key, value) = (&rec[..eq], &rec[eq + 1..]);
-        match key {
-            b"path" => path = Some(value.to_vec()),
-            b"size" => {
-                size = Some(
-                    std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or(format!("pax header at offset {at}: bad size record"))?,
-                )
-            }
-            k if k.starts_with(b"GNU.sparse.") => {
-                return Err(format!("pax header at offset {at}: GNU sparse members are not supported"));
-            }
-            _ => {}
-        }
-        d = &d[len..];
-    }
-    Ok((path, size))
+/// The header types that Python's `tarfile` reads as extensions of the next member (`L`/`K`
+/// GNU long name and link, `x`/`X` pax, `g` global pax) or as GNU sparse files (`S`), named
+/// for messages; `None` for an ordinary member type.
+fn extension(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        b'L' => "GNU long-name header",
+        b'K' => "GNU long-link header",
+        b'x' | b'X' => "pax extended header",
+        b'g' => "pax global header",
+        b'S' => "GNU sparse member",
+        _ => return None,
+    })
 }
 
 /// Lists the members of the tar archive `d` (which [`is_tar`] accepted).
 pub fn list(d: &[u8]) -> Listing {
     let mut l = Listing::default();
     let mut pos = 0usize;
-    let (mut long_name, mut pax_path, mut pax_size): (Option<Vec<u8>>, Option<Vec<u8>>, Option<u64>) =
-        (None, None, None);
-    let (mut global_path, mut global_size): (Option<Vec<u8>>, Option<u64>) = (None, None);
     loop {
         if pos == d.len() {
             l.problems.push(format!("tar archive ends at byte {pos} without an end-of-archive block (truncated?)"));
@@ -203,60 +182,20 @@ pub fn list(d: &[u8]) -> Listing {
                 return l;
             }
         };
+        if let Some(what) = extension(kind) {
+            l.problems.push(format!(
+                "tar header at offset {pos} is a {what} (type {:?}): the legacy torch.save tar never uses pax or \
+                 GNU extension headers, and tar readers disagree on how to apply them, so this archive cannot be \
+                 scanned reliably",
+                char::from(kind)
+            ));
+            return l;
+        }
         let data_at = pos + BLOCK;
-        // Extension headers carry their payload in the data blocks that follow.
-        let ext = |size: u64| -> Result<&[u8], String> {
-            usize::try_from(size)
-                .ok()
-                .and_then(|s| d.get(data_at..data_at.checked_add(s)?))
-                .ok_or(format!("tar extension header at offset {pos}: {size} bytes exceed the file"))
-        };
         let skip = |size: u64| -> Option<usize> {
             let blocks = usize::try_from(size.div_ceil(BLOCK as u64)).ok()?;
             data_at.checked_add(blocks.checked_mul(BLOCK)?)
         };
-        match kind {
-            b'L' | b'K' | b'x' | b'X' | b'g' => {
-                let body = match ext(size) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        l.problems.push(e);
-                        return l;
-                    }
-                };
-                match kind {
-                    b'L' => long_name = Some(nts(body).to_vec()),
-                    b'K' => {}
-                    _ => match pax_records(body, pos) {
-                        Ok((p, s)) if kind == b'g' => {
-                            global_path = p.or(global_path);
-                            global_size = s.or(global_size);
-                        }
-                        Ok((p, s)) => {
-                            pax_path = p;
-                            pax_size = s;
-                        }
-                        Err(e) => {
-                            l.problems.push(e);
-                            return l;
-                        }
-                    },
-                }
-                match skip(size) {
-                    Some(next) => pos = next,
-                    None => {
-                        l.problems.push(format!("tar header at offset {pos}: size {size} overflows"));
-                        return l;
-                    }
-                }
-                continue;
-            }
-            b'S' => {
-                l.problems.push(format!("tar member at offset {pos} is a GNU sparse file: not supported"));
-                return l;
-            }
-            _ => {}
-        }
         let mut name = nts(&h[..100]).to_vec();
         if kind == 0 && name.ends_with(b"/") {
             kind = b'5';
@@ -270,13 +209,6 @@ pub fn list(d: &[u8]) -> Listing {
         if !prefix.is_empty() {
             name = [prefix, b"/", &name].concat();
         }
-        if let Some(n) = long_name.take() {
-            name = n;
-        }
-        if let Some(p) = pax_path.take().or_else(|| global_path.clone()) {
-            name = p;
-        }
-        let size = pax_size.take().or(global_size).unwrap_or(size);
         let has_data = !NO_DATA.contains(&kind);
         let len = if has_data { size } else { 0 };
         let end = usize::try_from(len).ok().and_then(|n| data_at.checked_add(n));

@@ -702,18 +702,6 @@ fn any_tar_member_holding_a_pickle_is_scanned() {
     assert_eq!(r.findings[0].member.as_deref(), Some("gzip>model.pkl"));
     let r = scan(&zip_of(&[("x.tar", &tar_of(&[("pickle", POSIX_SYSTEM)]))]));
     assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
-    // A pax `path` record names the member `torch.load` reads; a pax `size` decides where
-    // the next header is.
-    let pax = b"15 path=pickle\n";
-    let mut t = tar_header(b"PaxHeaders/x", pax.len() as u64, b'x');
-    t.extend_from_slice(pax);
-    t.resize(1024, 0);
-    t.extend(tar_header(b"innocent", POSIX_SYSTEM.len() as u64, b'0'));
-    t.extend_from_slice(POSIX_SYSTEM);
-    t.resize(2048 + 1024, 0);
-    let r = scan(&t);
-    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
-    assert_eq!(r.findings[0].member.as_deref(), Some("pickle"));
 }
 
 #[test]
@@ -758,4 +746,100 @@ fn corrupt_or_truncated_tar_is_unscannable() {
     for cut in (0..benign.len() - 1024).step_by(37) {
         assert_ne!(scan(&benign[..cut]).verdict, Verdict::Clean, "cut at {cut}");
     }
+}
+
+/// A pax or GNU extension header (type `kind`) carrying `body`, padded to whole blocks.
+fn ext_header(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut t = tar_header(b"././@PaxHeader", body.len() as u64, kind);
+    t.extend_from_slice(body);
+    t.resize(t.len().div_ceil(512) * 512, 0);
+    t
+}
+
+/// A `storages` record whose payload sits after the raw elements, where a sniffing walk
+/// stops as at inert data: only the strict legacy walk finds it.
+fn hidden_storages() -> Vec<u8> {
+    legacy_storages(&[0; 8], POSIX_SYSTEM)
+}
+
+#[test]
+fn tar_extension_headers_are_unscannable() {
+    let has = |t: &[u8], want: &str| {
+        let r = scan(t);
+        assert_eq!(r.verdict, Verdict::Unscannable, "{want}: {:?}", reasons(&r));
+        assert!(r.findings.iter().any(|f| f.reason.contains(want)), "{want}: {:?}", reasons(&r));
+        assert!(r.findings.iter().any(|f| f.reason.contains("never uses pax or GNU extension headers")));
+    };
+    // tarfile strips the trailing slash of a pax `path`: torch.load reads this as `storages`.
+    let mut t = ext_header(b'x', b"18 path=storages/\n");
+    t.extend(tar_of(&[("innocent", &hidden_storages())]));
+    has(&t, "pax extended header (type 'x')");
+    // tarfile reads pax records from the whole padded block: a record hidden in the padding.
+    let mut body = b"17 path=innocent\n".to_vec();
+    let shown = body.len();
+    body.resize(100, 0);
+    body.extend_from_slice(b"17 path=storages\n");
+    let mut t = tar_header(b"././@PaxHeader", shown as u64, b'x');
+    t.extend_from_slice(&body);
+    t.resize(1024, 0);
+    t.extend(tar_of(&[("x", &hidden_storages())]));
+    has(&t, "pax extended header");
+    // A global pax `size` is applied after tarfile has skipped the member's own data, so the
+    // header after these 1024 bytes is what Python reads next; a decoy ends the archive early
+    // for a reader that skips by the global size.
+    let mut t = ext_header(b'g', b"10 size=0\n");
+    t.extend(tar_header(b"readme", 1024, b'0'));
+    t.extend(tar_header(b"decoy", 0, b'0'));
+    t.extend([0u8; 512]);
+    t.extend(tar_of(&[("pickle", POSIX_SYSTEM)]));
+    has(&t, "pax global header (type 'g')");
+    // GNU long names, long links and sparse members.
+    let mut t = ext_header(b'L', b"pickle\0");
+    t.extend(tar_of(&[("innocent", POSIX_SYSTEM)]));
+    has(&t, "GNU long-name header (type 'L')");
+    let mut t = ext_header(b'K', b"target\0");
+    t.extend(tar_of(&[("innocent", b"1,2\n")]));
+    has(&t, "GNU long-link header");
+    let mut t = tar_header(b"pickle", 0, b'S');
+    t.extend([0u8; 1024]);
+    has(&t, "GNU sparse member");
+    let mut t = ext_header(b'X', b"15 path=pickle\n");
+    t.extend(tar_of(&[("innocent", b"1,2\n")]));
+    has(&t, "pax extended header (type 'X')");
+}
+
+#[test]
+fn every_legacy_named_tar_member_gets_the_strict_walk() {
+    // The payload after the raw elements is hidden from a sniffing walk.
+    assert_eq!(scan(&tar_of(&[("other", &hidden_storages())])).verdict, Verdict::Clean);
+    // A trailing slash does not make `storages` a generic member.
+    let r = scan(&tar_of(&[("storages/", &hidden_storages())]));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+    // Nor does a later member of the same name.
+    let benign = legacy_storages(&[0; 8], b"\x80\x02]q\x00.");
+    let r = scan(&tar_of(&[("storages", &hidden_storages()), ("storages", &benign)]));
+    assert_eq!(dangerous(&r), vec!["posix.system"], "{:?}", reasons(&r));
+}
+
+#[test]
+fn tar_over_the_in_memory_limit_is_unscannable() {
+    // A tar whose first header is also a complete legacy PyTorch pickle sequence (magic,
+    // protocol, sys_info, object, storage keys); the malicious member comes later.
+    let mut first = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
+    first.extend_from_slice(b"\x80\x02M\xe9\x03.\x80\x02}q\x00.\x80\x02}q\x00.\x80\x02]q\x00.");
+    let mut t = tar_header(&first, 0, b'0');
+    t.extend(tar_of(&[("pickle", POSIX_SYSTEM)]));
+    t.resize(4096, 0);
+    assert!(is_tar(&t));
+    // Walked whole, the payload is found.
+    assert_eq!(dangerous(&scan(&t)), vec!["posix.system"]);
+    let opts = ScanOptions { max_in_memory_bytes: 2048, ..ScanOptions::default() };
+    let r = scan_reader(std::io::Cursor::new(&t), t.len() as u64, &opts);
+    assert_eq!(r.verdict, Verdict::Unscannable, "{:?}", reasons(&r));
+    assert!(
+        r.findings.iter().any(|f| f.reason
+            == "tar archive of 4096 bytes exceeds max_in_memory_bytes (2048): its members cannot be walked"),
+        "{:?}",
+        reasons(&r)
+    );
 }
