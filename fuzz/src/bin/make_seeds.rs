@@ -96,6 +96,8 @@ fn main() {
             created: 1_790_000_000 + i as u64,
             // The last slot is mid-rotation: it also wraps the next epoch's master key.
             next: (i == 2).then(|| (i as u32 + 1, seeded::<60>("next").to_vec())),
+            // Format 3 slots carry a check value; the first one is as a format 2 slot was.
+            kek_check: (i > 0).then(|| seeded::<32>(&format!("check{i}"))),
         };
         let enc = rec.encode();
         assert!(SlotRecord::decode(&enc).is_some(), "seed slot decodes");
@@ -118,6 +120,8 @@ fn main() {
             aliases: BTreeMap::new(),
             description: String::new(),
             alias_history: Vec::new(),
+            live: vec![1],
+            legacy: false,
         },
         ModelRecord {
             name: "org/llama-3-8b-instruct".into(),
@@ -130,6 +134,8 @@ fn main() {
                 AliasEvent { alias: "prod".into(), from: Some(3), to: Some(12), at: 1_790_000_200 },
                 AliasEvent { alias: "old".into(), from: Some(1), to: None, at: 1_790_000_300 },
             ],
+            live: vec![1, 3, 12, 16],
+            legacy: false,
         },
     ];
     for (i, m) in models.iter().enumerate() {
