@@ -351,7 +351,18 @@ impl Vault<Locked> {
         let legacy = AtomicBool::new(!current);
         let state =
             Unlocked { keys, prev, index, signer, signers: publics, slot: slot.to_string(), slot_kek, master, legacy };
-        Ok(Vault { db: self.db, path: self.path, header: self.header, state })
+        let v = Vault { db: self.db, path: self.path, header: self.header, state };
+        if !current {
+            let rx = store::begin_read(&v.db)?;
+            let models = match rx.open_table(MODELS) {
+                Ok(t) => Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(Error::storage("reading models", e)),
+            };
+            let slots = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
+            v.check_not_rolled_back(v.header.format_version, models.as_ref(), &slots)?;
+        }
+        Ok(v)
     }
 }
 
@@ -486,7 +497,7 @@ impl Vault<Unlocked> {
     /// [`Error::Storage`].
     pub(crate) fn write(&self) -> Result<Txn<'_>> {
         let tx = store::begin_write(&self.db)?;
-        store::upgrade_format(&tx)?;
+        let header_was_old = store::upgrade_format(&tx)?;
         let (state, current) = {
             let meta = tx.open_table(META).map_err(|e| Error::storage("reading vault state", e))?;
             let v = meta.get("state").map_err(|e| Error::storage("reading vault state", e))?;
@@ -503,9 +514,60 @@ impl Vault<Unlocked> {
         }
         let mut txn = Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false, upgraded: false };
         if current == Some(false) {
+            {
+                let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
+                let models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
+                let slots = txn.tx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
+                self.check_not_rolled_back(format, Some(&models), &slots)?;
+            }
             txn.upgrade_records()?;
         }
         Ok(txn)
+    }
+
+    /// For a vault whose sealed state is of the format before 3: refuses when anything says the
+    /// vault was already upgraded (a header of format 3 or later, a format 3 model record, a
+    /// key slot with a passphrase check), i.e. only the state record was rolled back to a copy
+    /// from before the upgrade. Such a state carries no live-model set, and the next write
+    /// would re-derive every live list from the records present and seal any loss.
+    ///
+    /// Errors: [`Error::Damaged`]; [`Error::Storage`].
+    fn check_not_rolled_back(
+        &self,
+        header_format: u32,
+        models: Option<&impl ReadableTable<&'static [u8; 32], &'static [u8]>>,
+        slots: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<()> {
+        let damaged = |why: String| {
+            Err(Error::Damaged(format!(
+                "the vault state was rolled back past the format {FORMAT_VERSION} upgrade ({why}): \
+                 the vault was tampered with; nothing was written; restore it from a backup"
+            )))
+        };
+        if header_format >= FORMAT_VERSION {
+            return damaged(format!(
+                "the header says format {header_format} but the sealed state is of an older format"
+            ));
+        }
+        for row in slots.iter().map_err(|e| Error::storage("reading key slots", e))? {
+            let (k, v) = row.map_err(|e| Error::storage("reading key slots", e))?;
+            if SlotRecord::decode(v.value()).is_some_and(|s| s.kek_check.is_some()) {
+                return damaged(format!("key slot '{}' has a format {FORMAT_VERSION} passphrase check", k.value()));
+            }
+        }
+        let Some(models) = models else {
+            return Ok(());
+        };
+        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+            let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
+            if let Ok(rec) = self.open_model(k.value(), "a model record", v.value())
+                && !rec.legacy
+            {
+                let key = crate::manifest::hex(k.value());
+                return damaged(format!("model record {}… is of format {FORMAT_VERSION}", &key[..16]));
+            }
+        }
+        Ok(())
     }
 
     /// Opens the sealed state record: `(state, true)` for format 3, `(state, false)` before.

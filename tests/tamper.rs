@@ -602,3 +602,130 @@ fn a_format_1_vault_with_format_2_records_is_upgraded_with_its_index() {
     assert!(matches!(v.manifest("c", &VersionRef::Latest).unwrap_err(), Error::ModelNotFound(_)));
     assert_eq!(v.list(None).unwrap().models.len(), 1);
 }
+
+/// Every chunk id in the chunk table.
+fn chunk_table(path: &Path) -> Vec<[u8; 32]> {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    let t = rx.open_table(CHUNKS).unwrap();
+    t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect()
+}
+
+#[test]
+fn a_dropped_version_record_blocks_gc_erasure_and_rotation_which_delete_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = aliased_vault(dir.path());
+    let mk = model_with_versions(&path, 2);
+    edit_versions(&path, |t| {
+        t.remove(&modelvault::store::version_key(&mk, 2)).unwrap();
+    });
+    let chunks = chunk_table(&path);
+    let refused = |e: Error, action: &str| {
+        assert!(matches!(e, Error::Damaged(_)), "{action}: {e}");
+        let msg = e.to_string();
+        assert!(msg.starts_with(S2_MISSING), "{action}: {msg}");
+        assert!(
+            msg.ends_with(&format!("{action} refused: nothing was deleted; restore the record from a backup")),
+            "{action}: {msg}"
+        );
+        assert_eq!(e.exit_code(), 6);
+    };
+    let mut v = reopen(&path);
+    refused(v.gc().unwrap_err(), "gc");
+    refused(v.rotate(&[], false, &NoProgress).unwrap_err(), "key rotate");
+    refused(v.erase("m", None).unwrap_err(), "rm --erase");
+    assert!(!v.erasure_pending().unwrap() && !v.rotation_pending());
+    drop(v);
+    assert_eq!(chunk_table(&path), chunks, "nothing was deleted");
+    for args in [&["gc"][..], &["key", "rotate"], &["rm", "m", "--erase", "--yes"]] {
+        mvault(dir.path()).args(args).assert().code(6).stderr(predicates::str::contains(S2_MISSING));
+    }
+    assert_eq!(chunk_table(&path), chunks, "nothing was deleted");
+    mvault(dir.path()).args(["get", "m", "-o"]).arg(dir.path().join("m-out")).assert().success();
+}
+
+#[test]
+fn query_and_ls_where_see_only_live_versions_and_report_live_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = aliased_vault(dir.path());
+    let mk = model_with_versions(&path, 2);
+    let key = modelvault::store::version_key(&mk, 1);
+    let old = version_rows(&path).into_iter().find(|(k, _)| *k == key).unwrap().1;
+    // Intact: both readers list s@1, s@2 and m@1 and succeed.
+    let q = ["query", "SELECT name, version FROM versions ORDER BY name, version"];
+    let out = mvault(dir.path()).args(q).assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains('m') && out.contains('s'), "{out}");
+    mvault(dir.path()).args(["ls", "--where", "version >= 1"]).assert().success();
+    // A removed version's record put back: not a row, and exit 6.
+    reopen(&path).remove_version("s", &VersionRef::Number(1)).unwrap();
+    edit_versions(&path, |t| {
+        t.insert(&key, old.as_slice()).unwrap();
+    });
+    let unlisted = "model 's': version 1 has a record but is not recorded as live";
+    let v = reopen(&path);
+    let r = v.query("SELECT name, version FROM versions WHERE name = 's'").unwrap();
+    assert_eq!(r.rows.len(), 1, "only s@2 is live: {:?}", r.rows);
+    assert!(r.problems.iter().any(|p| p.starts_with(unlisted)), "{:?}", r.problems);
+    drop(v);
+    mvault(dir.path()).args(q).assert().code(6).stderr(predicates::str::contains(unlisted));
+    let out = mvault(dir.path())
+        .args(["ls", "--where", "name = 's' AND version = 1"])
+        .assert()
+        .code(6)
+        .stderr(predicates::str::contains(unlisted))
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!String::from_utf8(out).unwrap().contains("s@1"));
+    // A dropped live version record: exit 6 from both.
+    edit_versions(&path, |t| {
+        t.remove(&key).unwrap();
+        t.remove(&modelvault::store::version_key(&mk, 2)).unwrap();
+    });
+    mvault(dir.path()).args(q).assert().code(6).stderr(predicates::str::contains(S2_MISSING));
+    mvault(dir.path())
+        .args(["ls", "--where", "version >= 1"])
+        .assert()
+        .code(6)
+        .stderr(predicates::str::contains(S2_MISSING));
+}
+
+fn meta_value(path: &Path, key: &str) -> Vec<u8> {
+    let db = redb::Database::open(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    rx.open_table(META).unwrap().get(key).unwrap().unwrap().value().to_vec()
+}
+
+fn set_meta_value(path: &Path, key: &str, v: &[u8]) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(META).unwrap().insert(key, v).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_state_rolled_back_past_the_format_3_upgrade_is_damage() {
+    let want = "the vault state was rolled back past the format 3 upgrade";
+    for header_too in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = format2_vault(dir.path());
+        let old_state = meta_value(&path, "state");
+        reopen(&path).set_tag("c", &VersionRef::Latest, "env", "test").unwrap();
+        assert_eq!(format_version(&path), FORMAT_VERSION);
+        // The sealed state alone (and with it, the header) put back to its pre-upgrade copy.
+        set_meta_value(&path, "state", &old_state);
+        if header_too {
+            set_format_version(&path, 2);
+        }
+        let before = records_of(&path);
+        let Err(e) = modelvault::Vault::open(&path, &Default::default()).unwrap().unlock(&pass()) else {
+            panic!("the rolled-back vault unlocked");
+        };
+        assert!(matches!(e, Error::Damaged(_)) && e.to_string().starts_with(want), "{e}");
+        assert_eq!(e.exit_code(), 6);
+        mvault(dir.path()).args(["ls"]).assert().code(6).stderr(predicates::str::contains(want));
+        mvault(dir.path()).args(["tag", "c@1", "env=prod"]).assert().code(6).stderr(predicates::str::contains(want));
+        assert!(records_of(&path) == before, "nothing was written");
+    }
+}

@@ -279,6 +279,7 @@ impl Vault<Unlocked> {
         if self.rotation_pending() {
             return self.resume_rotation(progress);
         }
+        self.check_live_records("key rotate")?;
         // An unfinished erasure's unreferenced chunks must not be carried into the new epoch.
         if self.erasure_pending()? {
             self.resume_erasure()?;
@@ -367,6 +368,7 @@ impl Vault<Unlocked> {
             records: 0,
             file_bytes: 0,
         };
+        self.check_live_records("key rotate")?;
         let state = {
             let txn = self.write()?;
             txn.state.clone()
@@ -424,6 +426,7 @@ impl Vault<Unlocked> {
         if self.erasure_pending()? {
             self.resume_erasure()?;
         }
+        self.check_live_records("rm --erase")?;
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         {
             let mut txn = self.write()?;
@@ -460,6 +463,7 @@ impl Vault<Unlocked> {
         // (gc and the rewrite look only at what is live), and refusing would block every write.
         let pending = self.unfinished_erasure().ok().flatten();
         let (name, versions) = pending.map(|p| (p.name, p.versions)).unwrap_or_default();
+        self.check_live_records("rm --erase --resume")?;
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         let gc = self.gc()?;
         let path = self.path.clone();

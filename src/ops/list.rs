@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
@@ -114,47 +113,15 @@ impl Vault<Unlocked> {
     pub fn list(&self, name: Option<&str>) -> Result<Listing> {
         // The snapshot reads the same records with the same checks, verifying manifests in
         // parallel (see `query::Snapshot`).
-        let mut l = match self.snapshot(name) {
+        // The snapshot also reports the live-record problems (see `Vault::snapshot`).
+        let l = match self.snapshot(name) {
             Ok(s) => s.listing(),
             Err(Error::ModelNotFound(_)) if name.is_some() => {
                 return Err(self.model_absent(name.expect("checked")));
             }
             Err(e) => return Err(e),
         };
-        l.problems.extend(self.live_problems(name)?);
         Ok(l)
-    }
-
-    /// The live-record problems of every model (or only `name`), and of the set of models.
-    fn live_problems(&self, name: Option<&str>) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let rx = store::begin_read(&self.db)?;
-        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
-            return Ok(out);
-        };
-        let keys: Vec<[u8; 32]> = match name {
-            Some(n) => vec![self.model_key(n)],
-            None => {
-                let mut keys = Vec::new();
-                for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
-                    keys.push(*row.map_err(|e| Error::storage("reading models", e))?.0.value());
-                }
-                keys
-            }
-        };
-        for key in keys {
-            let Some(v) = models.get(&key).map_err(|e| Error::storage("reading models", e))? else {
-                continue;
-            };
-            // A record that does not open is reported by the listing itself.
-            if let Ok(rec) = self.open_model(&key, "a model record", v.value()) {
-                out.extend(self.live_mismatches(&versions, &key, &rec)?.into_iter().map(|(_, m)| m));
-            }
-        }
-        if name.is_none() {
-            out.extend(self.model_set_problem()?);
-        }
-        Ok(out)
     }
 
     /// Shows one version.

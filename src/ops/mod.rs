@@ -157,6 +157,32 @@ impl Vault<Unlocked> {
         Ok(out)
     }
 
+    /// Refuses, before `action` deletes chunks or rewrites the file, when any model's live
+    /// versions disagree with the version records present: chunks are marked from the version
+    /// records present, so a dropped record would make its chunks garbage, deleted for good.
+    /// A model record that does not open is left to the action's own checks.
+    ///
+    /// Errors: [`Error::Damaged`] naming the model and version; [`Error::Storage`].
+    pub(crate) fn check_live_records(&self, action: &str) -> Result<()> {
+        let rx = store::begin_read(&self.db)?;
+        let (Ok(models), Ok(versions)) = (rx.open_table(store::MODELS), rx.open_table(store::VERSIONS)) else {
+            return Ok(());
+        };
+        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
+            let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
+            let key = *k.value();
+            let Ok(rec) = self.open_model(&key, "a model record", v.value()) else {
+                continue;
+            };
+            if let Some((_, m)) = self.live_mismatches(&versions, &key, &rec)?.into_iter().next() {
+                return Err(Error::Damaged(format!(
+                    "{m}; {action} refused: nothing was deleted; restore the record from a backup"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Resolves a reference to (model record, version number), among the live versions the
     /// model record lists.
     ///

@@ -239,7 +239,10 @@ impl std::fmt::Debug for MetaDb {
 impl Vault<Unlocked> {
     /// Reads every model record (or only `name`'s) and every version manifest, each
     /// authenticated and signature-checked as in [`Vault::list`]. Damaged records become
-    /// problems, as there. Manifests are opened and checked on up to 4 threads.
+    /// problems, as there, and so are live versions without a record, version records that are
+    /// not live (left out of the snapshot) and, for the whole vault, missing or put-back model
+    /// records ([`Vault::model_set_problem`]): every reader sees the same live versions. Manifests
+    /// are opened and checked on up to 4 threads.
     ///
     /// Errors: [`Error::ModelNotFound`] when `name` is given and absent; [`Error::Storage`].
     pub(crate) fn snapshot(&self, name: Option<&str>) -> Result<Snapshot> {
@@ -273,16 +276,26 @@ impl Vault<Unlocked> {
         }
         // Copy the sealed version records out, then open and check them in parallel: the
         // Ed25519 check dominates (about 50 µs a version).
+        // Only live versions are read: a version record that is not live (a removed version's
+        // record put back) and a live version without a record are problems, as in `ls`.
         let mut raw: Vec<(usize, u64, [u8; 40], Vec<u8>)> = Vec::new();
-        for (i, (mk, _)) in records.iter().enumerate() {
+        for (i, (mk, rec)) in records.iter().enumerate() {
+            let bad = self.live_mismatches(&versions, mk, rec)?;
+            let live = self.live_versions(&versions, mk, rec)?;
+            snap.problems.extend(bad.into_iter().map(|(_, m)| m));
             for row in store::version_range(&versions, mk)? {
                 let (k, v) = row.map_err(|e| Error::storage("reading versions", e))?;
                 let key = *k.value();
                 let ver = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
-                raw.push((i, ver, key, v.value().to_vec()));
+                if live.binary_search(&ver).is_ok() {
+                    raw.push((i, ver, key, v.value().to_vec()));
+                }
             }
         }
         drop((models, versions, rx));
+        if name.is_none() {
+            snap.problems.extend(self.model_set_problem()?);
+        }
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
         let per = raw.len().div_ceil(threads).max(256);
         let recs = &records;

@@ -115,9 +115,11 @@ impl Vault<Unlocked> {
     /// Deletes every chunk that no manifest references, then compacts the file. Idempotent: a
     /// second run removes nothing. A referenced chunk that is missing is reported, not fatal.
     ///
-    /// Errors: [`Error::Damaged`] if a version record cannot be read (gc would not know which
-    /// chunks it needs, so it deletes nothing); [`Error::Storage`].
+    /// Errors: [`Error::Damaged`] if a version record cannot be read, or a model's live versions
+    /// and the version records present disagree (gc would not know which chunks it needs, so it
+    /// deletes nothing); [`Error::Storage`].
     pub fn gc(&mut self) -> Result<GcReport> {
+        self.check_live_records("gc")?;
         let file_bytes_before = file_len(&self.path);
         let mut referenced: HashSet<[u8; 32]> = HashSet::new();
         let mut wanted = Vec::new();
