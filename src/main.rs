@@ -1,9 +1,10 @@
 //! `mvault`: the command-line front end of the modelvault library. See `mvault --help` and the
 //! README. Exit codes: 0 ok, 1 other error, 2 bad arguments, 3 wrong passphrase, 4 vault in use,
-//! 5 not found, 6 damaged or tampered, 7 invalid input, 70 internal error. With `--json`, a
-//! failure is one JSON line on stderr, `{"error": MESSAGE, "code": EXIT_CODE}` (argument errors
-//! too, when `--json` is among the arguments).
-//! Before anything else it disables core dumps for the process ([`modelvault::harden_process`]).
+//! 5 not found, 6 damaged or tampered, 7 invalid input, 8 unsafe pickle refused, 9 wrong signer,
+//! 70 internal error; 130, 143, 129 when `get` is interrupted by SIGINT, SIGTERM, SIGHUP. With
+//! `--json`, a failure is one JSON line on stderr, `{"error": MESSAGE, "code": EXIT_CODE}`
+//! (argument errors too, when `--json` is among the arguments). Before anything else it disables
+//! core dumps for the process ([`modelvault::harden_process`]).
 
 mod cli;
 
