@@ -180,19 +180,25 @@ fn unfinished(dir: &Path) -> bool {
     true
 }
 
-#[test]
-fn erase_killed_at_measured_moments_is_finished_by_resume_or_the_next_write() {
-    let root = tempfile::tempdir().unwrap();
-    let tdir = root.path().join("template");
+/// A template vault (model `secret` to erase, `keep` to keep) and one unkilled, measured erasure
+/// of a copy of it: its outcome (duration, when the fresh file appeared) and the erased values.
+fn calibrate(root: &Path) -> (PathBuf, Outcome, Erased) {
+    let tdir = root.join("template");
     std::fs::create_dir_all(&tdir).unwrap();
     let template = template(&tdir);
-
-    // One unkilled run: its duration, and when the rewrite's fresh file appears.
-    let calib = root.path().join("calibrate");
+    let calib = root.join("calibrate");
     fresh_copy(&template, &calib);
     let base = run(&calib, &["rm", "secret", "--erase", "--yes"], KillAt::Never);
     let erased = Erased::record(&template, &calib.join("test.mvault"));
     erased.assert_gone(&calib.join("test.mvault"), "unkilled erase");
+    (template, base, erased)
+}
+
+#[test]
+fn erase_killed_at_measured_moments_is_finished_by_resume_or_the_next_write() {
+    let root = tempfile::tempdir().unwrap();
+    // One unkilled run: its duration, and when the rewrite's fresh file appears.
+    let (template, base, erased) = calibrate(root.path());
     let total = base.elapsed;
     let window = base.fresh_seen.map(|t| total.saturating_sub(t)).unwrap_or(total / 5);
     eprintln!("erase: unkilled run {total:?}, fresh file seen at {:?}", base.fresh_seen);
@@ -283,13 +289,7 @@ fn key_rotate_finishes_an_unfinished_erasure_first_and_keeps_no_erased_chunk() {
     // An erasure killed after its removal committed, then `key rotate` (which re-encrypts every
     // stored chunk): the erased chunks must be deleted, not carried into the new epoch.
     let root = tempfile::tempdir().unwrap();
-    let tdir = root.path().join("template");
-    std::fs::create_dir_all(&tdir).unwrap();
-    let template = template(&tdir);
-    let calib = root.path().join("calibrate");
-    fresh_copy(&template, &calib);
-    let base = run(&calib, &["rm", "secret", "--erase", "--yes"], KillAt::Never);
-    let erased = Erased::record(&template, &calib.join("test.mvault"));
+    let (template, base, erased) = calibrate(root.path());
     let window = base.fresh_seen.map(|t| base.elapsed.saturating_sub(t)).unwrap_or(base.elapsed / 5);
     let mut pending = false;
     for attempt in 0..8 {
