@@ -31,6 +31,7 @@
 //! the one at the vault's path, rename anything over a symbolic link, or write to a file opened
 //! read-only.
 
+pub mod chunks;
 pub mod records;
 
 use std::path::{Path, PathBuf};
