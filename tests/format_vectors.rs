@@ -49,14 +49,17 @@ fn vault_copy(dir: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // The generator.
 
-/// The source files of each version: (model, [(path, bytes)]), put in this order.
-fn sources() -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+/// The files of one version: (path inside the model, bytes).
+type Files = Vec<(&'static str, Vec<u8>)>;
+
+/// The source files of each version: (model, files), put in this order.
+fn sources() -> Vec<(&'static str, Files)> {
     let config = br#"{"hidden_size": 4, "layers": 1}"#.to_vec();
     let vocab = b"[PAD]\n[UNK]\nhello\nworld\n".to_vec();
     let st = |vals: [f32; 4]| {
         let header = br#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
         let mut header = header.to_vec();
-        while (header.len() + 8) % 8 != 0 {
+        while !(header.len() + 8).is_multiple_of(8) {
             header.push(b' ');
         }
         let mut f = (header.len() as u64).to_le_bytes().to_vec();
@@ -154,7 +157,7 @@ fn make_vectors() {
     // The expected plaintexts: file bytes from the sources, metadata from what was put.
     let listing = v.list(None).unwrap();
     assert!(listing.problems.is_empty(), "{:?}", listing.problems);
-    let files_of = |name: &str, version: u64| -> &Vec<(&str, Vec<u8>)> {
+    let files_of = |name: &str, version: u64| -> &Files {
         let i = match (name, version) {
             ("bert-tiny", 1) => 0,
             ("bert-tiny", 2) => 1,
@@ -791,4 +794,142 @@ fn spec_reads_the_committed_vault() {
     let dir = tempfile::tempdir().unwrap();
     let path = vault_copy(dir.path());
     spec::read(&path, &passphrase_bytes(), &expected());
+}
+
+/// The format 2 vault of `tests/tamper.rs` (see `format2_vault` there: the Conv2d ONNX model as
+/// `r@2`, alias `prod`, and as `c@1`), read from SECURITY.md alone: the older layouts of
+/// "Format versions" (no `kek_check`, no live fields; the live versions are the records present).
+#[test]
+fn spec_reads_the_format_2_vault() {
+    use spec::*;
+    #[derive(Deserialize)]
+    struct SlotRecordV2 {
+        epoch: u32,
+        params: (u32, u32, u32),
+        salt: [u8; 16],
+        wrapped: Vec<u8>,
+        _created: u64,
+        next: Option<(u32, Vec<u8>)>,
+    }
+    #[derive(Deserialize)]
+    struct StateV2 {
+        epoch: u32,
+        active_signer: u32,
+        _next_signer: u32,
+        _chunk_seals: u64,
+        _meta_seals: u64,
+        rotating_to: Option<u32>,
+    }
+    #[derive(Deserialize)]
+    struct ModelRecordV2 {
+        name: String,
+        _created: u64,
+        next_version: u64,
+        aliases: BTreeMap<String, u64>,
+        _description: String,
+        _alias_history: Vec<AliasEvent>,
+    }
+    let conv = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/onnx/onnx-backend_test_Conv2d.model.onnx"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("format2.mvault");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format2.mvault"), &path).unwrap();
+    // "Container: redb tables", "Header".
+    let db = redb::ReadOnlyDatabase::open(&path).unwrap();
+    let rx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    use redb::ReadableTableMetadata;
+    let meta = rx.open_table(META).unwrap();
+    let header: Header = postcard::from_bytes(meta.get("header").unwrap().unwrap().value()).unwrap();
+    assert_eq!((&header.magic, header.format_version), (b"modelvault", 2));
+    let vid = header.vault_id;
+    // "Key slots", with the older layout: the format 3 layout runs out of bytes.
+    let slots = rx.open_table(SLOTS).unwrap();
+    let stored = slots.get("default").unwrap().unwrap();
+    let (body, sum) = stored.value().split_at(stored.value().len() - 32);
+    assert_eq!(Sha256::digest(body).as_slice(), sum);
+    assert!(postcard::from_bytes::<SlotRecord>(body).is_err(), "no kek_check in format 2");
+    let slot: SlotRecordV2 = postcard::from_bytes(body).unwrap();
+    assert!(slot.next.is_none());
+    let (m, t, p) = slot.params;
+    let mut kek = [0u8; 32];
+    argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(m, t, p, Some(32)).unwrap(),
+    )
+    .hash_password_into(b"correct horse battery staple", &slot.salt, &mut kek)
+    .unwrap();
+    let mut wrap_aad = aad("slot", &vid, slot.epoch, b"default");
+    for x in [m, t, p] {
+        wrap_aad.extend_from_slice(&x.to_be_bytes());
+    }
+    let mk = gcm_open(&kek, &wrap_aad, &slot.wrapped);
+    // "Key hierarchy".
+    let info = |purpose: &str| {
+        let mut i = format!("modelvault/v1/{purpose}").into_bytes();
+        i.extend_from_slice(&slot.epoch.to_be_bytes());
+        i
+    };
+    let keys =
+        EpochKeys { chunk: hkdf32(Some(&vid), &mk, &info("chunk")), meta: hkdf32(Some(&vid), &mk, &info("meta")) };
+    let r = Reader { vault_id: vid, epochs: BTreeMap::from([(slot.epoch, keys)]) };
+    // "State", older layout.
+    let plain = r.open("meta", b"state", meta.get("state").unwrap().unwrap().value());
+    assert!(postcard::from_bytes::<State>(&plain).is_err(), "no live-model fields in format 2");
+    let state: StateV2 = postcard::from_bytes(&plain).unwrap();
+    assert_eq!((state.epoch, state.rotating_to), (slot.epoch, None));
+    let ix: IndexRecord = r.open_record("meta", b"index", meta.get("index").unwrap().unwrap().value());
+    let chunk_id_key = hkdf32(Some(&vid), &ix.key, b"modelvault/v1/chunk-id");
+    let name_key = hkdf32(Some(&vid), &ix.key, b"modelvault/v1/name");
+    // "Signer records".
+    let signers = rx.open_table(SIGNERS).unwrap();
+    let active: SignerRecord = r.open_record(
+        "signers",
+        &state.active_signer.to_be_bytes(),
+        signers.get(state.active_signer).unwrap().unwrap().value(),
+    );
+    // "Model records" (older layout) and "Version records and the signed manifest", "Chunks".
+    let models = rx.open_table(MODELS).unwrap();
+    let versions = rx.open_table(VERSIONS).unwrap();
+    let chunks = rx.open_table(CHUNKS).unwrap();
+    assert_eq!(rx.open_table(CHUNK_IDS).unwrap().len().unwrap(), chunks.len().unwrap(), "format 2 has the index");
+    for (name, version, aliases) in [("c", 1u64, vec![]), ("r", 2, vec![("prod", 2u64)])] {
+        let mk: [u8; 32] = *blake3::keyed_hash(&name_key, name.as_bytes()).as_bytes();
+        let plain = r.open("models", &mk, models.get(&mk).unwrap().unwrap().value());
+        assert!(postcard::from_bytes::<ModelRecord>(&plain).is_err(), "no live list in format 2");
+        let rec: ModelRecordV2 = postcard::from_bytes(&plain).unwrap();
+        assert_eq!((rec.name.as_str(), rec.next_version), (name, version + 1));
+        let want: BTreeMap<String, u64> = aliases.into_iter().map(|(a, v)| (a.to_string(), v)).collect();
+        assert_eq!(rec.aliases, want);
+        let mut lo = [0u8; 40];
+        lo[..32].copy_from_slice(&mk);
+        let mut hi = lo;
+        hi[32..].copy_from_slice(&u64::MAX.to_be_bytes());
+        let present: Vec<[u8; 40]> =
+            versions.range::<&[u8; 40]>(&lo..=&hi).unwrap().map(|x| *x.unwrap().0.value()).collect();
+        assert_eq!(present.len(), 1, "{name}: the live versions are the records present");
+        assert_eq!(u64::from_be_bytes(present[0][32..].try_into().unwrap()), version);
+        let vr: VersionRecord =
+            r.open_record("versions", &present[0], versions.get(&present[0]).unwrap().unwrap().value());
+        assert_eq!(vr.signer, active.public);
+        let mut msg = b"modelvault manifest signature v1\0".to_vec();
+        msg.extend_from_slice(&vr.manifest);
+        let sig = ed25519_dalek::Signature::from_bytes(&vr.signature.as_slice().try_into().unwrap());
+        ed25519_dalek::VerifyingKey::from_bytes(&vr.signer).unwrap().verify_strict(&msg, &sig).unwrap();
+        let man: Manifest = postcard::from_bytes(&vr.manifest).unwrap();
+        assert_eq!(postcard::to_stdvec(&man).unwrap(), vr.manifest);
+        assert_eq!((man.vault_id, man.name.as_str(), man.version, man.files.len()), (vid, name, version, 1));
+        let f = &man.files[0];
+        let mut data = Vec::new();
+        for c in &f.chunks {
+            let plain = r.open("chunks", &c.id, chunks.get(&c.id).unwrap().unwrap().value());
+            assert_eq!(blake3::keyed_hash(&chunk_id_key, &plain).as_bytes(), &c.id);
+            assert_eq!(plain.len(), c.len as usize);
+            data.extend_from_slice(&plain);
+        }
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(&data)), f.sha256);
+        assert_eq!((f.format.as_str(), data), ("onnx", conv.clone()), "{name}@{version}");
+    }
 }
