@@ -26,7 +26,7 @@ mod spec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use modelvault::{Argon2Params, NoProgress, OpenOptions, Passphrase, Vault, VersionRef};
+use modelvault::{Argon2Params, NoProgress, OpenOptions, Passphrase, Unlocked, Vault, VersionRef};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -73,6 +73,11 @@ fn u64_map(v: &Value) -> BTreeMap<String, u64> {
 
 fn f64_map(v: &Value) -> BTreeMap<String, f64> {
     v.as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap())).collect()
+}
+
+/// A tensor as `expected.json` lists it.
+fn tensor_json(name: &str, dtype: &str, shape: &[u64], offset: u64, len: u64) -> Value {
+    json!({"name": name, "dtype": dtype, "shape": shape, "offset": offset, "len": len})
 }
 
 fn u64s(v: &Value) -> Vec<u64> {
@@ -125,7 +130,14 @@ fn library_reads_the_committed_vault() {
     assert_eq!(trust, want);
     let allow: Vec<String> = exp["allow"].as_array().unwrap().iter().map(|x| s(x).to_string()).collect();
     assert_eq!(v.allow_list().unwrap(), allow);
+    library_lists_the_models(&v, &exp);
+    let report = v.verify(true, &NoProgress).unwrap();
+    assert!(report.ok(), "{report:?}");
+}
 
+/// Part (a), the models: the listing, each version's metadata and files, each file's bytes
+/// (`cat`), and each alias.
+fn library_lists_the_models(v: &Vault<Unlocked>, exp: &Value) {
     let listing = v.list(None).unwrap();
     assert!(listing.problems.is_empty(), "{:?}", listing.problems);
     let models = exp["models"].as_array().unwrap();
@@ -156,11 +168,8 @@ fn library_reads_the_committed_vault() {
                 assert_eq!(fi.chunks as u64, ef["chunks"].as_u64().unwrap(), "{at} {}", fi.path);
                 assert_eq!(fe.format, s(&ef["format"]), "{at} {}", fi.path);
                 assert_eq!(fe.scan.as_ref().map(|x| x.verdict.as_str()), ef["scan"].as_str(), "{at} {}", fi.path);
-                let tensors: Vec<Value> = fe
-                    .tensors
-                    .iter()
-                    .map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape, "offset": t.offset, "len": t.len}))
-                    .collect();
+                let tensors: Vec<Value> =
+                    fe.tensors.iter().map(|t| tensor_json(&t.name, &t.dtype, &t.shape, t.offset, t.len)).collect();
                 assert_eq!(Value::from(tensors), ef["tensors"], "{at} {}", fi.path);
                 let mut out = Vec::new();
                 v.cat(&m.name, &VersionRef::Number(ver.version), Some(&fi.path), &mut out, &NoProgress).unwrap();
@@ -172,8 +181,6 @@ fn library_reads_the_committed_vault() {
             assert_eq!(v.show(&m.name, &VersionRef::Alias(alias)).unwrap().version, version);
         }
     }
-    let report = v.verify(true, &NoProgress).unwrap();
-    assert!(report.ok(), "{report:?}");
 }
 
 /// Part (b): the committed vault read from SECURITY.md alone (see `format_vectors/spec.rs`), and
@@ -202,8 +209,7 @@ fn spec_reads_the_committed_vault() {
     assert_eq!((state.epoch, state.rotating_to), (slot.epoch, None));
     assert!(state.chunk_seals > 0 && state.meta_seals > 0, "the rotation sealed everything again");
     assert_eq!(spec::live_models(&f), (state.live_models, state.models_digest));
-    // "Key hierarchy": the index keys; "Signer records".
-    let ix = spec::index_keys(&f, &k);
+    // "Signer records".
     let signers = spec::signers(&f, &k);
     let listed: Vec<Value> = signers
         .iter()
@@ -228,12 +234,16 @@ fn spec_reads_the_committed_vault() {
         })
         .collect();
     assert_eq!(Value::from(trusted), exp["trust"]);
-    // "Model records", "Version records and the signed manifest", "Chunks".
-    let models = exp["models"].as_array().unwrap();
-    assert_eq!(state.live_models, models.len() as u64);
+    assert_eq!(state.live_models, exp["models"].as_array().unwrap().len() as u64);
+    spec_reads_the_models(&f, &k, &publics, &exp);
+}
+
+/// Part (b), the models: "Model records", "Version records and the signed manifest", "Chunks".
+fn spec_reads_the_models(f: &spec::File, k: &spec::Keys, publics: &[[u8; 32]], exp: &Value) {
+    let ix = spec::index_keys(f, k);
     let (mut refs, mut ids) = (0usize, std::collections::BTreeSet::new());
-    for em in models {
-        let m = spec::model(&f, &k, &ix, s(&em["name"]));
+    for em in exp["models"].as_array().unwrap() {
+        let m = spec::model(f, k, &ix, s(&em["name"]));
         assert!(m.format3 && m.created > 1_700_000_000);
         assert_eq!(m.description, s(&em["description"]));
         assert_eq!(m.aliases, u64_map(&em["aliases"]));
@@ -245,7 +255,7 @@ fn spec_reads_the_committed_vault() {
         }
         for (&version, ev) in m.live.iter().zip(em["versions"].as_array().unwrap()) {
             let at = format!("{}@{version}", m.name);
-            let (rec, man) = spec::version(&f, &k, &publics, &m, version);
+            let (rec, man) = spec::version(f, k, publics, &m, version);
             assert_eq!(hex(&rec.signer), s(&ev["signer"]), "{at}");
             assert_eq!(man.revision, ev["revision"].as_u64().unwrap(), "{at}");
             assert!(man.updated >= man.created && man.created > 1_700_000_000, "{at}");
@@ -260,13 +270,10 @@ fn spec_reads_the_committed_vault() {
                 assert_eq!(file.format, s(&ef["format"]), "{at}");
                 assert_eq!(file.chunks.len() as u64, ef["chunks"].as_u64().unwrap(), "{at}");
                 assert_eq!(file.scan.as_ref().map(|x| x.verdict.as_str()), ef["scan"].as_str(), "{at}");
-                let tensors: Vec<Value> = file
-                    .tensors
-                    .iter()
-                    .map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape, "offset": t.offset, "len": t.len}))
-                    .collect();
+                let tensors: Vec<Value> =
+                    file.tensors.iter().map(|t| tensor_json(&t.name, &t.dtype, &t.shape, t.offset, t.len)).collect();
                 assert_eq!(Value::from(tensors), ef["tensors"], "{at}");
-                let data = spec::file_bytes(&f, &k, &ix, file);
+                let data = spec::file_bytes(f, k, &ix, file);
                 assert_eq!(hex(&file.sha256), s(&ef["sha256"]), "{at}");
                 assert_eq!(hex(&data), s(&ef["hex"]), "{at}");
                 refs += file.chunks.len();
@@ -275,7 +282,7 @@ fn spec_reads_the_committed_vault() {
         }
     }
     // "Chunks": every stored chunk is referenced (gc ran) and indexed, and one is shared.
-    assert_eq!(spec::chunk_counts(&f), (ids.len() as u64, Some(ids.len() as u64)));
+    assert_eq!(spec::chunk_counts(f), (ids.len() as u64, Some(ids.len() as u64)));
     assert!(refs > ids.len(), "a deduplicated chunk is shared");
 }
 

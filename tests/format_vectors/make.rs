@@ -9,7 +9,7 @@ use modelvault::{Argon2Params, CreateOptions, NoProgress, Passphrase, PutOptions
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::hex;
+use super::{hex, tensor_json};
 
 /// The files of one version: (path inside the model, bytes).
 type Files = Vec<(&'static str, Vec<u8>)>;
@@ -118,12 +118,7 @@ const PARAMS: Argon2Params = Argon2Params { memory_kib: 1024, time_cost: 1, lane
 fn intended_file(path: &str, bytes: &[u8]) -> Value {
     let (format, chunks, tensors, scan) = match path {
         // The header (8 + 64 bytes) and the one tensor are cut into separate chunks.
-        "model.safetensors" => (
-            "safetensors",
-            2,
-            json!([{"name": "w", "dtype": "F32", "shape": [2, 2], "offset": 72, "len": 16}]),
-            Value::Null,
-        ),
+        "model.safetensors" => ("safetensors", 2, json!([tensor_json("w", "F32", &[2, 2], 72, 16)]), Value::Null),
         "state.pkl" => ("pickle", 1, json!([]), json!("clean")),
         _ => ("opaque", 1, json!([]), Value::Null),
     };
@@ -173,9 +168,7 @@ fn listed_models(v: &Vault<Unlocked>) -> Value {
                 e["tensors"] = json!(
                     f.tensors
                         .iter()
-                        .map(|t| json!({
-                            "name": t.name, "dtype": t.dtype, "shape": t.shape, "offset": t.offset, "len": t.len
-                        }))
+                        .map(|t| tensor_json(&t.name, &t.dtype, &t.shape, t.offset, t.len))
                         .collect::<Vec<_>>()
                 );
                 e["scan"] = json!(f.scan.as_ref().map(|s| s.verdict.clone()));
