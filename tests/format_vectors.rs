@@ -321,3 +321,31 @@ fn spec_reads_the_format_2_vault() {
     let (chunks, indexed) = spec::chunk_counts(&f);
     assert_eq!(indexed, Some(chunks), "format 2 has the chunk index");
 }
+
+/// The erasure record the committed vault does not hold, written from SECURITY.md ("Other
+/// records", "Sealed values") into a copy and read back by the library: it reports the
+/// unfinished erasure with the model, versions and start time written, and finishing it leaves
+/// a vault that verifies.
+#[test]
+fn library_reads_an_erasure_record_written_from_the_spec() {
+    let exp = expected();
+    let dir = tempfile::tempdir().unwrap();
+    let path = vault_copy(dir.path());
+    let sealed = {
+        let f = spec::open(&path);
+        let (k, _) = spec::unlock(&f, s(&exp["slot"]), &passphrase_bytes());
+        let (state, _) = spec::state(&f, &k);
+        spec::seal(&k, state.epoch, "meta", b"erase", &spec::erase_intent("resnet-mini", &[1], 1_800_000_000))
+    };
+    spec::put_meta(&path, "erase", &sealed);
+    let pass = Passphrase::new(passphrase_bytes()).unwrap();
+    let mut v = Vault::open(&path, &OpenOptions::default()).unwrap().unlock(&pass).unwrap();
+    assert!(v.erasure_pending().unwrap());
+    let e = v.unfinished_erasure().unwrap().expect("an unfinished erasure");
+    assert_eq!((e.name.as_str(), e.versions.as_slice(), e.started), ("resnet-mini", [1u64].as_slice(), 1_800_000_000));
+    let report = v.verify(false, &NoProgress).unwrap();
+    assert!(!report.ok(), "verify reports the unfinished erasure");
+    v.resume_erasure().unwrap().expect("finished");
+    assert!(!v.erasure_pending().unwrap());
+    assert!(v.verify(true, &NoProgress).unwrap().ok());
+}

@@ -642,3 +642,49 @@ pub fn chunk_counts(f: &File) -> (u64, Option<u64>) {
     let n = f.rx.open_table(CHUNKS).unwrap().len().unwrap();
     (n, f.rx.open_table(CHUNK_IDS).ok().map(|t| t.len().unwrap()))
 }
+
+/// "Other records": an erasure record.
+#[derive(Serialize)]
+struct EraseIntent {
+    name: String,
+    versions: Vec<u64>,
+    started: u64,
+    pad: Vec<u8>,
+}
+
+/// "Sealed values", the other way: seals `plain` as a value of `table`/`key` under `epoch`
+/// (nonce from the OS).
+pub fn seal(k: &Keys, epoch: u32, table: &str, key: &[u8], plain: &[u8]) -> Vec<u8> {
+    let keys = &k.epochs[&epoch];
+    let key_bytes = if table == "chunks" { &keys.chunk } else { &keys.meta };
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).unwrap();
+    let aad = aad(table, &k.vault_id, epoch, key);
+    let ct =
+        Aes256Gcm::new_from_slice(key_bytes).unwrap().encrypt(&Nonce::from(nonce), Payload { msg: plain, aad: &aad });
+    let mut out = vec![0x01];
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct.unwrap());
+    out
+}
+
+/// "Other records": the plaintext of an erasure record, with `pad` sized so that the encoded
+/// `name` and `pad` fields take 400 bytes together.
+pub fn erase_intent(name: &str, versions: &[u64], started: u64) -> Vec<u8> {
+    let varint = |n: usize| postcard::to_stdvec(&(n as u64)).unwrap().len();
+    let used = varint(name.len()) + name.len();
+    let pad = (0..400).find(|&p| used + varint(p) + p == 400).expect("a pad length");
+    let rec = EraseIntent { name: name.into(), versions: versions.to_vec(), started, pad: vec![0; pad] };
+    let bytes = postcard::to_stdvec(&rec).unwrap();
+    assert_eq!(bytes.len(), 400 + postcard::to_stdvec(&rec.versions).unwrap().len() + varint(started as usize));
+    bytes
+}
+
+/// Writes `value` as `meta`/`key` into the vault file at `path` (a writable redb open).
+pub fn put_meta(path: &Path, key: &str, value: &[u8]) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(META).unwrap().insert(key, value).unwrap();
+    tx.commit().unwrap();
+}
