@@ -2,7 +2,8 @@
 //! `modelvault` crate is used here, only redb, argon2, aes-gcm, hkdf, sha2, blake3, ed25519-dalek
 //! and postcard/serde. Every struct below is written from the field lists of the spec, and every
 //! function is one step of it, named after the subsection it follows. Each step asserts what the
-//! spec says a reader must check; a failed assertion means the file and the spec disagree.
+//! spec says a reader must check; a failed assertion means the file and the spec disagree. The
+//! structs repeat the library's on purpose: a reader that imported them would not test the spec.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,28 +36,24 @@ pub struct Header {
     pub created: u64,
 }
 
-/// "Key slots" (format 3 layout).
+/// "Key slots": a slot. Formats 1 and 2 end after `next`; format 3 appends `kek_check` (see
+/// [`SlotRecord3`]), which is `None` here for the older layout.
 #[derive(Deserialize)]
-struct SlotRecord {
-    epoch: u32,
-    params: Argon2Params,
-    salt: [u8; 16],
-    wrapped: Vec<u8>,
-    created: u64,
-    next: Option<(u32, Vec<u8>)>,
-    kek_check: Option<[u8; 32]>,
+pub struct Slot {
+    pub epoch: u32,
+    pub params: Argon2Params,
+    pub salt: [u8; 16],
+    pub wrapped: Vec<u8>,
+    pub created: u64,
+    pub next: Option<(u32, Vec<u8>)>,
+    /// Not in the older layout: `None`; format 3: `Some(kek_check)`.
+    #[serde(skip)]
+    pub kek_check: Option<Option<[u8; 32]>>,
 }
 
-/// "Key slots" (formats 1 and 2: ends after `next`).
+/// "Key slots": the format 3 layout, the older fields followed by `kek_check`.
 #[derive(Deserialize)]
-struct SlotRecordV2 {
-    epoch: u32,
-    params: Argon2Params,
-    salt: [u8; 16],
-    wrapped: Vec<u8>,
-    created: u64,
-    next: Option<(u32, Vec<u8>)>,
-}
+struct SlotRecord3(Slot, Option<[u8; 32]>);
 
 /// "Key slots": the Argon2id parameters.
 #[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +63,8 @@ pub struct Argon2Params {
     pub lanes: u32,
 }
 
-/// "State" (format 3 layout).
+/// "State". Formats 1 and 2 end after `rotating_to`; format 3 appends `live_models` and
+/// `models_digest` (see [`State3`]), which are zero here for the older layout.
 #[derive(Deserialize)]
 pub struct State {
     pub epoch: u32,
@@ -75,20 +73,15 @@ pub struct State {
     pub chunk_seals: u64,
     pub meta_seals: u64,
     pub rotating_to: Option<u32>,
+    #[serde(skip)]
     pub live_models: u64,
+    #[serde(skip)]
     pub models_digest: [u8; 32],
 }
 
-/// "State" (formats 1 and 2: ends after `rotating_to`).
+/// "State": the format 3 layout.
 #[derive(Deserialize)]
-struct StateV2 {
-    epoch: u32,
-    active_signer: u32,
-    next_signer: u32,
-    chunk_seals: u64,
-    meta_seals: u64,
-    rotating_to: Option<u32>,
-}
+struct State3(State, u64, [u8; 32]);
 
 /// "Key hierarchy": the index key record.
 #[derive(Deserialize)]
@@ -114,7 +107,8 @@ pub struct AliasEvent {
     pub at: u64,
 }
 
-/// "Model records" (format 3 layout).
+/// "Model records". Formats 1 and 2 end after `alias_history`; format 3 appends `live` (see
+/// [`ModelRecord3`]).
 #[derive(Deserialize)]
 struct ModelRecord {
     name: String,
@@ -123,19 +117,11 @@ struct ModelRecord {
     aliases: BTreeMap<String, u64>,
     description: String,
     alias_history: Vec<AliasEvent>,
-    live: Vec<u64>,
 }
 
-/// "Model records" (formats 1 and 2: ends after `alias_history`).
+/// "Model records": the format 3 layout.
 #[derive(Deserialize)]
-struct ModelRecordV2 {
-    name: String,
-    created: u64,
-    next_version: u64,
-    aliases: BTreeMap<String, u64>,
-    description: String,
-    alias_history: Vec<AliasEvent>,
-}
+struct ModelRecord3(ModelRecord, Vec<u64>);
 
 /// "Version records and the signed manifest".
 #[derive(Deserialize)]
@@ -278,43 +264,15 @@ fn hkdf32(salt: Option<&[u8]>, ikm: &[u8], info: &[u8]) -> [u8; 32] {
     out
 }
 
-/// "Key slots": a slot, in either layout.
-pub struct Slot {
-    pub epoch: u32,
-    pub params: Argon2Params,
-    pub salt: [u8; 16],
-    pub wrapped: Vec<u8>,
-    pub created: u64,
-    pub next: Option<(u32, Vec<u8>)>,
-    /// `None` for the older layout; `Some(check)` for format 3.
-    pub kek_check: Option<Option<[u8; 32]>>,
-}
-
 /// "Key slots": reads slot `name`, checks its trailing SHA-256, decodes either layout.
 pub fn slot(f: &File, name: &str) -> Slot {
     let t = f.rx.open_table(SLOTS).unwrap();
     let v = t.get(name).unwrap().expect("the slot exists");
     let (body, sum) = v.value().split_at(v.value().len() - 32);
     assert_eq!(Sha256::digest(body).as_slice(), sum, "slot {name}: checksum");
-    match decode_layouts::<SlotRecord, SlotRecordV2>("slot", body) {
-        Ok(s) => Slot {
-            epoch: s.epoch,
-            params: s.params,
-            salt: s.salt,
-            wrapped: s.wrapped,
-            created: s.created,
-            next: s.next,
-            kek_check: Some(s.kek_check),
-        },
-        Err(s) => Slot {
-            epoch: s.epoch,
-            params: s.params,
-            salt: s.salt,
-            wrapped: s.wrapped,
-            created: s.created,
-            next: s.next,
-            kek_check: None,
-        },
+    match decode_layouts::<SlotRecord3, Slot>("slot", body) {
+        Ok(SlotRecord3(slot, check)) => Slot { kek_check: Some(check), ..slot },
+        Err(slot) => slot,
     }
 }
 
@@ -413,21 +371,9 @@ pub fn unlock(f: &File, name: &str, passphrase: &[u8]) -> (Keys, Slot) {
 pub fn state(f: &File, k: &Keys) -> (State, bool) {
     let meta = f.rx.open_table(META).unwrap();
     let plain = k.open("meta", b"state", meta.get("state").unwrap().expect("a state").value());
-    match decode_layouts::<State, StateV2>("state", &plain) {
-        Ok(s) => (s, true),
-        Err(o) => (
-            State {
-                epoch: o.epoch,
-                active_signer: o.active_signer,
-                next_signer: o.next_signer,
-                chunk_seals: o.chunk_seals,
-                meta_seals: o.meta_seals,
-                rotating_to: o.rotating_to,
-                live_models: 0,
-                models_digest: [0; 32],
-            },
-            false,
-        ),
+    match decode_layouts::<State3, State>("state", &plain) {
+        Ok(State3(s, live_models, models_digest)) => (State { live_models, models_digest, ..s }, true),
+        Err(s) => (s, false),
     }
 }
 
@@ -549,29 +495,20 @@ pub fn model(f: &File, k: &Keys, ix: &IndexKeys, name: &str) -> Model {
     let t = f.rx.open_table(MODELS).unwrap();
     let plain = k.open("models", &mk, t.get(&mk).unwrap().unwrap_or_else(|| panic!("model {name}: record")).value());
     let present = present_versions(f, &mk);
-    let m = match decode_layouts::<ModelRecord, ModelRecordV2>("model", &plain) {
-        Ok(r) => Model {
-            key: mk,
-            name: r.name,
-            created: r.created,
-            next_version: r.next_version,
-            aliases: r.aliases,
-            description: r.description,
-            alias_history: r.alias_history,
-            live: r.live,
-            format3: true,
-        },
-        Err(r) => Model {
-            key: mk,
-            name: r.name,
-            created: r.created,
-            next_version: r.next_version,
-            aliases: r.aliases,
-            description: r.description,
-            alias_history: r.alias_history,
-            live: present.clone(),
-            format3: false,
-        },
+    let (r, live, format3) = match decode_layouts::<ModelRecord3, ModelRecord>("model", &plain) {
+        Ok(ModelRecord3(r, live)) => (r, live, true),
+        Err(r) => (r, present.clone(), false),
+    };
+    let m = Model {
+        key: mk,
+        name: r.name,
+        created: r.created,
+        next_version: r.next_version,
+        aliases: r.aliases,
+        description: r.description,
+        alias_history: r.alias_history,
+        live,
+        format3,
     };
     assert_eq!(m.name, name, "model record key and name");
     assert_eq!(m.live, present, "model {name}: the live versions are the version records present");
