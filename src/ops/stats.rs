@@ -19,7 +19,7 @@ use redb::ReadableTableMetadata;
 use serde::Serialize;
 
 use super::VersionRef;
-use super::query::ChunkIndex;
+use super::query::{ChunkIndex, Snapshot};
 #[cfg(doc)]
 use crate::chunk::STORED_OVERHEAD;
 use crate::names::escape;
@@ -212,6 +212,60 @@ impl UnionFind {
     }
 }
 
+/// Links every two versions of `idx` whose shared stored bytes are at least `min_shared` of the
+/// smaller one's (see [`Vault::families`]); the sets of the result are the families.
+fn link_versions(idx: &ChunkIndex, min_shared: f64) -> UnionFind {
+    let n = idx.versions.len();
+    // Inverted index: chunk → versions using it, ascending.
+    let mut users: Vec<Vec<u32>> = vec![Vec::new(); idx.ids.len()];
+    for (vi, v) in idx.versions.iter().enumerate() {
+        for &c in &v.set {
+            users[c as usize].push(vi as u32);
+        }
+    }
+    let mut uf = UnionFind((0..n).collect());
+    let mut acc = vec![0u64; n];
+    let mut touched = Vec::new();
+    for (a, va) in idx.versions.iter().enumerate() {
+        for &c in &va.set {
+            let us = &users[c as usize];
+            let from = us.partition_point(|&b| (b as usize) <= a);
+            let bytes = idx.stat(c).stored_bytes();
+            for &b in &us[from..] {
+                if acc[b as usize] == 0 {
+                    touched.push(b as usize);
+                }
+                acc[b as usize] += bytes;
+            }
+        }
+        for &b in &touched {
+            let smaller = va.stored_bytes.min(idx.versions[b].stored_bytes);
+            if acc[b] as f64 >= min_shared * smaller as f64 {
+                uf.union(a, b);
+            }
+            acc[b] = 0;
+        }
+        touched.clear();
+    }
+    uf
+}
+
+/// The position of `name` version `version` in snapshot order (the order of
+/// [`ChunkIndex::versions`]), or `None` if the snapshot does not hold it.
+fn position(snap: &Snapshot, name: &str, version: u64) -> Option<usize> {
+    let mut vi = 0;
+    let mut tpos = None;
+    for m in &snap.models {
+        for (man, _) in &m.versions {
+            if m.rec.name == name && man.version == version {
+                tpos = Some(vi);
+            }
+            vi += 1;
+        }
+    }
+    tpos
+}
+
 impl Vault<Unlocked> {
     /// Storage figures for the whole vault and per model. Reads metadata only (no model data).
     ///
@@ -292,17 +346,8 @@ impl Vault<Unlocked> {
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);
         // Locate the target in snapshot order.
-        let mut vi = 0;
-        let mut tpos = None;
-        for m in &snap.models {
-            for (man, _) in &m.versions {
-                if m.rec.name == name && man.version == target.version {
-                    tpos = Some(vi);
-                }
-                vi += 1;
-            }
-        }
-        let tpos = tpos.ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: r.to_string() })?;
+        let tpos = position(&snap, name, target.version)
+            .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: r.to_string() })?;
         let tv = &idx.versions[tpos];
         let mut in_target = vec![false; idx.ids.len()];
         for &c in &tv.set {
@@ -384,37 +429,7 @@ impl Vault<Unlocked> {
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);
         let n = idx.versions.len();
-        // Inverted index: chunk → versions using it, ascending.
-        let mut users: Vec<Vec<u32>> = vec![Vec::new(); idx.ids.len()];
-        for (vi, v) in idx.versions.iter().enumerate() {
-            for &c in &v.set {
-                users[c as usize].push(vi as u32);
-            }
-        }
-        let mut uf = UnionFind((0..n).collect());
-        let mut acc = vec![0u64; n];
-        let mut touched = Vec::new();
-        for (a, va) in idx.versions.iter().enumerate() {
-            for &c in &va.set {
-                let us = &users[c as usize];
-                let from = us.partition_point(|&b| (b as usize) <= a);
-                let bytes = idx.stat(c).stored_bytes();
-                for &b in &us[from..] {
-                    if acc[b as usize] == 0 {
-                        touched.push(b as usize);
-                    }
-                    acc[b as usize] += bytes;
-                }
-            }
-            for &b in &touched {
-                let smaller = va.stored_bytes.min(idx.versions[b].stored_bytes);
-                if acc[b] as f64 >= min_shared * smaller as f64 {
-                    uf.union(a, b);
-                }
-                acc[b] = 0;
-            }
-            touched.clear();
-        }
+        let mut uf = link_versions(&idx, min_shared);
         // Flatten the snapshot to (name, manifest) in index order.
         let flat: Vec<(&str, &crate::manifest::Manifest)> =
             snap.models.iter().flat_map(|m| m.versions.iter().map(move |(v, _)| (m.rec.name.as_str(), v))).collect();

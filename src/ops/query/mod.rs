@@ -36,6 +36,7 @@ use crate::manifest::hex;
 use crate::vault::{Unlocked, Vault};
 
 pub(crate) use chunk_index::ChunkIndex;
+pub(crate) use snapshot::Snapshot;
 pub use sqlite::{ALLOWED_PRAGMAS, DENIED_FUNCTIONS, MAX_VALUE_BYTES, MetaDb};
 pub use tables::SCHEMA;
 use where_clause::{RefKind, compile_where};

@@ -23,6 +23,29 @@ pub(super) enum RefKind {
 }
 
 impl RefKind {
+    /// The kind a word `metric` or `tag` (any case) names.
+    fn of_word(word: &str) -> Option<RefKind> {
+        if word.eq_ignore_ascii_case("metric") {
+            Some(RefKind::Metric)
+        } else if word.eq_ignore_ascii_case("tag") {
+            Some(RefKind::Tag)
+        } else {
+            None
+        }
+    }
+
+    /// The scalar subquery that reads `key` of this kind for the row `v`.
+    fn subquery(self, key: &str) -> String {
+        let (table, col) = match self {
+            RefKind::Metric => ("metrics", "value"),
+            RefKind::Tag => ("tags", "value"),
+        };
+        format!(
+            "(SELECT {col} FROM {table} WHERE {table}.name = v.name AND {table}.version = v.version AND {table}.key = '{}')",
+            key.replace('\'', "''")
+        )
+    }
+
     pub(super) fn word(self) -> &'static str {
         match self {
             RefKind::Metric => "metric",
@@ -107,24 +130,7 @@ pub(super) fn compile_where(expr: &str) -> Result<CompiledWhere> {
     while i < b.len() {
         let c = b[i];
         match c {
-            b'\'' | b'"' | b'`' | b'[' => {
-                let close = if c == b'[' { b']' } else { c };
-                let mut j = i + 1;
-                loop {
-                    if j >= b.len() {
-                        return Err(where_err(expr, i, "unterminated quote"));
-                    }
-                    if b[j] == close {
-                        if close != b']' && j + 1 < b.len() && b[j + 1] == close {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    j += 1;
-                }
-                i = j + 1;
-            }
+            b'\'' | b'"' | b'`' | b'[' => i = skip_quoted(expr, i)?,
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
             }
@@ -156,25 +162,12 @@ pub(super) fn compile_where(expr: &str) -> Result<CompiledWhere> {
                     i += 1;
                 }
                 let word = &expr[start..i];
-                let kind = if word.eq_ignore_ascii_case("metric") {
-                    Some(RefKind::Metric)
-                } else if word.eq_ignore_ascii_case("tag") {
-                    Some(RefKind::Tag)
-                } else {
-                    None
-                };
+                let kind = RefKind::of_word(word);
                 let after_dot = start > 0 && b[start - 1] == b'.';
                 if let (Some(kind), false, Some(b'.')) = (kind, after_dot, b.get(i)) {
                     let (key, end) = read_key(expr, i + 1)?;
                     out.push_str(&expr[copied..start]);
-                    let (table, col) = match kind {
-                        RefKind::Metric => ("metrics", "value"),
-                        RefKind::Tag => ("tags", "value"),
-                    };
-                    let sub = format!(
-                        "(SELECT {col} FROM {table} WHERE {table}.name = v.name AND {table}.version = v.version AND {table}.key = '{}')",
-                        key.replace('\'', "''")
-                    );
+                    let sub = kind.subquery(&key);
                     rewrites.push((out.len(), start, sub.len(), end - start));
                     out.push_str(&sub);
                     refs.insert((kind, key));
@@ -190,6 +183,29 @@ pub(super) fn compile_where(expr: &str) -> Result<CompiledWhere> {
     }
     out.push_str(&expr[copied..]);
     Ok(CompiledWhere { sql: out, rewrites, refs })
+}
+
+/// The byte just past the string or quoted identifier that opens at byte `i` (`'…'`, `"…"`,
+/// `` `…` `` with the quote doubled inside, or `[…]`).
+fn skip_quoted(expr: &str, i: usize) -> Result<usize> {
+    let b = expr.as_bytes();
+    let c = b[i];
+    let close = if c == b'[' { b']' } else { c };
+    let mut j = i + 1;
+    loop {
+        if j >= b.len() {
+            return Err(where_err(expr, i, "unterminated quote"));
+        }
+        if b[j] == close {
+            if close != b']' && j + 1 < b.len() && b[j + 1] == close {
+                j += 2;
+                continue;
+            }
+            break;
+        }
+        j += 1;
+    }
+    Ok(j + 1)
 }
 
 /// Reads the KEY after `metric.` / `tag.` at byte `at`: `"quoted"` (with `""` for `"`) or bare
