@@ -240,7 +240,6 @@ fn read_preamble<R: Read + Seek>(b: &mut Bounded<R>) -> Result<(u32, u64, u64), 
 
 /// Reads the `n_kv` key/value pairs (already checked against the bytes remaining), refusing a
 /// duplicate key. Returns them in file order and the alignment in force.
-#[allow(clippy::type_complexity)]
 fn read_kv<R: Read + Seek>(
     b: &mut Bounded<R>,
     n_kv: u64,
