@@ -1,6 +1,6 @@
 //! `stats`, `similar` and `families`: how much the vault's versions share, from the chunk lists in
 //! their signed manifests, computed over the chunk index of a metadata snapshot
-//! ([`ChunkIndex`], in `query::chunk_index`, which `query` also uses for its `chunks` table).
+//! (`ChunkIndex`, in `query::chunk_index`, which `query` also uses for its `chunks` table).
 //! It must never read model data or write to the vault.
 //!
 //! Sizes: *logical* bytes are file bytes as put (each version counted in full); *unique* bytes are

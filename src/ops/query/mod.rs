@@ -5,9 +5,9 @@
 //! [`Vault::list_where`] and their `_limited` forms), the query limits ([`QueryLimits`],
 //! [`MAX_SQL_BYTES`]) and the result types. The work is in its submodules, one job each:
 //!
-//! - `snapshot`: the metadata snapshot ([`Snapshot`](snapshot::Snapshot): every model record and
+//! - `snapshot`: the metadata snapshot (`Snapshot`: every model record and
 //!   every checked manifest, read in one read transaction);
-//! - `chunk_index`: the chunk index derived from a snapshot ([`ChunkIndex`]), which `stats` also
+//! - `chunk_index`: the chunk index derived from a snapshot (`ChunkIndex`), which `stats` also
 //!   uses;
 //! - `tables`: the in-memory tables ([`SCHEMA`]) filled from a snapshot;
 //! - `sqlite`: the in-memory SQLite database ([`MetaDb`]), its lock-down, and running a statement
@@ -31,6 +31,8 @@ mod where_clause;
 use serde::{Serialize, Serializer};
 
 use super::list::Listing;
+#[cfg(doc)]
+use crate::Error;
 use crate::Result;
 use crate::manifest::hex;
 use crate::vault::{Unlocked, Vault};
