@@ -52,21 +52,3 @@ pub fn message(e: &Error) -> String {
         None => e.to_string(),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hints_follow_the_library_message() {
-        let e = Error::VaultNotFound("/v".into());
-        assert_eq!(message(&e), "vault not found at /v: create one with `mvault init --vault /v`");
-        assert_eq!(code(&e), 5);
-        let e = Error::OutputExists("/o".into());
-        assert_eq!(message(&e), "/o already exists: refusing to overwrite it; remove it or pass --force");
-        assert_eq!(code(&e), 7);
-        let e = Error::WrongPassphrase;
-        assert_eq!(message(&e), e.to_string());
-        assert_eq!(code(&e), 3);
-    }
-}
