@@ -2,7 +2,9 @@
 //!
 //! Rules every variant follows: it says what failed, names the file, model, field or limit, and
 //! where there is one, what to do next. No variant ever carries a secret (passphrase, key, or
-//! decrypted model bytes). The CLI maps variants to exit codes with [`Error::exit_code`].
+//! decrypted model bytes). Messages speak of the library's own terms (paths, models, limits),
+//! never of a front end's flags or commands: the `mvault` CLI adds its own hints and maps
+//! variants to exit codes (`src/cli/exit.rs`).
 
 use std::path::PathBuf;
 
@@ -14,15 +16,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No vault file exists at the path.
-    #[error("vault not found at {}: create one with `mvault init --vault {}`", .0.display(), .0.display())]
+    #[error("vault not found at {}", .0.display())]
     VaultNotFound(PathBuf),
 
     /// `create` was asked to make a vault where a file already exists.
-    #[error("a file already exists at {}: refusing to overwrite it; choose another --vault path", .0.display())]
+    #[error("a file already exists at {}: refusing to overwrite it", .0.display())]
     VaultExists(PathBuf),
 
     /// Another process (or another handle in this one) holds the vault's lock.
-    #[error("vault {} is in use by another process: wait for it, or pass --wait SECONDS to retry", .0.display())]
+    #[error("vault {} is in use by another process", .0.display())]
     VaultInUse(PathBuf),
 
     /// A command that writes was given a vault file this process may only read (it was opened
@@ -104,11 +106,11 @@ pub enum Error {
     NotFound(String),
 
     /// No model of that name.
-    #[error("model '{0}' not found: `mvault ls` lists the models")]
+    #[error("model '{0}' not found")]
     ModelNotFound(String),
 
     /// The model exists but the version or alias does not.
-    #[error("model '{name}' has no version or alias '{reference}': `mvault ls {name}` lists them")]
+    #[error("model '{name}' has no version or alias '{reference}'")]
     VersionNotFound {
         /// Model name.
         name: String,
@@ -146,9 +148,7 @@ pub enum Error {
 
     /// A file holds a pickle that could run code when loaded, or one that could not be fully
     /// scanned; `put` refuses it unless told to allow unsafe pickles.
-    #[error(
-        "{file}: pickle scan verdict {verdict}: {detail}; nothing was stored (to store it anyway: --allow GLOBAL for a global you trust, or --allow-unsafe-pickle)"
-    )]
+    #[error("{file}: pickle scan verdict {verdict}: {detail}; nothing was stored")]
     UnsafePickle {
         /// The file on disk.
         file: String,
@@ -159,7 +159,7 @@ pub enum Error {
     },
 
     /// `get` would overwrite an existing file.
-    #[error("{} already exists: refusing to overwrite it; remove it or pass --force", .0.display())]
+    #[error("{} already exists: refusing to overwrite it", .0.display())]
     OutputExists(PathBuf),
 
     /// An operating-system I/O error, with what was being done.
@@ -183,28 +183,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code the CLI uses for this error (see README, "Exit codes").
-    ///
-    /// 1 other, 3 wrong passphrase (or no slot opened within the unlock limits), 4 vault in use, 5 not found, 6 damaged or tampered,
-    /// 7 invalid input, 8 unsafe pickle refused, 9 signed by a key other than the one required.
-    /// (2 is left to the argument parser.)
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::WrongPassphrase | Error::UnlockLimit(_) => 3,
-            Error::VaultInUse(_) => 4,
-            Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => 5,
-            Error::UntrustedSigner { .. } => 9,
-            Error::Damaged(_) | Error::BadSignature { .. } | Error::KeySlotDamaged(_) | Error::NotAVault { .. } => 6,
-            Error::InvalidName { .. }
-            | Error::InvalidInput(_)
-            | Error::OutputExists(_)
-            | Error::VaultExists(_)
-            | Error::UnsupportedVersion { .. } => 7,
-            Error::UnsafePickle { .. } => 8,
-            _ => 1,
-        }
-    }
-
     /// Builds an [`Error::Io`] naming what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }

@@ -59,6 +59,7 @@ pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::put::{PutOptions, PutReport};
 pub use ops::query::{MetaDb, QueryLimits, QueryResult, SqlValue, WhereListing};
 pub use ops::remove::GcReport;
+pub use ops::scan::{DiskScan, FileVerdict, ScanEntry, scan_paths};
 pub use ops::stats::{
     Families, Family, FamilyMember, ModelStats, SimilarModel, SimilarVersion, Similarity, VaultStats,
 };

@@ -41,16 +41,16 @@ fn main() {
     if let Err(e) = modelvault::harden_process() {
         cli::output::error(
             json,
-            &format!("{e}; refusing to handle keys in a process that can dump core"),
-            e.exit_code(),
+            &format!("{}; refusing to handle keys in a process that can dump core", cli::exit::message(&e)),
+            cli::exit::code(&e),
         );
-        std::process::exit(e.exit_code());
+        std::process::exit(cli::exit::code(&e));
     }
     let code = match std::panic::catch_unwind(|| cli::run::run(args)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            cli::output::error(json, &e.to_string(), e.exit_code());
-            e.exit_code()
+            cli::output::error(json, &cli::exit::message(&e), cli::exit::code(&e));
+            cli::exit::code(&e)
         }
         Err(_) => {
             let (in_redb, what) = PANIC.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();

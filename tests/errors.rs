@@ -307,3 +307,55 @@ fn get_force_checks_every_target_before_writing_any() {
     assert!(e.to_string().contains("is not a regular file"), "{e}");
     assert!(!out.join("a.txt").exists(), "a.txt was written before the refusal");
 }
+
+#[test]
+fn library_messages_name_no_flag_and_the_cli_adds_its_hint() {
+    use std::path::PathBuf;
+    let p = || PathBuf::from("/d/models.vault");
+    let unsafe_pickle =
+        Error::UnsafePickle { file: "m.pkl".into(), verdict: "dangerous".into(), detail: "os.system".into() };
+    // (error, what the user sees, exit code): the texts `mvault` has always printed.
+    let cases = [
+        (
+            Error::VaultNotFound(p()),
+            "vault not found at /d/models.vault: create one with `mvault init --vault /d/models.vault`",
+            5,
+        ),
+        (
+            Error::VaultExists(p()),
+            "a file already exists at /d/models.vault: refusing to overwrite it; choose another --vault path",
+            7,
+        ),
+        (
+            Error::VaultInUse(p()),
+            "vault /d/models.vault is in use by another process: wait for it, or pass --wait SECONDS to retry",
+            4,
+        ),
+        (Error::ModelNotFound("m".into()), "model 'm' not found: `mvault ls` lists the models", 5),
+        (
+            Error::VersionNotFound { name: "m".into(), reference: "9".into() },
+            "model 'm' has no version or alias '9': `mvault ls m` lists them",
+            5,
+        ),
+        (
+            unsafe_pickle,
+            "m.pkl: pickle scan verdict dangerous: os.system; nothing was stored (to store it anyway: --allow GLOBAL \
+             for a global you trust, or --allow-unsafe-pickle)",
+            8,
+        ),
+        (
+            Error::OutputExists(p()),
+            "/d/models.vault already exists: refusing to overwrite it; remove it or pass --force",
+            7,
+        ),
+    ];
+    for (e, shown, code) in cases {
+        let own = e.to_string();
+        assert!(!own.contains("mvault ") && !own.contains("--"), "the library's message names the CLI: {own}");
+        assert_eq!(cli_exit::message(&e), shown);
+        assert_eq!(e.exit_code(), code, "{shown}");
+    }
+    // An error without a hint is shown as the library says it.
+    assert_eq!(cli_exit::message(&Error::WrongPassphrase), Error::WrongPassphrase.to_string());
+    assert!(cli_exit::hint(&Error::WrongPassphrase).is_none());
+}

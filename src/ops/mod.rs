@@ -13,6 +13,7 @@ pub mod outfile;
 pub mod put;
 pub mod query;
 pub mod remove;
+pub mod scan;
 pub mod signers;
 pub mod stats;
 pub mod tensor_get;

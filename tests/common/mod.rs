@@ -92,3 +92,20 @@ pub fn run_killed(dir: &Path, args: &[&std::ffi::OsStr], delay_ms: u64) -> bool 
     let _ = child.kill();
     child.wait().unwrap().success()
 }
+
+/// The `mvault` binary's exit-code mapping and hints (src/cli/exit.rs), compiled into the tests
+/// so a library-level test can assert the exit code and the message the user would see.
+#[path = "../../src/cli/exit.rs"]
+pub mod cli_exit;
+
+/// `e.exit_code()`: the exit code `mvault` ends with for this library error.
+pub trait ExitCode {
+    /// The code, as [`cli_exit::code`] maps it.
+    fn exit_code(&self) -> i32;
+}
+
+impl ExitCode for modelvault::Error {
+    fn exit_code(&self) -> i32 {
+        cli_exit::code(self)
+    }
+}

@@ -1,0 +1,184 @@
+//! `mvault key`: key slots (list, add, remove, change a passphrase), the key usage counters and
+//! master-key rotation. Passphrases are read by `passphrase.rs` and never printed.
+
+use modelvault::{Argon2Params, Error, Passphrase, Result, Vault};
+use serde_json::json;
+
+use crate::cli::args::{Global, KeyCommand, NewPassphrase, SlotCost};
+use crate::cli::progress::Bar;
+use crate::cli::session::{open_opts, print_done, unlock, unlock_write, vault_path};
+use crate::cli::{output, passphrase};
+
+/// Runs `key list|usage|add|remove|passwd|rotate`; returns the exit code.
+pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
+    let progress = Bar::new(g);
+    match cmd {
+        KeyCommand::List => list(g)?,
+        KeyCommand::Usage => {
+            let u = unlock(g)?.key_usage()?;
+            if g.json {
+                output::json(&u);
+            } else {
+                println!(
+                    "epoch {}: chunk key {} seals, metadata key {} seals; warning from {}, limit {} (NIST SP 800-38D)",
+                    u.epoch, u.chunk_seals, u.meta_seals, u.warn_at, u.limit
+                );
+            }
+        }
+        KeyCommand::Add { name, new, cost: c } => {
+            let v = unlock_write(g, &progress)?;
+            let params = cost(c, Argon2Params::default())?;
+            let p = new_passphrase(g, new, name)?;
+            v.add_slot(name, &p, &params)?;
+            print_done(g, json!({"added_slot": name, "argon2": params}), &format!("added key slot '{name}'"));
+        }
+        KeyCommand::Remove { name } => {
+            let v = unlock_write(g, &progress)?;
+            v.remove_slot(name)?;
+            let note = "its passphrase still opens this vault through an earlier copy of the slot (a backup of \
+                        the vault file, or a freed page of it) until the master key is rotated: run `mvault key \
+                        rotate` if that passphrase may be known to someone who should not read the vault";
+            print_done(g, json!({"removed_slot": name, "note": note}), &format!("removed key slot '{name}'; {note}"));
+        }
+        KeyCommand::Passwd { slot_name, new, cost: c } => passwd(g, slot_name.as_deref(), new, c, &progress)?,
+        KeyCommand::Rotate { resume, slot_passphrase_file, remove_other_slots } => {
+            rotate(g, *resume, slot_passphrase_file, *remove_other_slots, &progress)?
+        }
+    }
+    Ok(0)
+}
+
+/// `key list`: the key slots, read without unlocking.
+fn list(g: &Global) -> Result<()> {
+    let slots = Vault::open(vault_path(g)?, &open_opts(g)?)?.slots()?;
+    if g.json {
+        output::json(&slots);
+        return Ok(());
+    }
+    use output::Align::{Left as L, Right as R};
+    let rows: Vec<Vec<String>> = slots
+        .iter()
+        .map(|s| {
+            vec![
+                modelvault::names::escape(&s.name),
+                s.epoch.to_string(),
+                format!("{} KiB", s.argon2.memory_kib),
+                s.argon2.time_cost.to_string(),
+                s.argon2.lanes.to_string(),
+                output::time(s.created),
+                if s.rotating { "(rotation unfinished)" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    let head = ["SLOT", "EPOCH", "MEMORY", "TIME", "LANES", "CREATED"];
+    for line in output::table(&head, &[L, R, R, R, R, L, L], &rows) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `key passwd`: a new passphrase (and optionally cost) for one slot; no data is re-encrypted.
+fn passwd(g: &Global, slot_name: Option<&str>, new: &NewPassphrase, c: &SlotCost, progress: &Bar) -> Result<()> {
+    let mut v = unlock_write(g, progress)?;
+    let which = slot_name.map(str::to_string).unwrap_or_else(|| v.unlocked_slot().to_string());
+    let p = new_passphrase(g, new, &which)?;
+    let params = if cost_given(c) { Some(cost(c, Argon2Params::default())?) } else { None };
+    let started = std::time::Instant::now();
+    v.change_passphrase(Some(&which), &p, params.as_ref())?;
+    let secs = started.elapsed().as_secs_f64();
+    print_done(
+        g,
+        json!({"slot": which, "seconds": secs}),
+        &format!("changed the passphrase of key slot '{which}' ({secs:.2} s; no data re-encrypted)"),
+    );
+    Ok(())
+}
+
+/// `key rotate`: a new master key, every chunk and record re-encrypted (or `--resume` of an
+/// interrupted rotation); the other slots are kept when their passphrases are given.
+fn rotate(g: &Global, resume: bool, slot_files: &[String], remove_others: bool, progress: &Bar) -> Result<()> {
+    let mut v = unlock(g)?;
+    let report = if resume {
+        v.resume_rotation(progress)?
+    } else {
+        let mut others = Vec::new();
+        for item in slot_files {
+            let (name, file) = item
+                .split_once('=')
+                .ok_or_else(|| Error::InvalidInput(format!("--slot-passphrase-file '{item}' is not NAME=FILE")))?;
+            let src = Global {
+                vault: None,
+                passphrase_file: Some(file.into()),
+                passphrase_fd: None,
+                passphrase_command: None,
+                slot: None,
+                wait: None,
+                json: g.json,
+                quiet: g.quiet,
+            };
+            others.push((name.to_string(), passphrase::obtain(&src, "", false)?));
+        }
+        v.rotate(&others, remove_others, progress)?
+    };
+    print_done(
+        g,
+        serde_json::to_value(&report).expect("report serialises"),
+        &format!(
+            "rotated the master key: epoch {} -> {}; {} chunk(s) ({}) and {} record(s) re-encrypted; slots kept: {}{}",
+            report.from_epoch,
+            report.to_epoch,
+            report.chunks,
+            output::size(report.bytes),
+            report.records,
+            report.slots_kept.join(", "),
+            if report.slots_removed.is_empty() {
+                String::new()
+            } else {
+                format!("; slots removed: {}", report.slots_removed.join(", "))
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// The new passphrase for slot `slot` from the `--new-passphrase-*` options, or asked twice.
+fn new_passphrase(g: &Global, n: &NewPassphrase, slot: &str) -> Result<Passphrase> {
+    let src = Global {
+        vault: None,
+        passphrase_file: n.new_passphrase_file.clone(),
+        passphrase_fd: n.new_passphrase_fd,
+        passphrase_command: n.new_passphrase_command.clone(),
+        slot: None,
+        wait: None,
+        json: g.json,
+        quiet: g.quiet,
+    };
+    let interactive = !passphrase::has_source(&src);
+    passphrase::obtain(&src, &format!("New passphrase for key slot '{slot}': "), interactive)
+}
+
+/// The Argon2id cost from the options, each missing one taken from `base`.
+fn cost(c: &SlotCost, base: Argon2Params) -> Result<Argon2Params> {
+    let memory_kib = match (c.argon2_memory_kib, c.argon2_memory_mib) {
+        (Some(k), _) => k,
+        (None, Some(m)) => {
+            m.checked_mul(1024).ok_or_else(|| Error::InvalidInput("--argon2-memory-mib is too large".into()))?
+        }
+        (None, None) => base.memory_kib,
+    };
+    let p = Argon2Params {
+        memory_kib,
+        time_cost: c.argon2_time.unwrap_or(base.time_cost),
+        lanes: c.argon2_lanes.unwrap_or(base.lanes),
+    };
+    p.check()?;
+    Ok(p)
+}
+
+/// True when any cost option was given.
+fn cost_given(c: &SlotCost) -> bool {
+    c.argon2_memory_kib.is_some()
+        || c.argon2_memory_mib.is_some()
+        || c.argon2_time.is_some()
+        || c.argon2_lanes.is_some()
+}

@@ -1,0 +1,68 @@
+//! `mvault verify`: checks every record (and with `--read-data`, every chunk) of the vault or of
+//! one model or version; exit code 6 when anything is damaged.
+
+use modelvault::names::escape;
+use modelvault::{Error, Result, Unlocked, Vault, VersionRef, parse_spec};
+
+use crate::cli::args::Global;
+use crate::cli::output;
+use crate::cli::progress::Bar;
+use crate::cli::session::unlock;
+
+/// Runs `verify [SPEC] [--read-data]`; returns the exit code.
+pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
+    let bar = Bar::new(g);
+    let v = unlock(g)?;
+    let only = spec.map(|s| target(&v, s)).transpose()?;
+    let rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
+    if let Some((n, ver)) = &only {
+        if rep.models == 0 {
+            return Err(Error::ModelNotFound(escape(n)));
+        }
+        if let Some(ver) = ver
+            && rep.versions == 0
+            && rep.problems.is_empty()
+        {
+            return Err(Error::VersionNotFound { name: escape(n), reference: ver.to_string() });
+        }
+    }
+    if g.json {
+        output::json(&rep);
+    } else {
+        for p in &rep.problems {
+            println!("DAMAGED {}", p.detail);
+        }
+        println!(
+            "{}: {} model(s), {} version(s), {} chunk reference(s){}{}",
+            if rep.ok() { "ok" } else { "FAILED" },
+            rep.models,
+            rep.versions,
+            rep.chunks,
+            if read_data { format!(", {} decrypted and hashed", output::size(rep.bytes_read)) } else { String::new() },
+            match spec {
+                Some(s) => format!(" (only {})", escape(s)),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(if rep.ok() { 0 } else { 6 })
+}
+
+/// What `verify SPEC` checks: the model name, and the version number (`None`: every version).
+/// An alias is resolved through the model record, so a version whose manifest is damaged can
+/// still be named by its alias.
+///
+/// Errors: [`Error::ModelNotFound`]; [`Error::VersionNotFound`] for an unknown alias.
+fn target(v: &Vault<Unlocked>, spec: &str) -> Result<(String, Option<u64>)> {
+    let (name, r) = parse_spec(spec)?;
+    let version = match &r {
+        VersionRef::Latest => None,
+        VersionRef::Number(n) => Some(*n),
+        VersionRef::Alias(a) => {
+            let listing = v.list(Some(&name))?;
+            let to = listing.models.iter().find(|m| m.name == name).and_then(|m| m.aliases.get(a)).copied();
+            Some(to.ok_or_else(|| Error::VersionNotFound { name: escape(&name), reference: escape(a) })?)
+        }
+    };
+    Ok((name, version))
+}

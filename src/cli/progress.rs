@@ -1,0 +1,93 @@
+//! The CLI's [`Progress`]: a bar on a terminal, JSON lines with `--json`, or nothing. It only
+//! reports what the library tells it; it never touches the vault.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use modelvault::Progress;
+use serde_json::json;
+
+use super::args::Global;
+
+/// Progress: a bar on stderr when it is a terminal; with `--json` and no terminal, one JSON
+/// object per line on stderr (at most one a second, plus the start and the end of each phase);
+/// otherwise silent.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    lines: Option<std::sync::Mutex<JsonLines>>,
+}
+
+struct JsonLines {
+    phase: String,
+    total: u64,
+    done: u64,
+    last: std::time::Instant,
+}
+
+impl JsonLines {
+    fn emit(&self, event: &str) {
+        eprintln!(
+            "{}",
+            json!({"event": event, "phase": self.phase, "bytes_done": self.done, "bytes_total": self.total})
+        );
+    }
+}
+
+impl Bar {
+    /// The progress a command reports with the global options `g` (`--quiet`, `--json`).
+    pub fn new(g: &Global) -> Bar {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!g.quiet && !g.json && tty).then(ProgressBar::hidden);
+        let lines = (!g.quiet && g.json && !tty).then(|| {
+            std::sync::Mutex::new(JsonLines {
+                phase: String::new(),
+                total: 0,
+                done: 0,
+                last: std::time::Instant::now(),
+            })
+        });
+        Bar { bar, lines }
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, label: &str, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            b.reset();
+            b.set_length(total);
+            b.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(label.to_string());
+        }
+        if let Some(l) = &self.lines {
+            let mut l = l.lock().expect("progress lock");
+            *l = JsonLines { phase: label.to_string(), total, done: 0, last: std::time::Instant::now() };
+            l.emit("begin");
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+        if let Some(l) = &self.lines {
+            let mut l = l.lock().expect("progress lock");
+            l.done += n;
+            if l.last.elapsed() >= std::time::Duration::from_secs(1) {
+                l.last = std::time::Instant::now();
+                l.emit("progress");
+            }
+        }
+    }
+    fn end(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if let Some(l) = &self.lines {
+            l.lock().expect("progress lock").emit("end");
+        }
+    }
+}
