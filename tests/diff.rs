@@ -94,17 +94,7 @@ fn a_reheadered_copy_has_no_tensor_changes_and_nothing_is_decrypted() {
 
 /// Deletes, through redb, every chunk for which `pick(id)` holds.
 fn delete_chunks(path: &Path, pick: impl Fn(&[u8; 32]) -> bool) {
-    use redb::ReadableTable;
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNKS).unwrap();
-        let ids: Vec<[u8; 32]> = t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect();
-        for id in ids.iter().filter(|id| pick(id)) {
-            t.remove(id).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    tamper::remove_where(path, CHUNKS, pick);
 }
 
 #[test]

@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
-use redb::{Key, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, Value};
+use redb::{Key, ReadOnlyTable, ReadableDatabase, Value};
+/// The table type and the traits a closure given to [`edit`] or [`read`] needs (`get`, `iter`,
+/// `len`), and the table definitions' type.
+pub use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 
 fn open(path: &Path) -> redb::Database {
     redb::Database::open(path).unwrap_or_else(|e| panic!("redb open {}: {e}", path.display()))
@@ -91,6 +94,11 @@ pub fn remove_where<const N: usize, V: Value + 'static>(
         }
         gone.len()
     })
+}
+
+/// How many rows the table `def` holds.
+pub fn len<K: Key + 'static, V: Value + 'static>(path: &Path, def: TableDefinition<K, V>) -> u64 {
+    read(path, def, |t| t.len().unwrap())
 }
 
 /// The stored (sealed) value of the chunk `id`.
