@@ -23,6 +23,7 @@ use libfuzzer_sys::fuzz_target;
 use modelvault::{
     Argon2Params, CreateOptions, Error, NoProgress, OpenOptions, Passphrase, PutOptions, Unlocked, Vault, VersionRef,
 };
+use sha2::{Digest, Sha256};
 
 /// Longest operation sequence one input runs.
 const MAX_OPS: usize = 32;
@@ -292,22 +293,13 @@ fn apply_to_model(exp: &mut Expected, op: &Op) -> Outcome {
 // The vault under test
 // ---------------------------------------------------------------------------------------------
 
-/// Six pieces of 4 KiB of fixed pseudo-random bytes (xorshift64).
+/// Six pieces of 4 KiB of fixed pseudo-random bytes: piece `i` is SHA-256("piece i/j") for
+/// j = 0, 1, ... concatenated.
 fn pieces() -> &'static [Vec<u8>] {
     static P: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     P.get_or_init(|| {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
         (0..PIECES)
-            .map(|_| {
-                (0..PIECE_LEN)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            })
+            .map(|i| (0..PIECE_LEN / 32).flat_map(|j| Sha256::digest(format!("piece {i}/{j}").as_bytes())).collect())
             .collect()
     })
 }
