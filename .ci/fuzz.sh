@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes every parser of untrusted bytes in modelvault (targets in fuzz/fuzz_targets/).
+# Fuzzes every parser of untrusted bytes in modelvault, and sequences of vault operations checked
+# against a model of the vault (op_sequence); targets in fuzz/fuzz_targets/.
 #
-#   bash .ci/fuzz.sh                       # CI: 60 s per target (10 targets, about 12 min + build)
+#   bash .ci/fuzz.sh                       # CI: 60 s per target (11 targets, about 13 min + build)
 #   FUZZ_SECONDS=600 bash .ci/fuzz.sh      # long mode: 10 min per target
 #   FUZZ_TARGETS="pickle_scan analyze" FUZZ_SECONDS=3600 bash .ci/fuzz.sh   # some targets only
 #
@@ -29,7 +30,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${FUZZ_BUILD_JOBS:-1}"
 export CARGO_TERM_COLOR=never
-ALL_TARGETS="safetensors_header gguf_header numpy_header onnx_model detect_format pickle_scan manifest_decode slot_record records analyze"
+ALL_TARGETS="safetensors_header gguf_header numpy_header onnx_model detect_format pickle_scan manifest_decode slot_record records analyze op_sequence"
 TARGETS="${FUZZ_TARGETS:-$ALL_TARGETS}"
 
 if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
@@ -40,6 +41,14 @@ echo "== $(cargo fuzz --version); $(rustc --version)"
 
 echo "== seeds"
 SEED_JOBS="$CARGO_BUILD_JOBS" bash fuzz/seed.sh || { echo "fuzz.sh: seeding failed" >&2; exit 2; }
+
+# Extra libFuzzer flags per target. op_sequence reads operation sequences, which mean little in
+# the few bytes libFuzzer's length control starts with: it gets full-length inputs at once.
+extra_flags() {
+    case "$1" in
+        op_sequence) echo "-len_control=0 -max_len=256" ;;
+    esac
+}
 
 LOGS="$REPO/fuzz/artifacts/logs"
 mkdir -p "$LOGS"
@@ -70,7 +79,7 @@ for t in $TARGETS; do
     touch "$marker"
     cargo fuzz run "$t" "${dirs[@]}" -- \
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout="$FUZZ_TIMEOUT" \
-        -detect_leaks="$FUZZ_DETECT_LEAKS" -print_final_stats=1 >"$LOGS/$t.log" 2>&1
+        -detect_leaks="$FUZZ_DETECT_LEAKS" -print_final_stats=1 $(extra_flags "$t") >"$LOGS/$t.log" 2>&1
     rc=$?
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$LOGS/$t.log" | grep -oE '[0-9]+$' | tail -1)
     [ -z "$runs" ] && runs=$(grep -oE '^#[0-9]+' "$LOGS/$t.log" | tail -1 | tr -d '#')

@@ -24,7 +24,7 @@ if [ ! -d "$CORPUS" ]; then
 fi
 
 TARGETS=(safetensors_header gguf_header numpy_header onnx_model detect_format pickle_scan
-         manifest_decode slot_record records analyze)
+         manifest_decode slot_record records analyze op_sequence)
 for t in "${TARGETS[@]}"; do mkdir -p "$OUT/$t"; done
 
 # seed <target> <file>: copies the file (or its first 64 KiB if it is larger than MAX_BYTES).
@@ -57,6 +57,16 @@ while IFS= read -r -d '' f; do
     seed analyze "$f"
 done < <(find "$CORPUS" -type f ! -name MANIFEST.md -print0)
 shopt -u nullglob nocaseglob
+
+# op_sequence: hand-written operation sequences (the encoding is in fuzz_targets/op_sequence.rs):
+# an alias removed with its version; versions sharing tensors, tagged, one removed, gc; erasure,
+# gc, rotation and reopen; a model removed and put again (its numbers start again at 1); slices.
+op_seed() { printf "$2" > "$OUT/op_sequence/$1"; }
+op_seed alias-goes-with-version '\x00\x00\x00\x20\x0b\x00'
+op_seed shared-tensors-tags '\x00\x02\x00\x01\x00\x00\x02\x00\x02\x00\x10\x01\x00\x00\x05\x02\x04\x07\x00\x00\x0b\x02\x0d'
+op_seed erase-rotate-reopen '\x00\x00\x00\x00\x00\x00\x01\x00\x08\x02\x01\x0c\x80\x0d\x0e\x0f\x00\x00\x00\x00'
+op_seed model-removed-and-put-again '\x20\x00\x00\x21\x2c\x00\x20\x00\x00\x00\x2a\x00'
+op_seed slices-erase-model '\x00\x06\xc0\x10\x80\x01\xc3\x00\xff\x02\x00\x10\x06\xc0\x10\x80\x01\xc3\x00\xff\x02\x00\x0c\x40\x0d\x0e\x0f\x1b\x00'
 
 # Records and manifests: encoded by the library (plain release build of this crate's seed tool).
 (cd "$FUZZ_DIR" && cargo run --quiet --release -j "${SEED_JOBS:-1}" --bin make_seeds -- "$CORPUS" "$OUT")

@@ -94,17 +94,7 @@ fn a_reheadered_copy_has_no_tensor_changes_and_nothing_is_decrypted() {
 
 /// Deletes, through redb, every chunk for which `pick(id)` holds.
 fn delete_chunks(path: &Path, pick: impl Fn(&[u8; 32]) -> bool) {
-    use redb::ReadableTable;
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNKS).unwrap();
-        let ids: Vec<[u8; 32]> = t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect();
-        for id in ids.iter().filter(|id| pick(id)) {
-            t.remove(id).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    tamper::remove_where(path, CHUNKS, pick);
 }
 
 #[test]
@@ -231,10 +221,11 @@ fn i64s(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-#[test]
-fn every_kind_of_tensor_change_with_statistics_streamed_over_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_p, mut v) = new_vault(dir.path());
+/// Two safetensors files (A, B) whose tensors differ in every way a diff reports: a big F32
+/// tensor over several chunks with three elements changed, F16, BF16 and I64 changes, NaN and
+/// all-zero sides, one the same, one reshaped, one retyped, one removed and one added. Also
+/// returns the big tensor's values on each side.
+fn files_with_every_kind_of_change() -> (Vec<u8>, Vec<u8>, Vec<f32>, Vec<f32>) {
     // 700,000 F32 = 2.8 MB: three chunks at least, compared chunk by chunk.
     const N: usize = 700_000;
     let big_a: Vec<f32> = (0..N).map(|i| ((i % 1000) as f32 - 500.0) / 100.0).collect();
@@ -266,6 +257,33 @@ fn every_kind_of_tensor_change_with_statistics_streamed_over_chunks() {
         ("t", "F16", vec![2], f16s(&[1.0, 2.0])),
         ("new", "F32", vec![1], f32s(&[9.0])),
     ]);
+    (a, b, big_a, big_b)
+}
+
+/// The big tensor's statistics, computed here independently in f64 from the f32 values.
+fn assert_big_statistics(big: &modelvault::TensorChange, big_a: &[f32], big_b: &[f32]) {
+    let (mut max, mut saa, mut sbb, mut sab, mut sdd) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (x, y) in big_a.iter().zip(big_b) {
+        let (x, y) = (*x as f64, *y as f64);
+        max = max.max((y - x).abs());
+        saa += x * x;
+        sbb += y * y;
+        sab += x * y;
+        sdd += (y - x) * (y - x);
+    }
+    assert_eq!(big.elements_changed, Some(3));
+    assert_eq!(big.max_abs_diff, Some(max));
+    assert!((big.max_abs_diff.unwrap() - 2.5).abs() < 1e-6);
+    assert!((big.rel_l2.unwrap() - sdd.sqrt() / saa.sqrt()).abs() < 1e-12);
+    assert!((big.cosine.unwrap() - sab / (saa.sqrt() * sbb.sqrt())).abs() < 1e-12);
+    assert!(big.cosine.unwrap() < 1.0 && big.cosine.unwrap() > 0.99);
+}
+
+#[test]
+fn every_kind_of_tensor_change_with_statistics_streamed_over_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut v) = new_vault(dir.path());
+    let (a, b, big_a, big_b) = files_with_every_kind_of_change();
     let (fa, fb) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
     std::fs::write(&fa, &a).unwrap();
     std::fs::write(&fb, &b).unwrap();
@@ -284,23 +302,7 @@ fn every_kind_of_tensor_change_with_statistics_streamed_over_chunks() {
     let ch = |n: &str| t.changed.iter().find(|c| c.name == n).unwrap();
     assert_eq!(t.changed.len(), 6);
 
-    // big: statistics computed here independently, in f64 from the f32 values.
-    let (mut max, mut saa, mut sbb, mut sab, mut sdd) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (x, y) in big_a.iter().zip(&big_b) {
-        let (x, y) = (*x as f64, *y as f64);
-        max = max.max((y - x).abs());
-        saa += x * x;
-        sbb += y * y;
-        sab += x * y;
-        sdd += (y - x) * (y - x);
-    }
-    let big = ch("big");
-    assert_eq!(big.elements_changed, Some(3));
-    assert_eq!(big.max_abs_diff, Some(max));
-    assert!((big.max_abs_diff.unwrap() - 2.5).abs() < 1e-6);
-    assert!((big.rel_l2.unwrap() - sdd.sqrt() / saa.sqrt()).abs() < 1e-12);
-    assert!((big.cosine.unwrap() - sab / (saa.sqrt() * sbb.sqrt())).abs() < 1e-12);
-    assert!(big.cosine.unwrap() < 1.0 && big.cosine.unwrap() > 0.99);
+    assert_big_statistics(ch("big"), &big_a, &big_b);
 
     let h = ch("h");
     assert_eq!(h.max_abs_diff, Some(1.0));
@@ -318,7 +320,7 @@ fn every_kind_of_tensor_change_with_statistics_streamed_over_chunks() {
     assert_eq!((z.max_abs_diff, z.rel_l2, z.cosine), (Some(1.0), None, None));
     assert_eq!(z.note.as_deref(), Some("A is all zeros: no relative change"));
     // Decrypted: the six changed tensors, both sides; nothing else.
-    let changed_bytes = 4 * N as u64 + 8 + 4 + 24 + 8 + 8;
+    let changed_bytes = 4 * big_a.len() as u64 + 8 + 4 + 24 + 8 + 8;
     assert_eq!(d.bytes_decrypted, 2 * changed_bytes);
     // The report serialises (no NaN or infinity reaches JSON).
     let j = serde_json::to_value(&d).unwrap();

@@ -11,19 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use modelvault::VersionRef;
-use modelvault::store::{CHUNKS, MODELS, VERSIONS};
+use modelvault::store::{MODELS, VERSIONS};
 use predicates::str::contains as has;
-use redb::{ReadableDatabase, ReadableTable};
 
 /// Every value of a table keyed by fixed-size bytes, read straight from the file.
 fn values<const N: usize>(
     path: &Path,
-    def: redb::TableDefinition<&'static [u8; N], &'static [u8]>,
+    def: tamper::TableDefinition<&'static [u8; N], &'static [u8]>,
 ) -> BTreeSet<Vec<u8>> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(def).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap().1.value().to_vec()).collect()
+    tamper::values(path, def).into_iter().collect()
 }
 
 /// What the erased model left in the file before its erasure: the chunk ciphertexts (without the
@@ -44,13 +40,7 @@ impl Erased {
                 .flat_map(|f| f.chunks.iter().map(|c| c.id))
                 .collect()
         };
-        let db = redb::Database::open(template).unwrap();
-        let mut needles: Vec<Vec<u8>> = {
-            let rx = db.begin_read().unwrap();
-            let t = rx.open_table(CHUNKS).unwrap();
-            ids.iter().map(|id| t.get(id).unwrap().unwrap().value()[5..].to_vec()).collect()
-        };
-        drop(db);
+        let mut needles: Vec<Vec<u8>> = ids.iter().map(|id| tamper::chunk_value(template, id)[5..].to_vec()).collect();
         for (before, after) in [
             (values(template, MODELS), values(erased_copy, MODELS)),
             (values(template, VERSIONS), values(erased_copy, VERSIONS)),

@@ -2,10 +2,10 @@
 
 mod common;
 
+use common::tamper::ReadableTable;
 use common::*;
 use modelvault::{CreateOptions, Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault};
 use predicates::str::contains as has;
-use redb::ReadableTable;
 
 fn silero() -> std::path::PathBuf {
     corpus().join("safetensors/silero_vad_16k.safetensors")
@@ -49,17 +49,11 @@ fn damaged_key_slot_is_reported_as_damage_not_wrong_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let (path, v) = new_vault(dir.path());
     drop(v);
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut t = tx.open_table(modelvault::store::SLOTS).unwrap();
-            let mut rec = t.get("default").unwrap().unwrap().value().to_vec();
-            rec[20] ^= 0x40;
-            t.insert("default", rec.as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    tamper::edit(&path, modelvault::store::SLOTS, |t| {
+        let mut rec = t.get("default").unwrap().unwrap().value().to_vec();
+        rec[20] ^= 0x40;
+        t.insert("default", rec.as_slice()).unwrap();
+    });
     let e = Vault::open(&path, &OpenOptions::default()).unwrap().unlock(&pass()).err().unwrap();
     assert!(matches!(e, Error::KeySlotDamaged(_)), "{e}");
     assert_eq!(e.exit_code(), 6);

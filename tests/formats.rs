@@ -68,13 +68,10 @@ fn malformed_tensor_headers_are_refused_with_specific_messages() {
 
 /// Row counts of the chunk, version and model tables.
 fn table_sizes(path: &std::path::Path) -> (u64, u64, u64) {
-    use redb::{ReadableDatabase, ReadableTableMetadata};
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
     (
-        rx.open_table(modelvault::store::CHUNKS).unwrap().len().unwrap(),
-        rx.open_table(modelvault::store::VERSIONS).unwrap().len().unwrap(),
-        rx.open_table(modelvault::store::MODELS).unwrap().len().unwrap(),
+        tamper::len(path, modelvault::store::CHUNKS),
+        tamper::len(path, modelvault::store::VERSIONS),
+        tamper::len(path, modelvault::store::MODELS),
     )
 }
 

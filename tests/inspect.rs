@@ -12,18 +12,8 @@ use modelvault::{Error, NoProgress, PutOptions, VersionRef};
 
 /// Removes every chunk from the vault file, through redb.
 fn delete_all_chunks(path: &Path) {
-    use redb::ReadableTable;
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNKS).unwrap();
-        let ids: Vec<[u8; 32]> = t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect();
-        assert!(!ids.is_empty());
-        for id in ids {
-            t.remove(&id).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    let removed = tamper::remove_where(path, CHUNKS, |_| true);
+    assert!(removed != 0);
 }
 
 #[test]

@@ -5,11 +5,11 @@ mod common;
 
 use std::path::Path;
 
+use common::tamper::ReadableTable;
 use common::*;
 use modelvault::store::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
-use redb::{ReadableDatabase, ReadableTable};
 
 fn pw(s: &str) -> Passphrase {
     Passphrase::new(s.as_bytes().to_vec()).unwrap()
@@ -19,18 +19,12 @@ fn open_with(path: &Path, p: &str) -> modelvault::Result<Vault<modelvault::Unloc
     Vault::open(path, &OpenOptions::default())?.unlock(&pw(p))
 }
 
-fn all_values(path: &Path, def: redb::TableDefinition<&'static [u8; 32], &'static [u8]>) -> Vec<Vec<u8>> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(def).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap().1.value().to_vec()).collect()
+fn all_values(path: &Path, def: tamper::TableDefinition<&'static [u8; 32], &'static [u8]>) -> Vec<Vec<u8>> {
+    tamper::values(path, def)
 }
 
 fn slot_values(path: &Path) -> Vec<Vec<u8>> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(SLOTS).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap().1.value().to_vec()).collect()
+    tamper::values(path, SLOTS)
 }
 
 #[test]
@@ -182,13 +176,7 @@ fn erase_leaves_no_ciphertext_and_no_old_slot_in_the_file() {
         v.manifest("secret", &VersionRef::Latest).unwrap().files[0].chunks.iter().map(|c| c.id).collect();
     v.change_passphrase(None, &pw("second"), None).unwrap();
     drop(v);
-    let db = redb::Database::open(&path).unwrap();
-    let secret_values: Vec<Vec<u8>> = {
-        let rx = db.begin_read().unwrap();
-        let t = rx.open_table(CHUNKS).unwrap();
-        secret_ids.iter().map(|id| t.get(id).unwrap().unwrap().value().to_vec()).collect()
-    };
-    drop(db);
+    let secret_values: Vec<Vec<u8>> = secret_ids.iter().map(|id| tamper::chunk_value(&path, id)).collect();
     let slots_before = slot_values(&path);
     let mut v = open_with(&path, "second").unwrap();
     v.change_passphrase(None, &pw("third"), None).unwrap();
@@ -329,14 +317,8 @@ fn key_usage_is_counted_and_rotation_resets_it() {
     let _ = path;
 }
 
-fn edit_slots(path: &Path, f: impl FnOnce(&mut redb::Table<&'static str, &'static [u8]>)) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(SLOTS).unwrap();
-        f(&mut t);
-    }
-    tx.commit().unwrap();
+fn edit_slots(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static str, &'static [u8]>)) {
+    tamper::edit(path, SLOTS, f)
 }
 
 #[test]
@@ -350,17 +332,11 @@ fn a_changed_vault_id_with_the_right_passphrase_is_damage_and_a_wrong_passphrase
     let e = open_with(&path, "not it").err().unwrap();
     assert!(matches!(e, Error::WrongPassphrase), "{e}");
     assert_eq!(e.exit_code(), 3);
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut t = tx.open_table(META).unwrap();
-            let mut h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
-            h.vault_id[0] ^= 1;
-            t.insert("header", records::encode(&h).as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    tamper::edit(&path, META, |t| {
+        let mut h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
+        h.vault_id[0] ^= 1;
+        t.insert("header", records::encode(&h).as_slice()).unwrap();
+    });
     let e = open_with(&path, PASS).err().unwrap();
     assert!(matches!(e, Error::Damaged(_)), "{e}");
     assert_eq!(e.exit_code(), 6);

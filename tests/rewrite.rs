@@ -7,21 +7,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::tamper::values as table_values;
 use common::*;
 use modelvault::store::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
-use redb::{ReadableDatabase, ReadableTable};
 
 fn pw(s: &str) -> Passphrase {
     Passphrase::new(s.as_bytes().to_vec()).unwrap()
-}
-
-fn table_values<K: redb::Key + 'static>(path: &Path, def: redb::TableDefinition<K, &'static [u8]>) -> Vec<Vec<u8>> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(def).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap().1.value().to_vec()).collect()
 }
 
 /// A vault file in `dir/real/` and a symbolic link `dir/test.mvault` to it (where [`mvault`]
@@ -64,12 +57,7 @@ fn rm_erase_through_a_symlink_erases_the_real_file() {
     let secret_ids: Vec<[u8; 32]> =
         v.manifest("secret", &VersionRef::Latest).unwrap().files[0].chunks.iter().map(|c| c.id).collect();
     drop(v);
-    let secret: Vec<Vec<u8>> = {
-        let db = redb::Database::open(&real).unwrap();
-        let rx = db.begin_read().unwrap();
-        let t = rx.open_table(CHUNKS).unwrap();
-        secret_ids.iter().map(|id| t.get(id).unwrap().unwrap().value().to_vec()).collect()
-    };
+    let secret: Vec<Vec<u8>> = secret_ids.iter().map(|id| tamper::chunk_value(&real, id)).collect();
     assert!(!secret.is_empty() && before.len() > secret.len());
 
     mvault(d).args(["rm", "secret", "--erase", "--yes"]).assert().success();

@@ -7,12 +7,12 @@ mod common;
 
 use std::path::Path;
 
+use common::tamper::{self, ReadableTable};
 use common::*;
 use modelvault::manifest::Manifest;
 use modelvault::store::records::{self, FORMAT_VERSION, Header};
 use modelvault::store::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 /// Two models: `s` (silero safetensors: a chunk per tensor) and `m` (silero ONNX, 5 chunks).
 fn two_models(dir: &Path) -> std::path::PathBuf {
@@ -35,14 +35,8 @@ fn manifest_of(v: &modelvault::Vault<modelvault::Unlocked>, name: &str) -> Manif
     m
 }
 
-fn edit_chunks(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], &'static [u8]>)) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNKS).unwrap();
-        f(&mut t);
-    }
-    tx.commit().unwrap();
+fn edit_chunks(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static [u8; 32], &'static [u8]>)) {
+    tamper::edit(path, CHUNKS, f)
 }
 
 fn get_err(path: &Path, name: &str, out: &Path) -> Error {
@@ -185,10 +179,7 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     v.put(&b, "s", &PutOptions::default(), &NoProgress).unwrap();
     v.put(&a, "t", &PutOptions::default(), &NoProgress).unwrap();
     drop(v);
-    let db = redb::Database::open(&path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(VERSIONS).unwrap();
+    edit_versions(&path, |t| {
         let rows: Vec<([u8; 40], Vec<u8>)> =
             t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect();
         assert_eq!(rows.len(), 3);
@@ -200,9 +191,7 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
         let (k2, v2) = rows.iter().find(|(k, _)| k[..32] == k1[..32] && k[39] == 2).unwrap();
         t.insert(k2, v1.as_slice()).unwrap();
         t.insert(k1, v2.as_slice()).unwrap();
-    }
-    tx.commit().unwrap();
-    drop(db);
+    });
     let v = reopen(&path);
     for r in [1, 2] {
         let e = v.show("s", &VersionRef::Number(r)).unwrap_err();
@@ -221,21 +210,13 @@ fn one_versions_manifest_in_place_of_anothers_is_detected() {
     assert_eq!(table_lens(&path), before);
 }
 
-fn edit_index(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], u32>)) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNK_IDS).unwrap();
-        f(&mut t);
-    }
-    tx.commit().unwrap();
+fn edit_index(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static [u8; 32], u32>)) {
+    tamper::edit(path, CHUNK_IDS, f)
 }
 
 /// (chunks stored, chunk index entries).
 fn table_lens(path: &Path) -> (u64, u64) {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    (rx.open_table(CHUNKS).unwrap().len().unwrap(), rx.open_table(CHUNK_IDS).unwrap().len().unwrap())
+    (tamper::len(path, CHUNKS), tamper::len(path, CHUNK_IDS))
 }
 
 #[test]
@@ -274,22 +255,15 @@ fn put_dedups_from_the_chunk_index_alone_and_verify_and_gc_catch_a_disagreeing_i
 }
 
 fn set_format_version(path: &Path, version: u32) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(META).unwrap();
+    tamper::edit(path, META, |t| {
         let mut h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
         h.format_version = version;
         t.insert("header", records::encode(&h).as_slice()).unwrap();
-    }
-    tx.commit().unwrap();
+    })
 }
 
 fn format_version(path: &Path) -> u32 {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(META).unwrap();
-    let h: Header = postcard::from_bytes(t.get("header").unwrap().unwrap().value()).unwrap();
+    let h: Header = postcard::from_bytes(&meta_value(path, "header")).unwrap();
     h.format_version
 }
 
@@ -353,43 +327,19 @@ fn a_format_1_vault_gets_its_chunk_index_on_its_first_write_and_newer_formats_ar
 
 /// Every version record as (key, value).
 fn version_rows(path: &Path) -> Vec<([u8; 40], Vec<u8>)> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(VERSIONS).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect()
+    tamper::rows(path, VERSIONS).into_iter().map(|(k, v)| (k.try_into().unwrap(), v)).collect()
 }
 
-fn edit_versions(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 40], &'static [u8]>)) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(VERSIONS).unwrap();
-        f(&mut t);
-    }
-    tx.commit().unwrap();
+fn edit_versions(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static [u8; 40], &'static [u8]>)) {
+    tamper::edit(path, VERSIONS, f)
 }
 
-/// Every record of the `meta`, `models`, `versions` and `slots` tables, in key order.
+/// Every record of the `meta`, `slots`, `models` and `versions` tables, each table in key order.
 fn records_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let mut out = Vec::new();
-    for r in rx.open_table(META).unwrap().iter().unwrap() {
-        let (k, v) = r.unwrap();
-        out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
-    }
-    for r in rx.open_table(modelvault::store::SLOTS).unwrap().iter().unwrap() {
-        let (k, v) = r.unwrap();
-        out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
-    }
-    for r in rx.open_table(modelvault::store::MODELS).unwrap().iter().unwrap() {
-        let (k, v) = r.unwrap();
-        out.push((k.value().to_vec(), v.value().to_vec()));
-    }
-    for r in rx.open_table(VERSIONS).unwrap().iter().unwrap() {
-        let (k, v) = r.unwrap();
-        out.push((k.value().to_vec(), v.value().to_vec()));
-    }
+    let mut out = tamper::rows(path, META);
+    out.extend(tamper::rows(path, modelvault::store::SLOTS));
+    out.extend(tamper::rows(path, modelvault::store::MODELS));
+    out.extend(tamper::rows(path, VERSIONS));
     out
 }
 
@@ -490,12 +440,9 @@ fn a_model_dropped_with_all_its_versions_is_damage_and_no_write_seals_the_loss()
     edit_versions(&path, |t| {
         t.remove(&modelvault::store::version_key(&mk, 1)).unwrap();
     });
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(modelvault::store::MODELS).unwrap().remove(&mk).unwrap();
-        tx.commit().unwrap();
-    }
+    tamper::edit(&path, modelvault::store::MODELS, |t| {
+        t.remove(&mk).unwrap();
+    });
     let want = "the vault state records 2 live model(s), and 1 model record(s) are present, not the same set: \
                 a model's records were deleted";
     let v = reopen(&path);
@@ -605,10 +552,7 @@ fn a_format_1_vault_with_format_2_records_is_upgraded_with_its_index() {
 
 /// Every chunk id in the chunk table.
 fn chunk_table(path: &Path) -> Vec<[u8; 32]> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    let t = rx.open_table(CHUNKS).unwrap();
-    t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect()
+    tamper::keys(path, CHUNKS)
 }
 
 #[test]
@@ -692,16 +636,13 @@ fn query_and_ls_where_see_only_live_versions_and_report_live_problems() {
 }
 
 fn meta_value(path: &Path, key: &str) -> Vec<u8> {
-    let db = redb::Database::open(path).unwrap();
-    let rx = db.begin_read().unwrap();
-    rx.open_table(META).unwrap().get(key).unwrap().unwrap().value().to_vec()
+    tamper::read(path, META, |t| t.get(key).unwrap().unwrap().value().to_vec())
 }
 
 fn set_meta_value(path: &Path, key: &str, v: &[u8]) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    tx.open_table(META).unwrap().insert(key, v).unwrap();
-    tx.commit().unwrap();
+    tamper::edit(path, META, |t| {
+        t.insert(key, v).unwrap();
+    });
 }
 
 #[test]

@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 
+use common::tamper::ReadableTable;
 use common::*;
 use modelvault::formats::safetensors;
 use modelvault::store::CHUNKS;
 use modelvault::{Error, NoProgress, PutOptions, TensorGetOptions, VersionRef};
-use redb::ReadableTable;
 
 const SILERO: &str = "safetensors/silero_vad_16k.safetensors";
 
@@ -126,14 +126,8 @@ fn chunk_ids(v: &modelvault::Vault<modelvault::Unlocked>, name: &str) -> Vec<[u8
     v.manifest(name, &VersionRef::Latest).unwrap().files[0].chunks.iter().map(|c| c.id).collect()
 }
 
-fn edit_chunks(path: &Path, f: impl FnOnce(&mut redb::Table<&'static [u8; 32], &'static [u8]>)) {
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(CHUNKS).unwrap();
-        f(&mut t);
-    }
-    tx.commit().unwrap();
+fn edit_chunks(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static [u8; 32], &'static [u8]>)) {
+    tamper::edit(path, CHUNKS, f)
 }
 
 #[test]

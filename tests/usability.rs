@@ -112,13 +112,7 @@ fn delete_a_chunk(path: &Path, name: &str) {
         let v = reopen(path);
         v.manifest(name, &modelvault::VersionRef::Latest).unwrap().files[0].chunks[0].id
     };
-    let db = redb::Database::open(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    {
-        let mut t = tx.open_table(modelvault::store::CHUNKS).unwrap();
-        assert!(t.remove(&id).unwrap().is_some());
-    }
-    tx.commit().unwrap();
+    tamper::edit(path, modelvault::store::CHUNKS, |t| assert!(t.remove(&id).unwrap().is_some()));
 }
 
 #[test]

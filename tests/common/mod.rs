@@ -1,6 +1,8 @@
 //! Shared test helpers: where the corpus is, a vault with test-sized Argon2 parameters, and a
-//! way to run the `mvault` binary.
+//! way to run the `mvault` binary; `tamper` holds the hand-made redb edits of a vault file.
 #![allow(dead_code)]
+
+pub mod tamper;
 
 use std::path::{Path, PathBuf};
 
