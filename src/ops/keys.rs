@@ -21,6 +21,7 @@
 //! that record before the fresh file has replaced the vault. See SECURITY.md for what erasure
 //! cannot reach.
 
+use crate::store::chunks::ChunkStore;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -553,19 +554,19 @@ fn copy_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: redb::TableDefinition<K, V>,
     skip: impl for<'a> Fn(K::SelfType<'a>) -> bool,
 ) -> Result<()> {
-    let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
+    let ctx = |e: redb::Error| Error::storage(format!("copying table {}", def.name()), e);
     let src = match rx.open_table(def) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(ctx(&e)),
+        Err(e) => return Err(ctx(e.into())),
     };
-    let mut dst = tx.open_table(def).map_err(|e| ctx(&e))?;
-    for row in src.iter().map_err(|e| ctx(&e))? {
-        let (k, v) = row.map_err(|e| ctx(&e))?;
+    let mut dst = tx.open_table(def).map_err(|e| ctx(e.into()))?;
+    for row in src.iter().map_err(|e| ctx(e.into()))? {
+        let (k, v) = row.map_err(|e| ctx(e.into()))?;
         if skip(k.value()) {
             continue;
         }
-        dst.insert(k.value(), v.value()).map_err(|e| ctx(&e))?;
+        dst.insert(k.value(), v.value()).map_err(|e| ctx(e.into()))?;
     }
     Ok(())
 }
@@ -608,16 +609,16 @@ impl Reseal<'_> {
         report: &mut RotateReport,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let err = |e: &dyn std::fmt::Display| Error::storage("re-encrypting into a fresh file", e);
+        let err = |e: redb::Error| Error::storage("re-encrypting into a fresh file", e);
         let rx = store::begin_read(old)?;
         let mut tx = store::begin_write(fresh)?;
         let (mut meta_seals, mut chunk_seals) = (0u64, 0u64);
         macro_rules! copy_table {
             ($def:expr, $name:literal, |$k:ident| $key_bytes:expr, $skip:expr) => {{
                 if let Ok(src) = rx.open_table($def) {
-                    let mut dst = tx.open_table($def).map_err(|e| err(&e))?;
-                    for row in src.iter().map_err(|e| err(&e))? {
-                        let (k, v) = row.map_err(|e| err(&e))?;
+                    let mut dst = tx.open_table($def).map_err(|e| err(e.into()))?;
+                    for row in src.iter().map_err(|e| err(e.into()))? {
+                        let (k, v) = row.map_err(|e| err(e.into()))?;
                         let $k = k.value();
                         if $skip {
                             continue;
@@ -628,7 +629,7 @@ impl Reseal<'_> {
                             meta_seals += 1;
                             report.records += 1;
                         }
-                        dst.insert($k, value.as_slice()).map_err(|e| err(&e))?;
+                        dst.insert($k, value.as_slice()).map_err(|e| err(e.into()))?;
                     }
                 }
             }};
@@ -640,10 +641,10 @@ impl Reseal<'_> {
         copy_table!(VERSIONS, "versions", |k| k.to_vec(), false);
         // Key slots: keep the wrap of the new master key only.
         {
-            let src = rx.open_table(SLOTS).map_err(|e| err(&e))?;
-            let mut dst = tx.open_table(SLOTS).map_err(|e| err(&e))?;
-            for row in src.iter().map_err(|e| err(&e))? {
-                let (k, v) = row.map_err(|e| err(&e))?;
+            let src = rx.open_table(SLOTS).map_err(|e| err(e.into()))?;
+            let mut dst = tx.open_table(SLOTS).map_err(|e| err(e.into()))?;
+            for row in src.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
                 let name = k.value().to_string();
                 let mut slot = SlotRecord::decode(v.value()).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
                 match slot.next.take() {
@@ -657,7 +658,7 @@ impl Reseal<'_> {
                         continue;
                     }
                 }
-                dst.insert(name.as_str(), slot.encode().as_slice()).map_err(|e| err(&e))?;
+                dst.insert(name.as_str(), slot.encode().as_slice()).map_err(|e| err(e.into()))?;
                 report.slots_kept.push(name);
             }
         }
@@ -667,13 +668,13 @@ impl Reseal<'_> {
         // Chunks, checkpointed (non-durable commits) every ROTATE_BATCH_BYTES.
         progress.begin("rotate", 0);
         if let Ok(src) = rx.open_table(CHUNKS) {
-            let mut rows = src.iter().map_err(|e| err(&e))?;
+            let mut rows = src.iter().map_err(|e| err(e.into()))?;
             loop {
                 let (mut batch, mut exhausted) = (0u64, true);
                 {
                     let mut dst = ChunkTables::open(&tx)?;
                     for row in rows.by_ref() {
-                        let (k, v) = row.map_err(|e| err(&e))?;
+                        let (k, v) = row.map_err(|e| err(e.into()))?;
                         let id = *k.value();
                         let (value, resealed) = self.value("chunks", &id, v.value(), true)?;
                         if resealed {
@@ -695,7 +696,7 @@ impl Reseal<'_> {
                     break;
                 }
                 let mut done = tx;
-                done.set_durability(redb::Durability::None).map_err(|e| err(&e))?;
+                done.set_durability(redb::Durability::None).map_err(|e| err(e.into()))?;
                 store::commit(done)?;
                 tx = store::begin_write(fresh)?;
             }
@@ -706,7 +707,7 @@ impl Reseal<'_> {
         state.chunk_seals = chunk_seals;
         state.meta_seals = meta_seals + 1;
         let v = records::seal_record(self.keys, &store::aad("meta", &self.vid, self.keys.epoch, b"state"), &state)?;
-        tx.open_table(META).map_err(|e| err(&e))?.insert("state", v.as_slice()).map_err(|e| err(&e))?;
+        tx.open_table(META).map_err(|e| err(e.into()))?.insert("state", v.as_slice()).map_err(|e| err(e.into()))?;
         store::commit(tx)
     }
 }

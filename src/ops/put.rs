@@ -25,6 +25,7 @@
 //! put killed at any moment therefore leaves the version complete or absent; chunks of a put that
 //! never committed are referenced by no manifest, and `gc` deletes them.
 
+use crate::store::chunks::{ChunkRead, ChunkStore};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -417,7 +418,7 @@ impl Vault<Unlocked> {
             let sealed = sealer.join().expect("sealer thread does not panic");
             // The first stage's error is the cause; later stages fail only because it stopped.
             // One exception: a failed write (a full disk) makes redb answer every later read with
-            // "Previous I/O error", the sealer's dedup lookups included; the write's own error is
+            // a previous-I/O error, the sealer's dedup lookups included; the write's own error is
             // then the cause (torture suite, disk full).
             read?;
             let (sha256, blocks, same) = hashed;
@@ -431,7 +432,7 @@ impl Vault<Unlocked> {
                 return Err(changed_error(&src.disk.display().to_string()));
             }
             match (sealed, written) {
-                (Err(Error::Storage { detail, .. }), Err(w)) if detail.contains("Previous I/O error") => return Err(w),
+                (Err(s), Err(w)) if s.storage_kind() == Some(store::StoreErrorKind::PreviousIo) => return Err(w),
                 (sealed, written) => {
                     sealed?;
                     written?;

@@ -6,6 +6,7 @@
 //! `rm --erase` ([`Vault::erase`] in `keys.rs`) removes through the `*_in` forms here, in the
 //! transaction that records its intent. Nothing here may commit a caller's transaction.
 
+use crate::store::chunks::ChunkStore;
 use std::collections::HashSet;
 
 use redb::ReadableTable;

@@ -32,7 +32,15 @@
 //! read-only.
 
 pub mod chunks;
+mod error;
 pub mod records;
+mod tables;
+mod txn;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use tables::Table;
+pub use tables::{CHUNK_IDS, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
+pub use txn::{ChunkTables, ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,83 +49,6 @@ use redb::backends::FileBackend;
 use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{Error, Result};
-
-/// Public header and the sealed state.
-pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Key slots by name.
-pub const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
-/// Signing keys by id.
-pub const SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
-/// Model records by keyed hash of the name.
-pub const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
-/// Version records by model key and big-endian version number.
-pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
-/// Trusted public keys of other vaults, by name.
-pub const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
-/// Encrypted chunks by chunk id.
-pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
-
-/// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
-pub const CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
-
-/// The chunk table and its key index, open together in one write transaction. Every insert and
-/// removal of a chunk goes through here, so the two tables never disagree after a commit.
-pub struct ChunkTables<'t> {
-    chunks: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    ids: redb::Table<'t, &'static [u8; 32], u32>,
-}
-
-impl<'t> ChunkTables<'t> {
-    /// Opens (creating if needed) both tables in `tx`.
-    ///
-    /// Errors: [`Error::Storage`].
-    pub fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
-        let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
-        let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
-        Ok(ChunkTables { chunks, ids })
-    }
-
-    /// True when the index lists `id` (reads index pages only, never a chunk's value).
-    pub fn contains(&self, id: &[u8; 32]) -> Result<bool> {
-        Ok(self.ids.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
-    }
-
-    /// Stores a sealed chunk value under `id` and indexes it.
-    ///
-    /// Errors: [`Error::Storage`] (a full disk among them).
-    pub fn insert(&mut self, id: &[u8; 32], value: &[u8]) -> Result<()> {
-        self.chunks.insert(id, value).map_err(|e| Error::storage("writing a chunk", e))?;
-        self.ids.insert(id, value.len() as u32).map_err(|e| Error::storage("writing the chunk index", e))?;
-        Ok(())
-    }
-
-    /// Deletes the chunk `id` and its index entry (either may already be absent).
-    pub fn remove(&mut self, id: &[u8; 32]) -> Result<()> {
-        self.chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
-        self.ids.remove(id).map_err(|e| Error::storage("deleting a chunk index entry", e))?;
-        Ok(())
-    }
-
-    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
-    /// (every value page is read: used by `gc`, which rebuilds the index from it).
-    pub fn scan_chunks(&self) -> Result<Vec<([u8; 32], u32)>> {
-        let mut out = Vec::new();
-        for row in self.chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
-            out.push((*k.value(), v.value().len() as u32));
-        }
-        Ok(out)
-    }
-
-    /// Makes the index list exactly `present` (ids with value lengths).
-    pub fn reindex(&mut self, present: &[([u8; 32], u32)]) -> Result<()> {
-        self.ids.retain(|_, _| false).map_err(|e| Error::storage("clearing the chunk index", e))?;
-        for (id, len) in present {
-            self.ids.insert(id, *len).map_err(|e| Error::storage("writing the chunk index", e))?;
-        }
-        Ok(())
-    }
-}
 
 /// The sum of the stored (sealed) chunk value lengths, in bytes, read from the chunk index
 /// (small pages only). 0 for a vault without one.
@@ -172,14 +103,6 @@ pub const CACHE_BYTES: usize = 64 << 20;
 
 /// Largest vault file whose every page is checked when it is opened (64 MiB: about 50 ms).
 pub const INTEGRITY_CHECK_MAX_BYTES: u64 = 64 << 20;
-
-/// The key of a version record: model key followed by the big-endian version.
-pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..32].copy_from_slice(model);
-    k[32..].copy_from_slice(&version.to_be_bytes());
-    k
-}
 
 /// Every version record of the model with key `mk`, in version order.
 pub fn version_range<'t, T>(t: &'t T, mk: &[u8; 32]) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
@@ -510,6 +433,7 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
                 return Err(Error::Storage {
                     context: format!("opening {} read-only", real.display()),
                     detail: "the vault was not closed cleanly and needs a repair, which needs write access: run any mvault command on it once as a user who may write the file".into(),
+                    source: None,
                 });
             }
             Err(e) => return Err(map_open_error(path, e)),
@@ -547,6 +471,20 @@ pub fn begin_write(db: &(impl WriteHandle + ?Sized)) -> Result<redb::WriteTransa
     Ok(tx)
 }
 
+/// Starts a typed read transaction (one snapshot).
+///
+/// Errors: [`Error::Storage`].
+pub fn read(db: &(impl ReadHandle + ?Sized)) -> Result<ReadTxn> {
+    db.read_tx().map(ReadTxn::new)
+}
+
+/// Starts a typed write transaction (see [`begin_write`]).
+///
+/// Errors: [`Error::ReadOnly`] on a read-only [`Db`]; [`Error::Storage`].
+pub fn write(db: &(impl WriteHandle + ?Sized)) -> Result<WriteTxn> {
+    begin_write(db).map(WriteTxn::new)
+}
+
 /// Starts a read transaction.
 ///
 /// Errors: [`Error::Storage`].
@@ -569,17 +507,17 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     tx: &redb::WriteTransaction,
     def: TableDefinition<K, V>,
 ) -> Result<u64> {
-    let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
+    let ctx = |e: redb::Error| Error::storage(format!("copying table {}", def.name()), e);
     let src = match rx.open_table(def) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(ctx(&e)),
+        Err(e) => return Err(ctx(e.into())),
     };
-    let mut dst = tx.open_table(def).map_err(|e| ctx(&e))?;
+    let mut dst = tx.open_table(def).map_err(|e| ctx(e.into()))?;
     let mut n = 0;
-    for row in src.iter().map_err(|e| ctx(&e))? {
-        let (k, v) = row.map_err(|e| ctx(&e))?;
-        dst.insert(k.value(), v.value()).map_err(|e| ctx(&e))?;
+    for row in src.iter().map_err(|e| ctx(e.into()))? {
+        let (k, v) = row.map_err(|e| ctx(e.into()))?;
+        dst.insert(k.value(), v.value()).map_err(|e| ctx(e.into()))?;
         n += 1;
     }
     Ok(n)

@@ -1,0 +1,464 @@
+//! Typed transactions over the vault file: [`ReadTxn`] (a redb read transaction, one consistent
+//! snapshot) and [`WriteTxn`] (a redb write transaction), both implementing [`RecordRead`], so
+//! that an operation reads the same way inside a write as in a snapshot. Values are the stored
+//! bytes as given (sealed records; the header and key slots in plaintext, which carry no
+//! secret): the store never holds a key, never opens a sealed value and never sees plaintext.
+//!
+//! What the redb file guarantees, which a second implementation must state against:
+//! - every write of a [`WriteTxn`] commits together or not at all ([`WriteTxn::commit`] waits
+//!   for the disk, one fsync; [`WriteTxn::commit_checkpoint`] does not wait, and a crash may lose
+//!   a checkpointed part but never tears it);
+//! - a [`ReadTxn`] sees one committed state for as long as it lives, whatever commits meanwhile;
+//! - a missing table (a fresh or damaged file) reads as empty: `None` from a lookup, nothing
+//!   from a listing, `false` from [`RecordRead::has_table`]; a [`WriteTxn`] creates a table on
+//!   its first write;
+//! - a rewrite ([`super::rewrite_with`]) copies every table into a fresh file.
+//!
+//! This module must never interpret a value (beyond the plaintext header's key name), hold key
+//! material or decide what a record means.
+
+use redb::{ReadableTable, TableDefinition, TableError};
+
+use super::chunks::{ChunkId, ChunkRead, ChunkStore};
+use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
+use crate::{Error, Result};
+
+/// The key of a version record: model key followed by the big-endian version.
+pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(model);
+    k[32..].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// A stored value borrowed from its page (no copy of a 1 MiB chunk).
+pub struct StoredValue<'a>(redb::AccessGuard<'a, &'static [u8]>);
+
+impl AsRef<[u8]> for StoredValue<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.value()
+    }
+}
+
+/// Reading the vault's records: implemented by [`ReadTxn`] and [`WriteTxn`]. Every method is in
+/// the terms of the vault; every value is the stored (sealed) bytes.
+///
+/// Errors: every method returns [`Error::Storage`] when the store cannot be read.
+pub trait RecordRead {
+    /// True when the table exists in the file (a fresh or damaged file may lack one).
+    fn has_table(&self, table: Table) -> Result<bool>;
+    /// A value of the `meta` table (`"header"`, `"state"`, `"index"`).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The plaintext header record.
+    fn header(&self) -> Result<Option<Vec<u8>>> {
+        self.meta("header")
+    }
+    /// The sealed state record.
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        self.meta("state")
+    }
+    /// The sealed model record under `key` (keyed hash of the name).
+    fn model(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>>;
+    /// Every model record, in key order.
+    fn models(&self) -> Result<Vec<([u8; 32], Vec<u8>)>>;
+    /// Every model record key, in key order (reads no value).
+    fn model_keys(&self) -> Result<Vec<[u8; 32]>>;
+    /// The version records of the model `model_key`, in version order.
+    fn versions(&self, model_key: &[u8; 32]) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// The version numbers stored for the model `model_key`, in order (reads no value).
+    fn version_numbers(&self, model_key: &[u8; 32]) -> Result<Vec<u64>>;
+    /// The version record `n` of the model `model_key`.
+    fn version(&self, model_key: &[u8; 32], n: u64) -> Result<Option<Vec<u8>>>;
+    /// Every version record of every model: (model key, version, value), in key order.
+    fn all_versions(&self) -> Result<Vec<([u8; 32], u64, Vec<u8>)>>;
+    /// The key slot `name`.
+    fn slot(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every key slot, in name order.
+    fn slots(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The signing key record `id`.
+    fn signer(&self, id: u32) -> Result<Option<Vec<u8>>>;
+    /// Every signing key record, in id order.
+    fn signers(&self) -> Result<Vec<(u32, Vec<u8>)>>;
+    /// The trust record `name`.
+    fn trust(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every trust record, in name order.
+    fn trusts(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The sum of the stored chunk value lengths, in bytes, read from the chunk index (small
+    /// pages only); 0 without one.
+    fn stored_chunk_bytes(&self) -> Result<u64>;
+}
+
+fn read_err(table: Table) -> impl Fn(redb::StorageError) -> Error {
+    move |e| Error::storage(format!("reading {}", table.name()), e)
+}
+
+fn get_bytes<'k, K: redb::Key + 'static>(
+    t: &impl ReadableTable<K, &'static [u8]>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    table: Table,
+) -> Result<Option<Vec<u8>>> {
+    Ok(t.get(key).map_err(read_err(table))?.map(|v| v.value().to_vec()))
+}
+
+fn rows<K: redb::Key + 'static, V: redb::Value + 'static, R>(
+    t: &impl ReadableTable<K, V>,
+    table: Table,
+    mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> R,
+) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    for row in t.iter().map_err(read_err(table))? {
+        let (k, v) = row.map_err(read_err(table))?;
+        out.push(f(k.value(), v.value()));
+    }
+    Ok(out)
+}
+
+fn version_rows<R>(
+    t: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    model_key: &[u8; 32],
+    mut f: impl FnMut(u64, &[u8]) -> R,
+) -> Result<Vec<R>> {
+    let (lo, hi) = (version_key(model_key, 0), version_key(model_key, u64::MAX));
+    let mut out = Vec::new();
+    for row in t.range::<&[u8; 40]>(&lo..=&hi).map_err(read_err(Table::Versions))? {
+        let (k, v) = row.map_err(read_err(Table::Versions))?;
+        out.push(f(u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key")), v.value()));
+    }
+    Ok(out)
+}
+
+/// Implements [`RecordRead`] for a type with an inherent
+/// `fn table(&self, def) -> Result<Option<impl ReadableTable>>`.
+macro_rules! record_read {
+    ($ty:ty) => {
+        impl RecordRead for $ty {
+            fn has_table(&self, table: Table) -> Result<bool> {
+                self.exists(table)
+            }
+            fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(META, Table::Meta)? else { return Ok(None) };
+                get_bytes(&t, key, Table::Meta)
+            }
+            fn model(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(MODELS, Table::Models)? else { return Ok(None) };
+                get_bytes(&t, key, Table::Models)
+            }
+            fn models(&self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+                let Some(t) = self.table(MODELS, Table::Models)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Models, |k, v| (*k, v.to_vec()))
+            }
+            fn model_keys(&self) -> Result<Vec<[u8; 32]>> {
+                let Some(t) = self.table(MODELS, Table::Models)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Models, |k, _| *k)
+            }
+            fn versions(&self, model_key: &[u8; 32]) -> Result<Vec<(u64, Vec<u8>)>> {
+                let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(Vec::new()) };
+                version_rows(&t, model_key, |n, v| (n, v.to_vec()))
+            }
+            fn version_numbers(&self, model_key: &[u8; 32]) -> Result<Vec<u64>> {
+                let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(Vec::new()) };
+                version_rows(&t, model_key, |n, _| n)
+            }
+            fn version(&self, model_key: &[u8; 32], n: u64) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(None) };
+                get_bytes(&t, &version_key(model_key, n), Table::Versions)
+            }
+            fn all_versions(&self) -> Result<Vec<([u8; 32], u64, Vec<u8>)>> {
+                let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Versions, |k, v| {
+                    let mk: [u8; 32] = k[..32].try_into().expect("40-byte key");
+                    (mk, u64::from_be_bytes(k[32..].try_into().expect("40-byte key")), v.to_vec())
+                })
+            }
+            fn slot(&self, name: &str) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(SLOTS, Table::Slots)? else { return Ok(None) };
+                get_bytes(&t, name, Table::Slots)
+            }
+            fn slots(&self) -> Result<Vec<(String, Vec<u8>)>> {
+                let Some(t) = self.table(SLOTS, Table::Slots)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Slots, |k, v| (k.to_string(), v.to_vec()))
+            }
+            fn signer(&self, id: u32) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(SIGNERS, Table::Signers)? else { return Ok(None) };
+                get_bytes(&t, id, Table::Signers)
+            }
+            fn signers(&self) -> Result<Vec<(u32, Vec<u8>)>> {
+                let Some(t) = self.table(SIGNERS, Table::Signers)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Signers, |k, v| (k, v.to_vec()))
+            }
+            fn trust(&self, name: &str) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(TRUST, Table::Trust)? else { return Ok(None) };
+                get_bytes(&t, name, Table::Trust)
+            }
+            fn trusts(&self) -> Result<Vec<(String, Vec<u8>)>> {
+                let Some(t) = self.table(TRUST, Table::Trust)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Trust, |k, v| (k.to_string(), v.to_vec()))
+            }
+            fn stored_chunk_bytes(&self) -> Result<u64> {
+                let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(0) };
+                Ok(rows(&t, Table::ChunkIds, |_, len| u64::from(len))?.into_iter().sum())
+            }
+        }
+    };
+}
+
+/// A read transaction: one consistent snapshot of the vault file.
+pub struct ReadTxn {
+    tx: redb::ReadTransaction,
+}
+
+impl ReadTxn {
+    pub(in crate::store) fn new(tx: redb::ReadTransaction) -> Self {
+        ReadTxn { tx }
+    }
+
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+        table: Table,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+        match self.tx.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading {}", table.name()), e)),
+        }
+    }
+
+    fn exists(&self, table: Table) -> Result<bool> {
+        use redb::TableHandle;
+        let names = self.tx.list_tables().map_err(|e| Error::storage("listing tables", e))?;
+        Ok(names.into_iter().any(|h| h.name() == table.name()))
+    }
+}
+
+record_read!(ReadTxn);
+
+impl ChunkRead for ReadTxn {
+    type Value<'a>
+        = StoredValue<'static>
+    where
+        Self: 'a;
+
+    fn get(&self, id: &ChunkId) -> Result<Option<StoredValue<'static>>> {
+        let Some(t) = self.table(CHUNKS, Table::Chunks)? else { return Ok(None) };
+        Ok(t.get(id).map_err(|e| Error::storage("reading a chunk", e))?.map(StoredValue))
+    }
+
+    fn contains(&self, id: &ChunkId) -> Result<bool> {
+        let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(false) };
+        Ok(t.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
+    }
+
+    fn ids(&self) -> Result<Vec<(ChunkId, u32)>> {
+        let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(Vec::new()) };
+        rows(&t, Table::ChunkIds, |k, len| (*k, len))
+    }
+}
+
+impl ReadTxn {
+    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
+    /// (every value page is read: `verify` and `gc` compare it with the index).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn scan_chunks(&self) -> Result<Vec<(ChunkId, u32)>> {
+        let Some(t) = self.table(CHUNKS, Table::Chunks)? else { return Ok(Vec::new()) };
+        rows(&t, Table::Chunks, |k, v| (*k, v.len() as u32))
+    }
+}
+
+/// A write transaction on the vault file. Dropped without [`WriteTxn::commit`], nothing it wrote
+/// is kept (since its start or its last checkpoint).
+pub struct WriteTxn {
+    tx: redb::WriteTransaction,
+}
+
+impl WriteTxn {
+    pub(in crate::store) fn new(tx: redb::WriteTransaction) -> Self {
+        WriteTxn { tx }
+    }
+
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+        table: Table,
+    ) -> Result<Option<redb::Table<'_, K, V>>> {
+        self.open(def, table).map(Some)
+    }
+
+    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+        table: Table,
+    ) -> Result<redb::Table<'_, K, V>> {
+        self.tx.open_table(def).map_err(|e| Error::storage(format!("opening {}", table.name()), e))
+    }
+
+    fn exists(&self, table: Table) -> Result<bool> {
+        use redb::TableHandle;
+        let names = self.tx.list_tables().map_err(|e| Error::storage("listing tables", e))?;
+        Ok(names.into_iter().any(|h| h.name() == table.name()))
+    }
+
+    /// Commits durably (one fsync): every write of this transaction is kept, or none.
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit().map_err(|e| Error::storage("committing", e))
+    }
+
+    /// Commits without waiting for the disk (a checkpoint: a crash may lose it whole, never
+    /// tear it; a later durable commit makes it durable).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn commit_checkpoint(mut self) -> Result<()> {
+        self.tx.set_durability(redb::Durability::None).map_err(|e| Error::storage("checkpointing", e))?;
+        self.commit()
+    }
+
+    /// Writes a value of the `meta` table (the plaintext header, or a sealed record).
+    pub fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        let what = if key == "state" { "writing vault state" } else { "writing the header" };
+        let mut t = self.tx.open_table(META).map_err(|e| Error::storage(what, e))?;
+        t.insert(key, value).map_err(|e| Error::storage(what, e))?;
+        Ok(())
+    }
+
+    /// Writes the sealed model record under `key`.
+    pub fn put_model(&mut self, key: &[u8; 32], value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
+        t.insert(key, value).map_err(|e| Error::storage("writing a model", e))?;
+        Ok(())
+    }
+
+    /// Deletes the model record under `key` (a no-op when absent).
+    pub fn remove_model(&mut self, key: &[u8; 32]) -> Result<()> {
+        let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("deleting a model", e))?;
+        t.remove(key).map_err(|e| Error::storage("deleting a model", e))?;
+        Ok(())
+    }
+
+    /// Writes the sealed version record `n` of the model `model_key`.
+    pub fn put_version(&mut self, model_key: &[u8; 32], n: u64, value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
+        t.insert(&version_key(model_key, n), value).map_err(|e| Error::storage("writing a version", e))?;
+        Ok(())
+    }
+
+    /// Deletes the version record `n` of the model `model_key` (a no-op when absent).
+    pub fn remove_version(&mut self, model_key: &[u8; 32], n: u64) -> Result<()> {
+        let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("deleting a version", e))?;
+        t.remove(&version_key(model_key, n)).map_err(|e| Error::storage("deleting a version", e))?;
+        Ok(())
+    }
+
+    /// Writes the key slot `name`.
+    pub fn put_slot(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("writing a key slot", e))?;
+        t.insert(name, value).map_err(|e| Error::storage("writing a key slot", e))?;
+        Ok(())
+    }
+
+    /// Deletes the key slot `name` (a no-op when absent).
+    pub fn remove_slot(&mut self, name: &str) -> Result<()> {
+        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("deleting a key slot", e))?;
+        t.remove(name).map_err(|e| Error::storage("deleting a key slot", e))?;
+        Ok(())
+    }
+
+    /// Writes the sealed signing key record `id`.
+    pub fn put_signer(&mut self, id: u32, value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(SIGNERS).map_err(|e| Error::storage("writing a signing key", e))?;
+        t.insert(id, value).map_err(|e| Error::storage("writing a signing key", e))?;
+        Ok(())
+    }
+
+    /// Writes the sealed trust record `name`.
+    pub fn put_trust(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("writing a trusted key", e))?;
+        t.insert(name, value).map_err(|e| Error::storage("writing a trusted key", e))?;
+        Ok(())
+    }
+
+    /// Deletes the trust record `name` (a no-op when absent).
+    pub fn remove_trust(&mut self, name: &str) -> Result<()> {
+        let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("deleting a trusted key", e))?;
+        t.remove(name).map_err(|e| Error::storage("deleting a trusted key", e))?;
+        Ok(())
+    }
+
+    /// The chunk table and its index, open together for reading and writing chunks.
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn chunks(&self) -> Result<ChunkTables<'_>> {
+        ChunkTables::open(&self.tx)
+    }
+}
+
+record_read!(WriteTxn);
+
+/// The chunk table and its key index, open together in one write transaction. Every insert and
+/// removal of a chunk goes through here, so the two tables never disagree after a commit.
+pub struct ChunkTables<'t> {
+    chunks: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
+    ids: redb::Table<'t, &'static [u8; 32], u32>,
+}
+
+impl<'t> ChunkTables<'t> {
+    pub(crate) fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
+        let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
+        let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
+        Ok(ChunkTables { chunks, ids })
+    }
+
+    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
+    /// (every value page is read: used by `gc`, which rebuilds the index from it).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn scan_chunks(&self) -> Result<Vec<(ChunkId, u32)>> {
+        rows(&self.chunks, Table::Chunks, |k, v| (*k, v.len() as u32))
+    }
+
+    /// Makes the index list exactly `present` (ids with value lengths).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn reindex(&mut self, present: &[(ChunkId, u32)]) -> Result<()> {
+        self.ids.retain(|_, _| false).map_err(|e| Error::storage("clearing the chunk index", e))?;
+        for (id, len) in present {
+            self.ids.insert(id, *len).map_err(|e| Error::storage("writing the chunk index", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl ChunkRead for ChunkTables<'_> {
+    type Value<'a>
+        = StoredValue<'a>
+    where
+        Self: 'a;
+
+    fn get(&self, id: &ChunkId) -> Result<Option<StoredValue<'_>>> {
+        Ok(self.chunks.get(id).map_err(|e| Error::storage("reading a chunk", e))?.map(StoredValue))
+    }
+
+    fn contains(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.ids.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
+    }
+
+    fn ids(&self) -> Result<Vec<(ChunkId, u32)>> {
+        rows(&self.ids, Table::ChunkIds, |k, len| (*k, len))
+    }
+}
+
+impl ChunkStore for ChunkTables<'_> {
+    fn insert(&mut self, id: &ChunkId, sealed: &[u8]) -> Result<()> {
+        self.chunks.insert(id, sealed).map_err(|e| Error::storage("writing a chunk", e))?;
+        self.ids.insert(id, sealed.len() as u32).map_err(|e| Error::storage("writing the chunk index", e))?;
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &ChunkId) -> Result<()> {
+        self.chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
+        self.ids.remove(id).map_err(|e| Error::storage("deleting a chunk index entry", e))?;
+        Ok(())
+    }
+}
