@@ -57,6 +57,31 @@ enum Lit {
 /// Parse a `.npy` header and check the data length against `file_len`.
 pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, FormatError> {
     let mut b = Bounded::new(r, file_len)?;
+    let (major, minor, text, data_offset) = read_header_text(&mut b)?;
+    let entries = header_dict(&text)?;
+    let get = |k: &str| entries.iter().find(|(key, _)| *key == Lit::Str(k.into())).map(|(_, v)| v);
+    let descr = get("descr").ok_or_else(|| FormatError::invalid(FMT, "header has no 'descr'"))?;
+    let fortran_order = match get("fortran_order") {
+        Some(Lit::Bool(b)) => *b,
+        _ => {
+            return Err(FormatError::invalid(FMT, "'fortran_order' must be True or False"));
+        }
+    };
+    let shape = header_shape(get("shape"))?;
+    let dtype = match descr {
+        Lit::Str(s) => s.clone(),
+        other => repr(other),
+    };
+    let is_object = dtype.contains('O');
+    let data_len =
+        if is_object { None } else { data_len(descr, &dtype, &shape, b.remaining(), data_offset, file_len)? };
+    Ok(NpyHeader { version: (major, minor), dtype, shape, fortran_order, data_offset, data_len, is_object })
+}
+
+/// Reads the magic, the version and the header, refusing a header longer than
+/// [`MAX_HEADER_LEN`]. Returns (major, minor, header text, data offset); version 3 headers are
+/// UTF-8, earlier ones latin-1.
+fn read_header_text<R: Read + Seek>(b: &mut Bounded<R>) -> Result<(u8, u8, String, u64), FormatError> {
     let mut magic = [0u8; 6];
     b.read_exact(&mut magic, "npy magic")?;
     if &magic != b"\x93NUMPY" {
@@ -85,6 +110,12 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     } else {
         raw.iter().map(|&c| c as char).collect() // latin-1
     };
+    Ok((major, minor, text, data_offset))
+}
+
+/// Parses the header text as one Python dict literal whose keys are only `descr`,
+/// `fortran_order` and `shape`, and returns its entries.
+fn header_dict(text: &str) -> Result<Vec<(Lit, Lit)>, FormatError> {
     let mut p = LitParser { s: text.as_bytes(), i: 0 };
     let lit = p.value(0)?;
     p.ws();
@@ -94,7 +125,6 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
     let Lit::Dict(entries) = lit else {
         return Err(FormatError::invalid(FMT, "header must be a Python dict literal"));
     };
-    let get = |k: &str| entries.iter().find(|(key, _)| *key == Lit::Str(k.into())).map(|(_, v)| v);
     for (k, _) in &entries {
         match k {
             Lit::Str(s) if ["descr", "fortran_order", "shape"].contains(&s.as_str()) => {}
@@ -103,14 +133,12 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
             }
         }
     }
-    let descr = get("descr").ok_or_else(|| FormatError::invalid(FMT, "header has no 'descr'"))?;
-    let fortran_order = match get("fortran_order") {
-        Some(Lit::Bool(b)) => *b,
-        _ => {
-            return Err(FormatError::invalid(FMT, "'fortran_order' must be True or False"));
-        }
-    };
-    let shape = match get("shape") {
+    Ok(entries)
+}
+
+/// The header's `shape`: a tuple of at most [`MAX_RANK`] non-negative integers.
+fn header_shape(shape: Option<&Lit>) -> Result<Vec<u64>, FormatError> {
+    Ok(match shape {
         Some(Lit::Seq(items)) if items.len() <= MAX_RANK => items
             .iter()
             .map(|d| match d {
@@ -123,39 +151,42 @@ pub fn parse<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<NpyHeader, Form
             return Err(FormatError::invalid(FMT, format!("'shape' rank {} exceeds limit {MAX_RANK}", items.len())));
         }
         _ => return Err(FormatError::invalid(FMT, "header has no 'shape' tuple")),
-    };
-    let dtype = match descr {
-        Lit::Str(s) => s.clone(),
-        other => repr(other),
-    };
-    let is_object = dtype.contains('O');
+    })
+}
+
+/// The data length of a non-object array of dtype `descr` (shown as `dtype`) and `shape`,
+/// checked against the `remaining` bytes of the file after `data_offset`; `None` when the item
+/// size of a structured dtype cannot be computed. An unknown plain dtype is refused.
+fn data_len(
+    descr: &Lit,
+    dtype: &str,
+    shape: &[u64],
+    remaining: u64,
+    data_offset: u64,
+    file_len: u64,
+) -> Result<Option<u64>, FormatError> {
     let item = item_size(descr, 0);
-    let data_len = if is_object {
-        None
-    } else {
-        match item {
-            Some(sz) => {
-                let n = checked_product(&shape).and_then(|n| n.checked_mul(sz)).ok_or_else(|| {
-                    FormatError::invalid(FMT, format!("shape {shape:?} x {sz}-byte items overflows u64"))
-                })?;
-                if n > b.remaining() {
-                    return Err(FormatError::invalid(
-                        FMT,
-                        format!(
-                            "file truncated: array data of {n} bytes ({shape:?} x {}) at offset {data_offset} exceeds file size {file_len}",
-                            esc(&dtype)
-                        ),
-                    ));
-                }
-                Some(n)
+    Ok(match item {
+        Some(sz) => {
+            let n = checked_product(shape)
+                .and_then(|n| n.checked_mul(sz))
+                .ok_or_else(|| FormatError::invalid(FMT, format!("shape {shape:?} x {sz}-byte items overflows u64")))?;
+            if n > remaining {
+                return Err(FormatError::invalid(
+                    FMT,
+                    format!(
+                        "file truncated: array data of {n} bytes ({shape:?} x {}) at offset {data_offset} exceeds file size {file_len}",
+                        esc(dtype)
+                    ),
+                ));
             }
-            None if matches!(descr, Lit::Str(_)) => {
-                return Err(FormatError::UnknownDtype { dtype: esc(&dtype), name: "<array>".into(), format: FMT });
-            }
-            None => None,
+            Some(n)
         }
-    };
-    Ok(NpyHeader { version: (major, minor), dtype, shape, fortran_order, data_offset, data_len, is_object })
+        None if matches!(descr, Lit::Str(_)) => {
+            return Err(FormatError::UnknownDtype { dtype: esc(dtype), name: "<array>".into(), format: FMT });
+        }
+        None => None,
+    })
 }
 
 /// Item size of a dtype descr (string or structured list), `None` if unknown.
@@ -232,77 +263,10 @@ impl LitParser<'_> {
             return Err(self.err(&format!("nesting deeper than {MAX_DEPTH}")));
         }
         match self.peek() {
-            Some(q @ (b'\'' | b'"')) => {
-                self.i += 1;
-                let start = self.i;
-                while self.i < self.s.len() && self.s[self.i] != q {
-                    if self.s[self.i] == b'\\' {
-                        return Err(self.err("escape sequences are not supported in strings"));
-                    }
-                    self.i += 1;
-                }
-                if self.i >= self.s.len() {
-                    return Err(self.err("unterminated string"));
-                }
-                let v = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
-                self.i += 1;
-                Ok(Lit::Str(v))
-            }
-            Some(open @ (b'(' | b'[')) => {
-                let close = if open == b'(' { b')' } else { b']' };
-                self.i += 1;
-                let mut items = Vec::new();
-                loop {
-                    if self.peek() == Some(close) {
-                        self.i += 1;
-                        return Ok(Lit::Seq(items));
-                    }
-                    items.push(self.value(depth + 1)?);
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(c) if c == close => {}
-                        _ => return Err(self.err("expected ',' or closing bracket")),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                loop {
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        return Ok(Lit::Dict(items));
-                    }
-                    let k = self.value(depth + 1)?;
-                    if self.peek() != Some(b':') {
-                        return Err(self.err("expected ':'"));
-                    }
-                    self.i += 1;
-                    let v = self.value(depth + 1)?;
-                    if items.iter().any(|(ek, _)| *ek == k) {
-                        return Err(self.err(&format!("duplicate key {}", repr(&k))));
-                    }
-                    items.push((k, v));
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {}
-                        _ => return Err(self.err("expected ',' or '}'")),
-                    }
-                }
-            }
-            Some(c) if c.is_ascii_digit() || c == b'-' => {
-                let start = self.i;
-                self.i += 1;
-                while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-                    self.i += 1;
-                }
-                let txt = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-                let v: i128 = txt.parse().map_err(|_| self.err("bad integer"))?;
-                if self.i < self.s.len() && matches!(self.s[self.i], b'L' | b'l') {
-                    self.i += 1; // Python 2 long suffix, e.g. (2L,)
-                }
-                Ok(Lit::Int(v))
-            }
+            Some(q @ (b'\'' | b'"')) => self.string(q),
+            Some(open @ (b'(' | b'[')) => self.seq(open, depth),
+            Some(b'{') => self.dict(depth),
+            Some(c) if c.is_ascii_digit() || c == b'-' => self.int(),
             Some(_) => {
                 for (word, lit) in [("True", Lit::Bool(true)), ("False", Lit::Bool(false)), ("None", Lit::None)] {
                     if self.s[self.i..].starts_with(word.as_bytes()) {
@@ -314,6 +278,81 @@ impl LitParser<'_> {
             }
             None => Err(self.err("unexpected end")),
         }
+    }
+    /// A string quoted with `q` (no escape sequences), at the opening quote.
+    fn string(&mut self, q: u8) -> Result<Lit, FormatError> {
+        self.i += 1;
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i] != q {
+            if self.s[self.i] == b'\\' {
+                return Err(self.err("escape sequences are not supported in strings"));
+            }
+            self.i += 1;
+        }
+        if self.i >= self.s.len() {
+            return Err(self.err("unterminated string"));
+        }
+        let v = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        self.i += 1;
+        Ok(Lit::Str(v))
+    }
+    /// A tuple or list opened by `open`, its items at `depth + 1`.
+    fn seq(&mut self, open: u8, depth: usize) -> Result<Lit, FormatError> {
+        let close = if open == b'(' { b')' } else { b']' };
+        self.i += 1;
+        let mut items = Vec::new();
+        loop {
+            if self.peek() == Some(close) {
+                self.i += 1;
+                return Ok(Lit::Seq(items));
+            }
+            items.push(self.value(depth + 1)?);
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(c) if c == close => {}
+                _ => return Err(self.err("expected ',' or closing bracket")),
+            }
+        }
+    }
+    /// A dict, its keys and values at `depth + 1`; a duplicate key is refused.
+    fn dict(&mut self, depth: usize) -> Result<Lit, FormatError> {
+        self.i += 1;
+        let mut items = Vec::new();
+        loop {
+            if self.peek() == Some(b'}') {
+                self.i += 1;
+                return Ok(Lit::Dict(items));
+            }
+            let k = self.value(depth + 1)?;
+            if self.peek() != Some(b':') {
+                return Err(self.err("expected ':'"));
+            }
+            self.i += 1;
+            let v = self.value(depth + 1)?;
+            if items.iter().any(|(ek, _)| *ek == k) {
+                return Err(self.err(&format!("duplicate key {}", repr(&k))));
+            }
+            items.push((k, v));
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {}
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+    /// A decimal integer (optional `-`, optional Python 2 `L` suffix).
+    fn int(&mut self) -> Result<Lit, FormatError> {
+        let start = self.i;
+        self.i += 1;
+        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        let txt = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+        let v: i128 = txt.parse().map_err(|_| self.err("bad integer"))?;
+        if self.i < self.s.len() && matches!(self.s[self.i], b'L' | b'l') {
+            self.i += 1; // Python 2 long suffix, e.g. (2L,)
+        }
+        Ok(Lit::Int(v))
     }
 }
 

@@ -253,68 +253,76 @@ fn validate_layout(
 ) -> Result<Vec<TensorInfo>, FormatError> {
     let mut items: Vec<(u64, u64, TensorInfo)> = Vec::with_capacity(raw.len());
     for (name, e) in raw {
-        if name.is_empty() {
-            return Err(FormatError::invalid(FMT, "empty tensor name"));
-        }
-        if name.contains('\0') {
-            return Err(FormatError::invalid(FMT, format!("tensor name '{}' contains a NUL byte", esc(&name))));
-        }
-        let bits = dtype_bits(&e.dtype).ok_or_else(|| FormatError::UnknownDtype {
-            dtype: esc(&e.dtype),
-            name: esc(&name),
-            format: FMT,
-        })?;
-        if e.shape.len() > MAX_RANK {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("tensor '{}' has rank {} (limit {MAX_RANK})", esc(&name), e.shape.len()),
-            ));
-        }
-        let shape: Vec<u64> = e.shape.iter().map(|d| d.0).collect();
-        let (begin, end) = (e.data_offsets.0.0, e.data_offsets.1.0);
-        let overflow = || {
-            FormatError::invalid(FMT, format!("shape {:?} of tensor '{}' overflows u64 byte count", shape, esc(&name)))
-        };
-        let numel = checked_product(&shape).ok_or_else(overflow)?;
-        let total_bits = numel.checked_mul(bits).ok_or_else(overflow)?;
-        if total_bits % 8 != 0 {
-            return Err(FormatError::invalid(
-                FMT,
-                format!(
-                    "tensor '{}' of {numel} x {} ({bits} bits) is not a whole number of bytes",
-                    esc(&name),
-                    e.dtype
-                ),
-            ));
-        }
-        let nbytes = total_bits / 8;
-        if end < begin {
-            return Err(FormatError::invalid(
-                FMT,
-                format!("reversed data_offsets [{begin}, {end}] for tensor '{}' (end before begin)", esc(&name)),
-            ));
-        }
-        if end - begin != nbytes {
-            return Err(FormatError::invalid(
-                FMT,
-                format!(
-                    "size mismatch for tensor '{}': shape {:?} x {} = {nbytes} bytes but data_offsets [{begin}, {end}] span {} bytes",
-                    esc(&name),
-                    shape,
-                    e.dtype,
-                    end - begin
-                ),
-            ));
-        }
-        let abs = data_start.checked_add(begin).ok_or_else(overflow)?;
-        let info = TensorInfo { name, dtype: e.dtype, shape, offset: abs, len: nbytes };
-        items.push((begin, end, info));
+        items.push(check_entry(name, e, data_start)?);
     }
     items.sort_by_key(|a| (a.0, a.1));
+    check_coverage(&items, data_start, file_len)?;
+    Ok(items.into_iter().map(|(_, _, t)| t).collect())
+}
+
+/// Checks one entry (name, dtype, rank, byte count against its data offsets) and returns
+/// (begin, end, tensor) with `begin`/`end` relative to the data section.
+fn check_entry(name: String, e: RawEntry, data_start: u64) -> Result<(u64, u64, TensorInfo), FormatError> {
+    if name.is_empty() {
+        return Err(FormatError::invalid(FMT, "empty tensor name"));
+    }
+    if name.contains('\0') {
+        return Err(FormatError::invalid(FMT, format!("tensor name '{}' contains a NUL byte", esc(&name))));
+    }
+    let bits = dtype_bits(&e.dtype).ok_or_else(|| FormatError::UnknownDtype {
+        dtype: esc(&e.dtype),
+        name: esc(&name),
+        format: FMT,
+    })?;
+    if e.shape.len() > MAX_RANK {
+        return Err(FormatError::invalid(
+            FMT,
+            format!("tensor '{}' has rank {} (limit {MAX_RANK})", esc(&name), e.shape.len()),
+        ));
+    }
+    let shape: Vec<u64> = e.shape.iter().map(|d| d.0).collect();
+    let (begin, end) = (e.data_offsets.0.0, e.data_offsets.1.0);
+    let overflow =
+        || FormatError::invalid(FMT, format!("shape {:?} of tensor '{}' overflows u64 byte count", shape, esc(&name)));
+    let numel = checked_product(&shape).ok_or_else(overflow)?;
+    let total_bits = numel.checked_mul(bits).ok_or_else(overflow)?;
+    if total_bits % 8 != 0 {
+        return Err(FormatError::invalid(
+            FMT,
+            format!("tensor '{}' of {numel} x {} ({bits} bits) is not a whole number of bytes", esc(&name), e.dtype),
+        ));
+    }
+    let nbytes = total_bits / 8;
+    if end < begin {
+        return Err(FormatError::invalid(
+            FMT,
+            format!("reversed data_offsets [{begin}, {end}] for tensor '{}' (end before begin)", esc(&name)),
+        ));
+    }
+    if end - begin != nbytes {
+        return Err(FormatError::invalid(
+            FMT,
+            format!(
+                "size mismatch for tensor '{}': shape {:?} x {} = {nbytes} bytes but data_offsets [{begin}, {end}] span {} bytes",
+                esc(&name),
+                shape,
+                e.dtype,
+                end - begin
+            ),
+        ));
+    }
+    let abs = data_start.checked_add(begin).ok_or_else(overflow)?;
+    let info = TensorInfo { name, dtype: e.dtype, shape, offset: abs, len: nbytes };
+    Ok((begin, end, info))
+}
+
+/// Checks that the entries (sorted by data offsets) cover the data section exactly: no overlap,
+/// no hole, none past the end of the file, no trailing bytes.
+fn check_coverage(items: &[(u64, u64, TensorInfo)], data_start: u64, file_len: u64) -> Result<(), FormatError> {
     let data_len = file_len - data_start; // data_start <= file_len was checked.
     let mut expected = 0u64;
     let mut prev_name = String::new();
-    for (begin, end, t) in &items {
+    for (begin, end, t) in items {
         if *begin < expected {
             return Err(FormatError::Overlap {
                 name: esc(&t.name),
@@ -353,7 +361,7 @@ fn validate_layout(
             ),
         ));
     }
-    Ok(items.into_iter().map(|(_, _, t)| t).collect())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `stats`, `similar` and `families`: how much the vault's versions share, from the chunk lists in
-//! their signed manifests. This module owns the chunk index ([`ChunkIndex`]) that `query` also
-//! uses for its `chunks` table.
+//! their signed manifests, computed over the chunk index of a metadata snapshot
+//! (`ChunkIndex`, in `query::chunk_index`, which `query` also uses for its `chunks` table).
+//! It must never read model data or write to the vault.
 //!
 //! Sizes: *logical* bytes are file bytes as put (each version counted in full); *unique* bytes are
 //! the plaintext bytes of distinct chunks; *stored* bytes are what distinct chunks occupy sealed,
@@ -18,7 +19,8 @@ use redb::ReadableTableMetadata;
 use serde::Serialize;
 
 use super::VersionRef;
-use super::query::Snapshot;
+use super::query::{ChunkIndex, Snapshot};
+#[cfg(doc)]
 use crate::chunk::STORED_OVERHEAD;
 use crate::names::escape;
 use crate::store::{self, CHUNKS};
@@ -28,111 +30,6 @@ use crate::{Error, Result};
 /// Default `min_shared` for [`Vault::families`]: versions sharing at least half of the smaller
 /// one's stored bytes are one family.
 pub const DEFAULT_MIN_SHARED: f64 = 0.5;
-
-/// Counts for one distinct chunk.
-#[derive(Debug, Clone)]
-pub(crate) struct ChunkStat {
-    /// Plaintext length in bytes.
-    pub plain_bytes: u64,
-    /// References from all files of all versions.
-    pub refcount: u64,
-    /// Distinct versions referencing it.
-    pub versions: u64,
-    /// Distinct models referencing it.
-    pub models: u64,
-    last_version: usize,
-    last_model: usize,
-}
-
-impl ChunkStat {
-    /// Sealed size in bytes.
-    pub fn stored_bytes(&self) -> u64 {
-        self.plain_bytes + STORED_OVERHEAD as u64
-    }
-}
-
-/// Per-version chunk facts, in snapshot order (models by name, versions ascending).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct VersionChunks {
-    /// Chunk references (with repeats).
-    pub chunks: u64,
-    /// Distinct chunk indices, ascending.
-    pub set: Vec<u32>,
-    /// Plaintext bytes of distinct chunks.
-    pub unique_bytes: u64,
-    /// Stored bytes of distinct chunks.
-    pub stored_bytes: u64,
-    /// Plaintext bytes of chunks no other version references (what `rm` + `gc` would free).
-    pub exclusive_bytes: u64,
-}
-
-/// Every referenced chunk with its counts, and each version's chunk set.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ChunkIndex {
-    /// Chunk id → index into `stats`.
-    pub chunks: HashMap<[u8; 32], ChunkStat>,
-    /// Chunk ids by dense index.
-    pub ids: Vec<[u8; 32]>,
-    /// One entry per version of the snapshot, in order.
-    pub versions: Vec<VersionChunks>,
-}
-
-impl ChunkIndex {
-    /// Indexes every chunk reference of every manifest in `snap`.
-    pub fn build(snap: &Snapshot) -> ChunkIndex {
-        let mut dense: HashMap<[u8; 32], u32> = HashMap::new();
-        let mut ids: Vec<[u8; 32]> = Vec::new();
-        let mut stats: Vec<ChunkStat> = Vec::new();
-        let mut versions = Vec::new();
-        for (mi, m) in snap.models.iter().enumerate() {
-            for (man, _) in &m.versions {
-                let vi = versions.len();
-                let mut vc = VersionChunks::default();
-                for c in man.files.iter().flat_map(|f| &f.chunks) {
-                    vc.chunks += 1;
-                    let idx = *dense.entry(c.id).or_insert_with(|| {
-                        ids.push(c.id);
-                        stats.push(ChunkStat {
-                            plain_bytes: c.len as u64,
-                            refcount: 0,
-                            versions: 0,
-                            models: 0,
-                            last_version: usize::MAX,
-                            last_model: usize::MAX,
-                        });
-                        (ids.len() - 1) as u32
-                    });
-                    let s = &mut stats[idx as usize];
-                    s.refcount += 1;
-                    if s.last_version != vi {
-                        s.last_version = vi;
-                        s.versions += 1;
-                        vc.set.push(idx);
-                        vc.unique_bytes += s.plain_bytes;
-                        vc.stored_bytes += s.stored_bytes();
-                    }
-                    if s.last_model != mi {
-                        s.last_model = mi;
-                        s.models += 1;
-                    }
-                }
-                vc.set.sort_unstable();
-                versions.push(vc);
-            }
-        }
-        for vc in &mut versions {
-            vc.exclusive_bytes =
-                vc.set.iter().map(|&i| &stats[i as usize]).filter(|s| s.versions == 1).map(|s| s.plain_bytes).sum();
-        }
-        let chunks = ids.iter().copied().zip(stats.iter().cloned()).collect();
-        ChunkIndex { chunks, ids, versions }
-    }
-
-    /// The stat of dense chunk `i`.
-    fn stat(&self, i: u32) -> &ChunkStat {
-        &self.chunks[&self.ids[i as usize]]
-    }
-}
 
 /// Vault-wide storage figures (see the module docs for logical, unique and stored bytes).
 #[derive(Debug, Clone, Serialize)]
@@ -315,6 +212,60 @@ impl UnionFind {
     }
 }
 
+/// Links every two versions of `idx` whose shared stored bytes are at least `min_shared` of the
+/// smaller one's (see [`Vault::families`]); the sets of the result are the families.
+fn link_versions(idx: &ChunkIndex, min_shared: f64) -> UnionFind {
+    let n = idx.versions.len();
+    // Inverted index: chunk → versions using it, ascending.
+    let mut users: Vec<Vec<u32>> = vec![Vec::new(); idx.ids.len()];
+    for (vi, v) in idx.versions.iter().enumerate() {
+        for &c in &v.set {
+            users[c as usize].push(vi as u32);
+        }
+    }
+    let mut uf = UnionFind((0..n).collect());
+    let mut acc = vec![0u64; n];
+    let mut touched = Vec::new();
+    for (a, va) in idx.versions.iter().enumerate() {
+        for &c in &va.set {
+            let us = &users[c as usize];
+            let from = us.partition_point(|&b| (b as usize) <= a);
+            let bytes = idx.stat(c).stored_bytes();
+            for &b in &us[from..] {
+                if acc[b as usize] == 0 {
+                    touched.push(b as usize);
+                }
+                acc[b as usize] += bytes;
+            }
+        }
+        for &b in &touched {
+            let smaller = va.stored_bytes.min(idx.versions[b].stored_bytes);
+            if acc[b] as f64 >= min_shared * smaller as f64 {
+                uf.union(a, b);
+            }
+            acc[b] = 0;
+        }
+        touched.clear();
+    }
+    uf
+}
+
+/// The position of `name` version `version` in snapshot order (the order of
+/// [`ChunkIndex::versions`]), or `None` if the snapshot does not hold it.
+fn position(snap: &Snapshot, name: &str, version: u64) -> Option<usize> {
+    let mut vi = 0;
+    let mut tpos = None;
+    for m in &snap.models {
+        for (man, _) in &m.versions {
+            if m.rec.name == name && man.version == version {
+                tpos = Some(vi);
+            }
+            vi += 1;
+        }
+    }
+    tpos
+}
+
 impl Vault<Unlocked> {
     /// Storage figures for the whole vault and per model. Reads metadata only (no model data).
     ///
@@ -395,17 +346,8 @@ impl Vault<Unlocked> {
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);
         // Locate the target in snapshot order.
-        let mut vi = 0;
-        let mut tpos = None;
-        for m in &snap.models {
-            for (man, _) in &m.versions {
-                if m.rec.name == name && man.version == target.version {
-                    tpos = Some(vi);
-                }
-                vi += 1;
-            }
-        }
-        let tpos = tpos.ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: r.to_string() })?;
+        let tpos = position(&snap, name, target.version)
+            .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: r.to_string() })?;
         let tv = &idx.versions[tpos];
         let mut in_target = vec![false; idx.ids.len()];
         for &c in &tv.set {
@@ -487,37 +429,7 @@ impl Vault<Unlocked> {
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);
         let n = idx.versions.len();
-        // Inverted index: chunk → versions using it, ascending.
-        let mut users: Vec<Vec<u32>> = vec![Vec::new(); idx.ids.len()];
-        for (vi, v) in idx.versions.iter().enumerate() {
-            for &c in &v.set {
-                users[c as usize].push(vi as u32);
-            }
-        }
-        let mut uf = UnionFind((0..n).collect());
-        let mut acc = vec![0u64; n];
-        let mut touched = Vec::new();
-        for (a, va) in idx.versions.iter().enumerate() {
-            for &c in &va.set {
-                let us = &users[c as usize];
-                let from = us.partition_point(|&b| (b as usize) <= a);
-                let bytes = idx.stat(c).stored_bytes();
-                for &b in &us[from..] {
-                    if acc[b as usize] == 0 {
-                        touched.push(b as usize);
-                    }
-                    acc[b as usize] += bytes;
-                }
-            }
-            for &b in &touched {
-                let smaller = va.stored_bytes.min(idx.versions[b].stored_bytes);
-                if acc[b] as f64 >= min_shared * smaller as f64 {
-                    uf.union(a, b);
-                }
-                acc[b] = 0;
-            }
-            touched.clear();
-        }
+        let mut uf = link_versions(&idx, min_shared);
         // Flatten the snapshot to (name, manifest) in index order.
         let flat: Vec<(&str, &crate::manifest::Manifest)> =
             snap.models.iter().flat_map(|m| m.versions.iter().map(move |(v, _)| (m.rec.name.as_str(), v))).collect();

@@ -327,32 +327,8 @@ pub fn read_arg<'a>(cur: &mut Cursor<'a>, op: &OpInfo) -> Result<Arg<'a>, String
         ArgKind::Int4 => Arg::Int(i128::from(cur.uint(4)? as u32 as i32)),
         ArgKind::DecimalNlShort | ArgKind::DecimalNlLong | ArgKind::FloatNl => Arg::Line(cur.full_line()?),
         ArgKind::StringNlNoescape => Arg::Line(cur.full_line()?),
-        ArgKind::StringNl => {
-            let l = cur.full_line()?;
-            let l = l.strip_suffix(b"\r").unwrap_or(l);
-            let quoted = l.len() >= 2 && (l[0] == b'\'' || l[0] == b'"') && l[l.len() - 1] == l[0];
-            if !quoted {
-                return Err("the STRING opcode argument must be quoted".into());
-            }
-            let dec = escape_decode(&l[1..l.len() - 1]);
-            latin1(&dec)
-        }
-        ArgKind::StringNlNoescapePair => {
-            let (m, ok) = cur.line();
-            if !ok || m.is_empty() {
-                return Err("GLOBAL/INST module line truncated".into());
-            }
-            let (n, complete) = cur.line();
-            let n = if complete { n } else { n.get(..n.len().saturating_sub(1)).unwrap_or(&[]) };
-            if n.is_empty() {
-                return Err("GLOBAL/INST name line truncated".into());
-            }
-            // CPython decodes both lines as strict UTF-8 before find_class.
-            let (Ok(m), Ok(n)) = (std::str::from_utf8(m), std::str::from_utf8(n)) else {
-                return Err("GLOBAL/INST argument is not valid UTF-8".into());
-            };
-            Arg::Pair(m.to_string(), n.to_string(), !complete)
-        }
+        ArgKind::StringNl => string_nl(cur)?,
+        ArgKind::StringNlNoescapePair => global_pair(cur)?,
         ArgKind::String1 => {
             let n = cur.uint(1)?;
             latin1(cur.take(n)?)
@@ -366,24 +342,18 @@ pub fn read_arg<'a>(cur: &mut Cursor<'a>, op: &OpInfo) -> Result<Arg<'a>, String
         }
         ArgKind::Bytes1 => {
             let n = cur.uint(1)?;
-            {
-                cur.take(n)?;
-                Arg::Bytes
-            }
+            cur.take(n)?;
+            Arg::Bytes
         }
         ArgKind::Bytes4 => {
             let n = cur.uint(4)?;
-            {
-                cur.take(n)?;
-                Arg::Bytes
-            }
+            cur.take(n)?;
+            Arg::Bytes
         }
         ArgKind::Bytes8 | ArgKind::Bytearray8 => {
             let n = cur.uint(8)?;
-            {
-                cur.take(n)?;
-                Arg::Bytes
-            }
+            cur.take(n)?;
+            Arg::Bytes
         }
         ArgKind::UnicodeNl => {
             let l = cur.full_line()?;
@@ -417,6 +387,37 @@ pub fn read_arg<'a>(cur: &mut Cursor<'a>, op: &OpInfo) -> Result<Arg<'a>, String
             signed_le(cur.take(n as u64)?)
         }
     })
+}
+
+/// The argument of STRING: one quoted line, backslash escapes decoded.
+fn string_nl<'a>(cur: &mut Cursor<'a>) -> Result<Arg<'a>, String> {
+    let l = cur.full_line()?;
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    let quoted = l.len() >= 2 && (l[0] == b'\'' || l[0] == b'"') && l[l.len() - 1] == l[0];
+    if !quoted {
+        return Err("the STRING opcode argument must be quoted".into());
+    }
+    let dec = escape_decode(&l[1..l.len() - 1]);
+    Ok(latin1(&dec))
+}
+
+/// The argument of GLOBAL and INST: a module line and a name line, both strict UTF-8. A name
+/// line cut off by the end of the data is kept (without its last byte) and marked.
+fn global_pair<'a>(cur: &mut Cursor<'a>) -> Result<Arg<'a>, String> {
+    let (m, ok) = cur.line();
+    if !ok || m.is_empty() {
+        return Err("GLOBAL/INST module line truncated".into());
+    }
+    let (n, complete) = cur.line();
+    let n = if complete { n } else { n.get(..n.len().saturating_sub(1)).unwrap_or(&[]) };
+    if n.is_empty() {
+        return Err("GLOBAL/INST name line truncated".into());
+    }
+    // CPython decodes both lines as strict UTF-8 before find_class.
+    let (Ok(m), Ok(n)) = (std::str::from_utf8(m), std::str::from_utf8(n)) else {
+        return Err("GLOBAL/INST argument is not valid UTF-8".into());
+    };
+    Ok(Arg::Pair(m.to_string(), n.to_string(), !complete))
 }
 
 /// Parse a decimalnl argument the way `int(line, 0)`/`int(line)` would,

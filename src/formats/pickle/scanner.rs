@@ -194,7 +194,8 @@ pub fn walk(data: &[u8], start: usize, mode: Mode, depth: u32) -> Walk {
     }
 }
 
-/// Execute one opcode symbolically. Returns `Ok(true)` on STOP.
+/// Execute one opcode symbolically. Returns `Ok(true)` on STOP. Dispatches by opcode family to
+/// the functions below; an opcode no family handles is an error, as in CPython.
 #[allow(clippy::too_many_arguments)]
 fn step(
     st: &mut State,
@@ -206,6 +207,46 @@ fn step(
     mode: Mode,
     depth: u32,
 ) -> Result<bool, String> {
+    match code {
+        b'I' | b'L' | b'J' | b'K' | b'M' | 0x8a | 0x8b | b'S' | b'T' | b'U' | b'V' | 0x8c | b'X' | 0x8d | b'B'
+        | b'C' | 0x8e | 0x96 | 0x97 | b'F' | b'G' | 0x98 | b'N' | 0x88 | 0x89 => literal(st, code, arg)?,
+        b']' | b')' | b'}' | 0x8f | b'a' | b'e' | b'l' | b't' | 0x85..=0x87 | b'd' | b's' | b'u' | 0x90 | 0x91 => {
+            container(st, code)?
+        }
+        b'0' | b'2' | b'(' | b'1' => stack(st, code)?,
+        b'g' | b'h' | b'j' | b'p' | b'q' | b'r' | 0x94 => memo(st, code, arg)?,
+        0x82..=0x84 | b'c' | b'i' | 0x93 => import(st, w, code, arg, at, mode)?,
+        b'R' | b'b' | b'o' | 0x81 | 0x92 => call(st, w, cur, code, mode, depth)?,
+        0x80 => {
+            if int_arg(&arg) > 5 {
+                return Err(format!("unsupported pickle protocol: {}", int_arg(&arg)));
+            }
+        }
+        0x95 => {}
+        b'P' => st.push(V::Unknown)?,
+        b'Q' => {
+            st.pop()?;
+            st.push(V::Unknown)?;
+        }
+        b'.' => {
+            let v = st.pop()?;
+            if let V::Int(i) = v {
+                w.stop_int = Some(i);
+            } else if matches!(v, V::Tuple(_))
+                && let Some(V::Global(g)) = values::tuple_items(&v).last()
+            {
+                w.stop_last_global = Some(g.to_string());
+            }
+            return Ok(true);
+        }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(false)
+}
+
+/// Opcodes that push a constant (ints, strings, bytes, floats, None, booleans), and
+/// READONLY_BUFFER, which needs a value on the stack.
+fn literal(st: &mut State, code: u8, arg: Arg) -> Result<(), String> {
     match code {
         b'I' => {
             let Arg::Line(l) = arg else {
@@ -245,6 +286,14 @@ fn step(
         b'N' => st.push(V::None)?,
         0x88 => st.push(V::Bool(true))?,
         0x89 => st.push(V::Bool(false))?,
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(())
+}
+
+/// Opcodes that build or fill a list, tuple, dict or set.
+fn container(st: &mut State, code: u8) -> Result<(), String> {
+    match code {
         b']' => st.push(V::new_list(Vec::new()))?,
         b')' => st.push(V::tuple(Vec::new()))?,
         b'}' => st.push(V::new_dict())?,
@@ -297,6 +346,14 @@ fn step(
             st.pop_mark()?;
             st.push(V::Other)?;
         }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(())
+}
+
+/// POP, DUP, MARK and POP_MARK.
+fn stack(st: &mut State, code: u8) -> Result<(), String> {
+    match code {
         b'0' => {
             // CPython load_pop: an empty frame above the last mark pops the mark.
             if st.marks.last() == Some(&st.stack.len()) {
@@ -318,6 +375,14 @@ fn step(
         b'1' => {
             st.pop_mark()?;
         }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(())
+}
+
+/// Memo reads and writes (GET, BINGET, LONG_BINGET, PUT, BINPUT, LONG_BINPUT, MEMOIZE).
+fn memo(st: &mut State, code: u8, arg: Arg) -> Result<(), String> {
+    match code {
         b'g' | b'h' | b'j' => {
             let idx = match arg {
                 Arg::Line(l) => opcodes::parse_decimal(l).ok_or("invalid GET index")?,
@@ -337,6 +402,14 @@ fn step(
             let idx = st.memo.len() as u64;
             st.memo_put(idx)?;
         }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(())
+}
+
+/// Opcodes that import: GLOBAL, INST, STACK_GLOBAL and EXT1/2/4. Each is reported in `w`.
+fn import(st: &mut State, w: &mut Walk, code: u8, arg: Arg, at: usize, mode: Mode) -> Result<(), String> {
+    match code {
         0x82..=0x84 => {
             st.wrapper_possible = true;
             let name = format!("extension code {} (copyreg registry, cannot be resolved)", int_arg(&arg));
@@ -391,6 +464,15 @@ fn step(
                 _ => return Err("STACK_GLOBAL requires str".into()),
             }
         }
+        other => return Err(format!("unhandled opcode 0x{other:02x}")),
+    }
+    Ok(())
+}
+
+/// Opcodes that call or build an object: REDUCE, BUILD (with the joblib hook), OBJ, NEWOBJ,
+/// NEWOBJ_EX.
+fn call(st: &mut State, w: &mut Walk, cur: &mut Cursor, code: u8, mode: Mode, depth: u32) -> Result<(), String> {
+    match code {
         b'R' => {
             let args = st.pop()?;
             let f = st.pop()?;
@@ -438,29 +520,7 @@ fn step(
             let v = st.call(cls, items, false);
             st.push(v)?;
         }
-        0x80 => {
-            if int_arg(&arg) > 5 {
-                return Err(format!("unsupported pickle protocol: {}", int_arg(&arg)));
-            }
-        }
-        0x95 => {}
-        b'P' => st.push(V::Unknown)?,
-        b'Q' => {
-            st.pop()?;
-            st.push(V::Unknown)?;
-        }
-        b'.' => {
-            let v = st.pop()?;
-            if let V::Int(i) = v {
-                w.stop_int = Some(i);
-            } else if matches!(v, V::Tuple(_))
-                && let Some(V::Global(g)) = values::tuple_items(&v).last()
-            {
-                w.stop_last_global = Some(g.to_string());
-            }
-            return Ok(true);
-        }
         other => return Err(format!("unhandled opcode 0x{other:02x}")),
     }
-    Ok(false)
+    Ok(())
 }

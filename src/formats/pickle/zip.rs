@@ -137,6 +137,50 @@ pub fn list(src: &mut dyn Source) -> Listing {
 }
 
 fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
+    let Directory { base, count, cd_size, cd_off } = locate_directory(src)?;
+    if cd_size > MAX_CD_BYTES {
+        return Err(format!("central directory larger than {MAX_CD_BYTES} bytes"));
+    }
+    let cd = src.read_at(base + cd_off, cd_size as usize).map_err(|e| e.to_string())?;
+    if (cd.len() as u64) < cd_size {
+        return Err("central directory truncated".into());
+    }
+    let mut out = Vec::new();
+    let mut p = 0usize;
+    // Read every entry the directory bytes hold, even beyond the declared
+    // count (CPython's zipfile does; miniz trusts the count): a superset.
+    while p + 46 <= cd.len() {
+        if u32_at(&cd, p) != SIG_CENTRAL && out.len() as u64 >= count {
+            break;
+        }
+        if u32_at(&cd, p) != SIG_CENTRAL {
+            return Err(format!("bad central directory entry signature at +{p}"));
+        }
+        if out.len() >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        let (e, len) = central_entry(src, &cd, p, base)?;
+        out.push(e);
+        p += len;
+    }
+    Ok(out)
+}
+
+/// Where the central directory is, from the end of central directory record (or the ZIP64 one).
+struct Directory {
+    /// Bytes prepended to the archive: added to every offset the archive records.
+    base: u64,
+    /// Entries the record declares.
+    count: u64,
+    /// Declared size of the directory in bytes.
+    cd_size: u64,
+    /// Declared offset of the directory, before `base` is added.
+    cd_off: u64,
+}
+
+/// Finds the end of central directory record in the last 64 KiB + 22 bytes, and the ZIP64
+/// record when a locator precedes it.
+fn locate_directory(src: &mut dyn Source) -> Result<Directory, String> {
     let size = src.size();
     let tail_len = size.min(22 + 65_535) as usize;
     let tail_off = size - tail_len as u64;
@@ -171,56 +215,38 @@ fn central(src: &mut dyn Source) -> Result<Vec<Entry>, String> {
         .checked_sub(cd_size)
         .and_then(|x| x.checked_sub(cd_off))
         .ok_or("central directory offsets exceed the file")?;
-    if cd_size > MAX_CD_BYTES {
-        return Err(format!("central directory larger than {MAX_CD_BYTES} bytes"));
+    Ok(Directory { base, count, cd_size, cd_off })
+}
+
+/// Reads the central entry at byte `p` of the directory `cd` and checks its local header (at
+/// `base` + the recorded offset) against it. Returns the entry and the entry's length in `cd`.
+fn central_entry(src: &mut dyn Source, cd: &[u8], p: usize, base: u64) -> Result<(Entry, usize), String> {
+    let (nl, xl, cl) =
+        (usize::from(u16_at(cd, p + 28)), usize::from(u16_at(cd, p + 30)), usize::from(u16_at(cd, p + 32)));
+    let name_b = cd.get(p + 46..p + 46 + nl).ok_or("central entry name truncated")?;
+    let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or(&[]);
+    let mut e = Entry {
+        name: String::from_utf8_lossy(name_b).into_owned(),
+        flags: u16_at(cd, p + 8),
+        method: u16_at(cd, p + 10),
+        crc: u32_at(cd, p + 16),
+        csize: u64::from(u32_at(cd, p + 20)),
+        usize: u64::from(u32_at(cd, p + 24)),
+        data_start: 0,
+        disagreements: Vec::new(),
+    };
+    let mut local = u64::from(u32_at(cd, p + 42));
+    apply_zip64(extra, &mut e.usize, &mut e.csize, Some(&mut local));
+    let at = base.checked_add(local).ok_or("local header offset overflows")?;
+    let lh = src.read_at(at, 30).map_err(|x| x.to_string())?;
+    if u32_at(&lh, 0) != SIG_LOCAL || lh.len() < 30 {
+        return Err(format!("member {:?}: local header missing at offset {}", e.name, at));
     }
-    let cd = src.read_at(base + cd_off, cd_size as usize).map_err(|e| e.to_string())?;
-    if (cd.len() as u64) < cd_size {
-        return Err("central directory truncated".into());
-    }
-    let mut out = Vec::new();
-    let mut p = 0usize;
-    // Read every entry the directory bytes hold, even beyond the declared
-    // count (CPython's zipfile does; miniz trusts the count): a superset.
-    while p + 46 <= cd.len() {
-        if u32_at(&cd, p) != SIG_CENTRAL && out.len() as u64 >= count {
-            break;
-        }
-        if u32_at(&cd, p) != SIG_CENTRAL {
-            return Err(format!("bad central directory entry signature at +{p}"));
-        }
-        if out.len() >= MAX_ENTRIES {
-            return Err(format!("more than {MAX_ENTRIES} entries"));
-        }
-        let (nl, xl, cl) =
-            (usize::from(u16_at(&cd, p + 28)), usize::from(u16_at(&cd, p + 30)), usize::from(u16_at(&cd, p + 32)));
-        let name_b = cd.get(p + 46..p + 46 + nl).ok_or("central entry name truncated")?;
-        let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or(&[]);
-        let mut e = Entry {
-            name: String::from_utf8_lossy(name_b).into_owned(),
-            flags: u16_at(&cd, p + 8),
-            method: u16_at(&cd, p + 10),
-            crc: u32_at(&cd, p + 16),
-            csize: u64::from(u32_at(&cd, p + 20)),
-            usize: u64::from(u32_at(&cd, p + 24)),
-            data_start: 0,
-            disagreements: Vec::new(),
-        };
-        let mut local = u64::from(u32_at(&cd, p + 42));
-        apply_zip64(extra, &mut e.usize, &mut e.csize, Some(&mut local));
-        let at = base.checked_add(local).ok_or("local header offset overflows")?;
-        let lh = src.read_at(at, 30).map_err(|x| x.to_string())?;
-        if u32_at(&lh, 0) != SIG_LOCAL || lh.len() < 30 {
-            return Err(format!("member {:?}: local header missing at offset {}", e.name, at));
-        }
-        let (lnl, lxl) = (u16_at(&lh, 26), u16_at(&lh, 28));
-        let lnx = src.read_at(at + 30, usize::from(lnl) + usize::from(lxl)).map_err(|x| x.to_string())?;
-        e.disagreements = compare_local(&e, name_b, &lh, &lnx, usize::from(lnl));
-        e.data_start = at + 30 + u64::from(lnl) + u64::from(lxl);
-        out.push(e);
-        p += 46 + nl + xl + cl;
-    }
-    Ok(out)
+    let (lnl, lxl) = (u16_at(&lh, 26), u16_at(&lh, 28));
+    let lnx = src.read_at(at + 30, usize::from(lnl) + usize::from(lxl)).map_err(|x| x.to_string())?;
+    e.disagreements = compare_local(&e, name_b, &lh, &lnx, usize::from(lnl));
+    e.data_start = at + 30 + u64::from(lnl) + u64::from(lxl);
+    Ok((e, 46 + nl + xl + cl))
 }
 
 /// Compares the local header `lh` (30 bytes), followed by its name and extra field `lnx`
