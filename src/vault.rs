@@ -643,6 +643,12 @@ impl Vault<Unlocked> {
         open_sealed(|e| self.epoch_keys(e), &self.header.vault_id, table, key, what, value)
     }
 
+    /// The envelope that seals under the current epoch and opens values of the current epoch
+    /// and, during a rotation, of the one rotated away from.
+    pub(crate) fn envelope(&self) -> crate::store::envelope::Envelope<'_> {
+        crate::store::envelope::Envelope::new(self.header.vault_id, &self.state.keys, self.state.prev.as_ref())
+    }
+
     /// The keys of `epoch`: the current epoch, or during a rotation the one rotated away from.
     pub(crate) fn epoch_keys(&self, epoch: u32) -> Option<&EpochKeys> {
         if epoch == self.state.keys.epoch {

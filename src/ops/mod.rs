@@ -12,6 +12,7 @@ pub mod list;
 pub mod outfile;
 pub mod put;
 pub mod query;
+pub(crate) mod reader;
 pub mod remove;
 pub mod signers;
 pub mod stats;

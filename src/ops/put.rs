@@ -33,13 +33,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::aead;
 use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
 use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError};
 use crate::progress::Progress;
-use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
+use crate::store::envelope::Envelope;
+use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
 use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
@@ -365,9 +365,7 @@ impl Vault<Unlocked> {
                     let value = if known {
                         None
                     } else {
-                        let prefix = sealed_prefix(keys.epoch);
-                        let aad = store::aad("chunks", &vault_id, keys.epoch, &id);
-                        Some(aead::seal_with_prefix(&keys.chunk, &aad, &prefix, piece.bytes())?)
+                        Some(Envelope::new(vault_id, keys, None).seal_chunk(&id, piece.bytes())?)
                     };
                     recycler.give_back(piece);
                     if sealed_tx.send((r, value)).is_err() {

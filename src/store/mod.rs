@@ -32,6 +32,7 @@
 //! read-only.
 
 pub mod chunks;
+pub mod envelope;
 mod error;
 pub mod records;
 mod tables;
@@ -114,17 +115,7 @@ where
     t.range::<&[u8; 40]>(&lo..=&hi).map_err(|e| Error::storage("reading versions", e))
 }
 
-/// The AAD of a sealed record (see module docs).
-pub fn aad(table: &str, vault_id: &[u8; 16], epoch: u32, key: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(32 + table.len() + key.len());
-    a.extend_from_slice(b"modelvault/v1/");
-    a.extend_from_slice(table.as_bytes());
-    a.push(0);
-    a.extend_from_slice(vault_id);
-    a.extend_from_slice(&epoch.to_be_bytes());
-    a.extend_from_slice(key);
-    a
-}
+pub use envelope::aad;
 
 fn builder() -> redb::Builder {
     let mut b = redb::Builder::new();

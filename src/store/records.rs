@@ -12,6 +12,7 @@ use crate::crypto::SecretKey;
 use crate::crypto::aead::{self, OVERHEAD};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
+use super::envelope;
 use crate::{Error, Result};
 
 /// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3
@@ -331,20 +332,19 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
         .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
 }
 
-/// Seals a record under the metadata key of `keys`; returns the stored value
-/// `0x01 ‖ epoch (u32 BE) ‖ nonce ‖ ciphertext ‖ tag`. `aad` must name `keys.epoch`.
+/// Seals a record under the metadata key of `keys` with a prebuilt `aad`; returns the stored
+/// value `0x01 ‖ epoch (u32 BE) ‖ nonce ‖ ciphertext ‖ tag`. Superseded by
+/// [`Envelope::seal_record`](super::envelope::Envelope::seal_record), which builds the AAD; kept
+/// for the callers that have not moved to it yet.
 pub fn seal_record<T: Serialize>(keys: &EpochKeys, aad: &[u8], v: &T) -> Result<Vec<u8>> {
     let plain = zeroize::Zeroizing::new(encode(v));
-    aead::seal_with_prefix(&keys.meta, aad, &sealed_prefix(keys.epoch), &plain)
+    aead::seal_with_prefix(&keys.meta, aad, &envelope::header(keys.epoch), &plain)
 }
 
-/// Opens and decodes the sealed part of a record (after [`split_sealed`]); `what` names it in
-/// errors.
-pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
-    open_record_with(k, aad, what, sealed, |b| decode(what, b))
-}
-
-/// As [`open_record`], decoding the plaintext with `dec`.
+/// Opens the sealed part of a record (after [`split_sealed`]) with a prebuilt `aad` and decodes
+/// it with `dec`; `what` names it in errors. Superseded by
+/// [`Envelope::open_record_with`](super::envelope::Envelope::open_record_with); kept for the
+/// callers that have not moved to it yet.
 pub fn open_record_with<T>(
     k: &SecretKey,
     aad: &[u8],
@@ -353,43 +353,18 @@ pub fn open_record_with<T>(
     dec: impl FnOnce(&[u8]) -> Result<T>,
 ) -> Result<T> {
     let plain = zeroize::Zeroizing::new(
-        aead::open(k, aad, sealed)
-            .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
+        aead::open(k, aad, sealed).map_err(|e| envelope::OpenFailure::Tag(e).record_error(what))?,
     );
     dec(&plain)
 }
 
 /// Layout version byte in front of every sealed value (chunks and records).
-pub const SEALED_VALUE_VERSION: u8 = 1;
+pub const SEALED_VALUE_VERSION: u8 = envelope::VERSION;
 /// Bytes in front of a value's nonce: version (1) + epoch (4).
-pub const SEALED_HEADER_LEN: usize = 5;
-/// Same as [`SEALED_VALUE_VERSION`], for chunk values.
-pub const CHUNK_VALUE_VERSION: u8 = SEALED_VALUE_VERSION;
+pub const SEALED_HEADER_LEN: usize = envelope::HEADER_LEN;
 /// Same as [`SEALED_HEADER_LEN`], for chunk values.
 pub const CHUNK_HEADER_LEN: usize = SEALED_HEADER_LEN;
-
-/// The 5-byte header of a sealed value of `epoch`.
-pub fn sealed_prefix(epoch: u32) -> [u8; SEALED_HEADER_LEN] {
-    let mut p = [0u8; SEALED_HEADER_LEN];
-    p[0] = SEALED_VALUE_VERSION;
-    p[1..].copy_from_slice(&epoch.to_be_bytes());
-    p
-}
-
-/// Splits a stored sealed value into (epoch, `nonce ‖ ciphertext ‖ tag`); `None` if the header
-/// is missing or of an unknown version.
-pub fn split_sealed(v: &[u8]) -> Option<(u32, &[u8])> {
-    if v.len() < SEALED_HEADER_LEN || v[0] != SEALED_VALUE_VERSION {
-        return None;
-    }
-    let epoch = u32::from_be_bytes(v[1..5].try_into().ok()?);
-    Some((epoch, &v[5..]))
-}
-
-/// Splits a stored chunk value (the same layout as every sealed value).
-pub fn split_chunk_value(v: &[u8]) -> Option<(u32, &[u8])> {
-    split_sealed(v)
-}
+pub use super::envelope::{header as sealed_prefix, split as split_chunk_value, split as split_sealed};
 
 /// The vault's index key, sealed under the metadata key (table `meta`, key `index`).
 #[derive(Serialize, Deserialize)]
