@@ -58,6 +58,9 @@ impl Bar {
 }
 
 impl Progress for Bar {
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
     fn begin(&self, label: &str, total: u64) {
         if let Some(b) = &self.bar {
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());

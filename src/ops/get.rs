@@ -22,11 +22,12 @@ use sha2::{Digest, Sha256};
 
 use super::VersionRef;
 use super::outfile::{self, OutDir, VaultFile};
-use super::reader::{ChunkReader, FileChunks, TableChunks, open_chunk};
+use super::reader::{ChunkReader, FileChunks, open_chunk};
 use crate::manifest::{ChunkRef, FileEntry, Manifest};
 use crate::names::{self, escape};
 use crate::progress::Progress;
-use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::store;
+use crate::store::chunks::ChunkRead;
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -57,11 +58,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::Damaged`],
     /// [`Error::BadSignature`].
     pub fn manifest(&self, name: &str, r: &VersionRef) -> Result<Manifest> {
-        let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| self.model_absent(name))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| self.model_absent(name))?;
-        let (_, version) = self.resolve(&models, &versions, name, r)?;
-        Ok(self.load_version(&versions, name, version)?.0)
+        let rx = store::read(&self.db)?;
+        self.require_model_tables(&rx, name)?;
+        let (_, version) = self.resolve(&rx, name, r)?;
+        Ok(self.load_version(&rx, name, version)?.0)
     }
 
     /// Writes every file of `name@r` into the directory `dest` (created if missing). Each file
@@ -193,9 +193,7 @@ impl Vault<Unlocked> {
             let layout = &layout;
             scope.spawn(move || {
                 let run = || -> Result<()> {
-                    let rtx = store::begin_read(&self.db)?;
-                    let table = rtx.open_table(CHUNKS).ok();
-                    let chunks = TableChunks(table.as_ref());
+                    let chunks = store::read(&self.db)?;
                     let mut rd = ChunkReader::new(&chunks, self.envelope(), layout);
                     while let Some(plain) = rd.next_owned()? {
                         if tx.send(Ok(plain)).is_err() {
@@ -231,13 +229,13 @@ impl Vault<Unlocked> {
     /// [`super::reader::open_chunk`]).
     pub(crate) fn open_chunk(
         &self,
-        chunks: Option<&redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+        chunks: &impl ChunkRead,
         id: &[u8; 32],
         len: u32,
         where_: &str,
         i: usize,
         n: usize,
     ) -> Result<Vec<u8>> {
-        open_chunk(&TableChunks(chunks), &self.envelope(), &ChunkRef { id: *id, len }, where_, i, n)
+        open_chunk(chunks, &self.envelope(), &ChunkRef { id: *id, len }, where_, i, n)
     }
 }

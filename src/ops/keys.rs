@@ -21,8 +21,6 @@
 //! that record before the fresh file has replaced the vault. See SECURITY.md for what erasure
 //! cannot reach.
 
-use crate::store::chunks::ChunkStore;
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::VersionRef;
@@ -32,11 +30,12 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
 use crate::names::{self, escape};
 use crate::progress::Progress;
-use crate::store::records::{self, SlotRecord, sealed_prefix, split_sealed};
-use crate::store::{self, CHUNK_IDS, CHUNKS, ChunkTables, META, MODELS, SIGNERS, SLOTS, TRUST, VERSIONS};
+use crate::store::chunks::ChunkStore;
+use crate::store::envelope::{Envelope, KeyUse};
+use crate::store::records::{self, SlotRecord};
+use crate::store::{self, ReadTxn, RecordRead, Table, WriteTxn};
 use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
 use crate::{Error, Result};
-use redb::TableHandle;
 
 /// Plaintext bytes re-encrypted per rotation transaction (64 MiB).
 pub const ROTATE_BATCH_BYTES: u64 = 64 << 20;
@@ -112,14 +111,9 @@ pub struct EraseReport {
 }
 
 fn read_slots(db: &store::Db) -> Result<Vec<(String, Vec<u8>)>> {
-    let rx = store::begin_read(db)?;
-    let t = rx.open_table(SLOTS).map_err(|e| Error::storage("reading key slots", e))?;
-    let mut out = Vec::new();
-    for row in t.iter().map_err(|e| Error::storage("reading key slots", e))? {
-        let (k, v) = row.map_err(|e| Error::storage("reading key slots", e))?;
-        out.push((k.value().to_string(), v.value().to_vec()));
-    }
-    Ok(out)
+    let rx = store::read(db)?;
+    rx.require(Table::Slots, "reading key slots")?;
+    rx.slots()
 }
 
 fn slot_infos(slots: &[(String, Vec<u8>)], in_use: Option<&str>) -> Result<Vec<SlotInfo>> {
@@ -227,11 +221,8 @@ impl Vault<Unlocked> {
                 "key slot '{name}' is the one this command unlocked with: unlock with another slot (--slot NAME) to remove it"
             )));
         }
-        let txn = self.write()?;
-        txn.tx
-            .open_table(SLOTS)
-            .and_then(|mut t| t.remove(name).map(|_| ()).map_err(Into::into))
-            .map_err(|e| Error::storage("removing a key slot", e))?;
+        let mut txn = self.write()?;
+        txn.tx.remove_slot(name)?;
         txn.commit()
     }
 
@@ -330,11 +321,8 @@ impl Vault<Unlocked> {
         for (name, slot) in &updates {
             txn.put_slot(name, &slot.encode())?;
         }
-        {
-            let mut t = txn.tx.open_table(SLOTS).map_err(|e| Error::storage("removing a key slot", e))?;
-            for name in &removed {
-                t.remove(name.as_str()).map_err(|e| Error::storage("removing a key slot", e))?;
-            }
+        for name in &removed {
+            txn.tx.remove_slot(name)?;
         }
         txn.state.rotating_to = Some(to);
         txn.state.chunk_seals = 0;
@@ -375,7 +363,7 @@ impl Vault<Unlocked> {
             txn.state.clone()
         };
         let prev = self.state.prev.as_ref().expect("checked above");
-        let ctx = Reseal { vid: self.header.vault_id, prev, keys: &self.state.keys };
+        let ctx = Reseal { env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)) };
         let path = self.path.clone();
         store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
         self.state.prev = None;
@@ -388,25 +376,17 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::Storage`].
     pub fn erasure_pending(&self) -> Result<bool> {
-        let rx = store::begin_read(&self.db)?;
-        let Ok(meta) = rx.open_table(META) else {
-            return Ok(false);
-        };
-        Ok(meta.get(ERASE_KEY).map_err(|e| Error::storage("reading the erasure record", e))?.is_some())
+        Ok(store::read(&self.db)?.meta(ERASE_KEY)?.is_some())
     }
 
     /// The unfinished erasure, if any: the model name and the versions it removed.
     ///
     /// Errors: [`Error::Damaged`] if the erasure record does not open; [`Error::Storage`].
     pub fn unfinished_erasure(&self) -> Result<Option<UnfinishedErasure>> {
-        let rx = store::begin_read(&self.db)?;
-        let Ok(meta) = rx.open_table(META) else {
+        let Some(v) = store::read(&self.db)?.meta(ERASE_KEY)? else {
             return Ok(None);
         };
-        let Some(v) = meta.get(ERASE_KEY).map_err(|e| Error::storage("reading the erasure record", e))? else {
-            return Ok(None);
-        };
-        let rec: EraseIntent = self.open_meta("meta", ERASE_KEY.as_bytes(), "erasure record", v.value())?;
+        let rec: EraseIntent = self.open_meta("meta", ERASE_KEY.as_bytes(), "erasure record", &v)?;
         Ok(Some(UnfinishedErasure { name: rec.name, versions: rec.versions, started: rec.started }))
     }
 
@@ -433,7 +413,7 @@ impl Vault<Unlocked> {
             let mut txn = self.write()?;
             let versions = match r {
                 Some(r) => vec![self.remove_version_in(&mut txn, name, r)?],
-                None => self.remove_model_in(&txn, name)?,
+                None => self.remove_model_in(&mut txn, name)?,
             };
             let pad = erase_pad(name);
             let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now(), pad };
@@ -533,182 +513,157 @@ pub struct UnfinishedErasure {
 /// Copies every live record of `old` into `fresh` except the erasure record (the fill of an
 /// erasure's [`store::rewrite_with`]): once the fresh file replaces the vault, the erasure is
 /// finished and no record of it (nor of what it erased) is left.
-fn copy_without_erase_record(old: &redb::Database, fresh: &redb::Database) -> Result<()> {
-    let rx = store::begin_read(old)?;
-    let tx = store::begin_write(fresh)?;
-    copy_rows(&rx, &tx, META, |k| k == ERASE_KEY)?;
-    copy_rows(&rx, &tx, SLOTS, |_| false)?;
-    copy_rows(&rx, &tx, SIGNERS, |_| false)?;
-    copy_rows(&rx, &tx, TRUST, |_| false)?;
-    copy_rows(&rx, &tx, MODELS, |_| false)?;
-    copy_rows(&rx, &tx, VERSIONS, |_| false)?;
-    copy_rows(&rx, &tx, CHUNKS, |_| false)?;
-    copy_rows(&rx, &tx, CHUNK_IDS, |_| false)?;
-    store::commit(tx)
-}
-
-/// Copies table `def` from `rx` into `tx`, leaving out the rows whose key `skip` selects.
-fn copy_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
-    rx: &redb::ReadTransaction,
-    tx: &redb::WriteTransaction,
-    def: redb::TableDefinition<K, V>,
-    skip: impl for<'a> Fn(K::SelfType<'a>) -> bool,
-) -> Result<()> {
-    let ctx = |e: redb::Error| Error::storage(format!("copying table {}", def.name()), e);
-    let src = match rx.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(ctx(e.into())),
-    };
-    let mut dst = tx.open_table(def).map_err(|e| ctx(e.into()))?;
-    for row in src.iter().map_err(|e| ctx(e.into()))? {
-        let (k, v) = row.map_err(|e| ctx(e.into()))?;
-        if skip(k.value()) {
-            continue;
+fn copy_without_erase_record(old: &store::Db, fresh: &store::Db) -> Result<()> {
+    let rx = store::read(old)?;
+    let mut tx = store::write(fresh)?;
+    rx.scan(Table::Meta, None, |k, v| {
+        if k != ERASE_KEY.as_bytes() {
+            tx.put_row(Table::Meta, k, v)?;
         }
-        dst.insert(k.value(), v.value()).map_err(|e| ctx(e.into()))?;
+        Ok(true)
+    })?;
+    for table in Table::ALL.into_iter().filter(|t| *t != Table::Meta) {
+        store::copy_table(&rx, &mut tx, table)?;
     }
-    Ok(())
+    tx.commit()
 }
 
-/// What a rotation's copy needs: the vault id and the keys of both epochs.
+/// What a rotation's copy needs: the envelope of the new epoch that also opens the old one.
 struct Reseal<'k> {
-    vid: [u8; 16],
-    prev: &'k EpochKeys,
-    keys: &'k EpochKeys,
+    env: Envelope<'k>,
 }
+
+/// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
+/// names it) the copy leaves out: the state, which the copy writes last.
+const RESEALED_RECORDS: [Table; 5] = [Table::Meta, Table::Signers, Table::Trust, Table::Models, Table::Versions];
 
 impl Reseal<'_> {
     /// The value to store for `value` of `table`/`key` in the new file: sealed again under the new
-    /// epoch if it was sealed under the old one, else as it is.
-    fn value(&self, table: &str, key: &[u8], value: &[u8], chunk: bool) -> Result<(Vec<u8>, bool)> {
-        match split_sealed(value) {
-            Some((e, sealed)) if e == self.prev.epoch => {
-                let (old_key, new_key) =
-                    if chunk { (&self.prev.chunk, &self.keys.chunk) } else { (&self.prev.meta, &self.keys.meta) };
-                let plain = zeroize::Zeroizing::new(aead::open(old_key, &store::aad(table, &self.vid, e, key), sealed).map_err(
-                    |err| {
-                        Error::Damaged(format!(
-                            "a value of table {table}: {err}: the vault is damaged; the rotation stopped and the vault is unchanged"
-                        ))
-                    },
-                )?);
-                let aad = store::aad(table, &self.vid, self.keys.epoch, key);
-                Ok((aead::seal_with_prefix(new_key, &aad, &sealed_prefix(self.keys.epoch), &plain)?, true))
-            }
-            _ => Ok((value.to_vec(), false)),
+    /// epoch if it was sealed under the old one, else as it is; true when sealed again.
+    fn value(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
+        let usage = if table == Table::Chunks { KeyUse::Chunk } else { KeyUse::Record };
+        match self.env.reseal(usage, table.name(), key, value)? {
+            Some(v) => Ok((v, true)),
+            None => Ok((value.to_vec(), false)),
         }
     }
 
-    /// Fills `fresh` from `old`, re-sealed (see [`Vault::resume_rotation`]).
+    /// Fills `fresh` from `old`, re-sealed (see [`Vault::resume_rotation`]): the records, the key
+    /// slots (each keeping the wrap of the new master key only), the chunks (in checkpointed
+    /// batches), and last the state of the new epoch, in the final durable commit.
     fn copy(
         &self,
-        old: &redb::Database,
-        fresh: &redb::Database,
+        old: &store::Db,
+        fresh: &store::Db,
         mut state: records::State,
         report: &mut RotateReport,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let err = |e: redb::Error| Error::storage("re-encrypting into a fresh file", e);
-        let rx = store::begin_read(old)?;
-        let mut tx = store::begin_write(fresh)?;
-        let (mut meta_seals, mut chunk_seals) = (0u64, 0u64);
-        macro_rules! copy_table {
-            ($def:expr, $name:literal, |$k:ident| $key_bytes:expr, $skip:expr) => {{
-                if let Ok(src) = rx.open_table($def) {
-                    let mut dst = tx.open_table($def).map_err(|e| err(e.into()))?;
-                    for row in src.iter().map_err(|e| err(e.into()))? {
-                        let (k, v) = row.map_err(|e| err(e.into()))?;
-                        let $k = k.value();
-                        if $skip {
-                            continue;
-                        }
-                        let key_bytes: Vec<u8> = $key_bytes;
-                        let (value, resealed) = self.value($name, &key_bytes, v.value(), false)?;
-                        if resealed {
-                            meta_seals += 1;
-                            report.records += 1;
-                        }
-                        dst.insert($k, value.as_slice()).map_err(|e| err(e.into()))?;
-                    }
+        let rx = store::read(old)?;
+        let mut tx = store::write(fresh)?;
+        let mut meta_seals = 0u64;
+        for table in RESEALED_RECORDS {
+            rx.scan(table, None, |k, v| {
+                if table == Table::Meta && k == b"state" {
+                    return Ok(true);
                 }
-            }};
+                let (value, resealed) = self.value(table, k, v)?;
+                if resealed {
+                    meta_seals += 1;
+                    report.records += 1;
+                }
+                tx.put_row(table, k, &value).map(|()| true)
+            })?;
         }
-        copy_table!(META, "meta", |k| k.as_bytes().to_vec(), k == "state");
-        copy_table!(SIGNERS, "signers", |k| k.to_be_bytes().to_vec(), false);
-        copy_table!(TRUST, "trust", |k| k.as_bytes().to_vec(), false);
-        copy_table!(MODELS, "models", |k| k.to_vec(), false);
-        copy_table!(VERSIONS, "versions", |k| k.to_vec(), false);
-        // Key slots: keep the wrap of the new master key only.
-        {
-            let src = rx.open_table(SLOTS).map_err(|e| err(e.into()))?;
-            let mut dst = tx.open_table(SLOTS).map_err(|e| err(e.into()))?;
-            for row in src.iter().map_err(|e| err(e.into()))? {
-                let (k, v) = row.map_err(|e| err(e.into()))?;
-                let name = k.value().to_string();
-                let mut slot = SlotRecord::decode(v.value()).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
-                match slot.next.take() {
-                    Some((e, w)) if e == self.keys.epoch => {
-                        slot.epoch = e;
-                        slot.wrapped = w;
-                    }
-                    _ if slot.epoch == self.keys.epoch => {}
-                    _ => {
-                        report.slots_removed.push(name);
-                        continue;
-                    }
+        self.copy_slots(&rx, &mut tx, report)?;
+        let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        state.epoch = self.env.epoch();
+        state.rotating_to = None;
+        state.chunk_seals = chunk_seals;
+        state.meta_seals = meta_seals + 1;
+        let mut tx = tx;
+        tx.put_meta("state", &self.env.seal_record(&Table::Meta, b"state", &state)?)?;
+        tx.commit()
+    }
+
+    /// Copies the key slots, each keeping the wrap of the new master key only; a slot without
+    /// one is left out (and reported removed).
+    ///
+    /// Errors: [`Error::KeySlotDamaged`]; [`Error::Damaged`] when no slot is kept.
+    fn copy_slots(&self, rx: &ReadTxn, tx: &mut WriteTxn, report: &mut RotateReport) -> Result<()> {
+        rx.require(Table::Slots, "re-encrypting into a fresh file")?;
+        let epoch = self.env.epoch();
+        for (name, v) in rx.slots()? {
+            let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+            match slot.next.take() {
+                Some((e, w)) if e == epoch => {
+                    slot.epoch = e;
+                    slot.wrapped = w;
                 }
-                dst.insert(name.as_str(), slot.encode().as_slice()).map_err(|e| err(e.into()))?;
-                report.slots_kept.push(name);
+                _ if slot.epoch == epoch => {}
+                _ => {
+                    report.slots_removed.push(name);
+                    continue;
+                }
             }
+            tx.put_slot(&name, &slot.encode())?;
+            report.slots_kept.push(name);
         }
         if report.slots_kept.is_empty() {
             return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
         }
-        // Chunks, checkpointed (non-durable commits) every ROTATE_BATCH_BYTES.
+        Ok(())
+    }
+
+    /// Copies the chunks, sealed again, checkpointing (a commit that does not wait for the disk)
+    /// every [`ROTATE_BATCH_BYTES`]; returns the open transaction and the chunk seals made.
+    ///
+    /// Errors: [`Error::Damaged`] for a chunk that does not open; [`Error::Storage`].
+    fn copy_chunks(
+        &self,
+        rx: &ReadTxn,
+        mut tx: WriteTxn,
+        fresh: &store::Db,
+        report: &mut RotateReport,
+        progress: &dyn Progress,
+    ) -> Result<(WriteTxn, u64)> {
         progress.begin("rotate", 0);
-        if let Ok(src) = rx.open_table(CHUNKS) {
-            let mut rows = src.iter().map_err(|e| err(e.into()))?;
-            loop {
-                let (mut batch, mut exhausted) = (0u64, true);
-                {
-                    let mut dst = ChunkTables::open(&tx)?;
-                    for row in rows.by_ref() {
-                        let (k, v) = row.map_err(|e| err(e.into()))?;
-                        let id = *k.value();
-                        let (value, resealed) = self.value("chunks", &id, v.value(), true)?;
-                        if resealed {
-                            chunk_seals += 1;
-                            report.chunks += 1;
-                            let n = (value.len() - records::SEALED_HEADER_LEN - aead::OVERHEAD) as u64;
-                            report.bytes += n;
-                            progress.advance(n);
-                        }
-                        dst.insert(&id, value.as_slice())?;
-                        batch += value.len() as u64;
-                        if batch >= ROTATE_BATCH_BYTES {
-                            exhausted = false;
-                            break;
-                        }
+        let mut chunk_seals = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let (mut batch, mut exhausted) = (0u64, true);
+            let mut last = None;
+            {
+                let mut dst = tx.chunks()?;
+                rx.scan(Table::Chunks, after.as_deref(), |k, v| {
+                    let id: [u8; 32] = k.try_into().expect("a chunk id is 32 bytes");
+                    let (value, resealed) = self.value(Table::Chunks, k, v)?;
+                    if resealed {
+                        chunk_seals += 1;
+                        report.chunks += 1;
+                        let n = (value.len() - store::envelope::OVERHEAD) as u64;
+                        report.bytes += n;
+                        progress.advance(n);
                     }
-                }
-                if exhausted {
-                    break;
-                }
-                let mut done = tx;
-                done.set_durability(redb::Durability::None).map_err(|e| err(e.into()))?;
-                store::commit(done)?;
-                tx = store::begin_write(fresh)?;
+                    dst.insert(&id, &value)?;
+                    batch += value.len() as u64;
+                    last = Some(id);
+                    if batch >= ROTATE_BATCH_BYTES {
+                        exhausted = false;
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })?;
             }
+            if exhausted {
+                break;
+            }
+            after = last.map(|id| id.to_vec());
+            tx.commit_checkpoint()?;
+            tx = store::write(fresh)?;
         }
         progress.end();
-        state.epoch = self.keys.epoch;
-        state.rotating_to = None;
-        state.chunk_seals = chunk_seals;
-        state.meta_seals = meta_seals + 1;
-        let v = records::seal_record(self.keys, &store::aad("meta", &self.vid, self.keys.epoch, b"state"), &state)?;
-        tx.open_table(META).map_err(|e| err(e.into()))?.insert("state", v.as_slice()).map_err(|e| err(e.into()))?;
-        store::commit(tx)
+        Ok((tx, chunk_seals))
     }
 }
 

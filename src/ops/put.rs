@@ -38,9 +38,9 @@ use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecor
 use crate::names;
 use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError};
 use crate::progress::Progress;
+use crate::store;
 use crate::store::envelope::Envelope;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
-use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
@@ -205,13 +205,9 @@ impl Vault<Unlocked> {
         let sources = collect_sources(src)?;
         let total: u64 = sources.iter().map(|s| s.size).sum();
 
-        let mut txn = self.write()?;
+        let mut txn = self.write_reporting(progress)?;
         let mk = self.model_key(name);
-        let mut model = {
-            let models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
-            self.load_model(&models, name)?
-        }
-        .unwrap_or_else(|| ModelRecord {
+        let mut model = self.load_model(&*txn.tx, name)?.unwrap_or_else(|| ModelRecord {
             name: name.to_string(),
             created: now(),
             next_version: 1,
@@ -353,15 +349,11 @@ impl Vault<Unlocked> {
                 (sha.finalize().into(), blocks, same)
             });
             let sealer = scope.spawn(move || -> Result<()> {
-                let snapshot = store::begin_read(db)?;
-                let committed = snapshot.open_table(CHUNK_IDS).ok();
+                let committed = store::read(db)?;
                 for piece in hashed_rx {
                     let id = index.chunk_id(piece.bytes());
                     let r = ChunkRef { id, len: piece.bytes().len() as u32 };
-                    let known = match &committed {
-                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some(),
-                        None => false,
-                    };
+                    let known = committed.contains(&id)?;
                     let value = if known {
                         None
                     } else {
@@ -382,7 +374,7 @@ impl Vault<Unlocked> {
                 loop {
                     let (mut batch, mut seals, mut exhausted) = (0u64, 0u64, true);
                     {
-                        let mut chunks = ChunkTables::open(&txn.tx)?;
+                        let mut chunks = txn.tx.chunks()?;
                         for (r, value) in incoming.by_ref() {
                             if let Some(v) = value {
                                 seals += 1;
@@ -473,7 +465,7 @@ impl Vault<Unlocked> {
         }
         let live = store::stored_chunk_bytes(&self.db)? as f64;
         if len > live * (1.0 + TRIM_SLACK) {
-            while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+            self.db.compact()?;
         }
         Ok(())
     }
@@ -534,15 +526,11 @@ pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> R
     let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
     let key = store::version_key(mk, m.version);
     let sealed = txn.seal_meta("versions", &key, &rec)?;
-    let mut t = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
-    t.insert(&key, sealed.as_slice()).map_err(|e| Error::storage("writing a version", e))?;
-    Ok(())
+    txn.tx.put_version(mk, m.version, &sealed)
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
     let sealed = txn.seal_meta("models", mk, m)?;
-    let mut t = txn.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
-    t.insert(mk, sealed.as_slice()).map_err(|e| Error::storage("writing a model", e))?;
-    Ok(())
+    txn.tx.put_model(mk, &sealed)
 }

@@ -246,47 +246,6 @@ impl<S: ChunkRead + ?Sized> Seek for ChunkReader<'_, S> {
     }
 }
 
-/// The chunk table of a read transaction as a [`ChunkRead`] (no table: no chunks).
-pub(crate) struct TableChunks<'t>(pub Option<&'t redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>);
-
-/// A value borrowed from the chunk table.
-pub(crate) struct TableValue<'a>(redb::AccessGuard<'a, &'static [u8]>);
-
-impl AsRef<[u8]> for TableValue<'_> {
-    fn as_ref(&self) -> &[u8] {
-        self.0.value()
-    }
-}
-
-impl ChunkRead for TableChunks<'_> {
-    type Value<'a>
-        = TableValue<'a>
-    where
-        Self: 'a;
-
-    fn get(&self, id: &[u8; 32]) -> Result<Option<TableValue<'_>>> {
-        match self.0 {
-            Some(t) => Ok(redb::ReadableTable::get(t, id).map_err(|e| Error::storage("reading a chunk", e))?.map(TableValue)),
-            None => Ok(None),
-        }
-    }
-
-    fn contains(&self, id: &[u8; 32]) -> Result<bool> {
-        self.get(id).map(|v| v.is_some())
-    }
-
-    fn ids(&self) -> Result<Vec<([u8; 32], u32)>> {
-        let Some(t) = self.0 else { return Ok(Vec::new()) };
-        let err = |e: &dyn std::fmt::Display| Error::storage("reading the chunk table", e);
-        let mut out = Vec::new();
-        for row in redb::ReadableTable::iter(t).map_err(|e| err(&e))? {
-            let (k, v) = row.map_err(|e| err(&e))?;
-            out.push((*k.value(), v.value().len() as u32));
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -430,7 +389,10 @@ mod tests {
         mem.0.insert([2; 32], v);
         let (n, e) = damaged(m, mem);
         assert_eq!(n, 8);
-        assert!(e.contains("model 'm' version 1 file 'f': chunk 3 of 3 (id 0202020202020202): authentication failed"), "{e}");
+        assert!(
+            e.contains("model 'm' version 1 file 'f': chunk 3 of 3 (id 0202020202020202): authentication failed"),
+            "{e}"
+        );
         // A chunk missing.
         let (m, mut mem, _) = sealed(&k, &[4, 4]);
         mem.0.remove(&[0; 32]);

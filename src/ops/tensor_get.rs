@@ -27,13 +27,13 @@ use serde::Serialize;
 
 use super::VersionRef;
 use super::outfile::{OutDir, VaultFile};
-use super::reader::{ChunkReader, FileChunks, TableChunks, file_where};
+use super::reader::{ChunkReader, FileChunks, file_where};
 use crate::formats::safetensors::dtype_bits;
 use crate::formats::tensor::{TensorInfo, checked_product};
 use crate::manifest::{FileEntry, Manifest};
 use crate::names::escape;
 use crate::progress::Progress;
-use crate::store::{self, CHUNKS};
+use crate::store;
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -238,9 +238,7 @@ impl Vault<Unlocked> {
         let werr = |e| Error::io(format!("writing {shown}"), e);
         w.write_all(&(plan.header.len() as u64).to_le_bytes()).map_err(werr)?;
         w.write_all(&plan.header).map_err(werr)?;
-        let rtx = store::begin_read(&self.db)?;
-        let table = rtx.open_table(CHUNKS).ok();
-        let chunks = TableChunks(table.as_ref());
+        let chunks = store::read(&self.db)?;
         let mut layouts: BTreeMap<&str, FileChunks<'_>> = BTreeMap::new();
         let mut chunks_read = 0usize;
         for (f, t) in &plan.chosen {

@@ -147,11 +147,7 @@ impl<'k> Envelope<'k> {
 
     /// The keys of `epoch`, when this envelope holds them.
     fn keys(&self, epoch: u32) -> Option<&'k EpochKeys> {
-        if epoch == self.current.epoch {
-            Some(self.current)
-        } else {
-            self.prev.filter(|p| p.epoch == epoch)
-        }
+        if epoch == self.current.epoch { Some(self.current) } else { self.prev.filter(|p| p.epoch == epoch) }
     }
 
     /// Seals `plain` as the value of `table`/`key` under the current epoch with the key `usage`
@@ -184,7 +180,9 @@ impl<'k> Envelope<'k> {
             KeyUse::Record => &k.meta,
             KeyUse::Chunk => &k.chunk,
         };
-        aead::open(secret, &aad(table, &self.vault_id, epoch, key), sealed).map(Zeroizing::new).map_err(OpenFailure::Tag)
+        aead::open(secret, &aad(table, &self.vault_id, epoch, key), sealed)
+            .map(Zeroizing::new)
+            .map_err(OpenFailure::Tag)
     }
 
     /// Encodes `v` ([`records::encode`]) and seals it under the metadata key as the record of
@@ -326,17 +324,15 @@ mod tests {
         // An epoch the vault does not hold is named.
         let only2 = Envelope::new(VID, &k2, None);
         match open(&only2, "models", b"key-a", &v) {
-            Err(Error::Damaged(m)) => assert_eq!(
-                m,
-                "rec: sealed under key epoch 1, which this vault does not hold: the vault is damaged"
-            ),
+            Err(Error::Damaged(m)) => {
+                assert_eq!(m, "rec: sealed under key epoch 1, which this vault does not hold: the vault is damaged")
+            }
             other => panic!("{other:?}"),
         }
         match only2.open_chunk(&[0; 32], &v, || "chunk 1 of 1".into()) {
-            Err(Error::Damaged(m)) => assert_eq!(
-                m,
-                "chunk 1 of 1 claims key epoch 1, which this vault does not hold: the vault is damaged"
-            ),
+            Err(Error::Damaged(m)) => {
+                assert_eq!(m, "chunk 1 of 1 claims key epoch 1, which this vault does not hold: the vault is damaged")
+            }
             other => panic!("{other:?}"),
         }
         // A flipped ciphertext bit fails the tag.

@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redb::backends::FileBackend;
-use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable};
 
 use crate::{Error, Result};
 
@@ -56,16 +56,7 @@ use crate::{Error, Result};
 ///
 /// Errors: [`Error::Storage`].
 pub fn stored_chunk_bytes(db: &(impl ReadHandle + ?Sized)) -> Result<u64> {
-    let rx = begin_read(db)?;
-    let Ok(ids) = rx.open_table(CHUNK_IDS) else {
-        return Ok(0);
-    };
-    let mut sum = 0u64;
-    for row in ids.iter().map_err(|e| Error::storage("reading the chunk index", e))? {
-        let (_, len) = row.map_err(|e| Error::storage("reading the chunk index", e))?;
-        sum += u64::from(len.value());
-    }
-    Ok(sum)
+    read(db)?.stored_chunk_bytes()
 }
 
 /// Upgrades the storage of a version 1 or 2 vault to [`records::FORMAT_VERSION`] inside `tx`: for
@@ -76,25 +67,22 @@ pub fn stored_chunk_bytes(db: &(impl ReadHandle + ?Sized)) -> Result<u64> {
 ///
 /// Errors: [`Error::Storage`]; [`Error::Damaged`] for a header that does not decode (opening the
 /// vault checked it already).
-pub fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool> {
-    let mut meta = tx.open_table(META).map_err(|e| Error::storage("reading the header", e))?;
-    let mut header: records::Header = {
-        let v = meta.get("header").map_err(|e| Error::storage("reading the header", e))?;
-        let Some(v) = v else {
-            return Ok(false); // the transaction that creates the vault writes the header
-        };
-        postcard::from_bytes(v.value()).map_err(|_| Error::Damaged("the vault header does not decode".into()))?
+pub fn upgrade_format(tx: &mut WriteTxn) -> Result<bool> {
+    let Some(v) = tx.header()? else {
+        return Ok(false); // the transaction that creates the vault writes the header
     };
+    let mut header: records::Header =
+        postcard::from_bytes(&v).map_err(|_| Error::Damaged("the vault header does not decode".into()))?;
     if header.format_version >= records::FORMAT_VERSION {
         return Ok(false);
     }
     if header.format_version < 2 {
-        let mut t = ChunkTables::open(tx)?;
+        let mut t = tx.chunks()?;
         let present = t.scan_chunks()?;
         t.reindex(&present)?;
     }
     header.format_version = records::FORMAT_VERSION;
-    meta.insert("header", records::encode(&header).as_slice()).map_err(|e| Error::storage("writing the header", e))?;
+    tx.put_meta("header", &records::encode(&header))?;
     Ok(true)
 }
 
@@ -158,13 +146,19 @@ impl Db {
         }
     }
 
-    /// Compacts the file (see `redb::Database::compact`): true while there is more to do. A
-    /// read-only handle compacts nothing and returns false (writes were refused before this).
-    pub fn compact(&mut self) -> Result<bool, redb::CompactionError> {
-        match &mut self.inner {
-            DbInner::Write(db) => db.compact(),
-            DbInner::Read(_) => Ok(false),
+    /// Compacts the file until nothing is left to move (the file shrinks to what it holds). A
+    /// read-only handle compacts nothing (writes were refused before this).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn compact(&mut self) -> Result<()> {
+        self.compact_as("compacting the vault file")
+    }
+
+    fn compact_as(&mut self, context: &str) -> Result<()> {
+        if let DbInner::Write(db) = &mut self.inner {
+            while db.compact().map_err(|e| Error::storage(context, e))? {}
         }
+        Ok(())
     }
 }
 
@@ -493,25 +487,11 @@ pub fn display(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    rx: &redb::ReadTransaction,
-    tx: &redb::WriteTransaction,
-    def: TableDefinition<K, V>,
-) -> Result<u64> {
-    let ctx = |e: redb::Error| Error::storage(format!("copying table {}", def.name()), e);
-    let src = match rx.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(ctx(e.into())),
-    };
-    let mut dst = tx.open_table(def).map_err(|e| ctx(e.into()))?;
-    let mut n = 0;
-    for row in src.iter().map_err(|e| ctx(e.into()))? {
-        let (k, v) = row.map_err(|e| ctx(e.into()))?;
-        dst.insert(k.value(), v.value()).map_err(|e| ctx(e.into()))?;
-        n += 1;
-    }
-    Ok(n)
+/// Copies every row of `table` from `from` into `to` as it is.
+///
+/// Errors: [`Error::Storage`].
+pub fn copy_table(from: &ReadTxn, to: &mut WriteTxn, table: Table) -> Result<()> {
+    from.scan(table, None, |k, v| to.put_row(table, k, v).map(|()| true))
 }
 
 /// The temporary file [`rewrite`] builds beside the vault.
@@ -529,22 +509,17 @@ pub fn rewrite_path(path: &Path) -> PathBuf {
 /// Errors: as [`rewrite_with`].
 pub fn rewrite(db: &mut Db, path: &Path) -> Result<()> {
     rewrite_with(db, path, |old, fresh| {
-        let rx = begin_read(old)?;
-        let tx = begin_write(fresh)?;
-        copy_table(&rx, &tx, META)?;
-        copy_table(&rx, &tx, SLOTS)?;
-        copy_table(&rx, &tx, SIGNERS)?;
-        copy_table(&rx, &tx, TRUST)?;
-        copy_table(&rx, &tx, MODELS)?;
-        copy_table(&rx, &tx, VERSIONS)?;
-        copy_table(&rx, &tx, CHUNKS)?;
-        copy_table(&rx, &tx, CHUNK_IDS)?;
-        commit(tx)
+        let rx = read(old)?;
+        let mut tx = write(fresh)?;
+        for table in Table::ALL {
+            copy_table(&rx, &mut tx, table)?;
+        }
+        tx.commit()
     })
 }
 
 /// Builds a fresh vault file with `fill(old, fresh)` (which writes every record the new file must
-/// hold), then renames it over `path` (the vault file, [`Db::path`]) and makes `db` the handle of
+/// hold, in transactions of its own on `fresh`: a fill may checkpoint), then renames it over `path` (the vault file, [`Db::path`]) and makes `db` the handle of
 /// the fresh file.
 ///
 /// The fresh file is created beside the vault (same directory, so the rename is atomic) with the
@@ -560,16 +535,13 @@ pub fn rewrite(db: &mut Db, path: &Path) -> Result<()> {
 /// temporary file is removed and `db` is left as it was.
 ///
 /// Errors: [`Error::ReadOnly`] on a read-only handle; [`Error::Storage`], [`Error::Io`].
-pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Database, &Database) -> Result<()>) -> Result<()> {
-    let old = db.writable()?;
+pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Db, &Db) -> Result<()>) -> Result<()> {
+    db.writable()?;
     let tmp = rewrite_path(path);
     let _ = std::fs::remove_file(&tmp);
     let like = owner_of(path)?;
-    let mut fresh = create_file_db(&tmp, like)?;
-    let filled = fill(old, &fresh).and_then(|()| {
-        while fresh.compact().map_err(|e| Error::storage("compacting the rewritten vault", e))? {}
-        Ok(())
-    });
+    let mut fresh = Db { inner: DbInner::Write(create_file_db(&tmp, like)?), path: tmp.clone() };
+    let filled = fill(db, &fresh).and_then(|()| fresh.compact_as("compacting the rewritten vault"));
     if let Err(e) = filled {
         drop(fresh);
         let _ = std::fs::remove_file(&tmp);
@@ -589,6 +561,6 @@ pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Database, &Data
         let _ = sync(dir);
     }
     // Only now is the old file's lock released (with its handle, replaced here).
-    db.inner = DbInner::Write(fresh);
+    db.inner = fresh.inner;
     Ok(())
 }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
+use super::envelope;
 use crate::crypto::SecretKey;
 use crate::crypto::aead::{self, OVERHEAD};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::EpochKeys;
-use super::envelope;
 use crate::{Error, Result};
 
 /// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3

@@ -70,3 +70,9 @@ impl Table {
         }
     }
 }
+
+impl super::envelope::TableName for Table {
+    fn table_name(&self) -> &str {
+        self.name()
+    }
+}

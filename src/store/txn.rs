@@ -47,6 +47,16 @@ impl AsRef<[u8]> for StoredValue<'_> {
 pub trait RecordRead {
     /// True when the table exists in the file (a fresh or damaged file may lack one).
     fn has_table(&self, table: Table) -> Result<bool>;
+    /// Fails with the storage error of a missing table (as reading it would) when `table` does
+    /// not exist: for the reads that treat a missing table as damage, not as empty.
+    ///
+    /// Errors: [`Error::Storage`] naming `context`.
+    fn require(&self, table: Table, context: &str) -> Result<()> {
+        if self.has_table(table)? {
+            return Ok(());
+        }
+        Err(Error::storage(context, TableError::TableDoesNotExist(table.name().to_string())))
+    }
     /// A value of the `meta` table (`"header"`, `"state"`, `"index"`).
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// The plaintext header record.
@@ -83,6 +93,8 @@ pub trait RecordRead {
     fn trust(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Every trust record, in name order.
     fn trusts(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// How many chunks the chunk table holds (counted from the table itself; 0 without one).
+    fn chunk_count(&self) -> Result<u64>;
     /// The sum of the stored chunk value lengths, in bytes, read from the chunk index (small
     /// pages only); 0 without one.
     fn stored_chunk_bytes(&self) -> Result<u64>;
@@ -194,6 +206,11 @@ macro_rules! record_read {
                 let Some(t) = self.table(TRUST, Table::Trust)? else { return Ok(Vec::new()) };
                 rows(&t, Table::Trust, |k, v| (k.to_string(), v.to_vec()))
             }
+            fn chunk_count(&self) -> Result<u64> {
+                use redb::ReadableTableMetadata;
+                let Some(t) = self.table(CHUNKS, Table::Chunks)? else { return Ok(0) };
+                t.len().map_err(|e| Error::storage("counting chunks", e))
+            }
             fn stored_chunk_bytes(&self) -> Result<u64> {
                 let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(0) };
                 Ok(rows(&t, Table::ChunkIds, |_, len| u64::from(len))?.into_iter().sum())
@@ -255,7 +272,70 @@ impl ChunkRead for ReadTxn {
     }
 }
 
+/// The key of a row as bytes, as the AAD names it: a name's UTF-8, an id big-endian, a record
+/// key or chunk id as it is.
+fn key_error(table: Table) -> Error {
+    Error::InvalidInput(format!("a row key of the wrong form for table {}", table.name()))
+}
+
+fn str_key(table: Table, key: &[u8]) -> Result<&str> {
+    std::str::from_utf8(key).map_err(|_| key_error(table))
+}
+
+fn id_key(table: Table, key: &[u8]) -> Result<u32> {
+    key.try_into().map(u32::from_be_bytes).map_err(|_| key_error(table))
+}
+
+fn array_key<const N: usize>(table: Table, key: &[u8]) -> Result<&[u8; N]> {
+    key.try_into().map_err(|_| key_error(table))
+}
+
 impl ReadTxn {
+    /// Calls `f(key, value)` for every row of `table` in key order, starting after the row whose
+    /// key is `after` (all rows for `None`), until `f` returns false. Keys are bytes as the AAD
+    /// names them (a name's UTF-8, a signer id big-endian, a record key or chunk id as it is);
+    /// values are the stored bytes (for the chunk index, the length big-endian). With
+    /// [`WriteTxn::put_row`] this copies any table, which is how a rewrite copies every table.
+    /// A missing table has no rows.
+    ///
+    /// Errors: [`Error::Storage`]; [`Error::InvalidInput`] for an `after` of the wrong form.
+    pub fn scan(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        macro_rules! go {
+            ($def:expr, $kt:ty, |$a:ident| $start:expr, |$k:ident, $v:ident| $row:expr) => {{
+                let Some(t) = self.table($def, table)? else { return Ok(()) };
+                let start: std::ops::Bound<$kt> = match after {
+                    Some($a) => Excluded($start),
+                    None => Unbounded,
+                };
+                for row in t.range::<$kt>((start, Unbounded)).map_err(read_err(table))? {
+                    let (k, v) = row.map_err(read_err(table))?;
+                    let ($k, $v) = (k.value(), v.value());
+                    let (kb, vb) = $row;
+                    if !f(kb.as_ref(), vb.as_ref())? {
+                        break;
+                    }
+                }
+                Ok(())
+            }};
+        }
+        match table {
+            Table::Meta => go!(META, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
+            Table::Slots => go!(SLOTS, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
+            Table::Trust => go!(TRUST, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
+            Table::Signers => go!(SIGNERS, u32, |a| id_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
+            Table::Models => go!(MODELS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
+            Table::Versions => go!(VERSIONS, &[u8; 40], |a| array_key::<40>(table, a)?, |k, v| (k, v)),
+            Table::Chunks => go!(CHUNKS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
+            Table::ChunkIds => go!(CHUNK_IDS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v.to_be_bytes())),
+        }
+    }
+
     /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
     /// (every value page is read: `verify` and `gc` compare it with the index).
     ///
@@ -332,8 +412,8 @@ impl WriteTxn {
 
     /// Deletes the model record under `key` (a no-op when absent).
     pub fn remove_model(&mut self, key: &[u8; 32]) -> Result<()> {
-        let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("deleting a model", e))?;
-        t.remove(key).map_err(|e| Error::storage("deleting a model", e))?;
+        let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
+        t.remove(key).map_err(|e| Error::storage("removing a model", e))?;
         Ok(())
     }
 
@@ -346,8 +426,8 @@ impl WriteTxn {
 
     /// Deletes the version record `n` of the model `model_key` (a no-op when absent).
     pub fn remove_version(&mut self, model_key: &[u8; 32], n: u64) -> Result<()> {
-        let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("deleting a version", e))?;
-        t.remove(&version_key(model_key, n)).map_err(|e| Error::storage("deleting a version", e))?;
+        let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
+        t.remove(&version_key(model_key, n)).map_err(|e| Error::storage("removing a version", e))?;
         Ok(())
     }
 
@@ -360,8 +440,8 @@ impl WriteTxn {
 
     /// Deletes the key slot `name` (a no-op when absent).
     pub fn remove_slot(&mut self, name: &str) -> Result<()> {
-        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("deleting a key slot", e))?;
-        t.remove(name).map_err(|e| Error::storage("deleting a key slot", e))?;
+        let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("removing a key slot", e))?;
+        t.remove(name).map_err(|e| Error::storage("removing a key slot", e))?;
         Ok(())
     }
 
@@ -381,8 +461,46 @@ impl WriteTxn {
 
     /// Deletes the trust record `name` (a no-op when absent).
     pub fn remove_trust(&mut self, name: &str) -> Result<()> {
-        let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("deleting a trusted key", e))?;
-        t.remove(name).map_err(|e| Error::storage("deleting a trusted key", e))?;
+        let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("removing a trusted key", e))?;
+        t.remove(name).map_err(|e| Error::storage("removing a trusted key", e))?;
+        Ok(())
+    }
+
+    /// Writes one row of `table` from its bytes, as [`ReadTxn::scan`] gives them (a chunk goes
+    /// into the chunk table only: copy the index with its own rows, or insert through
+    /// [`WriteTxn::chunks`], which writes both).
+    ///
+    /// Errors: [`Error::Storage`]; [`Error::InvalidInput`] for a key or value of the wrong form.
+    pub fn put_row(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        let ctx = format!("copying table {}", table.name());
+        let err = |e: redb::StorageError| Error::storage(ctx.as_str(), e);
+        match table {
+            Table::Meta => {
+                self.open(META, table)?.insert(str_key(table, key)?, value).map_err(err)?;
+            }
+            Table::Slots => {
+                self.open(SLOTS, table)?.insert(str_key(table, key)?, value).map_err(err)?;
+            }
+            Table::Trust => {
+                self.open(TRUST, table)?.insert(str_key(table, key)?, value).map_err(err)?;
+            }
+            Table::Signers => {
+                self.open(SIGNERS, table)?.insert(id_key(table, key)?, value).map_err(err)?;
+            }
+            Table::Models => {
+                self.open(MODELS, table)?.insert(array_key::<32>(table, key)?, value).map_err(err)?;
+            }
+            Table::Versions => {
+                self.open(VERSIONS, table)?.insert(array_key::<40>(table, key)?, value).map_err(err)?;
+            }
+            Table::Chunks => {
+                self.open(CHUNKS, table)?.insert(array_key::<32>(table, key)?, value).map_err(err)?;
+            }
+            Table::ChunkIds => {
+                let len = id_key(table, value)?;
+                self.open(CHUNK_IDS, table)?.insert(array_key::<32>(table, key)?, len).map_err(err)?;
+            }
+        }
         Ok(())
     }
 

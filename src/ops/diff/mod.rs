@@ -26,11 +26,10 @@ mod statistics;
 use serde::Serialize;
 
 use super::VersionRef;
-use super::reader::TableChunks;
 use super::tensor_get::is_tensor_format;
 use crate::Result;
 use crate::manifest::{FileEntry, hex};
-use crate::store::{self, CHUNKS};
+use crate::store;
 use crate::vault::{Unlocked, Vault};
 
 /// The differences between two versions.
@@ -265,9 +264,7 @@ impl Vault<Unlocked> {
     pub fn diff(&self, a_name: &str, a_ref: &VersionRef, b_name: &str, b_ref: &VersionRef) -> Result<DiffReport> {
         let ma = self.manifest(a_name, a_ref)?;
         let mb = self.manifest(b_name, b_ref)?;
-        let rtx = store::begin_read(&self.db)?;
-        let table = rtx.open_table(CHUNKS).ok();
-        let chunks = TableChunks(table.as_ref());
+        let chunks = store::read(&self.db)?;
         let src = statistics::Source { chunks: &chunks, env: self.envelope() };
         let mut summary = DiffSummary::default();
         let mut bytes_decrypted = 0u64;

@@ -131,7 +131,6 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-
 /// Where compared tensors are read from: the chunk store and the envelope that opens its values.
 pub(super) struct Source<'a, S: ChunkRead + ?Sized> {
     /// The chunk store.
@@ -155,7 +154,10 @@ pub(super) fn compare<S: ChunkRead + ?Sized>(
     if ta.len != tb.len {
         return Ok(Some(change(
             ta,
-            Some(format!("the tensor index gives {} bytes in A and {} in B for the same dtype and shape", ta.len, tb.len)),
+            Some(format!(
+                "the tensor index gives {} bytes in A and {} in B for the same dtype and shape",
+                ta.len, tb.len
+            )),
         )));
     }
     let (pa, pb) = (a.pieces(ta.offset, ta.len), b.pieces(tb.offset, tb.len));
