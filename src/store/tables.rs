@@ -5,21 +5,21 @@
 use redb::{TableDefinition, TableHandle};
 
 /// Public header and the sealed state.
-pub static META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(in crate::store) static META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Key slots by name.
-pub static SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+pub(in crate::store) static SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 /// Signing keys by id.
-pub static SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
+pub(in crate::store) static SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
 /// Model records by keyed hash of the name.
-pub static MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
+pub(in crate::store) static MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
 /// Version records by model key and big-endian version number.
-pub static VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
+pub(in crate::store) static VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
 /// Trusted public keys of other vaults, by name.
-pub static TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
+pub(in crate::store) static TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
 /// Encrypted chunks by chunk id.
-pub static CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+pub(in crate::store) static CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 /// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
-pub static CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
+pub(in crate::store) static CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
 
 /// A table of the vault, by its role. Its [`Table::name`] is the name the table has in the file,
 /// and the name every sealed value's AAD carries (see SECURITY.md, "Byte layout").

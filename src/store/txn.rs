@@ -522,7 +522,7 @@ pub struct ChunkTables<'t> {
 }
 
 impl<'t> ChunkTables<'t> {
-    pub(crate) fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
         let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
         let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
         Ok(ChunkTables { chunks, ids })
