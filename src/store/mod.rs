@@ -40,10 +40,7 @@ mod tables;
 mod txn;
 
 pub use error::{StoreError, StoreErrorKind};
-use tables::CHUNKS;
 pub use tables::Table;
-#[cfg(test)]
-use tables::{META, MODELS, VERSIONS};
 pub use txn::{ChunkTables, ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
 
 use crate::{Error, Result};
