@@ -39,12 +39,13 @@ pub mod records;
 mod tables;
 mod txn;
 
+pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
 use tables::CHUNKS;
 pub use tables::Table;
 #[cfg(test)]
 use tables::{META, MODELS, VERSIONS};
-pub use txn::{ChunkTables, ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
 
 use crate::{Error, Result};
 
