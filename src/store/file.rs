@@ -239,29 +239,7 @@ fn open_vault_file(path: &Path, read_only: bool) -> Result<(std::fs::File, bool)
 /// the integrity check), [`Error::Io`], [`Error::Storage`] (a read-only open of a file that was
 /// not closed cleanly: its repair needs write access).
 pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<Db> {
-    let real = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Err(Error::NotAVault {
-                    path: path.to_path_buf(),
-                    reason: "it is a symbolic link to a file that does not exist".into(),
-                });
-            }
-            return Err(Error::VaultNotFound(path.to_path_buf()));
-        }
-        Err(e) => return Err(Error::io(format!("resolving {}", path.display()), e)),
-    };
-    match std::fs::metadata(&real) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::VaultNotFound(path.to_path_buf()));
-        }
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
-        }
-        Ok(_) => {}
-    }
+    let real = resolve_vault_path(path)?;
     let deadline = wait.map(|w| Instant::now() + w);
     let mut replaced = 0;
     loop {
@@ -319,6 +297,37 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
             Err(e) => return Err(map_open_error(path, e)),
         }
     }
+}
+
+/// The vault file `path` names, every symbolic link resolved, checked to be a regular file.
+///
+/// Errors: [`Error::VaultNotFound`], [`Error::NotAVault`] (a link to nothing, not a regular
+/// file), [`Error::Io`].
+fn resolve_vault_path(path: &Path) -> Result<PathBuf> {
+    let real = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err(Error::NotAVault {
+                    path: path.to_path_buf(),
+                    reason: "it is a symbolic link to a file that does not exist".into(),
+                });
+            }
+            return Err(Error::VaultNotFound(path.to_path_buf()));
+        }
+        Err(e) => return Err(Error::io(format!("resolving {}", path.display()), e)),
+    };
+    match std::fs::metadata(&real) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::VaultNotFound(path.to_path_buf()));
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
+        }
+        Ok(_) => {}
+    }
+    Ok(real)
 }
 
 fn map_open_error(path: &Path, e: DatabaseError) -> Error {

@@ -39,9 +39,10 @@ pub mod records;
 mod tables;
 mod txn;
 
+pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
 pub use tables::Table;
-pub use txn::{ChunkTables, ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
 
 use crate::{Error, Result};
 

@@ -19,7 +19,7 @@
 
 use redb::{ReadableTable, TableDefinition, TableError};
 
-use super::chunks::{ChunkId, ChunkRead, ChunkStore};
+use super::chunks::{ChunkId, ChunkTables};
 use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
 use crate::{Error, Result};
 
@@ -32,7 +32,7 @@ pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
 }
 
 /// A stored value borrowed from its page (no copy of a 1 MiB chunk).
-pub struct StoredValue<'a>(redb::AccessGuard<'a, &'static [u8]>);
+pub struct StoredValue<'a>(pub(in crate::store) redb::AccessGuard<'a, &'static [u8]>);
 
 impl AsRef<[u8]> for StoredValue<'_> {
     fn as_ref(&self) -> &[u8] {
@@ -112,7 +112,7 @@ fn get_bytes<'k, K: redb::Key + 'static>(
     Ok(t.get(key).map_err(read_err(table))?.map(|v| v.value().to_vec()))
 }
 
-fn rows<K: redb::Key + 'static, V: redb::Value + 'static, R>(
+pub(in crate::store) fn rows<K: redb::Key + 'static, V: redb::Value + 'static, R>(
     t: &impl ReadableTable<K, V>,
     table: Table,
     mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> R,
@@ -229,7 +229,7 @@ impl ReadTxn {
         ReadTxn { tx }
     }
 
-    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    pub(in crate::store) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
         table: Table,
@@ -249,28 +249,6 @@ impl ReadTxn {
 }
 
 record_read!(ReadTxn);
-
-impl ChunkRead for ReadTxn {
-    type Value<'a>
-        = StoredValue<'static>
-    where
-        Self: 'a;
-
-    fn get(&self, id: &ChunkId) -> Result<Option<StoredValue<'static>>> {
-        let Some(t) = self.table(CHUNKS, Table::Chunks)? else { return Ok(None) };
-        Ok(t.get(id).map_err(|e| Error::storage("reading a chunk", e))?.map(StoredValue))
-    }
-
-    fn contains(&self, id: &ChunkId) -> Result<bool> {
-        let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(false) };
-        Ok(t.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
-    }
-
-    fn ids(&self) -> Result<Vec<(ChunkId, u32)>> {
-        let Some(t) = self.table(CHUNK_IDS, Table::ChunkIds)? else { return Ok(Vec::new()) };
-        rows(&t, Table::ChunkIds, |k, len| (*k, len))
-    }
-}
 
 /// The key of a row as bytes, as the AAD names it: a name's UTF-8, an id big-endian, a record
 /// key or chunk id as it is.
@@ -513,70 +491,3 @@ impl WriteTxn {
 }
 
 record_read!(WriteTxn);
-
-/// The chunk table and its key index, open together in one write transaction. Every insert and
-/// removal of a chunk goes through here, so the two tables never disagree after a commit.
-pub struct ChunkTables<'t> {
-    chunks: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    ids: redb::Table<'t, &'static [u8; 32], u32>,
-}
-
-impl<'t> ChunkTables<'t> {
-    fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
-        let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
-        let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
-        Ok(ChunkTables { chunks, ids })
-    }
-
-    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
-    /// (every value page is read: used by `gc`, which rebuilds the index from it).
-    ///
-    /// Errors: [`Error::Storage`].
-    pub fn scan_chunks(&self) -> Result<Vec<(ChunkId, u32)>> {
-        rows(&self.chunks, Table::Chunks, |k, v| (*k, v.len() as u32))
-    }
-
-    /// Makes the index list exactly `present` (ids with value lengths).
-    ///
-    /// Errors: [`Error::Storage`].
-    pub fn reindex(&mut self, present: &[(ChunkId, u32)]) -> Result<()> {
-        self.ids.retain(|_, _| false).map_err(|e| Error::storage("clearing the chunk index", e))?;
-        for (id, len) in present {
-            self.ids.insert(id, *len).map_err(|e| Error::storage("writing the chunk index", e))?;
-        }
-        Ok(())
-    }
-}
-
-impl ChunkRead for ChunkTables<'_> {
-    type Value<'a>
-        = StoredValue<'a>
-    where
-        Self: 'a;
-
-    fn get(&self, id: &ChunkId) -> Result<Option<StoredValue<'_>>> {
-        Ok(self.chunks.get(id).map_err(|e| Error::storage("reading a chunk", e))?.map(StoredValue))
-    }
-
-    fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.ids.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
-    }
-
-    fn ids(&self) -> Result<Vec<(ChunkId, u32)>> {
-        rows(&self.ids, Table::ChunkIds, |k, len| (*k, len))
-    }
-}
-
-impl ChunkStore for ChunkTables<'_> {
-    fn insert(&mut self, id: &ChunkId, sealed: &[u8]) -> Result<()> {
-        self.chunks.insert(id, sealed).map_err(|e| Error::storage("writing a chunk", e))?;
-        self.ids.insert(id, sealed.len() as u32).map_err(|e| Error::storage("writing the chunk index", e))?;
-        Ok(())
-    }
-
-    fn remove(&mut self, id: &ChunkId) -> Result<()> {
-        self.chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
-        self.ids.remove(id).map_err(|e| Error::storage("deleting a chunk index entry", e))?;
-        Ok(())
-    }
-}

@@ -71,30 +71,11 @@ impl Vault<Locked> {
         let (mut tried, mut spent) = (0usize, 0u64);
         for (i, (name, slot)) in cands.iter().enumerate() {
             let cost = unlock_cost(&slot.params);
-            if only.is_none() && tried > 0 {
-                if tried >= MAX_UNLOCK_SLOTS {
-                    let rest: Vec<String> =
-                        cands[i..].iter().map(|(n, _)| format!("'{}'", crate::names::escape(n))).collect();
-                    return Err(Error::UnlockLimit(format!(
-                        "the passphrase opened none of the {tried} key slots tried, the most one unlock tries \
-                         without --slot; not tried: {}: if the passphrase is for one of them, unlock with \
-                         `--slot NAME`",
-                        rest.join(", ")
-                    )));
-                }
-                if spent + cost > MAX_UNLOCK_COST {
-                    return Err(Error::UnlockLimit(format!(
-                        "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
-                         tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
-                         over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
-                         every slot: if the passphrase is for that slot, unlock with `--slot {}`",
-                        crate::names::escape(name),
-                        slot.params.memory_kib,
-                        slot.params.time_cost,
-                        spent + cost,
-                        crate::names::escape(name)
-                    )));
-                }
+            if only.is_none()
+                && tried > 0
+                && let Some(e) = unlock_limit(&cands[i..], tried, spent, cost)
+            {
+                return Err(e);
             }
             tried += 1;
             spent += cost;
@@ -181,6 +162,36 @@ impl Vault<Locked> {
         }
         Ok(v)
     }
+}
+
+/// The error that stops an unlock trying every slot before `rest[0]` (of Argon2id cost
+/// `cost`), when `tried` slots (costing `spent`) opened nothing and one more would pass
+/// [`MAX_UNLOCK_SLOTS`] or [`MAX_UNLOCK_COST`]; `None` when the next slot may be tried.
+fn unlock_limit(rest: &[(String, SlotRecord)], tried: usize, spent: u64, cost: u64) -> Option<Error> {
+    let (name, slot) = &rest[0];
+    if tried >= MAX_UNLOCK_SLOTS {
+        let rest: Vec<String> = rest.iter().map(|(n, _)| format!("'{}'", crate::names::escape(n))).collect();
+        return Some(Error::UnlockLimit(format!(
+            "the passphrase opened none of the {tried} key slots tried, the most one unlock tries \
+             without --slot; not tried: {}: if the passphrase is for one of them, unlock with \
+             `--slot NAME`",
+            rest.join(", ")
+        )));
+    }
+    if spent + cost > MAX_UNLOCK_COST {
+        return Some(Error::UnlockLimit(format!(
+            "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
+             tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
+             over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
+             every slot: if the passphrase is for that slot, unlock with `--slot {}`",
+            crate::names::escape(name),
+            slot.params.memory_kib,
+            slot.params.time_cost,
+            spent + cost,
+            crate::names::escape(name)
+        )));
+    }
+    None
 }
 
 fn to_key(bytes: Vec<u8>) -> SecretKey {
