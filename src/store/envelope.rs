@@ -92,23 +92,22 @@ pub enum OpenFailure {
 impl OpenFailure {
     /// The error for a record named `what` (e.g. "vault state record").
     pub fn record_error(self, what: &str) -> Error {
-        Error::Damaged(match self {
-            OpenFailure::Header => format!("{what}: unreadable value header: the vault is damaged"),
-            OpenFailure::Epoch(e) => {
-                format!("{what}: sealed under key epoch {e}, which this vault does not hold: the vault is damaged")
-            }
-            OpenFailure::Tag(e) => format!("{what}: {e}: the vault is damaged or was tampered with"),
-        })
+        self.error(what, ": unreadable value header", ": sealed under")
     }
 
     /// The error for a chunk named `which` (model, version, file, chunk number and id).
     pub fn chunk_error(self, which: &str) -> Error {
+        self.error(which, " has an unreadable header", " claims")
+    }
+
+    /// `name` followed by `header` or `epoch` (with the epoch's number) or the AES-GCM failure.
+    fn error(self, name: &str, header: &str, epoch: &str) -> Error {
         Error::Damaged(match self {
-            OpenFailure::Header => format!("{which} has an unreadable header: the vault is damaged"),
+            OpenFailure::Header => format!("{name}{header}: the vault is damaged"),
             OpenFailure::Epoch(e) => {
-                format!("{which} claims key epoch {e}, which this vault does not hold: the vault is damaged")
+                format!("{name}{epoch} key epoch {e}, which this vault does not hold: the vault is damaged")
             }
-            OpenFailure::Tag(e) => format!("{which}: {e}: the vault is damaged or was tampered with"),
+            OpenFailure::Tag(e) => format!("{name}: {e}: the vault is damaged or was tampered with"),
         })
     }
 }
@@ -330,6 +329,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A header of another layout version is named as such, for records and chunks.
+        let mut other_version = v.clone();
+        other_version[0] = 2;
+        let msg = |e: Error| match e {
+            Error::Damaged(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg(open(&env, Table::Models, b"key-a", &other_version).unwrap_err()),
+            "rec: unreadable value header: the vault is damaged"
+        );
+        assert_eq!(
+            msg(env.open_chunk(&[0; 32], &other_version, || "chunk 2 of 3".into()).unwrap_err()),
+            "chunk 2 of 3 has an unreadable header: the vault is damaged"
+        );
         // A flipped ciphertext bit fails the tag.
         let mut bad = v.clone();
         bad[HEADER_LEN + 12] ^= 1;
