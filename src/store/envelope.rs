@@ -315,6 +315,10 @@ mod tests {
         let mut moved = v.clone();
         moved[1..5].copy_from_slice(&2u32.to_be_bytes());
         assert!(open(&both, Table::Models, b"key-a", &moved).is_err());
+        // An epoch neither key set belongs to is refused as such, not tried with another key.
+        let mut unknown = v.clone();
+        unknown[1..5].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(both.open(KeyUse::Record, &Table::Models, b"key-a", &unknown), Err(OpenFailure::Epoch(5)));
         // An epoch the vault does not hold is named.
         let only2 = Envelope::new(VID, &k2, None);
         match open(&only2, Table::Models, b"key-a", &v) {
