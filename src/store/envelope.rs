@@ -16,7 +16,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
 use super::chunks::ChunkId;
-use super::{CHUNKS, records};
+use super::{Table, records};
 use crate::crypto::aead::{self, OpenError};
 use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
@@ -29,22 +29,11 @@ pub const HEADER_LEN: usize = 5;
 pub const OVERHEAD: usize = HEADER_LEN + aead::OVERHEAD;
 
 /// A table that sealed values belong to, named as its definition names it (the name is bound
-/// into every AAD). Implemented for every redb table definition.
+/// into every AAD). Implemented by [`super::Table`], whose names come from the table
+/// definitions; no string literal names a table here.
 pub trait TableName {
     /// The table's name, e.g. `"models"`.
     fn table_name(&self) -> &str;
-}
-
-impl<K: redb::Key + 'static, V: redb::Value + 'static> TableName for redb::TableDefinition<'_, K, V> {
-    fn table_name(&self) -> &str {
-        redb::TableHandle::name(self)
-    }
-}
-
-impl TableName for str {
-    fn table_name(&self) -> &str {
-        self
-    }
 }
 
 /// The 5-byte header of a value sealed under `epoch`: `0x01 ‖ epoch BE`.
@@ -154,13 +143,13 @@ impl<'k> Envelope<'k> {
     /// picks; returns the stored value `0x01 ‖ epoch ‖ nonce ‖ ciphertext ‖ tag`.
     ///
     /// Errors: [`Error::Crypto`]-class errors of [`aead::seal_with_prefix`] (no randomness).
-    pub fn seal(&self, usage: KeyUse, table: &str, key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+    pub fn seal(&self, usage: KeyUse, table: &(impl TableName + ?Sized), key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
         let k = self.current;
         let secret = match usage {
             KeyUse::Record => &k.meta,
             KeyUse::Chunk => &k.chunk,
         };
-        aead::seal_with_prefix(secret, &aad(table, &self.vault_id, k.epoch, key), &header(k.epoch), plain)
+        aead::seal_with_prefix(secret, &aad(table.table_name(), &self.vault_id, k.epoch, key), &header(k.epoch), plain)
     }
 
     /// Opens the stored `value` of `table`/`key` with the `usage` key of the epoch its header
@@ -170,7 +159,7 @@ impl<'k> Envelope<'k> {
     pub fn open(
         &self,
         usage: KeyUse,
-        table: &str,
+        table: &(impl TableName + ?Sized),
         key: &[u8],
         value: &[u8],
     ) -> std::result::Result<Zeroizing<Vec<u8>>, OpenFailure> {
@@ -180,7 +169,7 @@ impl<'k> Envelope<'k> {
             KeyUse::Record => &k.meta,
             KeyUse::Chunk => &k.chunk,
         };
-        aead::open(secret, &aad(table, &self.vault_id, epoch, key), sealed)
+        aead::open(secret, &aad(table.table_name(), &self.vault_id, epoch, key), sealed)
             .map(Zeroizing::new)
             .map_err(OpenFailure::Tag)
     }
@@ -191,7 +180,7 @@ impl<'k> Envelope<'k> {
     /// Errors: as [`Envelope::seal`].
     pub fn seal_record<T: Serialize>(&self, table: &(impl TableName + ?Sized), key: &[u8], v: &T) -> Result<Vec<u8>> {
         let plain = Zeroizing::new(records::encode(v));
-        self.seal(KeyUse::Record, table.table_name(), key, &plain)
+        self.seal(KeyUse::Record, table, key, &plain)
     }
 
     /// Opens the record of `table`/`key` and decodes it ([`records::decode`]); `what` names it
@@ -219,7 +208,7 @@ impl<'k> Envelope<'k> {
         value: &[u8],
         dec: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<T> {
-        let plain = self.open(KeyUse::Record, table.table_name(), key, value).map_err(|f| f.record_error(what))?;
+        let plain = self.open(KeyUse::Record, table, key, value).map_err(|f| f.record_error(what))?;
         dec(&plain)
     }
 
@@ -227,7 +216,7 @@ impl<'k> Envelope<'k> {
     ///
     /// Errors: as [`Envelope::seal`].
     pub fn seal_chunk(&self, id: &ChunkId, plain: &[u8]) -> Result<Vec<u8>> {
-        self.seal(KeyUse::Chunk, CHUNKS.table_name(), id, plain)
+        self.seal(KeyUse::Chunk, &Table::Chunks, id, plain)
     }
 
     /// Opens the stored value of chunk `id`; `which` names the chunk in errors. The length is
@@ -235,7 +224,7 @@ impl<'k> Envelope<'k> {
     ///
     /// Errors: [`Error::Damaged`] naming `which` (header, epoch or tag).
     pub fn open_chunk(&self, id: &ChunkId, value: &[u8], which: impl FnOnce() -> String) -> Result<Vec<u8>> {
-        match self.open(KeyUse::Chunk, CHUNKS.table_name(), id, value) {
+        match self.open(KeyUse::Chunk, &Table::Chunks, id, value) {
             Ok(mut plain) => Ok(std::mem::take(&mut *plain)),
             Err(f) => Err(f.chunk_error(&which())),
         }
@@ -247,16 +236,23 @@ impl<'k> Envelope<'k> {
     ///
     /// Errors: [`Error::Damaged`] naming the table when a value of the previous epoch does not
     /// open.
-    pub fn reseal(&self, usage: KeyUse, table: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn reseal(
+        &self,
+        usage: KeyUse,
+        table: &(impl TableName + ?Sized),
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
         match (split(value), self.prev) {
-            (Some((e, _)), Some(p)) if e == p.epoch && e != self.current.epoch => {
+            (Some((e, _)), Some(p)) if e == p.epoch => {
                 let plain = self.open(usage, table, key, value).map_err(|f| {
                     let err = match f {
                         OpenFailure::Tag(e) => e.to_string(),
                         other => format!("{other:?}"),
                     };
                     Error::Damaged(format!(
-                        "a value of table {table}: {err}: the vault is damaged; the rotation stopped and the vault is unchanged"
+                        "a value of table {}: {err}: the vault is damaged; the rotation stopped and the vault is unchanged",
+                        table.table_name()
                     ))
                 })?;
                 self.seal(usage, table, key, &plain).map(Some)
@@ -270,7 +266,6 @@ impl<'k> Envelope<'k> {
 mod tests {
     use super::*;
     use crate::crypto::SecretKey;
-    use crate::store::{META, MODELS, VERSIONS};
 
     const VID: [u8; 16] = [7; 16];
 
@@ -283,7 +278,7 @@ mod tests {
         assert_eq!(header(0x0102_0304), [0x01, 0x01, 0x02, 0x03, 0x04]);
         let k = keys(3, &VID);
         let env = Envelope::new(VID, &k, None);
-        let v = env.seal_record(&META, b"state", &42u32).unwrap();
+        let v = env.seal_record(&Table::Meta, b"state", &42u32).unwrap();
         // 0x01 ‖ epoch BE ‖ nonce (12) ‖ ciphertext (1 byte: postcard of 42) ‖ tag (16).
         assert_eq!(&v[..5], &[1, 0, 0, 0, 3]);
         assert_eq!(v.len(), 5 + 12 + 1 + 16);
@@ -304,26 +299,26 @@ mod tests {
     fn a_value_opens_only_where_it_was_sealed() {
         let k = keys(1, &VID);
         let env = Envelope::new(VID, &k, None);
-        let v = env.seal_record(&MODELS, b"key-a", &"hello".to_string()).unwrap();
-        let open = |env: &Envelope<'_>, t: &str, key: &[u8], v: &[u8]| env.open_record::<String>(t, key, "rec", v);
-        assert_eq!(open(&env, "models", b"key-a", &v).unwrap(), "hello");
+        let v = env.seal_record(&Table::Models, b"key-a", &"hello".to_string()).unwrap();
+        let open = |env: &Envelope<'_>, t: Table, key: &[u8], v: &[u8]| env.open_record::<String>(&t, key, "rec", v);
+        assert_eq!(open(&env, Table::Models, b"key-a", &v).unwrap(), "hello");
         // Another key, another table, the chunk key.
-        assert!(matches!(open(&env, "models", b"key-b", &v), Err(Error::Damaged(_))));
-        assert!(open(&env, VERSIONS.table_name(), b"key-a", &v).is_err());
-        assert!(env.open(KeyUse::Chunk, "models", b"key-a", &v).is_err());
+        assert!(matches!(open(&env, Table::Models, b"key-b", &v), Err(Error::Damaged(_))));
+        assert!(open(&env, Table::Versions, b"key-a", &v).is_err());
+        assert!(env.open(KeyUse::Chunk, &Table::Models, b"key-a", &v).is_err());
         // Another vault (same master key and epoch, other vault id).
         let other = Envelope::new([8; 16], &k, None);
-        assert!(open(&other, "models", b"key-a", &v).is_err());
+        assert!(open(&other, Table::Models, b"key-a", &v).is_err());
         // Another epoch: relabel the header to an epoch whose keys the envelope holds.
         let k2 = keys(2, &VID);
         let both = Envelope::new(VID, &k2, Some(&k));
-        assert_eq!(open(&both, "models", b"key-a", &v).unwrap(), "hello");
+        assert_eq!(open(&both, Table::Models, b"key-a", &v).unwrap(), "hello");
         let mut moved = v.clone();
         moved[1..5].copy_from_slice(&2u32.to_be_bytes());
-        assert!(open(&both, "models", b"key-a", &moved).is_err());
+        assert!(open(&both, Table::Models, b"key-a", &moved).is_err());
         // An epoch the vault does not hold is named.
         let only2 = Envelope::new(VID, &k2, None);
-        match open(&only2, "models", b"key-a", &v) {
+        match open(&only2, Table::Models, b"key-a", &v) {
             Err(Error::Damaged(m)) => {
                 assert_eq!(m, "rec: sealed under key epoch 1, which this vault does not hold: the vault is damaged")
             }
@@ -338,7 +333,7 @@ mod tests {
         // A flipped ciphertext bit fails the tag.
         let mut bad = v.clone();
         bad[HEADER_LEN + 12] ^= 1;
-        assert!(open(&env, "models", b"key-a", &bad).is_err());
+        assert!(open(&env, Table::Models, b"key-a", &bad).is_err());
     }
 
     #[test]
@@ -347,14 +342,14 @@ mod tests {
         let old = Envelope::new(VID, &k1, None);
         let rot = Envelope::new(VID, &k2, Some(&k1));
         let c = old.seal_chunk(&[5; 32], b"data").unwrap();
-        let r = rot.reseal(KeyUse::Chunk, "chunks", &[5; 32], &c).unwrap().expect("resealed");
+        let r = rot.reseal(KeyUse::Chunk, &Table::Chunks, &[5; 32], &c).unwrap().expect("resealed");
         assert_eq!(split(&r).unwrap().0, 2);
         let new_only = Envelope::new(VID, &k2, None);
         assert_eq!(new_only.open_chunk(&[5; 32], &r, String::new).unwrap(), b"data");
         // Already of the new epoch: copied as it is.
-        assert!(rot.reseal(KeyUse::Chunk, "chunks", &[5; 32], &r).unwrap().is_none());
+        assert!(rot.reseal(KeyUse::Chunk, &Table::Chunks, &[5; 32], &r).unwrap().is_none());
         // A damaged value of the old epoch stops the rotation.
-        assert!(rot.reseal(KeyUse::Chunk, "chunks", &[6; 32], &c).is_err());
+        assert!(rot.reseal(KeyUse::Chunk, &Table::Chunks, &[6; 32], &c).is_err());
     }
 
     /// A value sealed by the format as written today (bytes taken from the construction the

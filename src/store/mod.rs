@@ -41,10 +41,7 @@ mod txn;
 
 pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
-use tables::CHUNKS;
 pub use tables::Table;
-#[cfg(test)]
-use tables::{META, MODELS, VERSIONS};
 pub use txn::{ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
 
 use crate::{Error, Result};

@@ -172,7 +172,7 @@ impl Reseal<'_> {
     /// epoch if it was sealed under the old one, else as it is; true when sealed again.
     fn value(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
         let usage = if table == Table::Chunks { KeyUse::Chunk } else { KeyUse::Record };
-        match self.env.reseal(usage, table.name(), key, value)? {
+        match self.env.reseal(usage, &table, key, value)? {
             Some(v) => Ok((v, true)),
             None => Ok((value.to_vec(), false)),
         }
