@@ -38,10 +38,10 @@ use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecor
 use crate::names;
 use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError, Recycler};
 use crate::progress::Progress;
-use crate::store;
 use crate::store::chunks::{ChunkRead, ChunkStore};
 use crate::store::envelope::Envelope;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
+use crate::store::{self, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
@@ -581,12 +581,12 @@ pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> R
     let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
     let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
     let key = store::version_key(mk, m.version);
-    let sealed = txn.seal_meta("versions", &key, &rec)?;
+    let sealed = txn.seal_meta(Table::Versions, &key, &rec)?;
     txn.tx.put_version(mk, m.version, &sealed)
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
-    let sealed = txn.seal_meta("models", mk, m)?;
+    let sealed = txn.seal_meta(Table::Models, mk, m)?;
     txn.tx.put_model(mk, &sealed)
 }

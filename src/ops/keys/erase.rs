@@ -43,7 +43,7 @@ impl Vault<Unlocked> {
         let Some(v) = store::read(&self.db)?.meta(ERASE_KEY)? else {
             return Ok(None);
         };
-        let rec: EraseIntent = self.open_meta("meta", ERASE_KEY.as_bytes(), "erasure record", &v)?;
+        let rec: EraseIntent = self.open_meta(Table::Meta, ERASE_KEY.as_bytes(), "erasure record", &v)?;
         Ok(Some(UnfinishedErasure { name: rec.name, versions: rec.versions, started: rec.started }))
     }
 
@@ -74,7 +74,7 @@ impl Vault<Unlocked> {
             };
             let pad = erase_pad(name);
             let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now(), pad };
-            let v = txn.seal_meta("meta", ERASE_KEY.as_bytes(), &intent)?;
+            let v = txn.seal_meta(Table::Meta, ERASE_KEY.as_bytes(), &intent)?;
             txn.put_plain_meta(ERASE_KEY, &v)?;
             txn.commit()?;
         }
