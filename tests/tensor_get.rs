@@ -6,9 +6,9 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::CHUNKS;
 use common::*;
 use modelvault::formats::safetensors;
-use modelvault::store::CHUNKS;
 use modelvault::{Error, NoProgress, PutOptions, TensorGetOptions, VersionRef};
 use redb::ReadableTable;
 
