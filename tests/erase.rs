@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tables::{CHUNKS, MODELS, VERSIONS};
 use common::*;
 use modelvault::VersionRef;
-use modelvault::store::{CHUNKS, MODELS, VERSIONS};
 use predicates::str::contains as has;
 use redb::{ReadableDatabase, ReadableTable};
 

@@ -53,7 +53,7 @@ fn damaged_key_slot_is_reported_as_damage_not_wrong_passphrase() {
         let db = redb::Database::open(&path).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            let mut t = tx.open_table(modelvault::store::SLOTS).unwrap();
+            let mut t = tx.open_table(crate::common::tables::SLOTS).unwrap();
             let mut rec = t.get("default").unwrap().unwrap().value().to_vec();
             rec[20] ^= 0x40;
             t.insert("default", rec.as_slice()).unwrap();

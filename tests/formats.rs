@@ -72,9 +72,9 @@ fn table_sizes(path: &std::path::Path) -> (u64, u64, u64) {
     let db = redb::Database::open(path).unwrap();
     let rx = db.begin_read().unwrap();
     (
-        rx.open_table(modelvault::store::CHUNKS).unwrap().len().unwrap(),
-        rx.open_table(modelvault::store::VERSIONS).unwrap().len().unwrap(),
-        rx.open_table(modelvault::store::MODELS).unwrap().len().unwrap(),
+        rx.open_table(crate::common::tables::CHUNKS).unwrap().len().unwrap(),
+        rx.open_table(crate::common::tables::VERSIONS).unwrap().len().unwrap(),
+        rx.open_table(crate::common::tables::MODELS).unwrap().len().unwrap(),
     )
 }
 

@@ -5,8 +5,8 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::{CHUNKS, SLOTS};
 use common::*;
-use modelvault::store::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 use redb::{ReadableDatabase, ReadableTable};
@@ -341,7 +341,7 @@ fn edit_slots(path: &Path, f: impl FnOnce(&mut redb::Table<&'static str, &'stati
 
 #[test]
 fn a_changed_vault_id_with_the_right_passphrase_is_damage_and_a_wrong_passphrase_is_still_exit_3() {
-    use modelvault::store::META;
+    use crate::common::tables::META;
     use modelvault::store::records::{self, Header};
     let dir = tempfile::tempdir().unwrap();
     let (path, v) = new_vault(dir.path());

@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::tables::{CHUNKS, SLOTS};
 use common::*;
-use modelvault::store::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 use redb::{ReadableDatabase, ReadableTable};

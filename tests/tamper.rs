@@ -7,10 +7,10 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use common::*;
 use modelvault::manifest::Manifest;
 use modelvault::store::records::{self, FORMAT_VERSION, Header};
-use modelvault::store::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -378,11 +378,11 @@ fn records_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         let (k, v) = r.unwrap();
         out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
     }
-    for r in rx.open_table(modelvault::store::SLOTS).unwrap().iter().unwrap() {
+    for r in rx.open_table(crate::common::tables::SLOTS).unwrap().iter().unwrap() {
         let (k, v) = r.unwrap();
         out.push((k.value().as_bytes().to_vec(), v.value().to_vec()));
     }
-    for r in rx.open_table(modelvault::store::MODELS).unwrap().iter().unwrap() {
+    for r in rx.open_table(crate::common::tables::MODELS).unwrap().iter().unwrap() {
         let (k, v) = r.unwrap();
         out.push((k.value().to_vec(), v.value().to_vec()));
     }
@@ -493,7 +493,7 @@ fn a_model_dropped_with_all_its_versions_is_damage_and_no_write_seals_the_loss()
     {
         let db = redb::Database::open(&path).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(modelvault::store::MODELS).unwrap().remove(&mk).unwrap();
+        tx.open_table(crate::common::tables::MODELS).unwrap().remove(&mk).unwrap();
         tx.commit().unwrap();
     }
     let want = "the vault state records 2 live model(s), and 1 model record(s) are present, not the same set: \

@@ -6,11 +6,9 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::CHUNKS;
 use common::*;
 use modelvault::formats::safetensors;
-/// The vault file's chunk table, as SECURITY.md's "Byte layout" names it (the library keeps its
-/// table definitions private).
-const CHUNKS: redb::TableDefinition<&[u8; 32], &[u8]> = redb::TableDefinition::new("chunks");
 use modelvault::{Error, NoProgress, PutOptions, TensorGetOptions, VersionRef};
 use redb::ReadableTable;
 

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tables::{CHUNKS, MODELS, VERSIONS};
 use common::*;
-use modelvault::store::{CHUNKS, MODELS, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 use redb::{ReadableDatabase, ReadableTable};
 

@@ -115,7 +115,7 @@ fn delete_a_chunk(path: &Path, name: &str) {
     let db = redb::Database::open(path).unwrap();
     let tx = db.begin_write().unwrap();
     {
-        let mut t = tx.open_table(modelvault::store::CHUNKS).unwrap();
+        let mut t = tx.open_table(crate::common::tables::CHUNKS).unwrap();
         assert!(t.remove(&id).unwrap().is_some());
     }
     tx.commit().unwrap();

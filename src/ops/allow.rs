@@ -41,14 +41,14 @@ impl Vault<Unlocked> {
         let rx = store::read(&self.db)?;
         rx.require(Table::Meta, "reading the allow-list")?;
         match rx.meta("allow")? {
-            Some(v) => Ok(self.open_meta::<AllowRecord>("meta", b"allow", "allow-list record", &v)?.globals),
+            Some(v) => Ok(self.open_meta::<AllowRecord>(Table::Meta, b"allow", "allow-list record", &v)?.globals),
             None => Ok(Vec::new()),
         }
     }
 
     fn write_allow(&self, globals: Vec<String>) -> Result<()> {
         let mut txn = self.write()?;
-        let v = txn.seal_meta("meta", b"allow", &AllowRecord { globals })?;
+        let v = txn.seal_meta(Table::Meta, b"allow", &AllowRecord { globals })?;
         txn.put_plain_meta("allow", &v)?;
         txn.commit()
     }

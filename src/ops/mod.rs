@@ -240,7 +240,7 @@ impl Vault<Unlocked> {
             .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: version.to_string() })?;
         let what = format!("model '{}' version {version}", escape(name));
         let key = store::version_key(&mk, version);
-        let rec: VersionRecord = self.open_meta("versions", &key, &what, &v)?;
+        let rec: VersionRecord = self.open_meta(Table::Versions, &key, &what, &v)?;
         let m = self.check_version_record(&what, name, version, &rec)?;
         Ok((m, rec))
     }

@@ -38,10 +38,10 @@ use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecor
 use crate::names;
 use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError, Recycler};
 use crate::progress::Progress;
-use crate::store;
 use crate::store::chunks::{ChunkRead, ChunkStore};
 use crate::store::envelope::Envelope;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
+use crate::store::{self, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
@@ -264,6 +264,42 @@ impl Vault<Unlocked> {
         })
     }
 
+    /// The analysis pass over one file (format, tensor index, pickle scan), through a view that
+    /// remembers each block it saw: the analysis, the check of those blocks the store pass runs
+    /// against the bytes it seals (see `crate::ops::input`), and the manifest form of the scan.
+    ///
+    /// Errors: [`Error::InvalidInput`] (bad format, or the file changed while read),
+    /// [`Error::UnsafePickle`].
+    fn analyze_source(
+        &self,
+        file: &File,
+        size: u64,
+        shown: &str,
+        opts: &PutOptions,
+    ) -> Result<(formats::Analysis, BlockCheck, Option<ScanRecord>)> {
+        let mut extra_allowed = opts.allow_globals.clone();
+        extra_allowed.extend(self.allow_list()?);
+        let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
+        // The analysis reads through a view that remembers each block it saw; the store pass
+        // checks those blocks against the bytes it seals (see `crate::ops::input`).
+        let mut view = CheckedView::new(file, size);
+        let analysis = formats::analyze(&mut view, size, &scan_opts);
+        if view.changed() {
+            return Err(changed_error(shown));
+        }
+        let analysis = analysis.map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
+        let blocks = BlockCheck::new(view.into_seen());
+        let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
+        if let Some(rec) = &scan
+            && rec.verdict != "clean"
+            && !opts.allow_unsafe_pickle
+        {
+            let detail = rec.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            return Err(Error::UnsafePickle { file: shown.to_string(), verdict: rec.verdict.clone(), detail });
+        }
+        Ok((analysis, blocks, scan))
+    }
+
     /// Streams one file through the pipeline into the transaction's chunk table.
     fn store_file(
         &self,
@@ -277,26 +313,7 @@ impl Vault<Unlocked> {
         let file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
         let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let size = before.len();
-        let mut extra_allowed = opts.allow_globals.clone();
-        extra_allowed.extend(self.allow_list()?);
-        let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
-        // The analysis reads through a view that remembers each block it saw; the store pass
-        // checks those blocks against the bytes it seals (see `crate::ops::input`).
-        let mut view = CheckedView::new(&file, size);
-        let analysis = formats::analyze(&mut view, size, &scan_opts);
-        if view.changed() {
-            return Err(changed_error(&shown));
-        }
-        let analysis = analysis.map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
-        let blocks = BlockCheck::new(view.into_seen());
-        let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
-        if let Some(rec) = &scan
-            && rec.verdict != "clean"
-            && !opts.allow_unsafe_pickle
-        {
-            let detail = rec.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
-            return Err(Error::UnsafePickle { file: shown, verdict: rec.verdict.clone(), detail });
-        }
+        let (analysis, blocks, scan) = self.analyze_source(&file, size, &shown, opts)?;
         let pieces = chunk::plan_with_cuts(size, &analysis.cuts);
         let changed = {
             let shown = shown.clone();
@@ -564,12 +581,12 @@ pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> R
     let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
     let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
     let key = store::version_key(mk, m.version);
-    let sealed = txn.seal_meta("versions", &key, &rec)?;
+    let sealed = txn.seal_meta(Table::Versions, &key, &rec)?;
     txn.tx.put_version(mk, m.version, &sealed)
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
-    let sealed = txn.seal_meta("models", mk, m)?;
+    let sealed = txn.seal_meta(Table::Models, mk, m)?;
     txn.tx.put_model(mk, &sealed)
 }

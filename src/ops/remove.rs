@@ -16,7 +16,7 @@ use super::put::write_model;
 use crate::manifest::hex;
 use crate::names::escape;
 use crate::store::records::{AliasEvent, VersionRecord};
-use crate::store::{self, RecordRead};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 
@@ -160,7 +160,7 @@ impl Vault<Unlocked> {
         for (mk, version, v) in rx.all_versions()? {
             let key = store::version_key(&mk, version);
             let what = format!("version record {}…", &hex(&key)[..16]);
-            let rec: VersionRecord = self.open_meta("versions", &key, &what, &v).map_err(|e| {
+            let rec: VersionRecord = self.open_meta(Table::Versions, &key, &what, &v).map_err(|e| {
                 Error::Damaged(format!("{e}; gc deleted nothing, since it cannot tell which chunks that version needs"))
             })?;
             let m = crate::manifest::decode_canonical(&what, &rec.manifest)

@@ -72,7 +72,7 @@ impl Vault<Unlocked> {
         let active = self.state.signer.public_key();
         let mut out = Vec::new();
         for (id, v) in rx.signers()? {
-            let r: SignerRecord = self.open_meta("signers", &id.to_be_bytes(), "signing key record", &v)?;
+            let r: SignerRecord = self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
             out.push(SignerInfo {
                 id,
                 public_key: hex(&r.public),
@@ -93,7 +93,7 @@ impl Vault<Unlocked> {
         let (old_id, mut old) = {
             let mut found = None;
             for (id, v) in txn.tx.signers()? {
-                let r: SignerRecord = self.open_meta("signers", &id.to_be_bytes(), "signing key record", &v)?;
+                let r: SignerRecord = self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
                 if r.public == old_public {
                     found = Some((id, r));
                 }
@@ -127,7 +127,8 @@ impl Vault<Unlocked> {
             return Err(Error::InvalidInput(format!("a key is already trusted as '{name}': remove it first")));
         }
         let mut txn = self.write()?;
-        let v = txn.seal_meta("trust", name.as_bytes(), &TrustRecord { name: name.into(), public, added: now() })?;
+        let v =
+            txn.seal_meta(Table::Trust, name.as_bytes(), &TrustRecord { name: name.into(), public, added: now() })?;
         txn.tx.put_trust(name, &v)?;
         txn.commit()
     }
@@ -155,7 +156,7 @@ impl Vault<Unlocked> {
         let rx = store::read(&self.db)?;
         let mut out = Vec::new();
         for (name, v) in rx.trusts()? {
-            out.push(self.open_meta("trust", name.as_bytes(), "trusted key record", &v)?);
+            out.push(self.open_meta(Table::Trust, name.as_bytes(), "trusted key record", &v)?);
         }
         Ok(out)
     }

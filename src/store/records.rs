@@ -10,9 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::envelope;
 use crate::crypto::SecretKey;
-use crate::crypto::aead::{self, OVERHEAD};
+use crate::crypto::aead::OVERHEAD;
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
 
 /// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3
@@ -332,38 +331,16 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
         .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
 }
 
-/// Seals a record under the metadata key of `keys` with a prebuilt `aad`; returns the stored
-/// value `0x01 ‖ epoch (u32 BE) ‖ nonce ‖ ciphertext ‖ tag`. Superseded by
-/// [`Envelope::seal_record`](super::envelope::Envelope::seal_record), which builds the AAD; kept
-/// for the callers that have not moved to it yet.
-pub fn seal_record<T: Serialize>(keys: &EpochKeys, aad: &[u8], v: &T) -> Result<Vec<u8>> {
-    let plain = zeroize::Zeroizing::new(encode(v));
-    aead::seal_with_prefix(&keys.meta, aad, &envelope::header(keys.epoch), &plain)
-}
-
-/// Opens the sealed part of a record (after [`split_sealed`]) with a prebuilt `aad` and decodes
-/// it with `dec`; `what` names it in errors. Superseded by
-/// [`Envelope::open_record_with`](super::envelope::Envelope::open_record_with); kept for the
-/// callers that have not moved to it yet.
-pub fn open_record_with<T>(
-    k: &SecretKey,
-    aad: &[u8],
-    what: &str,
-    sealed: &[u8],
-    dec: impl FnOnce(&[u8]) -> Result<T>,
-) -> Result<T> {
-    let plain = zeroize::Zeroizing::new(
-        aead::open(k, aad, sealed).map_err(|e| envelope::OpenFailure::Tag(e).record_error(what))?,
-    );
-    dec(&plain)
-}
-
 /// Layout version byte in front of every sealed value (chunks and records).
 pub const SEALED_VALUE_VERSION: u8 = envelope::VERSION;
 /// Bytes in front of a value's nonce: version (1) + epoch (4).
 pub const SEALED_HEADER_LEN: usize = envelope::HEADER_LEN;
 /// Same as [`SEALED_HEADER_LEN`], for chunk values.
 pub const CHUNK_HEADER_LEN: usize = SEALED_HEADER_LEN;
+/// Same as [`SEALED_VALUE_VERSION`], for chunk values.
+pub const CHUNK_VALUE_VERSION: u8 = SEALED_VALUE_VERSION;
+/// The header, split and layout of sealed values belong to [`super::envelope`]; these names stay
+/// for the callers (and fuzz targets) that use them.
 pub use super::envelope::{header as sealed_prefix, split as split_chunk_value, split as split_sealed};
 
 /// The vault's index key, sealed under the metadata key (table `meta`, key `index`).

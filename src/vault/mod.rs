@@ -15,7 +15,6 @@ mod records;
 mod txn;
 mod unlock;
 
-pub(crate) use records::{open_sealed, open_sealed_with};
 pub(crate) use txn::Txn;
 
 use std::path::{Path, PathBuf};
@@ -251,7 +250,7 @@ impl Vault<Unlocked> {
             };
             tx.state = State { epoch, active_signer: 0, next_signer: 1, ..State::default() };
             tx.put_signer(0, &rec)?;
-            let ix = tx.seal_meta("meta", b"index", &index_rec)?;
+            let ix = tx.seal_meta(Table::Meta, b"index", &index_rec)?;
             tx.put_plain_meta("index", &ix)?;
             tx.commit()
         })();

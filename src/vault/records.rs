@@ -1,5 +1,5 @@
-//! Opening the vault's sealed records with its keys (the state, model records, metadata
-//! records; the epoch a value names picks the keys), and checking that the model records present
+//! Opening the vault's sealed records through its envelope (the state, model records, metadata
+//! records; the epoch a value names picks the keys: [`crate::store::envelope`]), and checking that the model records present
 //! are the set the sealed state records. It must never return a record that did not
 //! authenticate, or name a storage table.
 
@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 
 use super::{Unlocked, Vault};
-use crate::crypto::keys::EpochKeys;
 use crate::store::records::{self, State};
 use crate::store::{self, RecordRead, Table};
 use crate::{Error, Result};
@@ -16,15 +15,9 @@ use crate::{Error, Result};
 impl Vault<Unlocked> {
     /// Opens the sealed state record: `(state, true)` for format 3, `(state, false)` before.
     pub(crate) fn open_state(&self, value: &[u8]) -> Result<(State, bool)> {
-        open_sealed_with(
-            |e| self.epoch_keys(e),
-            &self.header.vault_id,
-            "meta",
-            b"state",
-            "vault state record",
-            value,
-            |b| records::decode_state("vault state record", b),
-        )
+        self.envelope().open_record_with(&Table::Meta, b"state", "vault state record", value, |b| {
+            records::decode_state("vault state record", b)
+        })
     }
 
     /// Opens a stored model record of key `key` (format 1 or 2 encodings only while the vault
@@ -33,15 +26,8 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Damaged`] naming `what`.
     pub(crate) fn open_model(&self, key: &[u8; 32], what: &str, value: &[u8]) -> Result<records::ModelRecord> {
         let legacy_ok = self.state.legacy.load(Ordering::Acquire);
-        open_sealed_with(
-            |e| self.epoch_keys(e),
-            &self.header.vault_id,
-            "models",
-            key,
-            what,
-            value,
-            |b| records::decode_model(what, b, legacy_ok),
-        )
+        self.envelope()
+            .open_record_with(&Table::Models, key, what, value, |b| records::decode_model(what, b, legacy_ok))
     }
 
     /// In a read snapshot of its own: `Some(description)` when the model records present do not
@@ -65,22 +51,17 @@ impl Vault<Unlocked> {
         model_set_damage(&state, &rx)
     }
 
-    /// AAD for a sealed record of `table` at `key` in the current epoch.
-    pub(crate) fn aad(&self, table: &str, key: &[u8]) -> Vec<u8> {
-        store::aad(table, &self.header.vault_id, self.state.keys.epoch, key)
-    }
-
     /// Opens a stored sealed metadata record of `table`/`key`.
     ///
     /// Errors: [`Error::Damaged`] naming `what`.
     pub(crate) fn open_meta<T: DeserializeOwned>(
         &self,
-        table: &str,
+        table: Table,
         key: &[u8],
         what: &str,
         value: &[u8],
     ) -> Result<T> {
-        open_sealed(|e| self.epoch_keys(e), &self.header.vault_id, table, key, what, value)
+        self.envelope().open_record(&table, key, what, value)
     }
 
     /// The envelope that seals under the current epoch and opens values of the current epoch
@@ -88,50 +69,6 @@ impl Vault<Unlocked> {
     pub(crate) fn envelope(&self) -> crate::store::envelope::Envelope<'_> {
         crate::store::envelope::Envelope::new(self.header.vault_id, &self.state.keys, self.state.prev.as_ref())
     }
-
-    /// The keys of `epoch`: the current epoch, or during a rotation the one rotated away from.
-    pub(crate) fn epoch_keys(&self, epoch: u32) -> Option<&EpochKeys> {
-        if epoch == self.state.keys.epoch {
-            Some(&self.state.keys)
-        } else {
-            self.state.prev.as_ref().filter(|p| p.epoch == epoch)
-        }
-    }
-}
-
-/// Opens a stored sealed record (`0x01 ‖ epoch ‖ nonce ‖ ciphertext ‖ tag`) of `table`/`key` with
-/// the keys `pick` gives for the epoch the value names.
-///
-/// Errors: [`Error::Damaged`] naming `what`.
-pub(crate) fn open_sealed<'k, T: DeserializeOwned>(
-    pick: impl Fn(u32) -> Option<&'k EpochKeys>,
-    vault_id: &[u8; 16],
-    table: &str,
-    key: &[u8],
-    what: &str,
-    value: &[u8],
-) -> Result<T> {
-    open_sealed_with(pick, vault_id, table, key, what, value, |b| records::decode(what, b))
-}
-
-/// As [`open_sealed`], decoding the plaintext with `dec`.
-pub(crate) fn open_sealed_with<'k, T>(
-    pick: impl Fn(u32) -> Option<&'k EpochKeys>,
-    vault_id: &[u8; 16],
-    table: &str,
-    key: &[u8],
-    what: &str,
-    value: &[u8],
-    dec: impl FnOnce(&[u8]) -> Result<T>,
-) -> Result<T> {
-    let (epoch, sealed) = records::split_sealed(value)
-        .ok_or_else(|| Error::Damaged(format!("{what}: unreadable value header: the vault is damaged")))?;
-    let keys = pick(epoch).ok_or_else(|| {
-        Error::Damaged(format!(
-            "{what}: sealed under key epoch {epoch}, which this vault does not hold: the vault is damaged"
-        ))
-    })?;
-    records::open_record_with(&keys.meta, &store::aad(table, vault_id, epoch, key), what, sealed, dec)
 }
 
 /// Compares the model records present with the live-model count and digest of `state`.

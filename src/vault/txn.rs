@@ -13,7 +13,7 @@ use super::{Unlocked, Vault};
 use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
 use crate::progress::Progress;
 use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
-use crate::store::{self, RecordRead, WriteTxn};
+use crate::store::{self, RecordRead, Table, WriteTxn};
 use crate::{Error, Result};
 
 impl Vault<Unlocked> {
@@ -115,10 +115,10 @@ impl Txn<'_> {
     }
 
     /// Seals a metadata record for `table`/`key`.
-    pub(crate) fn seal_meta<T: Serialize>(&mut self, table: &str, key: &[u8], v: &T) -> Result<Vec<u8>> {
+    pub(crate) fn seal_meta<T: Serialize>(&mut self, table: Table, key: &[u8], v: &T) -> Result<Vec<u8>> {
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
-        records::seal_record(&self.vault.state.keys, &self.vault.aad(table, key), v)
+        self.vault.envelope().seal_record(&table, key, v)
     }
 
     /// Writes a value of the `meta` table as given (the header, or an already sealed record).
@@ -133,7 +133,7 @@ impl Txn<'_> {
 
     /// Seals and writes a signing key record.
     pub(crate) fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
-        let v = self.seal_meta("signers", &id.to_be_bytes(), rec)?;
+        let v = self.seal_meta(Table::Signers, &id.to_be_bytes(), rec)?;
         self.tx.put_signer(id, &v)
     }
 
@@ -147,7 +147,7 @@ impl Txn<'_> {
             };
             rec.live = self.tx.version_numbers(&key)?;
             rec.legacy = false;
-            let v = self.seal_meta("models", &key, &rec)?;
+            let v = self.seal_meta(Table::Models, &key, &rec)?;
             self.tx.put_model(&key, &v)?;
         }
         let name = self.vault.state.slot.clone();
@@ -165,7 +165,7 @@ impl Txn<'_> {
         (self.state.live_models, self.state.models_digest) = models_now(&*self.tx)?;
         self.state.meta_seals += 1;
         self.check_limit("metadata", self.state.meta_seals)?;
-        let v = records::seal_record(&self.vault.state.keys, &self.vault.aad("meta", b"state"), &self.state)?;
+        let v = self.vault.envelope().seal_record(&Table::Meta, b"state", &self.state)?;
         self.tx.put_meta("state", &v)
     }
 

@@ -7,13 +7,12 @@ use std::sync::atomic::AtomicBool;
 
 use zeroize::Zeroizing;
 
-use super::{
-    Locked, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, open_sealed, open_sealed_with, unlock_cost,
-};
+use super::{Locked, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
 use crate::crypto::SecretKey;
 use crate::crypto::aead;
 use crate::crypto::keys::{EpochKeys, IndexKeys};
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
+use crate::store::envelope::Envelope;
 use crate::store::records::{self, FORMAT_VERSION, IndexRecord, SignerRecord, SlotRecord};
 use crate::store::{self, RecordRead, Table};
 use crate::{Error, Result};
@@ -127,22 +126,22 @@ impl Vault<Locked> {
             None => (EpochKeys::derive(&master, &vid, epoch), None, master),
             Some((e, mk)) => (EpochKeys::derive(&mk, &vid, e), Some(EpochKeys::derive(&master, &vid, epoch)), mk),
         };
-        let pick = |e: u32| if e == keys.epoch { Some(&keys) } else { prev.as_ref().filter(|p| p.epoch == e) };
+        let env = Envelope::new(vid, &keys, prev.as_ref());
         let rx = store::read(&self.db)?;
         rx.require(Table::Meta, "reading vault state")?;
         let missing = |what: &str| Error::Damaged(format!("the {what} record is missing: the vault is damaged"));
         let st_bytes = rx.state()?.ok_or_else(|| missing("vault state"))?;
-        let (st, current) = open_sealed_with(pick, &vid, "meta", b"state", "vault state record", &st_bytes, |b| {
+        let (st, current) = env.open_record_with(&Table::Meta, b"state", "vault state record", &st_bytes, |b| {
             records::decode_state("vault state record", b)
         })?;
         let ix_bytes = rx.meta("index")?.ok_or_else(|| missing("index key"))?;
-        let ix: IndexRecord = open_sealed(pick, &vid, "meta", b"index", "index key record", &ix_bytes)?;
+        let ix: IndexRecord = env.open_record(&Table::Meta, b"index", "index key record", &ix_bytes)?;
         let index = IndexKeys::derive(&SecretKey(ix.key), &vid);
         rx.require(Table::Signers, "reading vault state")?;
         let mut signer = None;
         let mut publics = Vec::new();
         for (id, v) in rx.signers()? {
-            let r: SignerRecord = open_sealed(pick, &vid, "signers", &id.to_be_bytes(), "signing key record", &v)?;
+            let r: SignerRecord = env.open_record(&Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
             if id == st.active_signer {
                 signer = Some(ManifestSigner::from_seed(&SecretKey(r.seed)));
             }

@@ -11,7 +11,7 @@ use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::ops::list::{Listing, ModelInfo, version_info};
 use crate::store::records::{ModelRecord, VersionRecord};
-use crate::store::{self, RecordRead};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -119,7 +119,7 @@ impl Vault<Unlocked> {
                             .map(|(i, ver, key, sealed)| {
                                 let name = &recs[*i].1.name;
                                 let what = format!("model '{}' version {ver}", escape(name));
-                                let rec: VersionRecord = self.open_meta("versions", key, &what, sealed)?;
+                                let rec: VersionRecord = self.open_meta(Table::Versions, key, &what, sealed)?;
                                 let m = self.check_version_record(&what, name, *ver, &rec)?;
                                 Ok((m, rec.signer))
                             })
