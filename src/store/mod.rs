@@ -49,7 +49,7 @@ mod txn;
 pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
 pub use tables::Table;
-pub use txn::{ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, StoredValue, VersionRow, WriteTxn, version_key};
 
 use crate::{Error, Result};
 
