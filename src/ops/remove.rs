@@ -153,7 +153,7 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::Damaged`] when a version record does not open or check (gc then deletes
     /// nothing); [`Error::Storage`].
-    fn referenced_chunks(&self) -> Result<(HashSet<[u8; 32]>, Vec<([u8; 32], String)>)> {
+    fn referenced_chunks(&self) -> Result<(HashSet<[u8; 32]>, Vec<Wanted>)> {
         let mut referenced: HashSet<[u8; 32]> = HashSet::new();
         let mut wanted = Vec::new();
         let rx = store::read(&self.db)?;
@@ -181,6 +181,9 @@ impl Vault<Unlocked> {
         Ok((referenced, wanted))
     }
 }
+
+/// A referenced chunk id and the version and file that reference it.
+type Wanted = ([u8; 32], String);
 
 fn file_len(p: &std::path::Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)

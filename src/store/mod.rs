@@ -1,5 +1,12 @@
-//! The redb schema and every byte that touches the vault file. Nothing outside this module names a
-//! table; operations go through the typed helpers here.
+//! The storage boundary: the redb schema and every byte that touches the vault file. Nothing
+//! outside this module names a table or the storage engine: operations read through [`ReadTxn`]
+//! and write through [`WriteTxn`] (both [`RecordRead`], typed in the vault's terms, values the
+//! sealed bytes), chunks through [`chunks::ChunkRead`] / [`chunks::ChunkStore`]. What the redb
+//! file guarantees (atomic transactions, checkpoints, a rewrite copying every table) is stated in
+//! `txn`; a second backend implements the same traits and states its own. The definitions are
+//! private to `tables`; [`Table`] names a table by its role, and its name is the one the AAD
+//! carries. A storage failure is an [`Error::Storage`] whose source is a [`StoreError`] of a
+//! [`StoreErrorKind`].
 //!
 //! Tables (see SECURITY.md, "Byte layout", for every record's bytes):
 //!
@@ -24,12 +31,12 @@
 //! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
 //! value moved to another key, table, vault or epoch fails authentication.
 //!
-//! It also owns the vault file itself: [`open_db`] (symbolic links resolved once, a read-only open
+//! The vault file itself is `file`'s: [`open_db`] (symbolic links resolved once, a read-only open
 //! for a file this process may not write, and the check that the file it locked is still the file
 //! at the path) and [`rewrite_with`] (a fresh file renamed over the vault while both files are
-//! locked, with the vault's owner and mode). It must never hand out a handle on a file other than
-//! the one at the vault's path, rename anything over a symbolic link, or write to a file opened
-//! read-only.
+//! locked, with the vault's owner and mode). This module must never hold a key or a plaintext,
+//! hand out a handle on a file other than the one at the vault's path, rename anything over a
+//! symbolic link, or write to a file opened read-only.
 
 pub mod chunks;
 pub mod envelope;
@@ -42,7 +49,7 @@ mod txn;
 pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
 pub use tables::Table;
-pub use txn::{ReadTxn, RecordRead, StoredValue, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, StoredValue, VersionRow, WriteTxn, version_key};
 
 use crate::{Error, Result};
 

@@ -31,6 +31,9 @@ pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
     k
 }
 
+/// A version record with its key: (model key, version number, sealed value).
+pub type VersionRow = ([u8; 32], u64, Vec<u8>);
+
 /// A stored value borrowed from its page (no copy of a 1 MiB chunk).
 pub struct StoredValue<'a>(pub(in crate::store) redb::AccessGuard<'a, &'static [u8]>);
 
@@ -80,7 +83,7 @@ pub trait RecordRead {
     /// The version record `n` of the model `model_key`.
     fn version(&self, model_key: &[u8; 32], n: u64) -> Result<Option<Vec<u8>>>;
     /// Every version record of every model: (model key, version, value), in key order.
-    fn all_versions(&self) -> Result<Vec<([u8; 32], u64, Vec<u8>)>>;
+    fn all_versions(&self) -> Result<Vec<VersionRow>>;
     /// The key slot `name`.
     fn slot(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Every key slot, in name order.
@@ -175,7 +178,7 @@ macro_rules! record_read {
                 let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(None) };
                 get_bytes(&t, &version_key(model_key, n), Table::Versions)
             }
-            fn all_versions(&self) -> Result<Vec<([u8; 32], u64, Vec<u8>)>> {
+            fn all_versions(&self) -> Result<Vec<VersionRow>> {
                 let Some(t) = self.table(VERSIONS, Table::Versions)? else { return Ok(Vec::new()) };
                 rows(&t, Table::Versions, |k, v| {
                     let mk: [u8; 32] = k[..32].try_into().expect("40-byte key");

@@ -25,26 +25,25 @@
 //! put killed at any moment therefore leaves the version complete or absent; chunks of a put that
 //! never committed are referenced by no manifest, and `gc` deletes them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::crypto::keys::{EpochKeys, IndexKeys};
 use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
-use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError, Recycler};
+use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError};
 use crate::progress::Progress;
-use crate::store::chunks::{ChunkRead, ChunkStore};
-use crate::store::envelope::Envelope;
 use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
 use crate::store::{self, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
+
+mod pipeline;
+use pipeline::{hash_pieces, seal_pieces, write_chunks};
 
 /// Pieces in flight per pipeline stage.
 pub const QUEUE_DEPTH: usize = 4;
@@ -301,6 +300,10 @@ impl Vault<Unlocked> {
     }
 
     /// Streams one file through the pipeline into the transaction's chunk table.
+    // Long because it is one scoped pipeline: the channels, the three threads and the writer on
+    // this thread, then the join and the order in which the stages' outcomes decide the error
+    // (the first stage's error is the cause). Each stage is its own function; split further, the
+    // join and its error order would be separated from the threads they join.
     fn store_file(
         &self,
         txn: &mut Txn<'_>,
@@ -422,109 +425,6 @@ impl Vault<Unlocked> {
         }
         Ok(())
     }
-}
-
-/// The hashing stage of a put: SHA-256 of the whole file (one sequential computation, so it has
-/// a thread of its own and reading, hashing and sealing overlap; a re-put is bound by this
-/// stage), and the check of the blocks the analysis saw against these very bytes, which the
-/// sealer then seals: a mismatch stops the pipeline (false).
-fn hash_pieces(
-    pieces: crossbeam_channel::Receiver<Piece>,
-    hashed: crossbeam_channel::Sender<Piece>,
-    mut blocks: BlockCheck,
-) -> ([u8; 32], BlockCheck, bool) {
-    let mut sha = Sha256::new();
-    let mut same = true;
-    for piece in pieces {
-        sha.update(piece.bytes());
-        if !blocks.feed(piece.bytes()) {
-            same = false;
-            break;
-        }
-        if hashed.send(piece).is_err() {
-            break;
-        }
-    }
-    (sha.finalize().into(), blocks, same)
-}
-
-/// The sealing stage of a put: the chunk id of each piece, and its sealed value unless the
-/// committed chunk index (one snapshot) already holds that id.
-///
-/// Errors: [`Error::Storage`]; the envelope's seal errors.
-fn seal_pieces(
-    db: &store::Db,
-    keys: &EpochKeys,
-    index: &IndexKeys,
-    vault_id: [u8; 16],
-    pieces: crossbeam_channel::Receiver<Piece>,
-    recycler: Recycler,
-    sealed: crossbeam_channel::Sender<(ChunkRef, Option<Vec<u8>>)>,
-) -> Result<()> {
-    let committed = store::read(db)?;
-    for piece in pieces {
-        let id = index.chunk_id(piece.bytes());
-        let r = ChunkRef { id, len: piece.bytes().len() as u32 };
-        let known = committed.contains(&id)?;
-        let value =
-            if known { None } else { Some(Envelope::new(vault_id, keys, None).seal_chunk(&id, piece.bytes())?) };
-        recycler.give_back(piece);
-        if sealed.send((r, value)).is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// The writing stage of a put, on the calling thread: inserts each new sealed chunk into the
-/// transaction's chunk table (and index), counts the seals, and checkpoints every
-/// [`CHECKPOINT_BYTES`] of new chunks. Returns the chunk references of the file in order, and
-/// how writing ended.
-fn write_chunks(
-    txn: &mut Txn<'_>,
-    sealed: &crossbeam_channel::Receiver<(ChunkRef, Option<Vec<u8>>)>,
-    stored: &mut Stored,
-    progress: &dyn Progress,
-) -> (Vec<ChunkRef>, Result<()>) {
-    let mut refs = Vec::new();
-    let mut seen_here = HashSet::new();
-    let mut incoming = sealed.iter();
-    let written = loop {
-        let (mut batch, mut seals, mut exhausted) = (0u64, 0u64, true);
-        let inserted = (|| -> Result<()> {
-            let mut chunks = txn.tx.chunks()?;
-            for (r, value) in incoming.by_ref() {
-                if let Some(v) = value {
-                    seals += 1;
-                    let present = seen_here.contains(&r.id) || chunks.contains(&r.id)?;
-                    if !present {
-                        chunks.insert(&r.id, v.as_slice())?;
-                        seen_here.insert(r.id);
-                        stored.new_chunks += 1;
-                        stored.new_bytes += r.len as u64;
-                        batch += v.len() as u64;
-                    }
-                }
-                progress.advance(r.len as u64);
-                refs.push(r);
-                if batch >= CHECKPOINT_BYTES {
-                    exhausted = false;
-                    break;
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = inserted.and_then(|()| txn.count_chunk_seals(seals)) {
-            break Err(e);
-        }
-        if exhausted {
-            break Ok(());
-        }
-        if let Err(e) = txn.checkpoint() {
-            break Err(e);
-        }
-    };
-    (refs, written)
 }
 
 /// Fraction of the vault file beyond its stored chunk bytes tolerated after a put before it is
