@@ -177,8 +177,11 @@ pub enum Error {
     Storage {
         /// What was being done.
         context: String,
-        /// redb's message.
+        /// The storage engine's message.
         detail: String,
+        /// The storage engine's error, when there is one (its kind: [`crate::store::StoreError::kind`]).
+        #[source]
+        source: Option<crate::store::StoreError>,
     },
 }
 
@@ -188,8 +191,17 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
-    /// Builds an [`Error::Storage`] from any redb error.
-    pub(crate) fn storage(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Storage { context: context.into(), detail: e.to_string() }
+    /// Builds an [`Error::Storage`] from a storage engine error, which it keeps as its source.
+    pub(crate) fn storage(context: impl Into<String>, e: impl Into<crate::store::StoreError>) -> Self {
+        let e = e.into();
+        Error::Storage { context: context.into(), detail: e.to_string(), source: Some(e) }
+    }
+
+    /// The kind of storage failure, for an [`Error::Storage`] that has a source.
+    pub fn storage_kind(&self) -> Option<crate::store::StoreErrorKind> {
+        match self {
+            Error::Storage { source: Some(e), .. } => Some(e.kind()),
+            _ => None,
+        }
     }
 }

@@ -9,6 +9,9 @@ pub trait Progress: Sync {
     fn advance(&self, _bytes: u64) {}
     /// The phase ended.
     fn end(&self) {}
+    /// A warning the user should see (e.g. a key near its usage limit); `message` has no
+    /// `warning:` prefix and no newline. The library never prints it itself.
+    fn warn(&self, _message: &str) {}
 }
 
 /// Reports nothing.

@@ -7,8 +7,8 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::CHUNKS;
 use common::*;
-use modelvault::store::CHUNKS;
 use modelvault::{DiffReport, Error, FileStatus, NoProgress, PutOptions, VersionRef};
 
 const ST: &str = "safetensors";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use modelvault::VersionRef;
-use modelvault::store::{MODELS, VERSIONS};
+use crate::common::tables::{MODELS, VERSIONS};
 use predicates::str::contains as has;
 
 /// Every value of a table keyed by fixed-size bytes, read straight from the file.

@@ -49,7 +49,7 @@ fn damaged_key_slot_is_reported_as_damage_not_wrong_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let (path, v) = new_vault(dir.path());
     drop(v);
-    tamper::edit(&path, modelvault::store::SLOTS, |t| {
+    tamper::edit(&path, crate::common::tables::SLOTS, |t| {
         let mut rec = t.get("default").unwrap().unwrap().value().to_vec();
         rec[20] ^= 0x40;
         t.insert("default", rec.as_slice()).unwrap();

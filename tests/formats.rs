@@ -69,9 +69,9 @@ fn malformed_tensor_headers_are_refused_with_specific_messages() {
 /// Row counts of the chunk, version and model tables.
 fn table_sizes(path: &std::path::Path) -> (u64, u64, u64) {
     (
-        tamper::len(path, modelvault::store::CHUNKS),
-        tamper::len(path, modelvault::store::VERSIONS),
-        tamper::len(path, modelvault::store::MODELS),
+        tamper::len(path, crate::common::tables::CHUNKS),
+        tamper::len(path, crate::common::tables::VERSIONS),
+        tamper::len(path, crate::common::tables::MODELS),
     )
 }
 

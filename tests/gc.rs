@@ -6,8 +6,8 @@ mod common;
 
 use std::collections::HashSet;
 
+use crate::common::tables::CHUNKS;
 use common::*;
-use modelvault::store::CHUNKS;
 use modelvault::{GetOptions, NoProgress, PutOptions, VersionRef};
 
 fn ids(v: &modelvault::Vault<modelvault::Unlocked>, r: u64) -> HashSet<[u8; 32]> {

@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::CHUNKS;
 use common::*;
-use modelvault::store::CHUNKS;
 use modelvault::{Error, NoProgress, PutOptions, VersionRef};
 
 /// Removes every chunk from the vault file, through redb.

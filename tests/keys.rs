@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::tamper::ReadableTable;
 use common::*;
-use modelvault::store::{CHUNKS, SLOTS};
+use crate::common::tables::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 
@@ -323,7 +323,7 @@ fn edit_slots(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static str, &'sta
 
 #[test]
 fn a_changed_vault_id_with_the_right_passphrase_is_damage_and_a_wrong_passphrase_is_still_exit_3() {
-    use modelvault::store::META;
+    use crate::common::tables::META;
     use modelvault::store::records::{self, Header};
     let dir = tempfile::tempdir().unwrap();
     let (path, v) = new_vault(dir.path());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::tamper::values as table_values;
 use common::*;
-use modelvault::store::{CHUNKS, SLOTS};
+use crate::common::tables::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 

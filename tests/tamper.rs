@@ -11,7 +11,7 @@ use common::tamper::{self, ReadableTable};
 use common::*;
 use modelvault::manifest::Manifest;
 use modelvault::store::records::{self, FORMAT_VERSION, Header};
-use modelvault::store::{CHUNK_IDS, CHUNKS, META, VERSIONS};
+use crate::common::tables::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 
 /// Two models: `s` (silero safetensors: a chunk per tensor) and `m` (silero ONNX, 5 chunks).
@@ -337,8 +337,8 @@ fn edit_versions(path: &Path, f: impl FnOnce(&mut tamper::Table<&'static [u8; 40
 /// Every record of the `meta`, `slots`, `models` and `versions` tables, each table in key order.
 fn records_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = tamper::rows(path, META);
-    out.extend(tamper::rows(path, modelvault::store::SLOTS));
-    out.extend(tamper::rows(path, modelvault::store::MODELS));
+    out.extend(tamper::rows(path, crate::common::tables::SLOTS));
+    out.extend(tamper::rows(path, crate::common::tables::MODELS));
     out.extend(tamper::rows(path, VERSIONS));
     out
 }
@@ -440,7 +440,7 @@ fn a_model_dropped_with_all_its_versions_is_damage_and_no_write_seals_the_loss()
     edit_versions(&path, |t| {
         t.remove(&modelvault::store::version_key(&mk, 1)).unwrap();
     });
-    tamper::edit(&path, modelvault::store::MODELS, |t| {
+    tamper::edit(&path, crate::common::tables::MODELS, |t| {
         t.remove(&mk).unwrap();
     });
     let want = "the vault state records 2 live model(s), and 1 model record(s) are present, not the same set: \

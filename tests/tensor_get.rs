@@ -9,7 +9,7 @@ use std::path::Path;
 use common::tamper::ReadableTable;
 use common::*;
 use modelvault::formats::safetensors;
-use modelvault::store::CHUNKS;
+use crate::common::tables::CHUNKS;
 use modelvault::{Error, NoProgress, PutOptions, TensorGetOptions, VersionRef};
 
 const SILERO: &str = "safetensors/silero_vad_16k.safetensors";

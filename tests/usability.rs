@@ -112,7 +112,7 @@ fn delete_a_chunk(path: &Path, name: &str) {
         let v = reopen(path);
         v.manifest(name, &modelvault::VersionRef::Latest).unwrap().files[0].chunks[0].id
     };
-    tamper::edit(path, modelvault::store::CHUNKS, |t| assert!(t.remove(&id).unwrap().is_some()));
+    tamper::edit(path, crate::common::tables::CHUNKS, |t| assert!(t.remove(&id).unwrap().is_some()));
 }
 
 #[test]

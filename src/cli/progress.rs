@@ -51,6 +51,12 @@ impl Bar {
 }
 
 impl Progress for Bar {
+    fn warn(&self, message: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
     fn begin(&self, label: &str, total: u64) {
         if let Some(b) = &self.bar {
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());

@@ -52,10 +52,12 @@ pub fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
     let path = vault_path(g)?;
     let locked = Vault::open(&path, &open_opts(g)?)?;
     let pass = passphrase::obtain(g, &format!("Passphrase for {}: ", path.display()), false)?;
-    match &g.slot {
+    let v = match &g.slot {
         Some(s) => locked.unlock_slot(s, &pass),
         None => locked.unlock(&pass),
-    }
+    }?;
+    v.set_warning_sink(Box::new(|m| eprintln!("warning: {m}")));
+    Ok(v)
 }
 
 /// Prints `j` with `--json`, otherwise the line `text`.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{self, META};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -38,17 +38,17 @@ pub fn check_global(g: &str) -> Result<()> {
 impl Vault<Unlocked> {
     /// The globals this vault's puts accept beyond the built-in allow-list.
     pub fn allow_list(&self) -> Result<Vec<String>> {
-        let rx = store::begin_read(&self.db)?;
-        let t = rx.open_table(META).map_err(|e| Error::storage("reading the allow-list", e))?;
-        match t.get("allow").map_err(|e| Error::storage("reading the allow-list", e))? {
-            Some(v) => Ok(self.open_meta::<AllowRecord>("meta", b"allow", "allow-list record", v.value())?.globals),
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Meta, "reading the allow-list")?;
+        match rx.meta("allow")? {
+            Some(v) => Ok(self.open_meta::<AllowRecord>(Table::Meta, b"allow", "allow-list record", &v)?.globals),
             None => Ok(Vec::new()),
         }
     }
 
     fn write_allow(&self, globals: Vec<String>) -> Result<()> {
         let mut txn = self.write()?;
-        let v = txn.seal_meta("meta", b"allow", &AllowRecord { globals })?;
+        let v = txn.seal_meta(Table::Meta, b"allow", &AllowRecord { globals })?;
         txn.put_plain_meta("allow", &v)?;
         txn.commit()
     }

@@ -11,7 +11,8 @@
 //! streams to a writer: every byte it writes has passed its chunk's authentication, but a
 //! failure part-way leaves a prefix written (and an error).
 //!
-//! Decryption runs on a reader thread, hashing and writing on the calling thread.
+//! Decryption runs on a reader thread ([`super::reader::ChunkReader`]), hashing and writing on
+//! the calling thread, at most [`super::put::QUEUE_DEPTH`] chunks apart.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,12 +22,12 @@ use sha2::{Digest, Sha256};
 
 use super::VersionRef;
 use super::outfile::{self, OutDir, VaultFile};
-use crate::crypto::aead;
-use crate::manifest::{FileEntry, Manifest, hex};
+use super::reader::{ChunkReader, FileChunks, open_chunk};
+use crate::manifest::{ChunkRef, FileEntry, Manifest};
 use crate::names::{self, escape};
 use crate::progress::Progress;
-use crate::store::records::split_chunk_value;
-use crate::store::{self, CHUNKS, MODELS, VERSIONS};
+use crate::store;
+use crate::store::chunks::ChunkRead;
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -57,11 +58,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::Damaged`],
     /// [`Error::BadSignature`].
     pub fn manifest(&self, name: &str, r: &VersionRef) -> Result<Manifest> {
-        let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| self.model_absent(name))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| self.model_absent(name))?;
-        let (_, version) = self.resolve(&models, &versions, name, r)?;
-        Ok(self.load_version(&versions, name, version)?.0)
+        let rx = store::read(&self.db)?;
+        self.require_model_tables(&rx, name)?;
+        let (_, version) = self.resolve(&rx, name, r)?;
+        Ok(self.load_version(&rx, name, version)?.0)
     }
 
     /// Writes every file of `name@r` into the directory `dest` (created if missing). Each file
@@ -176,8 +176,8 @@ impl Vault<Unlocked> {
         Ok(())
     }
 
-    /// Decrypts `f`'s chunks in order and hands each plaintext to `sink`, then checks the
-    /// file's size and SHA-256.
+    /// Decrypts `f`'s chunks in order (on a reader thread, through [`ChunkReader`]) and hands
+    /// each plaintext to `sink`, then checks the file's size and SHA-256.
     ///
     /// Errors: [`Error::Damaged`] naming model, version, file and chunk.
     pub(crate) fn stream_file(
@@ -187,17 +187,15 @@ impl Vault<Unlocked> {
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
-        let n = f.chunks.len();
+        let layout = FileChunks::new(m, f);
         let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<u8>>>(super::put::QUEUE_DEPTH);
         std::thread::scope(|scope| {
-            let where_r = &where_;
+            let layout = &layout;
             scope.spawn(move || {
                 let run = || -> Result<()> {
-                    let rtx = store::begin_read(&self.db)?;
-                    let chunks = rtx.open_table(CHUNKS).ok();
-                    for (i, c) in f.chunks.iter().enumerate() {
-                        let plain = self.open_chunk(chunks.as_ref(), &c.id, c.len, where_r, i, n)?;
+                    let chunks = store::read(&self.db)?;
+                    let mut rd = ChunkReader::new(&chunks, self.envelope(), layout);
+                    while let Some(plain) = rd.next_owned()? {
                         if tx.send(Ok(plain)).is_err() {
                             return Ok(());
                         }
@@ -219,44 +217,25 @@ impl Vault<Unlocked> {
             }
             if size != f.size || <[u8; 32]>::from(sha.finalize()) != f.sha256 {
                 return Err(Error::Damaged(format!(
-                    "{where_}: content does not match the manifest's size and SHA-256: the vault is damaged or was tampered with"
+                    "{}: content does not match the manifest's size and SHA-256: the vault is damaged or was tampered with",
+                    layout.where_()
                 )));
             }
             Ok(())
         })
     }
 
-    /// Reads and opens one chunk, checking its epoch, tag and length.
+    /// Reads and opens one chunk, checking its epoch, tag and length (see
+    /// [`super::reader::open_chunk`]).
     pub(crate) fn open_chunk(
         &self,
-        chunks: Option<&redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+        chunks: &impl ChunkRead,
         id: &[u8; 32],
         len: u32,
         where_: &str,
         i: usize,
         n: usize,
     ) -> Result<Vec<u8>> {
-        let which = format!("{where_}: chunk {} of {n} (id {})", i + 1, &hex(id)[..16]);
-        let v = match chunks {
-            Some(t) => t.get(id).map_err(|e| Error::storage("reading a chunk", e))?,
-            None => None,
-        }
-        .ok_or_else(|| {
-            Error::Damaged(format!("{which} is missing: the vault is damaged; other models remain readable"))
-        })?;
-        let (epoch, sealed) = split_chunk_value(v.value())
-            .ok_or_else(|| Error::Damaged(format!("{which} has an unreadable header: the vault is damaged")))?;
-        let keys = self.epoch_keys(epoch).ok_or_else(|| {
-            Error::Damaged(format!(
-                "{which} claims key epoch {epoch}, which this vault does not hold: the vault is damaged"
-            ))
-        })?;
-        let aad = store::aad("chunks", &self.header.vault_id, epoch, id);
-        let plain = aead::open(&keys.chunk, &aad, sealed)
-            .map_err(|e| Error::Damaged(format!("{which}: {e}: the vault is damaged or was tampered with")))?;
-        if plain.len() != len as usize {
-            return Err(Error::Damaged(format!("{which} has {} bytes, the manifest says {len}", plain.len())));
-        }
-        Ok(plain)
+        open_chunk(chunks, &self.envelope(), &ChunkRef { id: *id, len }, where_, i, n)
     }
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::VersionRef;
 use crate::manifest::{Manifest, hex};
+use crate::store;
 use crate::store::records::ModelRecord;
-use crate::store::{self, MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -129,11 +129,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`], [`Error::Damaged`],
     /// [`Error::BadSignature`].
     pub fn show(&self, name: &str, r: &VersionRef) -> Result<VersionInfo> {
-        let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(MODELS).map_err(|_| self.model_absent(name))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| self.model_absent(name))?;
-        let (model, version) = self.resolve(&models, &versions, name, r)?;
-        let (m, vr) = self.load_version(&versions, name, version)?;
+        let rx = store::read(&self.db)?;
+        self.require_model_tables(&rx, name)?;
+        let (model, version) = self.resolve(&rx, name, r)?;
+        let (m, vr) = self.load_version(&rx, name, version)?;
         Ok(version_info(&m, &model, &vr.signer))
     }
 }

@@ -12,6 +12,7 @@ pub mod list;
 pub mod outfile;
 pub mod put;
 pub mod query;
+pub(crate) mod reader;
 pub mod remove;
 pub mod scan;
 pub mod signers;
@@ -20,14 +21,13 @@ pub mod tensor_get;
 pub mod update;
 pub mod verify;
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use crate::crypto::sign;
 use crate::manifest::{self, Manifest};
 use crate::names::{self, escape};
-use crate::store;
 use crate::store::records::{ModelRecord, VersionRecord};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -83,18 +83,30 @@ impl Vault<Unlocked> {
         self.state.index.name_key(name)
     }
 
+    /// True when the file has both the model and the version table (a fresh or damaged file may
+    /// lack them: every model is then absent).
+    ///
+    /// Errors: [`Error::Storage`].
+    pub(crate) fn has_model_tables(&self, rx: &impl RecordRead) -> Result<bool> {
+        Ok(rx.has_table(Table::Models)? && rx.has_table(Table::Versions)?)
+    }
+
+    /// Fails with [`Vault::model_absent`] for `name` when the file lacks the model or the
+    /// version table (a fresh or damaged file: it has no model).
+    ///
+    /// Errors: that error; [`Error::Storage`].
+    pub(crate) fn require_model_tables(&self, rx: &impl RecordRead, name: &str) -> Result<()> {
+        if self.has_model_tables(rx)? { Ok(()) } else { Err(self.model_absent(name)) }
+    }
+
     /// Loads a model record, or `None` if there is no model of that name.
-    pub(crate) fn load_model(
-        &self,
-        models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
-        name: &str,
-    ) -> Result<Option<ModelRecord>> {
+    pub(crate) fn load_model(&self, rx: &impl RecordRead, name: &str) -> Result<Option<ModelRecord>> {
         let key = self.model_key(name);
-        let Some(v) = models.get(&key).map_err(|e| Error::storage("reading a model record", e))? else {
+        let Some(v) = rx.model(&key)? else {
             return Ok(None);
         };
         let what = format!("model '{}' record", escape(name));
-        let rec: ModelRecord = self.open_model(&key, &what, v.value())?;
+        let rec: ModelRecord = self.open_model(&key, &what, &v)?;
         if rec.name != name {
             return Err(Error::Damaged(format!(
                 "{what} holds the name '{}': the vault was tampered with",
@@ -117,16 +129,11 @@ impl Vault<Unlocked> {
 
     /// The version numbers of `model` (key `mk`) that are live: the sealed list of a format 3
     /// record, or for a record written before, the version records present. Ascending.
-    pub(crate) fn live_versions(
-        &self,
-        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
-        mk: &[u8; 32],
-        model: &ModelRecord,
-    ) -> Result<Vec<u64>> {
+    pub(crate) fn live_versions(&self, rx: &impl RecordRead, mk: &[u8; 32], model: &ModelRecord) -> Result<Vec<u64>> {
         if !model.legacy {
             return Ok(model.live.clone());
         }
-        present_versions(versions, mk)
+        rx.version_numbers(mk)
     }
 
     /// Every disagreement between the live versions `model` records and the version records
@@ -135,14 +142,14 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Storage`].
     pub(crate) fn live_mismatches(
         &self,
-        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+        rx: &impl RecordRead,
         mk: &[u8; 32],
         model: &ModelRecord,
     ) -> Result<Vec<(u64, String)>> {
         if model.legacy {
             return Ok(Vec::new());
         }
-        let present = present_versions(versions, mk)?;
+        let present = rx.version_numbers(mk)?;
         let mut out = Vec::new();
         for v in &model.live {
             if present.binary_search(v).is_err() {
@@ -165,17 +172,15 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::Damaged`] naming the model and version; [`Error::Storage`].
     pub(crate) fn check_live_records(&self, action: &str) -> Result<()> {
-        let rx = store::begin_read(&self.db)?;
-        let (Ok(models), Ok(versions)) = (rx.open_table(store::MODELS), rx.open_table(store::VERSIONS)) else {
+        let rx = store::read(&self.db)?;
+        if !self.has_model_tables(&rx)? {
             return Ok(());
-        };
-        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
-            let key = *k.value();
-            let Ok(rec) = self.open_model(&key, "a model record", v.value()) else {
+        }
+        for (key, v) in rx.models()? {
+            let Ok(rec) = self.open_model(&key, "a model record", &v) else {
                 continue;
             };
-            if let Some((_, m)) = self.live_mismatches(&versions, &key, &rec)?.into_iter().next() {
+            if let Some((_, m)) = self.live_mismatches(&rx, &key, &rec)?.into_iter().next() {
                 return Err(Error::Damaged(format!(
                     "{m}; {action} refused: nothing was deleted; restore the record from a backup"
                 )));
@@ -190,29 +195,20 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`]; [`Error::Damaged`] when the
     /// version resolved is recorded as live but its record is missing, has a record without
     /// being live, or when model records are missing (see [`Vault::model_absent`]).
-    pub(crate) fn resolve(
-        &self,
-        models: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
-        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
-        name: &str,
-        r: &VersionRef,
-    ) -> Result<(ModelRecord, u64)> {
-        let Some(model) = self.load_model(models, name)? else {
+    pub(crate) fn resolve(&self, rx: &impl RecordRead, name: &str, r: &VersionRef) -> Result<(ModelRecord, u64)> {
+        let Some(model) = self.load_model(rx, name)? else {
             return Err(self.model_absent(name));
         };
         let mk = self.model_key(name);
         let not_found = || Error::VersionNotFound { name: escape(name), reference: r.to_string() };
-        let live = self.live_versions(versions, &mk, &model)?;
+        let live = self.live_versions(rx, &mk, &model)?;
         let version = match r {
             VersionRef::Latest => *live.last().ok_or_else(not_found)?,
             VersionRef::Number(n) => *n,
             VersionRef::Alias(a) => *model.aliases.get(a).ok_or_else(not_found)?,
         };
         let is_live = live.binary_search(&version).is_ok();
-        let has_record = versions
-            .get(&store::version_key(&mk, version))
-            .map_err(|e| Error::storage("reading versions", e))?
-            .is_some();
+        let has_record = rx.version(&mk, version)?.is_some();
         match (is_live, has_record) {
             (true, true) => Ok((model, version)),
             (true, false) => Err(Error::Damaged(missing_version(name, version))),
@@ -235,17 +231,17 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::VersionNotFound`], [`Error::Damaged`], [`Error::BadSignature`].
     pub(crate) fn load_version(
         &self,
-        versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+        rx: &impl RecordRead,
         name: &str,
         version: u64,
     ) -> Result<(Manifest, VersionRecord)> {
-        let key = store::version_key(&self.model_key(name), version);
-        let v = versions
-            .get(&key)
-            .map_err(|e| Error::storage("reading a version record", e))?
+        let mk = self.model_key(name);
+        let v = rx
+            .version(&mk, version)?
             .ok_or_else(|| Error::VersionNotFound { name: escape(name), reference: version.to_string() })?;
         let what = format!("model '{}' version {version}", escape(name));
-        let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value())?;
+        let key = store::version_key(&mk, version);
+        let rec: VersionRecord = self.open_meta(Table::Versions, &key, &what, &v)?;
         let m = self.check_version_record(&what, name, version, &rec)?;
         Ok((m, rec))
     }
@@ -281,19 +277,6 @@ impl Vault<Unlocked> {
         m.check()?;
         Ok(m)
     }
-}
-
-/// The version numbers with a record for the model of key `mk`, ascending.
-fn present_versions(
-    versions: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
-    mk: &[u8; 32],
-) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for row in store::version_range(versions, mk)? {
-        let (k, _) = row.map_err(|e| Error::storage("reading versions", e))?;
-        out.push(u64::from_be_bytes(k.value()[32..].try_into().expect("40-byte key")));
-    }
-    Ok(out)
 }
 
 fn missing_version(name: &str, v: u64) -> String {

@@ -6,9 +6,9 @@
 //! `rm --erase` ([`Vault::erase`] in `keys.rs`) removes through the `*_in` forms here, in the
 //! transaction that records its intent. Nothing here may commit a caller's transaction.
 
+use crate::store::chunks::ChunkStore;
 use std::collections::HashSet;
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
@@ -16,7 +16,7 @@ use super::put::write_model;
 use crate::manifest::hex;
 use crate::names::escape;
 use crate::store::records::{AliasEvent, VersionRecord};
-use crate::store::{self, ChunkTables, MODELS, VERSIONS};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 
@@ -53,15 +53,8 @@ impl Vault<Unlocked> {
     /// intent in the same transaction). Returns the version removed.
     pub(crate) fn remove_version_in(&self, txn: &mut Txn<'_>, name: &str, r: &VersionRef) -> Result<u64> {
         let mk = self.model_key(name);
-        let (mut model, version) = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.resolve(&models, &versions, name, r)?
-        };
-        {
-            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
-            versions.remove(&store::version_key(&mk, version)).map_err(|e| Error::storage("removing a version", e))?;
-        }
+        let (mut model, version) = self.resolve(&*txn.tx, name, r)?;
+        txn.tx.remove_version(&mk, version)?;
         model.live.retain(|v| *v != version);
         let remaining = model.live.len();
         let dropped: Vec<String> =
@@ -71,8 +64,7 @@ impl Vault<Unlocked> {
             model.alias_history.push(AliasEvent { alias, from: Some(version), to: None, at: now() });
         }
         if remaining == 0 {
-            let mut models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
-            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
+            txn.tx.remove_model(&mk)?;
         } else {
             write_model(txn, &mk, &model)?;
         }
@@ -83,32 +75,22 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`].
     pub fn remove_model(&self, name: &str) -> Result<u64> {
-        let txn = self.write()?;
-        let removed = self.remove_model_in(&txn, name)?;
+        let mut txn = self.write()?;
+        let removed = self.remove_model_in(&mut txn, name)?;
         txn.commit()?;
         Ok(removed.len() as u64)
     }
 
     /// [`Vault::remove_model`] inside `txn`, which the caller commits. Returns the version
     /// numbers removed, in order.
-    pub(crate) fn remove_model_in(&self, txn: &Txn<'_>, name: &str) -> Result<Vec<u64>> {
+    pub(crate) fn remove_model_in(&self, txn: &mut Txn<'_>, name: &str) -> Result<Vec<u64>> {
         let mk = self.model_key(name);
-        {
-            let mut models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
-            models.remove(&mk).map_err(|e| Error::storage("removing a model", e))?;
+        self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+        txn.tx.remove_model(&mk)?;
+        let removed = txn.tx.version_numbers(&mk)?;
+        for n in &removed {
+            txn.tx.remove_version(&mk, *n)?;
         }
-        let removed = {
-            let mut versions = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing versions", e))?;
-            let keys: Vec<[u8; 40]> = store::version_range(&versions, &mk)?
-                .map(|r| r.map(|(k, _)| *k.value()))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::storage("reading versions", e))?;
-            for k in &keys {
-                versions.remove(k).map_err(|e| Error::storage("removing a version", e))?;
-            }
-            keys.iter().map(|k| u64::from_be_bytes(k[32..].try_into().expect("40-byte key"))).collect()
-        };
         Ok(removed)
     }
 
@@ -121,44 +103,7 @@ impl Vault<Unlocked> {
     pub fn gc(&mut self) -> Result<GcReport> {
         self.check_live_records("gc")?;
         let file_bytes_before = file_len(&self.path);
-        let mut referenced: HashSet<[u8; 32]> = HashSet::new();
-        let mut wanted = Vec::new();
-        {
-            let rx = store::begin_read(&self.db)?;
-            if let Ok(versions) = rx.open_table(VERSIONS) {
-                for row in versions.iter().map_err(|e| Error::storage("reading versions", e))? {
-                    let (k, v) = row.map_err(|e| Error::storage("reading versions", e))?;
-                    let key = *k.value();
-                    let what = format!("version record {}…", &hex(&key)[..16]);
-                    let rec: VersionRecord = self.open_meta("versions", &key, &what, v.value()).map_err(|e| {
-                        Error::Damaged(format!(
-                            "{e}; gc deleted nothing, since it cannot tell which chunks that version needs"
-                        ))
-                    })?;
-                    let m = crate::manifest::decode_canonical(&what, &rec.manifest)
-                        .map_err(|e| Error::Damaged(format!("{e}; gc deleted nothing")))?;
-                    let version = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
-                    let m = self
-                        .check_version_record(&what, &m.name, version, &rec)
-                        .map_err(|e| Error::Damaged(format!("{e}; gc deleted nothing")))?;
-                    for f in &m.files {
-                        for c in &f.chunks {
-                            if referenced.insert(c.id) {
-                                wanted.push((
-                                    c.id,
-                                    format!(
-                                        "model '{}' version {} file '{}'",
-                                        escape(&m.name),
-                                        m.version,
-                                        escape(&f.path)
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let (referenced, wanted) = self.referenced_chunks()?;
         let mut report = GcReport {
             chunks_removed: 0,
             bytes_removed: 0,
@@ -171,7 +116,7 @@ impl Vault<Unlocked> {
         {
             // The chunk table itself, not its index, says what is stored; the index is rebuilt
             // from what survives, so gc also repairs an index that disagrees with the chunks.
-            let mut chunks = ChunkTables::open(&txn.tx)?;
+            let mut chunks = txn.tx.chunks()?;
             let mut doomed = Vec::new();
             let mut kept = Vec::new();
             for (id, len) in chunks.scan_chunks()? {
@@ -196,11 +141,49 @@ impl Vault<Unlocked> {
             }
         }
         txn.commit()?;
-        while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+        self.db.compact()?;
         report.file_bytes_after = file_len(&self.path);
         Ok(report)
     }
 }
+
+impl Vault<Unlocked> {
+    /// The chunks the version records present reference, and for each (in first-seen order)
+    /// the version and file that references it, for the report of a missing chunk.
+    ///
+    /// Errors: [`Error::Damaged`] when a version record does not open or check (gc then deletes
+    /// nothing); [`Error::Storage`].
+    fn referenced_chunks(&self) -> Result<(HashSet<[u8; 32]>, Vec<Wanted>)> {
+        let mut referenced: HashSet<[u8; 32]> = HashSet::new();
+        let mut wanted = Vec::new();
+        let rx = store::read(&self.db)?;
+        for (mk, version, v) in rx.all_versions()? {
+            let key = store::version_key(&mk, version);
+            let what = format!("version record {}…", &hex(&key)[..16]);
+            let rec: VersionRecord = self.open_meta(Table::Versions, &key, &what, &v).map_err(|e| {
+                Error::Damaged(format!("{e}; gc deleted nothing, since it cannot tell which chunks that version needs"))
+            })?;
+            let m = crate::manifest::decode_canonical(&what, &rec.manifest)
+                .map_err(|e| Error::Damaged(format!("{e}; gc deleted nothing")))?;
+            let m = self
+                .check_version_record(&what, &m.name, version, &rec)
+                .map_err(|e| Error::Damaged(format!("{e}; gc deleted nothing")))?;
+            for f in &m.files {
+                for c in &f.chunks {
+                    if referenced.insert(c.id) {
+                        let owner =
+                            format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
+                        wanted.push((c.id, owner));
+                    }
+                }
+            }
+        }
+        Ok((referenced, wanted))
+    }
+}
+
+/// A referenced chunk id and the version and file that reference it.
+type Wanted = ([u8; 32], String);
 
 fn file_len(p: &std::path::Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)

@@ -7,14 +7,13 @@
 //! by the user; `--require-signer NAME` accepts a version only if its manifest was signed by the
 //! key trusted under NAME (or, for `self`, by one of this vault's own keys).
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use super::VersionRef;
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier, hex};
 use crate::names::{self, escape};
 use crate::store::records::{SignerRecord, TrustRecord};
-use crate::store::{self, SIGNERS, TRUST, VERSIONS};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Unlocked, Vault, now};
 use crate::{Error, Result};
 
@@ -68,14 +67,12 @@ pub fn parse_public_key(s: &str) -> Result<[u8; 32]> {
 impl Vault<Unlocked> {
     /// Lists this vault's signing keys, oldest first.
     pub fn list_signers(&self) -> Result<Vec<SignerInfo>> {
-        let rx = store::begin_read(&self.db)?;
-        let t = rx.open_table(SIGNERS).map_err(|e| Error::storage("reading signers", e))?;
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Signers, "reading signers")?;
         let active = self.state.signer.public_key();
         let mut out = Vec::new();
-        for row in t.iter().map_err(|e| Error::storage("reading signers", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading signers", e))?;
-            let id = k.value();
-            let r: SignerRecord = self.open_meta("signers", &id.to_be_bytes(), "signing key record", v.value())?;
+        for (id, v) in rx.signers()? {
+            let r: SignerRecord = self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
             out.push(SignerInfo {
                 id,
                 public_key: hex(&r.public),
@@ -94,12 +91,9 @@ impl Vault<Unlocked> {
         let old_public = self.state.signer.public_key();
         let mut txn = self.write()?;
         let (old_id, mut old) = {
-            let t = txn.tx.open_table(SIGNERS).map_err(|e| Error::storage("reading signers", e))?;
             let mut found = None;
-            for row in t.iter().map_err(|e| Error::storage("reading signers", e))? {
-                let (k, v) = row.map_err(|e| Error::storage("reading signers", e))?;
-                let id = k.value();
-                let r: SignerRecord = self.open_meta("signers", &id.to_be_bytes(), "signing key record", v.value())?;
+            for (id, v) in txn.tx.signers()? {
+                let r: SignerRecord = self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
                 if r.public == old_public {
                     found = Some((id, r));
                 }
@@ -133,11 +127,9 @@ impl Vault<Unlocked> {
             return Err(Error::InvalidInput(format!("a key is already trusted as '{name}': remove it first")));
         }
         let mut txn = self.write()?;
-        let v = txn.seal_meta("trust", name.as_bytes(), &TrustRecord { name: name.into(), public, added: now() })?;
-        txn.tx
-            .open_table(TRUST)
-            .and_then(|mut t| t.insert(name, v.as_slice()).map(|_| ()).map_err(Into::into))
-            .map_err(|e| Error::storage("writing a trusted key", e))?;
+        let v =
+            txn.seal_meta(Table::Trust, name.as_bytes(), &TrustRecord { name: name.into(), public, added: now() })?;
+        txn.tx.put_trust(name, &v)?;
         txn.commit()
     }
 
@@ -151,11 +143,8 @@ impl Vault<Unlocked> {
                 escape(name)
             )));
         }
-        let txn = self.write()?;
-        txn.tx
-            .open_table(TRUST)
-            .and_then(|mut t| t.remove(name).map(|_| ()).map_err(Into::into))
-            .map_err(|e| Error::storage("removing a trusted key", e))?;
+        let mut txn = self.write()?;
+        txn.tx.remove_trust(name)?;
         txn.commit()
     }
 
@@ -164,12 +153,10 @@ impl Vault<Unlocked> {
     }
 
     fn trust_records(&self) -> Result<Vec<TrustRecord>> {
-        let rx = store::begin_read(&self.db)?;
-        let Ok(t) = rx.open_table(TRUST) else { return Ok(Vec::new()) };
+        let rx = store::read(&self.db)?;
         let mut out = Vec::new();
-        for row in t.iter().map_err(|e| Error::storage("reading trusted keys", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading trusted keys", e))?;
-            out.push(self.open_meta("trust", k.value().as_bytes(), "trusted key record", v.value())?);
+        for (name, v) in rx.trusts()? {
+            out.push(self.open_meta(Table::Trust, name.as_bytes(), "trusted key record", &v)?);
         }
         Ok(out)
     }
@@ -201,11 +188,12 @@ impl Vault<Unlocked> {
             })?;
             vec![rec.public]
         };
-        let rx = store::begin_read(&self.db)?;
-        let models = rx.open_table(store::MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let versions = rx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-        let (_, version) = self.resolve(&models, &versions, name, r)?;
-        let (_, rec) = self.load_version(&versions, name, version)?;
+        let rx = store::read(&self.db)?;
+        if !self.has_model_tables(&rx)? {
+            return Err(Error::ModelNotFound(escape(name)));
+        }
+        let (_, version) = self.resolve(&rx, name, r)?;
+        let (_, rec) = self.load_version(&rx, name, version)?;
         if !allowed.contains(&rec.signer) {
             return Err(Error::UntrustedSigner {
                 name: escape(name),

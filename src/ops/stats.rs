@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 
-use redb::ReadableTableMetadata;
 use serde::Serialize;
 
 use super::VersionRef;
@@ -23,7 +22,7 @@ use super::query::{ChunkIndex, Snapshot};
 #[cfg(doc)]
 use crate::chunk::STORED_OVERHEAD;
 use crate::names::escape;
-use crate::store::{self, CHUNKS};
+use crate::store::{self, RecordRead};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -273,13 +272,7 @@ impl Vault<Unlocked> {
     pub fn stats(&self) -> Result<VaultStats> {
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);
-        let chunks_in_file = {
-            let rx = store::begin_read(&self.db)?;
-            match rx.open_table(CHUNKS) {
-                Ok(t) => t.len().map_err(|e| Error::storage("counting chunks", e))?,
-                Err(_) => 0,
-            }
-        };
+        let chunks_in_file = store::read(&self.db)?.chunk_count()?;
         let mut per_model = Vec::new();
         let mut seen_in_model = vec![usize::MAX; idx.ids.len()];
         let mut vi = 0;

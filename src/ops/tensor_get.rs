@@ -1,12 +1,10 @@
 //! `get --tensor`: write chosen tensors of a version into a new safetensors file, decrypting
 //! only the chunks that hold them.
 //!
-//! Owns [`Vault::get_tensors`], its options and report, and the crate-internal helpers that map
-//! a tensor's byte range onto a file's chunks ([`ChunkMap`], [`PieceReader`], also used by
-//! `diff`). At `put`, chunks are cut at every tensor boundary, so a chunk's byte range (from the
-//! cumulative chunk lengths) lies inside one tensor or outside all of them; the chunks a tensor
-//! needs are those overlapping `[offset, offset + len)`. The helpers also cope with chunks that
-//! straddle a boundary, by taking only the overlapping bytes.
+//! Owns [`Vault::get_tensors`], its options and report. A tensor is read as the byte range
+//! `[offset, offset + len)` of its file through [`super::reader::ChunkReader`]. At `put`, chunks
+//! are cut at every tensor boundary, so a chunk's byte range lies inside one tensor or outside
+//! all of them; a chunk that straddles a boundary gives only the overlapping bytes.
 //!
 //! Output follows the safetensors format (<https://github.com/huggingface/safetensors>, README
 //! "Format"): `u64` little-endian header length N, N bytes of JSON mapping each tensor name to
@@ -21,7 +19,7 @@
 //! Integrity: every chunk read passes its AES-GCM tag and length check; the file's SHA-256 is
 //! not re-checked, as that would need every chunk. Memory: one chunk at a time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,12 +27,13 @@ use serde::Serialize;
 
 use super::VersionRef;
 use super::outfile::{OutDir, VaultFile};
+use super::reader::{ChunkReader, FileChunks, file_where};
 use crate::formats::safetensors::dtype_bits;
 use crate::formats::tensor::{TensorInfo, checked_product};
 use crate::manifest::{FileEntry, Manifest};
 use crate::names::escape;
 use crate::progress::Progress;
-use crate::store::{self, CHUNKS};
+use crate::store;
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -79,105 +78,6 @@ pub struct TensorSource {
     pub shape: Vec<u64>,
     /// Bytes of data.
     pub bytes: u64,
-}
-
-/// One piece of a byte range: `take` bytes from `skip` in chunk `chunk` of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Piece {
-    /// Index of the chunk in the file's chunk list.
-    pub chunk: usize,
-    /// Bytes to skip at the chunk's start.
-    pub skip: usize,
-    /// Bytes to take after that.
-    pub take: usize,
-}
-
-/// Where each chunk of a file starts (cumulative chunk lengths).
-pub(crate) struct ChunkMap {
-    starts: Vec<u64>,
-    lens: Vec<u32>,
-}
-
-impl ChunkMap {
-    /// The map of `f`'s chunks.
-    pub fn new(f: &FileEntry) -> ChunkMap {
-        let mut starts = Vec::with_capacity(f.chunks.len());
-        let mut at = 0u64;
-        for c in &f.chunks {
-            starts.push(at);
-            at = at.saturating_add(c.len as u64);
-        }
-        ChunkMap { starts, lens: f.chunks.iter().map(|c| c.len).collect() }
-    }
-
-    /// The pieces of every chunk overlapping `[offset, offset + len)`, in order. A range past the
-    /// last chunk yields only the part the chunks cover (callers check the total).
-    pub fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
-        let end = offset.saturating_add(len);
-        let mut out = Vec::new();
-        if len == 0 {
-            return out;
-        }
-        let first = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
-        for i in first..self.starts.len() {
-            let (s, l) = (self.starts[i], self.lens[i] as u64);
-            if s >= end {
-                break;
-            }
-            let lo = offset.max(s);
-            let hi = end.min(s + l);
-            if hi > lo {
-                out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
-            }
-        }
-        out
-    }
-}
-
-/// Reads a list of pieces of one file, decrypting one chunk per call.
-pub(crate) struct PieceReader<'a> {
-    vault: &'a Vault<Unlocked>,
-    table: Option<&'a redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
-    file: &'a FileEntry,
-    where_: &'a str,
-    pieces: std::vec::IntoIter<Piece>,
-    /// Chunks decrypted so far.
-    pub chunks_read: usize,
-}
-
-impl<'a> PieceReader<'a> {
-    /// A reader of `pieces` of `file`; `where_` names model, version and file in errors.
-    pub fn new(
-        vault: &'a Vault<Unlocked>,
-        table: Option<&'a redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
-        file: &'a FileEntry,
-        where_: &'a str,
-        pieces: Vec<Piece>,
-    ) -> Self {
-        PieceReader { vault, table, file, where_, pieces: pieces.into_iter(), chunks_read: 0 }
-    }
-
-    /// The next piece's bytes (at most one chunk), or `None` at the end.
-    ///
-    /// Errors: [`Error::Damaged`] naming model, version, file and chunk.
-    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>> {
-        let Some(p) = self.pieces.next() else {
-            return Ok(None);
-        };
-        let c = &self.file.chunks[p.chunk];
-        let mut plain =
-            self.vault.open_chunk(self.table, &c.id, c.len, self.where_, p.chunk, self.file.chunks.len())?;
-        self.chunks_read += 1;
-        // open_chunk checked plain.len() == c.len, and the piece lies inside the chunk.
-        plain.truncate(p.skip + p.take);
-        plain.drain(..p.skip);
-        Ok(Some(plain))
-    }
-}
-
-/// "model 'x' version N file 'p'", as every chunk error names it.
-pub(crate) fn file_where(m: &Manifest, f: &FileEntry) -> String {
-    format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path))
 }
 
 /// True for formats whose manifest entry carries a tensor index.
@@ -338,23 +238,30 @@ impl Vault<Unlocked> {
         let werr = |e| Error::io(format!("writing {shown}"), e);
         w.write_all(&(plan.header.len() as u64).to_le_bytes()).map_err(werr)?;
         w.write_all(&plan.header).map_err(werr)?;
-        let rtx = store::begin_read(&self.db)?;
-        let table = rtx.open_table(CHUNKS).ok();
+        let chunks = store::read(&self.db)?;
+        let mut layouts: BTreeMap<&str, FileChunks<'_>> = BTreeMap::new();
         let mut chunks_read = 0usize;
         for (f, t) in &plan.chosen {
-            let where_ = file_where(m, f);
-            let pieces = ChunkMap::new(f).pieces(t.offset, t.len);
-            let mut rd = PieceReader::new(self, table.as_ref(), f, &where_, pieces);
+            let layout = layouts.entry(f.path.as_str()).or_insert_with(|| FileChunks::new(m, f));
+            let mut rd = ChunkReader::new(&chunks, self.envelope(), layout);
+            rd.set_range(t.offset, t.len);
             let mut got = 0u64;
-            while let Some(b) = rd.next_piece()? {
-                w.write_all(&b).map_err(werr)?;
-                got += b.len() as u64;
-                progress.advance(b.len() as u64);
+            loop {
+                let b = rd.fill()?;
+                if b.is_empty() {
+                    break;
+                }
+                w.write_all(b).map_err(werr)?;
+                let n = b.len();
+                got += n as u64;
+                progress.advance(n as u64);
+                rd.consume(n);
             }
-            chunks_read += rd.chunks_read;
+            chunks_read += rd.chunks_read();
             if got != t.len {
                 return Err(Error::Damaged(format!(
-                    "{where_}: tensor '{}' should have {} bytes but its chunks hold {got}: the manifest is inconsistent",
+                    "{}: tensor '{}' should have {} bytes but its chunks hold {got}: the manifest is inconsistent",
+                    layout.where_(),
                     escape(&t.name),
                     t.len
                 )));
@@ -458,39 +365,5 @@ fn report(m: &Manifest, plan: &Plan<'_>, output: PathBuf, chunks_read: usize) ->
         bytes: plan.total,
         chunks_read,
         chunks_total,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::ChunkRef;
-
-    fn entry(lens: &[u32]) -> FileEntry {
-        FileEntry {
-            path: "f".into(),
-            size: lens.iter().map(|&l| l as u64).sum(),
-            sha256: [0; 32],
-            chunks: lens.iter().map(|&len| ChunkRef { id: [0; 32], len }).collect(),
-            format: "safetensors".into(),
-            tensors: Vec::new(),
-            scan: None,
-        }
-    }
-
-    #[test]
-    fn pieces_cover_exactly_the_range() {
-        let f = entry(&[10, 20, 30]);
-        let m = ChunkMap::new(&f);
-        let p = |c, skip, take| Piece { chunk: c, skip, take };
-        assert_eq!(m.pieces(10, 20), vec![p(1, 0, 20)]);
-        assert_eq!(m.pieces(0, 60), vec![p(0, 0, 10), p(1, 0, 20), p(2, 0, 30)]);
-        assert_eq!(m.pieces(5, 10), vec![p(0, 5, 5), p(1, 0, 5)]);
-        assert_eq!(m.pieces(59, 1), vec![p(2, 29, 1)]);
-        assert!(m.pieces(30, 0).is_empty());
-        // Past the end: only what the chunks cover, never a panic.
-        assert_eq!(m.pieces(55, 100), vec![p(2, 25, 5)]);
-        assert!(m.pieces(u64::MAX, u64::MAX).is_empty());
-        assert!(ChunkMap::new(&entry(&[])).pieces(0, 5).is_empty());
     }
 }

@@ -7,7 +7,6 @@ use super::put::{write_model, write_version};
 use crate::manifest::Manifest;
 use crate::names::{self, escape};
 use crate::store::records::AliasEvent;
-use crate::store::{MODELS, VERSIONS};
 use crate::vault::{Unlocked, Vault, now};
 use crate::{Error, Result};
 
@@ -18,11 +17,7 @@ impl Vault<Unlocked> {
     pub fn set_alias(&self, name: &str, r: &VersionRef, alias: &str) -> Result<u64> {
         names::check_alias(alias)?;
         let mut txn = self.write()?;
-        let (mut model, version) = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.resolve(&models, &versions, name, r)?
-        };
+        let (mut model, version) = self.resolve(&*txn.tx, name, r)?;
         let from = model.aliases.insert(alias.to_string(), version);
         if from != Some(version) {
             model.alias_history.push(AliasEvent { alias: alias.to_string(), from, to: Some(version), at: now() });
@@ -37,10 +32,7 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`] if there is no such alias.
     pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
         let mut txn = self.write()?;
-        let mut model = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
-        };
+        let mut model = self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
         let Some(from) = model.aliases.remove(alias) else {
             return Err(Error::VersionNotFound { name: escape(name), reference: escape(alias) });
         };
@@ -53,10 +45,8 @@ impl Vault<Unlocked> {
     fn revise(&self, name: &str, r: &VersionRef, change: impl FnOnce(&mut Manifest) -> Result<()>) -> Result<u64> {
         let mut txn = self.write()?;
         let mut m = {
-            let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let versions = txn.tx.open_table(VERSIONS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-            let (_, version) = self.resolve(&models, &versions, name, r)?;
-            self.load_version(&versions, name, version)?.0
+            let (_, version) = self.resolve(&*txn.tx, name, r)?;
+            self.load_version(&*txn.tx, name, version)?.0
         };
         change(&mut m)?;
         m.revision += 1;
@@ -160,10 +150,7 @@ impl Vault<Unlocked> {
                 .map(|_| ()),
             None => {
                 let mut txn = self.write()?;
-                let mut model = {
-                    let models = txn.tx.open_table(MODELS).map_err(|_| Error::ModelNotFound(escape(name)))?;
-                    self.load_model(&models, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?
-                };
+                let mut model = self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
                 model.description = text.to_string();
                 write_model(&mut txn, &self.model_key(name), &model)?;
                 txn.commit()

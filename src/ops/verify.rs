@@ -9,17 +9,17 @@
 
 use std::collections::HashSet;
 
-use redb::ReadableTable;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::Result;
 use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::progress::Progress;
+use crate::store::chunks::ChunkRead;
 use crate::store::records::{self, ModelRecord, split_chunk_value};
-use crate::store::{self, CHUNK_IDS, CHUNKS, MODELS, VERSIONS};
+use crate::store::{self, ReadTxn, RecordRead};
 use crate::vault::{Unlocked, Vault};
-use crate::{Error, Result};
 
 /// One thing found wrong.
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +59,7 @@ impl VerifyReport {
 impl Vault<Unlocked> {
     /// Verifies the whole vault (see module docs).
     ///
-    /// Errors: only [`Error::Storage`] when the file cannot be read at all; damage is reported
+    /// Errors: only [`crate::Error::Storage`] when the file cannot be read at all; damage is reported
     /// in [`VerifyReport::problems`].
     pub fn verify(&self, read_data: bool, progress: &dyn Progress) -> Result<VerifyReport> {
         self.verify_only(read_data, None, progress)
@@ -79,68 +79,22 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
-        let rx = store::begin_read(&self.db)?;
-        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
+        let rx = store::read(&self.db)?;
+        if !self.has_model_tables(&rx)? {
             return Ok(rep);
-        };
-        let chunks = rx.open_table(CHUNKS).ok();
-        let mut known_models = HashSet::new();
-        let mut manifests = Vec::new();
-        for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
-            let key = *k.value();
-            let rec: ModelRecord = match self.open_model(&key, "model record", v.value()) {
-                Ok(r) => r,
-                Err(_) if only.is_some() => continue,
-                Err(e) => {
+        }
+        let (known_models, manifests) = self.verify_records(&rx, only, &mut rep)?;
+        if only.is_none() {
+            for (mk, version, _) in rx.all_versions()? {
+                if !known_models.contains(&mk) {
+                    let key = store::version_key(&mk, version);
                     rep.problems.push(Problem {
                         model: None,
                         version: None,
                         file: None,
-                        detail: format!("record {}…: {e}", &hex(&key)[..16]),
+                        detail: format!("version record {}… belongs to no readable model record", &hex(&key)[..16]),
                     });
-                    continue;
                 }
-            };
-            known_models.insert(key);
-            if only.is_some_and(|(n, _)| n != rec.name) {
-                continue;
-            }
-            rep.models += 1;
-            for (ver, detail) in self.live_mismatches(&versions, &key, &rec)? {
-                rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail });
-            }
-            let range = store::version_range(&versions, &key)?;
-            for row in range {
-                let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
-                let ver = u64::from_be_bytes(vk.value()[32..].try_into().expect("40-byte key"));
-                if only.is_some_and(|(_, v)| v.is_some_and(|v| v != ver)) {
-                    continue;
-                }
-                match self.load_version(&versions, &rec.name, ver) {
-                    Ok((m, _)) => {
-                        rep.versions += 1;
-                        manifests.push(m);
-                    }
-                    Err(e) => rep.problems.push(Problem {
-                        model: Some(rec.name.clone()),
-                        version: Some(ver),
-                        file: None,
-                        detail: e.to_string(),
-                    }),
-                }
-            }
-        }
-        for row in versions.iter().map_err(|e| Error::storage("reading versions", e))?.filter(|_| only.is_none()) {
-            let (vk, _) = row.map_err(|e| Error::storage("reading versions", e))?;
-            let mk: [u8; 32] = vk.value()[..32].try_into().expect("40-byte key");
-            if !known_models.contains(&mk) {
-                rep.problems.push(Problem {
-                    model: None,
-                    version: None,
-                    file: None,
-                    detail: format!("version record {}… belongs to no readable model record", &hex(vk.value())[..16]),
-                });
             }
         }
         if only.is_none()
@@ -159,7 +113,7 @@ impl Vault<Unlocked> {
         let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
         progress.begin("verify", total);
         for m in &manifests {
-            self.verify_manifest_data(m, chunks.as_ref(), read_data, &mut rep, progress);
+            self.verify_manifest_data(m, &rx, read_data, &mut rep, progress);
         }
         progress.end();
         if let Some(p) = self.unfinished_erasure_problem() {
@@ -197,10 +151,62 @@ impl Vault<Unlocked> {
         }
     }
 
+    /// The model and version records of the vault (or of `only`), each opened and checked:
+    /// the keys of the model records that open, and the manifests of the versions that check.
+    /// Every record that does not is a problem in `rep`.
+    ///
+    /// Errors: [`crate::Error::Storage`].
+    fn verify_records(
+        &self,
+        rx: &ReadTxn,
+        only: Option<(&str, Option<u64>)>,
+        rep: &mut VerifyReport,
+    ) -> Result<(HashSet<[u8; 32]>, Vec<Manifest>)> {
+        let mut known_models = HashSet::new();
+        let mut manifests = Vec::new();
+        for (key, v) in rx.models()? {
+            let rec: ModelRecord = match self.open_model(&key, "model record", &v) {
+                Ok(r) => r,
+                Err(_) if only.is_some() => continue,
+                Err(e) => {
+                    let detail = format!("record {}…: {e}", &hex(&key)[..16]);
+                    rep.problems.push(Problem { model: None, version: None, file: None, detail });
+                    continue;
+                }
+            };
+            known_models.insert(key);
+            if only.is_some_and(|(n, _)| n != rec.name) {
+                continue;
+            }
+            rep.models += 1;
+            for (ver, detail) in self.live_mismatches(rx, &key, &rec)? {
+                rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail });
+            }
+            for ver in rx.version_numbers(&key)? {
+                if only.is_some_and(|(_, v)| v.is_some_and(|v| v != ver)) {
+                    continue;
+                }
+                match self.load_version(rx, &rec.name, ver) {
+                    Ok((m, _)) => {
+                        rep.versions += 1;
+                        manifests.push(m);
+                    }
+                    Err(e) => rep.problems.push(Problem {
+                        model: Some(rec.name.clone()),
+                        version: Some(ver),
+                        file: None,
+                        detail: e.to_string(),
+                    }),
+                }
+            }
+        }
+        Ok((known_models, manifests))
+    }
+
     fn verify_manifest_data(
         &self,
         m: &Manifest,
-        chunks: Option<&redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>>,
+        chunks: &ReadTxn,
         read_data: bool,
         rep: &mut VerifyReport,
         progress: &dyn Progress,
@@ -218,7 +224,7 @@ impl Vault<Unlocked> {
             for (i, c) in f.chunks.iter().enumerate() {
                 rep.chunks += 1;
                 if !read_data {
-                    let present = chunks.and_then(|t| t.get(&c.id).ok().flatten());
+                    let present = ChunkRead::get(chunks, &c.id).ok().flatten();
                     match present {
                         None => {
                             rep.problems.push(problem(format!(
@@ -229,7 +235,7 @@ impl Vault<Unlocked> {
                             )));
                             file_ok = false;
                         }
-                        Some(v) if split_chunk_value(v.value()).is_none() => {
+                        Some(v) if split_chunk_value(v.as_ref()).is_none() => {
                             rep.problems.push(problem(format!(
                                 "{where_}: chunk {} of {} has an unreadable header",
                                 i + 1,
@@ -273,30 +279,13 @@ impl Vault<Unlocked> {
 /// manifest references is left to the per-file checks (a missing or damaged chunk is reported
 /// there, with the file it hurts). Reads every chunk value's page.
 ///
-/// Errors: [`Error::Storage`] when a table cannot be read.
-fn check_chunk_index(
-    rx: &redb::ReadTransaction,
-    indexed: bool,
-    referenced: &HashSet<[u8; 32]>,
-) -> Result<Option<Problem>> {
-    let read = |e: redb::StorageError| Error::storage("reading the chunk index", e);
+/// Errors: [`crate::Error::Storage`] when a table cannot be read.
+fn check_chunk_index(rx: &ReadTxn, indexed: bool, referenced: &HashSet<[u8; 32]>) -> Result<Option<Problem>> {
     if !indexed {
         return Ok(None);
     }
-    let mut stored = Vec::new();
-    if let Ok(chunks) = rx.open_table(CHUNKS) {
-        for row in chunks.iter().map_err(read)? {
-            let (k, v) = row.map_err(read)?;
-            stored.push((*k.value(), v.value().len() as u64));
-        }
-    }
-    let mut indexed = Vec::new();
-    if let Ok(ids) = rx.open_table(CHUNK_IDS) {
-        for row in ids.iter().map_err(read)? {
-            let (k, v) = row.map_err(read)?;
-            indexed.push((*k.value(), u64::from(v.value())));
-        }
-    }
+    let stored = rx.scan_chunks()?;
+    let indexed = rx.ids()?;
     // Both lists are in key order: walk them side by side.
     let (mut i, mut j) = (0, 0);
     let (mut unindexed, mut ghosts, mut wrong_len) = (0u64, 0u64, 0u64);

@@ -1,5 +1,12 @@
-//! The redb schema and every byte that touches the vault file. Nothing outside this module names a
-//! table; operations go through the typed helpers here.
+//! The storage boundary: the redb schema and every byte that touches the vault file. Nothing
+//! outside this module names a table or the storage engine: operations read through [`ReadTxn`]
+//! and write through [`WriteTxn`] (both [`RecordRead`], typed in the vault's terms, values the
+//! sealed bytes), chunks through [`chunks::ChunkRead`] / [`chunks::ChunkStore`]. What the redb
+//! file guarantees (atomic transactions, checkpoints, a rewrite copying every table) is stated in
+//! `txn`; a second backend implements the same traits and states its own. The definitions are
+//! private to `tables`; [`Table`] names a table by its role, and its name is the one the AAD
+//! carries. A storage failure is an [`Error::Storage`] whose source is a [`StoreError`] of a
+//! [`StoreErrorKind`].
 //!
 //! Tables (see SECURITY.md, "Byte layout", for every record's bytes):
 //!
@@ -24,116 +31,34 @@
 //! Every sealed value's AAD is `"modelvault/v1/" ‖ table ‖ 0x00 ‖ vault id ‖ epoch BE ‖ key`, so a
 //! value moved to another key, table, vault or epoch fails authentication.
 //!
-//! It also owns the vault file itself: [`open_db`] (symbolic links resolved once, a read-only open
+//! The vault file itself is `file`'s: [`open_db`] (symbolic links resolved once, a read-only open
 //! for a file this process may not write, and the check that the file it locked is still the file
 //! at the path) and [`rewrite_with`] (a fresh file renamed over the vault while both files are
-//! locked, with the vault's owner and mode). It must never hand out a handle on a file other than
-//! the one at the vault's path, rename anything over a symbolic link, or write to a file opened
-//! read-only.
+//! locked, with the vault's owner and mode). This module must never hold a key or a plaintext,
+//! hand out a handle on a file other than the one at the vault's path, rename anything over a
+//! symbolic link, or write to a file opened read-only.
 
 pub mod chunks;
+pub mod envelope;
+mod error;
+mod file;
 pub mod records;
+mod tables;
+mod txn;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use redb::backends::FileBackend;
-use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+pub use chunks::ChunkTables;
+pub use error::{StoreError, StoreErrorKind};
+pub use tables::Table;
+pub use txn::{ReadTxn, RecordRead, StoredValue, VersionRow, WriteTxn, version_key};
 
 use crate::{Error, Result};
-
-/// Public header and the sealed state.
-pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Key slots by name.
-pub const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
-/// Signing keys by id.
-pub const SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
-/// Model records by keyed hash of the name.
-pub const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
-/// Version records by model key and big-endian version number.
-pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
-/// Trusted public keys of other vaults, by name.
-pub const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
-/// Encrypted chunks by chunk id.
-pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
-
-/// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
-pub const CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
-
-/// The chunk table and its key index, open together in one write transaction. Every insert and
-/// removal of a chunk goes through here, so the two tables never disagree after a commit.
-pub struct ChunkTables<'t> {
-    chunks: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    ids: redb::Table<'t, &'static [u8; 32], u32>,
-}
-
-impl<'t> ChunkTables<'t> {
-    /// Opens (creating if needed) both tables in `tx`.
-    ///
-    /// Errors: [`Error::Storage`].
-    pub fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
-        let chunks = tx.open_table(CHUNKS).map_err(|e| Error::storage("opening chunks", e))?;
-        let ids = tx.open_table(CHUNK_IDS).map_err(|e| Error::storage("opening the chunk index", e))?;
-        Ok(ChunkTables { chunks, ids })
-    }
-
-    /// True when the index lists `id` (reads index pages only, never a chunk's value).
-    pub fn contains(&self, id: &[u8; 32]) -> Result<bool> {
-        Ok(self.ids.get(id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some())
-    }
-
-    /// Stores a sealed chunk value under `id` and indexes it.
-    ///
-    /// Errors: [`Error::Storage`] (a full disk among them).
-    pub fn insert(&mut self, id: &[u8; 32], value: &[u8]) -> Result<()> {
-        self.chunks.insert(id, value).map_err(|e| Error::storage("writing a chunk", e))?;
-        self.ids.insert(id, value.len() as u32).map_err(|e| Error::storage("writing the chunk index", e))?;
-        Ok(())
-    }
-
-    /// Deletes the chunk `id` and its index entry (either may already be absent).
-    pub fn remove(&mut self, id: &[u8; 32]) -> Result<()> {
-        self.chunks.remove(id).map_err(|e| Error::storage("deleting a chunk", e))?;
-        self.ids.remove(id).map_err(|e| Error::storage("deleting a chunk index entry", e))?;
-        Ok(())
-    }
-
-    /// Every stored chunk id with its value's length in bytes, read from the chunk table itself
-    /// (every value page is read: used by `gc`, which rebuilds the index from it).
-    pub fn scan_chunks(&self) -> Result<Vec<([u8; 32], u32)>> {
-        let mut out = Vec::new();
-        for row in self.chunks.iter().map_err(|e| Error::storage("reading chunks", e))? {
-            let (k, v) = row.map_err(|e| Error::storage("reading chunks", e))?;
-            out.push((*k.value(), v.value().len() as u32));
-        }
-        Ok(out)
-    }
-
-    /// Makes the index list exactly `present` (ids with value lengths).
-    pub fn reindex(&mut self, present: &[([u8; 32], u32)]) -> Result<()> {
-        self.ids.retain(|_, _| false).map_err(|e| Error::storage("clearing the chunk index", e))?;
-        for (id, len) in present {
-            self.ids.insert(id, *len).map_err(|e| Error::storage("writing the chunk index", e))?;
-        }
-        Ok(())
-    }
-}
 
 /// The sum of the stored (sealed) chunk value lengths, in bytes, read from the chunk index
 /// (small pages only). 0 for a vault without one.
 ///
 /// Errors: [`Error::Storage`].
-pub fn stored_chunk_bytes(db: &(impl ReadHandle + ?Sized)) -> Result<u64> {
-    let rx = begin_read(db)?;
-    let Ok(ids) = rx.open_table(CHUNK_IDS) else {
-        return Ok(0);
-    };
-    let mut sum = 0u64;
-    for row in ids.iter().map_err(|e| Error::storage("reading the chunk index", e))? {
-        let (_, len) = row.map_err(|e| Error::storage("reading the chunk index", e))?;
-        sum += u64::from(len.value());
-    }
-    Ok(sum)
+pub fn stored_chunk_bytes(db: &Db) -> Result<u64> {
+    read(db)?.stored_chunk_bytes()
 }
 
 /// Upgrades the storage of a version 1 or 2 vault to [`records::FORMAT_VERSION`] inside `tx`: for
@@ -144,522 +69,48 @@ pub fn stored_chunk_bytes(db: &(impl ReadHandle + ?Sized)) -> Result<u64> {
 ///
 /// Errors: [`Error::Storage`]; [`Error::Damaged`] for a header that does not decode (opening the
 /// vault checked it already).
-pub fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool> {
-    let mut meta = tx.open_table(META).map_err(|e| Error::storage("reading the header", e))?;
-    let mut header: records::Header = {
-        let v = meta.get("header").map_err(|e| Error::storage("reading the header", e))?;
-        let Some(v) = v else {
-            return Ok(false); // the transaction that creates the vault writes the header
-        };
-        postcard::from_bytes(v.value()).map_err(|_| Error::Damaged("the vault header does not decode".into()))?
+pub fn upgrade_format(tx: &mut WriteTxn) -> Result<bool> {
+    let Some(v) = tx.header()? else {
+        return Ok(false); // the transaction that creates the vault writes the header
     };
+    let mut header: records::Header =
+        postcard::from_bytes(&v).map_err(|_| Error::Damaged("the vault header does not decode".into()))?;
     if header.format_version >= records::FORMAT_VERSION {
         return Ok(false);
     }
     if header.format_version < 2 {
-        let mut t = ChunkTables::open(tx)?;
+        let mut t = tx.chunks()?;
         let present = t.scan_chunks()?;
         t.reindex(&present)?;
     }
     header.format_version = records::FORMAT_VERSION;
-    meta.insert("header", records::encode(&header).as_slice()).map_err(|e| Error::storage("writing the header", e))?;
+    tx.put_meta("header", &records::encode(&header))?;
     Ok(true)
 }
 
-/// redb page cache, in bytes (64 MiB): keeps a multi-GiB put's RSS flat (see FACTS: the default
-/// 1 GiB cache fills with committed pages).
-pub const CACHE_BYTES: usize = 64 << 20;
+pub use envelope::aad;
+pub use file::{
+    CACHE_BYTES, Db, INTEGRITY_CHECK_MAX_BYTES, OPEN_REPLACED_RETRIES, create_db, open_db, rewrite, rewrite_path,
+    rewrite_with,
+};
 
-/// Largest vault file whose every page is checked when it is opened (64 MiB: about 50 ms).
-pub const INTEGRITY_CHECK_MAX_BYTES: u64 = 64 << 20;
-
-/// The key of a version record: model key followed by the big-endian version.
-pub fn version_key(model: &[u8; 32], version: u64) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..32].copy_from_slice(model);
-    k[32..].copy_from_slice(&version.to_be_bytes());
-    k
-}
-
-/// Every version record of the model with key `mk`, in version order.
-pub fn version_range<'t, T>(t: &'t T, mk: &[u8; 32]) -> Result<redb::Range<'t, &'static [u8; 40], &'static [u8]>>
-where
-    T: ReadableTable<&'static [u8; 40], &'static [u8]>,
-{
-    let lo = version_key(mk, 0);
-    let hi = version_key(mk, u64::MAX);
-    t.range::<&[u8; 40]>(&lo..=&hi).map_err(|e| Error::storage("reading versions", e))
-}
-
-/// The AAD of a sealed record (see module docs).
-pub fn aad(table: &str, vault_id: &[u8; 16], epoch: u32, key: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(32 + table.len() + key.len());
-    a.extend_from_slice(b"modelvault/v1/");
-    a.extend_from_slice(table.as_bytes());
-    a.push(0);
-    a.extend_from_slice(vault_id);
-    a.extend_from_slice(&epoch.to_be_bytes());
-    a.extend_from_slice(key);
-    a
-}
-
-fn builder() -> redb::Builder {
-    let mut b = redb::Builder::new();
-    b.set_cache_size(CACHE_BYTES);
-    b
-}
-
-/// An open vault file: a redb database this process may write, or one opened read-only because
-/// the file may not be written by this process (or the caller asked for it). Reading works the
-/// same on both; every write on a read-only one fails with [`Error::ReadOnly`] before it starts.
-pub struct Db {
-    inner: DbInner,
-    /// The vault file, every symbolic link resolved (see [`open_db`]).
-    path: PathBuf,
-}
-
-enum DbInner {
-    Write(Database),
-    Read(ReadOnlyDatabase),
-}
-
-impl Db {
-    /// The vault file this handle holds, with every symbolic link resolved.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// True when the file was opened read-only.
-    pub fn is_read_only(&self) -> bool {
-        matches!(self.inner, DbInner::Read(_))
-    }
-
-    /// The writable redb database.
-    ///
-    /// Errors: [`Error::ReadOnly`] for a read-only handle.
-    pub fn writable(&self) -> Result<&Database> {
-        match &self.inner {
-            DbInner::Write(db) => Ok(db),
-            DbInner::Read(_) => Err(Error::ReadOnly(self.path.clone())),
-        }
-    }
-
-    /// Compacts the file (see `redb::Database::compact`): true while there is more to do. A
-    /// read-only handle compacts nothing and returns false (writes were refused before this).
-    pub fn compact(&mut self) -> Result<bool, redb::CompactionError> {
-        match &mut self.inner {
-            DbInner::Write(db) => db.compact(),
-            DbInner::Read(_) => Ok(false),
-        }
-    }
-}
-
-/// A handle read transactions start on: a vault's [`Db`], or a bare redb [`Database`] (the fresh
-/// file a rewrite fills).
-pub trait ReadHandle {
-    /// Starts a read transaction.
-    ///
-    /// Errors: [`Error::Storage`].
-    fn read_tx(&self) -> Result<redb::ReadTransaction>;
-}
-
-/// A handle write transactions start on: a vault's [`Db`] (refused when read-only), or a bare
-/// redb [`Database`].
-pub trait WriteHandle {
-    /// The database to write.
-    ///
-    /// Errors: [`Error::ReadOnly`].
-    fn write_db(&self) -> Result<&Database>;
-}
-
-impl ReadHandle for Database {
-    fn read_tx(&self) -> Result<redb::ReadTransaction> {
-        self.begin_read().map_err(|e| Error::storage("starting a read transaction", e))
-    }
-}
-
-impl ReadHandle for Db {
-    fn read_tx(&self) -> Result<redb::ReadTransaction> {
-        match &self.inner {
-            DbInner::Write(db) => db.read_tx(),
-            DbInner::Read(db) => db.begin_read().map_err(|e| Error::storage("starting a read transaction", e)),
-        }
-    }
-}
-
-impl WriteHandle for Database {
-    fn write_db(&self) -> Result<&Database> {
-        Ok(self)
-    }
-}
-
-impl WriteHandle for Db {
-    fn write_db(&self) -> Result<&Database> {
-        self.writable()
-    }
-}
-
-/// Permission bits and owner of an existing vault file, which a rewrite gives the fresh file.
-#[derive(Debug, Clone, Copy)]
-struct FileOwner {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-#[cfg(unix)]
-fn owner_of(path: &Path) -> Result<Option<FileOwner>> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(Some(FileOwner { mode: m.mode() & 0o777, uid: m.uid(), gid: m.gid() }))
-}
-
-#[cfg(not(unix))]
-fn owner_of(_path: &Path) -> Result<Option<FileOwner>> {
-    Ok(None)
-}
-
-/// Gives `file` the owner, group and permission bits of `like`: fchown first (it may clear mode
-/// bits), where permitted (an unprivileged process may only keep its own uid and pick one of its
-/// groups; refused, the file keeps this process's), then fchmod.
-#[cfg(unix)]
-fn take_owner(file: &std::fs::File, path: &Path, like: FileOwner) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::os::unix::fs::fchown(file, Some(like.uid), Some(like.gid)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            // Not permitted to give away the file: try to keep at least the group.
-            let _ = std::os::unix::fs::fchown(file, None, Some(like.gid));
-        }
-        Err(e) => return Err(Error::io(format!("setting the owner of {}", path.display()), e)),
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(like.mode))
-        .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))
-}
-
-#[cfg(not(unix))]
-fn take_owner(_file: &std::fs::File, _path: &Path, _like: FileOwner) -> Result<()> {
-    Ok(())
-}
-
-/// Creates a new, empty redb file at `path`, failing if anything exists there (a symbolic link
-/// included). The file is created with mode 0600 on Unix.
-///
-/// Errors: [`Error::VaultExists`], [`Error::Io`], [`Error::Storage`].
-pub fn create_db(path: &Path) -> Result<Db> {
-    let db = create_file_db(path, None)?;
-    Ok(Db { inner: DbInner::Write(db), path: path.to_path_buf() })
-}
-
-/// Creates the file with `O_EXCL` (mode 0600, or `like`'s owner and mode) and has redb initialise
-/// it through the descriptor it was created with.
-fn create_file_db(path: &Path, like: Option<FileOwner>) -> Result<Database> {
-    let mut oo = std::fs::OpenOptions::new();
-    oo.read(true).write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        oo.mode(0o600);
-    }
-    let file = oo.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::VaultExists(path.to_path_buf())
-        } else {
-            Error::io(format!("creating vault file {}", path.display()), e)
-        }
-    })?;
-    if let Some(like) = like {
-        take_owner(&file, path, like)?;
-    }
-    let backend = FileBackend::new(file).map_err(|e| map_open_error(path, e))?;
-    builder().create_with_backend(backend).map_err(|e| map_open_error(path, e))
-}
-
-/// How many times [`open_db`] opens the vault again when the file it locked turned out to have
-/// been replaced (renamed over by a rewrite) meanwhile. Each replacement is a whole rewrite by
-/// another process, so this is never reached in practice.
-pub const OPEN_REPLACED_RETRIES: u32 = 100;
-
-/// Device and inode of a file (Unix), to tell whether two handles are the same file.
-#[cfg(unix)]
-fn file_id(m: &std::fs::Metadata) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    Some((m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
-    None
-}
-
-/// Opens the vault file for writing, or read-only when this process may not write it
-/// (permission denied, read-only filesystem) or `read_only` asks for it. Returns the file and
-/// whether it is writable.
-fn open_vault_file(path: &Path, read_only: bool) -> Result<(std::fs::File, bool)> {
-    let fail = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::VaultNotFound(path.to_path_buf())
-        } else {
-            Error::io(format!("opening vault {}", path.display()), e)
-        }
-    };
-    if !read_only {
-        match std::fs::OpenOptions::new().read(true).write(true).open(path) {
-            Ok(f) => return Ok((f, true)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-                ) => {}
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    std::fs::File::open(path).map(|f| (f, false)).map_err(fail)
-}
-
-/// Opens an existing vault file. If another process holds it, retries every 100 ms until `wait`
-/// has passed (no wait: fail at once with [`Error::VaultInUse`]).
-///
-/// A symbolic link is resolved once, here: the handle's [`Db::path`] is the real file, so a
-/// rewrite renames its fresh file over the real file, in the real file's directory, never over
-/// the link. The file is opened read-only when this process may not write it, or when
-/// `read_only` is set; every write then fails with [`Error::ReadOnly`].
-///
-/// After redb has locked the file, the device and inode of the open file are compared with a
-/// fresh `stat` of the path: a rewrite by another process may have renamed a fresh file over the
-/// path between this process opening the old file and locking it (the rewriter holds the old
-/// lock until after its rename, so the lock is only ever won on the old, unlinked file). Such a
-/// handle is dropped and the path opened again, up to [`OPEN_REPLACED_RETRIES`] times.
-///
-/// Errors: [`Error::VaultNotFound`], [`Error::NotAVault`] (not a regular file, empty, a link to
-/// nothing, not a redb file), [`Error::VaultInUse`], [`Error::Damaged`] (a corrupt page found by
-/// the integrity check), [`Error::Io`], [`Error::Storage`] (a read-only open of a file that was
-/// not closed cleanly: its repair needs write access).
-pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<Db> {
-    let real = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Err(Error::NotAVault {
-                    path: path.to_path_buf(),
-                    reason: "it is a symbolic link to a file that does not exist".into(),
-                });
-            }
-            return Err(Error::VaultNotFound(path.to_path_buf()));
-        }
-        Err(e) => return Err(Error::io(format!("resolving {}", path.display()), e)),
-    };
-    match std::fs::metadata(&real) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::VaultNotFound(path.to_path_buf()));
-        }
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
-        }
-        Ok(_) => {}
-    }
-    let deadline = wait.map(|w| Instant::now() + w);
-    let mut replaced = 0;
-    loop {
-        let (file, writable) = open_vault_file(&real, read_only)?;
-        let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?;
-        if !meta.is_file() {
-            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is not a regular file".into() });
-        }
-        if meta.len() == 0 {
-            // redb would initialise an empty file it is handed; an empty file is no vault.
-            return Err(Error::NotAVault { path: path.to_path_buf(), reason: "it is empty".into() });
-        }
-        let id = file_id(&meta);
-        let backend = FileBackend::new(file).map_err(|e| map_open_error(path, e))?;
-        let opened = if writable {
-            // A plain redb open trusts the file and may panic on a corrupt page later (redb's
-            // docs; the torture suite found panics in btree.rs and btree_cursor.rs after one
-            // zeroed 4 KiB page). With the check on open, every page of the committed trees is
-            // verified first and damage is a `Corrupted` error. With two-phase commit (every
-            // vault write uses it) redb never falls back to an older commit here: a corrupt
-            // primary is an error, not a silent rollback. The check reads the whole file, so it
-            // runs only for files up to INTEGRITY_CHECK_MAX_BYTES; above that, a corrupt page can
-            // still make redb panic, which the CLI reports as damage (exit 6) and library callers
-            // can catch (SECURITY.md, "Storage and atomicity"). A read-only open cannot run it.
-            let mut b = builder();
-            b.set_check_integrity_on_open(meta.len() <= INTEGRITY_CHECK_MAX_BYTES);
-            b.create_with_backend(backend).map(DbInner::Write)
-        } else {
-            builder().open_read_only_with_backend(backend).map(DbInner::Read)
-        };
-        match opened {
-            Ok(inner) => {
-                let now = std::fs::metadata(&real).ok();
-                if id.is_none() || now.as_ref().and_then(file_id) == id {
-                    return Ok(Db { inner, path: real });
-                }
-                // The path names another file now: this lock is on a file renamed over.
-                drop(inner);
-                replaced += 1;
-                if replaced > OPEN_REPLACED_RETRIES {
-                    return Err(Error::VaultInUse(path.to_path_buf()));
-                }
-            }
-            Err(DatabaseError::DatabaseAlreadyOpen) => match deadline {
-                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(100)),
-                _ => return Err(Error::VaultInUse(path.to_path_buf())),
-            },
-            Err(DatabaseError::RepairAborted) if !writable => {
-                return Err(Error::Storage {
-                    context: format!("opening {} read-only", real.display()),
-                    detail: "the vault was not closed cleanly and needs a repair, which needs write access: run any mvault command on it once as a user who may write the file".into(),
-                });
-            }
-            Err(e) => return Err(map_open_error(path, e)),
-        }
-    }
-}
-
-fn map_open_error(path: &Path, e: DatabaseError) -> Error {
-    match e {
-        DatabaseError::DatabaseAlreadyOpen => Error::VaultInUse(path.to_path_buf()),
-        DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Error::NotAVault { path: path.to_path_buf(), reason: io.to_string() }
-        }
-        DatabaseError::Storage(redb::StorageError::Io(io)) => {
-            Error::io(format!("opening vault {}", path.display()), io)
-        }
-        DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::Damaged(format!(
-            "vault {} is damaged: the storage engine found a corrupt page ({msg}); restore it from a backup",
-            path.display()
-        )),
-        other => {
-            Error::NotAVault { path: path.to_path_buf(), reason: format!("the storage engine refused it ({other})") }
-        }
-    }
-}
-
-/// Starts a write transaction with two-phase commit and quick repair on, as redb's design notes
-/// recommend where the file may be hostile.
-///
-/// Errors: [`Error::ReadOnly`] on a read-only [`Db`]; [`Error::Storage`].
-pub fn begin_write(db: &(impl WriteHandle + ?Sized)) -> Result<redb::WriteTransaction> {
-    let mut tx = db.write_db()?.begin_write().map_err(|e| Error::storage("starting a write transaction", e))?;
-    tx.set_two_phase_commit(true);
-    tx.set_quick_repair(true);
-    Ok(tx)
-}
-
-/// Starts a read transaction.
+/// Starts a read transaction: one snapshot of the vault file.
 ///
 /// Errors: [`Error::Storage`].
-pub fn begin_read(db: &(impl ReadHandle + ?Sized)) -> Result<redb::ReadTransaction> {
-    db.read_tx()
+pub fn read(db: &Db) -> Result<ReadTxn> {
+    db.read_tx().map(ReadTxn::new)
 }
 
-/// Commits, mapping redb's error.
-pub fn commit(tx: redb::WriteTransaction) -> Result<()> {
-    tx.commit().map_err(|e| Error::storage("committing", e))
-}
-
-/// The file's path, for messages.
-pub fn display(path: &Path) -> PathBuf {
-    path.to_path_buf()
-}
-
-fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    rx: &redb::ReadTransaction,
-    tx: &redb::WriteTransaction,
-    def: TableDefinition<K, V>,
-) -> Result<u64> {
-    let ctx = |e: &dyn std::fmt::Display| Error::storage(format!("copying table {}", def.name()), e);
-    let src = match rx.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(ctx(&e)),
-    };
-    let mut dst = tx.open_table(def).map_err(|e| ctx(&e))?;
-    let mut n = 0;
-    for row in src.iter().map_err(|e| ctx(&e))? {
-        let (k, v) = row.map_err(|e| ctx(&e))?;
-        dst.insert(k.value(), v.value()).map_err(|e| ctx(&e))?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// The temporary file [`rewrite`] builds beside the vault.
-pub fn rewrite_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".rewrite-tmp");
-    path.with_file_name(name)
-}
-
-/// Copies every live record of the vault into a fresh file and renames it over the old one, so
-/// the vault file holds nothing but live records: no freed page with old bytes (deleted chunks,
-/// superseded key slots, values sealed under a retired key) survives in it. The old file is
-/// unlinked; what its blocks held on the disk is outside the vault's reach (see SECURITY.md).
+/// Starts a write transaction (two-phase commit, quick repair).
 ///
-/// Errors: as [`rewrite_with`].
-pub fn rewrite(db: &mut Db, path: &Path) -> Result<()> {
-    rewrite_with(db, path, |old, fresh| {
-        let rx = begin_read(old)?;
-        let tx = begin_write(fresh)?;
-        copy_table(&rx, &tx, META)?;
-        copy_table(&rx, &tx, SLOTS)?;
-        copy_table(&rx, &tx, SIGNERS)?;
-        copy_table(&rx, &tx, TRUST)?;
-        copy_table(&rx, &tx, MODELS)?;
-        copy_table(&rx, &tx, VERSIONS)?;
-        copy_table(&rx, &tx, CHUNKS)?;
-        copy_table(&rx, &tx, CHUNK_IDS)?;
-        commit(tx)
-    })
+/// Errors: [`Error::ReadOnly`] on a read-only [`Db`]; [`Error::Storage`].
+pub fn write(db: &Db) -> Result<WriteTxn> {
+    db.write_tx().map(WriteTxn::new)
 }
 
-/// Builds a fresh vault file with `fill(old, fresh)` (which writes every record the new file must
-/// hold), then renames it over `path` (the vault file, [`Db::path`]) and makes `db` the handle of
-/// the fresh file.
+/// Copies every row of `table` from `from` into `to` as it is.
 ///
-/// The fresh file is created beside the vault (same directory, so the rename is atomic) with the
-/// vault file's owner, group (fchown, where permitted) and permission bits (fchmod). It is locked
-/// from its creation and stays locked: the rename happens while this handle still holds the lock
-/// of both the old and the fresh file, so no other process can lock either in between. An opener
-/// that opened the old file before the rename and wins its lock after it is released finds that
-/// the path names another file and opens again ([`open_db`]), so no write can go to the unlinked
-/// old file.
-///
-/// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
-/// A left-over temporary file from a crash is removed by the next rewrite. If `fill` fails, the
-/// temporary file is removed and `db` is left as it was.
-///
-/// Errors: [`Error::ReadOnly`] on a read-only handle; [`Error::Storage`], [`Error::Io`].
-pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Database, &Database) -> Result<()>) -> Result<()> {
-    let old = db.writable()?;
-    let tmp = rewrite_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let like = owner_of(path)?;
-    let mut fresh = create_file_db(&tmp, like)?;
-    let filled = fill(old, &fresh).and_then(|()| {
-        while fresh.compact().map_err(|e| Error::storage("compacting the rewritten vault", e))? {}
-        Ok(())
-    });
-    if let Err(e) = filled {
-        drop(fresh);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-    let renamed = sync(&tmp).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e)).and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))
-    });
-    if let Err(e) = renamed {
-        drop(fresh);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = sync(dir);
-    }
-    // Only now is the old file's lock released (with its handle, replaced here).
-    db.inner = DbInner::Write(fresh);
-    Ok(())
+/// Errors: [`Error::Storage`].
+pub fn copy_table(from: &ReadTxn, to: &mut WriteTxn, table: Table) -> Result<()> {
+    from.scan(table, None, |k, v| to.put_row(table, k, v).map(|()| true))
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
+use super::envelope;
 use crate::crypto::SecretKey;
-use crate::crypto::aead::{self, OVERHEAD};
+use crate::crypto::aead::OVERHEAD;
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::keys::EpochKeys;
 use crate::{Error, Result};
 
 /// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3
@@ -331,65 +331,17 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
         .map_err(|e| Error::Damaged(format!("{what}: record does not decode ({e}): the vault is damaged")))
 }
 
-/// Seals a record under the metadata key of `keys`; returns the stored value
-/// `0x01 ‖ epoch (u32 BE) ‖ nonce ‖ ciphertext ‖ tag`. `aad` must name `keys.epoch`.
-pub fn seal_record<T: Serialize>(keys: &EpochKeys, aad: &[u8], v: &T) -> Result<Vec<u8>> {
-    let plain = zeroize::Zeroizing::new(encode(v));
-    aead::seal_with_prefix(&keys.meta, aad, &sealed_prefix(keys.epoch), &plain)
-}
-
-/// Opens and decodes the sealed part of a record (after [`split_sealed`]); `what` names it in
-/// errors.
-pub fn open_record<T: DeserializeOwned>(k: &SecretKey, aad: &[u8], what: &str, sealed: &[u8]) -> Result<T> {
-    open_record_with(k, aad, what, sealed, |b| decode(what, b))
-}
-
-/// As [`open_record`], decoding the plaintext with `dec`.
-pub fn open_record_with<T>(
-    k: &SecretKey,
-    aad: &[u8],
-    what: &str,
-    sealed: &[u8],
-    dec: impl FnOnce(&[u8]) -> Result<T>,
-) -> Result<T> {
-    let plain = zeroize::Zeroizing::new(
-        aead::open(k, aad, sealed)
-            .map_err(|e| Error::Damaged(format!("{what}: {e}: the vault is damaged or was tampered with")))?,
-    );
-    dec(&plain)
-}
-
 /// Layout version byte in front of every sealed value (chunks and records).
-pub const SEALED_VALUE_VERSION: u8 = 1;
+pub const SEALED_VALUE_VERSION: u8 = envelope::VERSION;
 /// Bytes in front of a value's nonce: version (1) + epoch (4).
-pub const SEALED_HEADER_LEN: usize = 5;
-/// Same as [`SEALED_VALUE_VERSION`], for chunk values.
-pub const CHUNK_VALUE_VERSION: u8 = SEALED_VALUE_VERSION;
+pub const SEALED_HEADER_LEN: usize = envelope::HEADER_LEN;
 /// Same as [`SEALED_HEADER_LEN`], for chunk values.
 pub const CHUNK_HEADER_LEN: usize = SEALED_HEADER_LEN;
-
-/// The 5-byte header of a sealed value of `epoch`.
-pub fn sealed_prefix(epoch: u32) -> [u8; SEALED_HEADER_LEN] {
-    let mut p = [0u8; SEALED_HEADER_LEN];
-    p[0] = SEALED_VALUE_VERSION;
-    p[1..].copy_from_slice(&epoch.to_be_bytes());
-    p
-}
-
-/// Splits a stored sealed value into (epoch, `nonce ‖ ciphertext ‖ tag`); `None` if the header
-/// is missing or of an unknown version.
-pub fn split_sealed(v: &[u8]) -> Option<(u32, &[u8])> {
-    if v.len() < SEALED_HEADER_LEN || v[0] != SEALED_VALUE_VERSION {
-        return None;
-    }
-    let epoch = u32::from_be_bytes(v[1..5].try_into().ok()?);
-    Some((epoch, &v[5..]))
-}
-
-/// Splits a stored chunk value (the same layout as every sealed value).
-pub fn split_chunk_value(v: &[u8]) -> Option<(u32, &[u8])> {
-    split_sealed(v)
-}
+/// Same as [`SEALED_VALUE_VERSION`], for chunk values.
+pub const CHUNK_VALUE_VERSION: u8 = SEALED_VALUE_VERSION;
+/// The header, split and layout of sealed values belong to [`super::envelope`]; these names stay
+/// for the callers (and fuzz targets) that use them.
+pub use super::envelope::{header as sealed_prefix, split as split_chunk_value, split as split_sealed};
 
 /// The vault's index key, sealed under the metadata key (table `meta`, key `index`).
 #[derive(Serialize, Deserialize)]

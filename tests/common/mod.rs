@@ -111,3 +111,19 @@ impl ExitCode for modelvault::Error {
         cli_exit::code(self)
     }
 }
+
+/// The vault file's tables as a file holder sees them (SECURITY.md, "Byte layout"): the tests
+/// that tamper with the file open it with redb directly. The library keeps its own definitions
+/// private to `modelvault::store`.
+pub mod tables {
+    use redb::TableDefinition;
+
+    pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    pub const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+    pub const SIGNERS: TableDefinition<u32, &[u8]> = TableDefinition::new("signers");
+    pub const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
+    pub const VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
+    pub const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
+    pub const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+    pub const CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
+}

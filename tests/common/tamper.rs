@@ -103,7 +103,7 @@ pub fn len<K: Key + 'static, V: Value + 'static>(path: &Path, def: TableDefiniti
 
 /// The stored (sealed) value of the chunk `id`.
 pub fn chunk_value(path: &Path, id: &[u8; 32]) -> Vec<u8> {
-    read(path, modelvault::store::CHUNKS, |t| {
+    read(path, crate::common::tables::CHUNKS, |t| {
         t.get(id).unwrap().unwrap_or_else(|| panic!("no chunk {id:02x?}")).value().to_vec()
     })
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use modelvault::store::{CHUNKS, MODELS, VERSIONS};
+use crate::common::tables::{CHUNKS, MODELS, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 
 use crate::common::tamper;

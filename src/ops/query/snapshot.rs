@@ -7,13 +7,11 @@
 //! write to the vault, never put a record that failed a check into the snapshot (such a record
 //! becomes a line in [`Snapshot::problems`]), and never read model data (chunks).
 
-use redb::ReadableTable;
-
 use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::ops::list::{Listing, ModelInfo, version_info};
 use crate::store::records::{ModelRecord, VersionRecord};
-use crate::store::{self, MODELS, VERSIONS};
+use crate::store::{self, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
 use crate::{Error, Result};
 
@@ -64,9 +62,9 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`] when `name` is given and absent; [`Error::Storage`].
     pub(crate) fn snapshot(&self, name: Option<&str>) -> Result<Snapshot> {
-        let rx = store::begin_read(&self.db)?;
+        let rx = store::read(&self.db)?;
         let mut snap = Snapshot { models: Vec::new(), problems: Vec::new() };
-        let (Ok(models), Ok(versions)) = (rx.open_table(MODELS), rx.open_table(VERSIONS)) else {
+        if !self.has_model_tables(&rx)? {
             return match name {
                 Some(n) => Err(Error::ModelNotFound(escape(n))),
                 None => Ok(snap),
@@ -75,13 +73,11 @@ impl Vault<Unlocked> {
         let mut records = Vec::new();
         if let Some(n) = name {
             crate::names::check_model_name(n)?;
-            let rec = self.load_model(&models, n)?.ok_or_else(|| Error::ModelNotFound(escape(n)))?;
+            let rec = self.load_model(&rx, n)?.ok_or_else(|| Error::ModelNotFound(escape(n)))?;
             records.push((self.model_key(n), rec));
         } else {
-            for row in models.iter().map_err(|e| Error::storage("reading models", e))? {
-                let (k, v) = row.map_err(|e| Error::storage("reading models", e))?;
-                let key = *k.value();
-                match self.open_model(&key, "a model record", v.value()) {
+            for (key, v) in rx.models()? {
+                match self.open_model(&key, "a model record", &v) {
                     Ok(rec) if self.model_key(&rec.name) == key => records.push((key, rec)),
                     Ok(rec) => snap.problems.push(format!(
                         "model record {}… holds the name '{}' of another record: the vault was tampered with",
@@ -98,19 +94,16 @@ impl Vault<Unlocked> {
         // record put back) and a live version without a record are problems, as in `ls`.
         let mut raw: Vec<(usize, u64, [u8; 40], Vec<u8>)> = Vec::new();
         for (i, (mk, rec)) in records.iter().enumerate() {
-            let bad = self.live_mismatches(&versions, mk, rec)?;
-            let live = self.live_versions(&versions, mk, rec)?;
+            let bad = self.live_mismatches(&rx, mk, rec)?;
+            let live = self.live_versions(&rx, mk, rec)?;
             snap.problems.extend(bad.into_iter().map(|(_, m)| m));
-            for row in store::version_range(&versions, mk)? {
-                let (k, v) = row.map_err(|e| Error::storage("reading versions", e))?;
-                let key = *k.value();
-                let ver = u64::from_be_bytes(key[32..].try_into().expect("40-byte key"));
+            for (ver, v) in rx.versions(mk)? {
                 if live.binary_search(&ver).is_ok() {
-                    raw.push((i, ver, key, v.value().to_vec()));
+                    raw.push((i, ver, store::version_key(mk, ver), v));
                 }
             }
         }
-        drop((models, versions, rx));
+        drop(rx);
         if name.is_none() {
             snap.problems.extend(self.model_set_problem()?);
         }
@@ -126,7 +119,7 @@ impl Vault<Unlocked> {
                             .map(|(i, ver, key, sealed)| {
                                 let name = &recs[*i].1.name;
                                 let what = format!("model '{}' version {ver}", escape(name));
-                                let rec: VersionRecord = self.open_meta("versions", key, &what, sealed)?;
+                                let rec: VersionRecord = self.open_meta(Table::Versions, key, &what, sealed)?;
                                 let m = self.check_version_record(&what, name, *ver, &rec)?;
                                 Ok((m, rec.signer))
                             })

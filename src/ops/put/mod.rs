@@ -25,24 +25,25 @@
 //! put killed at any moment therefore leaves the version complete or absent; chunks of a put that
 //! never committed are referenced by no manifest, and `gc` deletes them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::crypto::aead;
 use crate::formats::pickle::{ScanOptions, ScanReport, Verdict};
 use crate::manifest::{ChunkRef, FileEntry, MANIFEST_VERSION, Manifest, ScanRecord};
 use crate::names;
 use crate::ops::input::{BlockCheck, CheckedView, Piece, PieceReader, ReadError};
 use crate::progress::Progress;
-use crate::store::records::{AliasEvent, ModelRecord, VersionRecord, sealed_prefix};
-use crate::store::{self, CHUNK_IDS, ChunkTables, MODELS, VERSIONS};
+use crate::store::records::{AliasEvent, ModelRecord, VersionRecord};
+use crate::store::{self, Table};
 use crate::vault::{Txn, Unlocked, Vault, now};
 use crate::{Error, Result};
 use crate::{chunk, formats};
+
+mod pipeline;
+use pipeline::{hash_pieces, seal_pieces, write_chunks};
 
 /// Pieces in flight per pipeline stage.
 pub const QUEUE_DEPTH: usize = 4;
@@ -204,13 +205,9 @@ impl Vault<Unlocked> {
         let sources = collect_sources(src)?;
         let total: u64 = sources.iter().map(|s| s.size).sum();
 
-        let mut txn = self.write()?;
+        let mut txn = self.write_reporting(progress)?;
         let mk = self.model_key(name);
-        let mut model = {
-            let models = txn.tx.open_table(MODELS).map_err(|e| Error::storage("reading models", e))?;
-            self.load_model(&models, name)?
-        }
-        .unwrap_or_else(|| ModelRecord {
+        let mut model = self.load_model(&*txn.tx, name)?.unwrap_or_else(|| ModelRecord {
             name: name.to_string(),
             created: now(),
             next_version: 1,
@@ -266,7 +263,47 @@ impl Vault<Unlocked> {
         })
     }
 
+    /// The analysis pass over one file (format, tensor index, pickle scan), through a view that
+    /// remembers each block it saw: the analysis, the check of those blocks the store pass runs
+    /// against the bytes it seals (see `crate::ops::input`), and the manifest form of the scan.
+    ///
+    /// Errors: [`Error::InvalidInput`] (bad format, or the file changed while read),
+    /// [`Error::UnsafePickle`].
+    fn analyze_source(
+        &self,
+        file: &File,
+        size: u64,
+        shown: &str,
+        opts: &PutOptions,
+    ) -> Result<(formats::Analysis, BlockCheck, Option<ScanRecord>)> {
+        let mut extra_allowed = opts.allow_globals.clone();
+        extra_allowed.extend(self.allow_list()?);
+        let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
+        // The analysis reads through a view that remembers each block it saw; the store pass
+        // checks those blocks against the bytes it seals (see `crate::ops::input`).
+        let mut view = CheckedView::new(file, size);
+        let analysis = formats::analyze(&mut view, size, &scan_opts);
+        if view.changed() {
+            return Err(changed_error(shown));
+        }
+        let analysis = analysis.map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
+        let blocks = BlockCheck::new(view.into_seen());
+        let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
+        if let Some(rec) = &scan
+            && rec.verdict != "clean"
+            && !opts.allow_unsafe_pickle
+        {
+            let detail = rec.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            return Err(Error::UnsafePickle { file: shown.to_string(), verdict: rec.verdict.clone(), detail });
+        }
+        Ok((analysis, blocks, scan))
+    }
+
     /// Streams one file through the pipeline into the transaction's chunk table.
+    // Long because it is one scoped pipeline: the channels, the three threads and the writer on
+    // this thread, then the join and the order in which the stages' outcomes decide the error
+    // (the first stage's error is the cause). Each stage is its own function; split further, the
+    // join and its error order would be separated from the threads they join.
     fn store_file(
         &self,
         txn: &mut Txn<'_>,
@@ -279,26 +316,7 @@ impl Vault<Unlocked> {
         let file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
         let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let size = before.len();
-        let mut extra_allowed = opts.allow_globals.clone();
-        extra_allowed.extend(self.allow_list()?);
-        let scan_opts = ScanOptions { extra_allowed, ..Default::default() };
-        // The analysis reads through a view that remembers each block it saw; the store pass
-        // checks those blocks against the bytes it seals (see `crate::ops::input`).
-        let mut view = CheckedView::new(&file, size);
-        let analysis = formats::analyze(&mut view, size, &scan_opts);
-        if view.changed() {
-            return Err(changed_error(&shown));
-        }
-        let analysis = analysis.map_err(|e| Error::InvalidInput(format!("{shown}: {e}; nothing was stored")))?;
-        let mut blocks = BlockCheck::new(view.into_seen());
-        let scan = analysis.scan.as_ref().map(|r| scan_record(r, opts.allow_unsafe_pickle));
-        if let Some(rec) = &scan
-            && rec.verdict != "clean"
-            && !opts.allow_unsafe_pickle
-        {
-            let detail = rec.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
-            return Err(Error::UnsafePickle { file: shown, verdict: rec.verdict.clone(), detail });
-        }
+        let (analysis, blocks, scan) = self.analyze_source(&file, size, &shown, opts)?;
         let pieces = chunk::plan_with_cuts(size, &analysis.cuts);
         let changed = {
             let shown = shown.clone();
@@ -336,88 +354,17 @@ impl Vault<Unlocked> {
             // own, so reading, hashing and sealing overlap (a re-put is bound by this stage).
             // It also checks the blocks the analysis saw against these very bytes, which the
             // sealer then seals: a mismatch stops the pipeline.
-            let hasher = scope.spawn(move || -> ([u8; 32], BlockCheck, bool) {
-                let mut sha = Sha256::new();
-                let mut same = true;
-                for piece in piece_rx {
-                    sha.update(piece.bytes());
-                    if !blocks.feed(piece.bytes()) {
-                        same = false;
-                        break;
-                    }
-                    if hashed_tx.send(piece).is_err() {
-                        break;
-                    }
-                }
-                (sha.finalize().into(), blocks, same)
-            });
-            let sealer = scope.spawn(move || -> Result<()> {
-                let snapshot = store::begin_read(db)?;
-                let committed = snapshot.open_table(CHUNK_IDS).ok();
-                for piece in hashed_rx {
-                    let id = index.chunk_id(piece.bytes());
-                    let r = ChunkRef { id, len: piece.bytes().len() as u32 };
-                    let known = match &committed {
-                        Some(t) => t.get(&id).map_err(|e| Error::storage("reading the chunk index", e))?.is_some(),
-                        None => false,
-                    };
-                    let value = if known {
-                        None
-                    } else {
-                        let prefix = sealed_prefix(keys.epoch);
-                        let aad = store::aad("chunks", &vault_id, keys.epoch, &id);
-                        Some(aead::seal_with_prefix(&keys.chunk, &aad, &prefix, piece.bytes())?)
-                    };
-                    recycler.give_back(piece);
-                    if sealed_tx.send((r, value)).is_err() {
-                        break;
-                    }
-                }
-                Ok(())
-            });
+            let hasher = scope.spawn(move || hash_pieces(piece_rx, hashed_tx, blocks));
+            let sealer = scope.spawn(move || seal_pieces(db, keys, index, vault_id, hashed_rx, recycler, sealed_tx));
 
-            let mut refs = Vec::new();
-            let mut seen_here = HashSet::new();
-            let written = (|| -> Result<()> {
-                let mut incoming = sealed_rx.iter();
-                loop {
-                    let (mut batch, mut seals, mut exhausted) = (0u64, 0u64, true);
-                    {
-                        let mut chunks = ChunkTables::open(&txn.tx)?;
-                        for (r, value) in incoming.by_ref() {
-                            if let Some(v) = value {
-                                seals += 1;
-                                let present = seen_here.contains(&r.id) || chunks.contains(&r.id)?;
-                                if !present {
-                                    chunks.insert(&r.id, v.as_slice())?;
-                                    seen_here.insert(r.id);
-                                    stored.new_chunks += 1;
-                                    stored.new_bytes += r.len as u64;
-                                    batch += v.len() as u64;
-                                }
-                            }
-                            progress.advance(r.len as u64);
-                            refs.push(r);
-                            if batch >= CHECKPOINT_BYTES {
-                                exhausted = false;
-                                break;
-                            }
-                        }
-                    }
-                    txn.count_chunk_seals(seals)?;
-                    if exhausted {
-                        return Ok(());
-                    }
-                    txn.checkpoint()?;
-                }
-            })();
+            let (refs, written) = write_chunks(txn, &sealed_rx, stored, progress);
             drop(sealed_rx);
             let read = reader.join().expect("reader thread does not panic");
             let hashed = hasher.join().expect("hasher thread does not panic");
             let sealed = sealer.join().expect("sealer thread does not panic");
             // The first stage's error is the cause; later stages fail only because it stopped.
             // One exception: a failed write (a full disk) makes redb answer every later read with
-            // "Previous I/O error", the sealer's dedup lookups included; the write's own error is
+            // a previous-I/O error, the sealer's dedup lookups included; the write's own error is
             // then the cause (torture suite, disk full).
             read?;
             let (sha256, blocks, same) = hashed;
@@ -431,7 +378,7 @@ impl Vault<Unlocked> {
                 return Err(changed_error(&src.disk.display().to_string()));
             }
             match (sealed, written) {
-                (Err(Error::Storage { detail, .. }), Err(w)) if detail.contains("Previous I/O error") => return Err(w),
+                (Err(s), Err(w)) if s.storage_kind() == Some(store::StoreErrorKind::PreviousIo) => return Err(w),
                 (sealed, written) => {
                     sealed?;
                     written?;
@@ -474,7 +421,7 @@ impl Vault<Unlocked> {
         }
         let live = store::stored_chunk_bytes(&self.db)? as f64;
         if len > live * (1.0 + TRIM_SLACK) {
-            while self.db.compact().map_err(|e| Error::storage("compacting the vault file", e))? {}
+            self.db.compact()?;
         }
         Ok(())
     }
@@ -534,16 +481,12 @@ pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> R
     let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
     let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
     let key = store::version_key(mk, m.version);
-    let sealed = txn.seal_meta("versions", &key, &rec)?;
-    let mut t = txn.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
-    t.insert(&key, sealed.as_slice()).map_err(|e| Error::storage("writing a version", e))?;
-    Ok(())
+    let sealed = txn.seal_meta(Table::Versions, &key, &rec)?;
+    txn.tx.put_version(mk, m.version, &sealed)
 }
 
 /// Writes a model record.
 pub(crate) fn write_model(txn: &mut Txn<'_>, mk: &[u8; 32], m: &ModelRecord) -> Result<()> {
-    let sealed = txn.seal_meta("models", mk, m)?;
-    let mut t = txn.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
-    t.insert(mk, sealed.as_slice()).map_err(|e| Error::storage("writing a model", e))?;
-    Ok(())
+    let sealed = txn.seal_meta(Table::Models, mk, m)?;
+    txn.tx.put_model(mk, &sealed)
 }

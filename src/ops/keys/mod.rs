@@ -1,0 +1,217 @@
+//! Key management: key slots (`key list|add|remove|passwd`) here, master-key rotation
+//! (`key rotate`, resumable) in `rotate`, and cryptographic erasure (`rm --erase`) in `erase`.
+//!
+//! **Rotation.** A new random master key MK' of epoch e+1 is wrapped for every key slot that is
+//! kept (the slot that unlocked, plus every slot whose passphrase is supplied; the others are
+//! removed only when the caller says so). Then every sealed value of epoch e is opened and sealed
+//! again under epoch e+1's keys, in batches, each its own transaction; then the slots drop their
+//! epoch-e wraps; then the file is rewritten into a fresh file ([`crate::store::rewrite`]), so
+//! neither MK nor anything sealed under it survives in the file. While it runs, both epochs
+//! decrypt, so every model stays readable; killed at any moment, `rotate --resume` (or the next
+//! write through the CLI) finishes it. Chunk ids and record keys do not change (they come from the
+//! index key), so manifests and their signatures stay as they are.
+//!
+//! **Erasure.** `erase` removes the versions, deletes every chunk no other version uses, and
+//! rewrites the file: afterwards the erased chunks' ciphertexts, their manifests, and every stale
+//! copy of a superseded key-slot record are gone from the file, so nothing in it — with every
+//! passphrase — opens them. The removal commits together with a sealed record of the erasure
+//! (`meta`/`"erase"`), and the rewrite's copy leaves that record out, so an erasure killed at any
+//! moment is either not begun or is finished by [`Vault::resume_erasure`] (`rm --erase --resume`,
+//! or the next write through the CLI); `verify` reports it meanwhile. This module must never drop
+//! that record before the fresh file has replaced the vault. See SECURITY.md for what erasure
+//! cannot reach.
+
+mod erase;
+mod rotate;
+
+pub use erase::{ERASE_KEY, EraseReport, UnfinishedErasure};
+pub use rotate::{ROTATE_BATCH_BYTES, RotateReport};
+
+use serde::Serialize;
+
+use crate::crypto::aead;
+use crate::crypto::kdf::Argon2Params;
+use crate::names::{self, escape};
+use crate::store::records::SlotRecord;
+use crate::store::{self, RecordRead, Table};
+use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
+use crate::{Error, Result};
+
+/// A key slot as `key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotInfo {
+    /// Slot name.
+    pub name: String,
+    /// Epoch of the master key it wraps.
+    pub epoch: u32,
+    /// Argon2id parameters.
+    pub argon2: Argon2Params,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// True for the slot that unlocked this handle.
+    pub in_use: bool,
+    /// True while a rotation has wrapped the next master key for it.
+    pub rotating: bool,
+}
+
+/// AES-GCM key usage of the current epoch (NIST SP 800-38D §8.3 bound for random nonces).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyUsage {
+    /// Current key epoch.
+    pub epoch: u32,
+    /// Seals made under this epoch's chunk key.
+    pub chunk_seals: u64,
+    /// Seals made under this epoch's metadata key.
+    pub meta_seals: u64,
+    /// Count from which every write warns.
+    pub warn_at: u64,
+    /// Count at which writes are refused until the master key is rotated.
+    pub limit: u64,
+}
+
+fn read_slots(db: &store::Db) -> Result<Vec<(String, Vec<u8>)>> {
+    let rx = store::read(db)?;
+    rx.require(Table::Slots, "reading key slots")?;
+    rx.slots()
+}
+
+fn slot_infos(slots: &[(String, Vec<u8>)], in_use: Option<&str>) -> Result<Vec<SlotInfo>> {
+    slots
+        .iter()
+        .map(|(name, bytes)| {
+            let s = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+            Ok(SlotInfo {
+                name: name.clone(),
+                epoch: s.epoch,
+                argon2: s.params,
+                created: s.created,
+                in_use: in_use == Some(name.as_str()),
+                rotating: s.next.is_some(),
+            })
+        })
+        .collect()
+}
+
+impl Vault<Locked> {
+    /// Lists the key slots (no passphrase needed: slot names and parameters are not secret).
+    ///
+    /// Errors: [`Error::KeySlotDamaged`], [`Error::Storage`].
+    pub fn slots(&self) -> Result<Vec<SlotInfo>> {
+        slot_infos(&read_slots(&self.db)?, None)
+    }
+}
+
+impl Vault<Unlocked> {
+    /// Lists the key slots, marking the one in use.
+    pub fn list_slots(&self) -> Result<Vec<SlotInfo>> {
+        slot_infos(&read_slots(&self.db)?, Some(&self.state.slot))
+    }
+
+    /// How many AES-GCM seals each key of the current epoch has made, and the limits.
+    pub fn key_usage(&self) -> Result<KeyUsage> {
+        let txn = self.write()?;
+        let st = txn.state.clone();
+        drop(txn);
+        Ok(KeyUsage {
+            epoch: self.epoch(),
+            chunk_seals: st.chunk_seals,
+            meta_seals: st.meta_seals,
+            warn_at: aead::NONCE_WARN,
+            limit: aead::NONCE_LIMIT,
+        })
+    }
+
+    /// The name of the key slot that unlocked this handle.
+    pub fn unlocked_slot(&self) -> &str {
+        &self.state.slot
+    }
+
+    /// True while a master-key rotation is unfinished.
+    pub fn rotation_pending(&self) -> bool {
+        self.state.prev.is_some()
+    }
+
+    pub(super) fn refuse_during_rotation(&self) -> Result<()> {
+        if self.rotation_pending() {
+            return Err(Error::InvalidInput(
+                "a master-key rotation is unfinished: run `mvault key rotate --resume` first".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds key slot `name` for `passphrase` with Argon2id `params`.
+    ///
+    /// Errors: [`Error::InvalidName`], [`Error::InvalidInput`] if the slot exists or a rotation
+    /// is unfinished or the parameters are out of range.
+    pub fn add_slot(&self, name: &str, passphrase: &Passphrase, params: &Argon2Params) -> Result<()> {
+        names::check_key("key slot name", name)?;
+        params.check()?;
+        self.refuse_during_rotation()?;
+        if read_slots(&self.db)?.iter().any(|(n, _)| n == name) {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{name}' already exists: choose another name, or change its passphrase with `mvault key passwd --slot-name {name}`"
+            )));
+        }
+        let (slot, _kek) =
+            make_slot(&self.header.vault_id, name, self.epoch(), params, &self.state.master, passphrase)?;
+        let mut txn = self.write()?;
+        txn.put_slot(name, &slot.encode())?;
+        txn.commit()
+    }
+
+    /// Removes key slot `name`. The last slot, and the slot this handle was unlocked with, cannot
+    /// be removed.
+    ///
+    /// Errors: [`Error::InvalidInput`] naming the reason.
+    pub fn remove_slot(&self, name: &str) -> Result<()> {
+        self.refuse_during_rotation()?;
+        let slots = read_slots(&self.db)?;
+        if !slots.iter().any(|(n, _)| n == name) {
+            return Err(Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(name))));
+        }
+        if slots.len() == 1 {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{name}' is the last one: removing it would lock everyone out; add another slot first"
+            )));
+        }
+        if name == self.state.slot {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{name}' is the one this command unlocked with: unlock with another slot (--slot NAME) to remove it"
+            )));
+        }
+        let mut txn = self.write()?;
+        txn.tx.remove_slot(name)?;
+        txn.commit()
+    }
+
+    /// Gives key slot `name` (default: the slot in use) a new passphrase, and optionally new
+    /// Argon2id parameters. Only the slot is rewritten: no data is re-encrypted.
+    ///
+    /// Errors: [`Error::InvalidInput`] if there is no such slot or a rotation is unfinished.
+    pub fn change_passphrase(
+        &mut self,
+        name: Option<&str>,
+        new: &Passphrase,
+        params: Option<&Argon2Params>,
+    ) -> Result<()> {
+        self.refuse_during_rotation()?;
+        let name = name.unwrap_or(&self.state.slot).to_string();
+        let slots = read_slots(&self.db)?;
+        let (_, bytes) = slots.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(&name)))
+        })?;
+        let old = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+        let params = params.copied().unwrap_or(old.params);
+        params.check()?;
+        let (mut slot, kek) = make_slot(&self.header.vault_id, &name, self.epoch(), &params, &self.state.master, new)?;
+        slot.created = old.created;
+        let mut txn = self.write()?;
+        txn.put_slot(&name, &slot.encode())?;
+        txn.commit()?;
+        if name == self.state.slot {
+            self.state.slot_kek = kek;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! The write transaction every write of an unlocked vault goes through ([`Txn`]): it counts the
+//! AES-GCM seals per key against the nonce limit, upgrades a vault of an older format inside the
+//! first write, and seals the state (with the live-model set) into the same commit. It must never
+//! print (a warning goes to the operation's [`Progress`], or is kept for
+//! [`Vault::take_warnings`]), or commit a write without the state that counts its seals.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::records::{model_set_damage, models_now};
+use super::{Unlocked, Vault};
+use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
+use crate::progress::Progress;
+use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
+use crate::store::{self, RecordRead, Table, WriteTxn};
+use crate::{Error, Result};
+
+impl Vault<Unlocked> {
+    /// Starts a write transaction that counts seals and refuses to pass the nonce limit. A
+    /// format 1 or 2 vault is upgraded to [`FORMAT_VERSION`] inside it (see
+    /// [`store::upgrade_format`]; the model records are sealed again with their live versions,
+    /// the slot in use gets its passphrase check). A warning (a key near its limit) is kept for
+    /// [`Vault::take_warnings`]; see [`Vault::write_reporting`].
+    ///
+    /// Errors: [`Error::Damaged`] when the model records present do not match the live models
+    /// the sealed state records (a write would otherwise seal that loss into the state);
+    /// [`Error::Storage`].
+    pub(crate) fn write(&self) -> Result<Txn<'_>> {
+        self.begin_txn(None)
+    }
+
+    /// As [`Vault::write`], handing warnings to `progress` ([`Progress::warn`]).
+    ///
+    /// Errors: as [`Vault::write`].
+    pub(crate) fn write_reporting<'v>(&'v self, progress: &'v dyn Progress) -> Result<Txn<'v>> {
+        self.begin_txn(Some(progress))
+    }
+
+    fn begin_txn<'v>(&'v self, progress: Option<&'v dyn Progress>) -> Result<Txn<'v>> {
+        let mut tx = store::write(&self.db)?;
+        let header_was_old = store::upgrade_format(&mut tx)?;
+        let (state, current) = match tx.state()? {
+            Some(v) => self.open_state(&v).map(|(s, c)| (s, Some(c)))?,
+            None => (State::default(), None), // the transaction that creates the vault
+        };
+        if current == Some(true)
+            && let Some(e) = model_set_damage(&state, &tx)?
+        {
+            return Err(Error::Damaged(format!("{e}; nothing was written")));
+        }
+        let mut txn = Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress };
+        if current == Some(false) {
+            let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
+            self.check_not_rolled_back(format, &*txn.tx)?;
+            txn.upgrade_records()?;
+        }
+        Ok(txn)
+    }
+}
+
+/// A write transaction that counts AES-GCM seals per key and writes the sealed state on commit.
+/// Dropping it without [`Txn::commit`] aborts what was written since the last
+/// [`Txn::checkpoint`] (or since it began).
+pub(crate) struct Txn<'v> {
+    pub(crate) vault: &'v Vault<Unlocked>,
+    pub(crate) tx: TxCell,
+    pub(crate) state: State,
+    warned: bool,
+    /// This transaction upgraded the vault to format 3 (see [`Vault::write`]).
+    upgraded: bool,
+    /// Where warnings go; without one they are kept in the vault ([`Vault::take_warnings`]).
+    progress: Option<&'v dyn Progress>,
+}
+
+/// The store's write transaction inside a [`Txn`]; always present except for the instant a
+/// checkpoint swaps it.
+pub(crate) struct TxCell(Option<WriteTxn>);
+
+impl std::ops::Deref for TxCell {
+    type Target = WriteTxn;
+    fn deref(&self) -> &WriteTxn {
+        self.0.as_ref().expect("a write transaction is open outside a checkpoint")
+    }
+}
+
+impl std::ops::DerefMut for TxCell {
+    fn deref_mut(&mut self) -> &mut WriteTxn {
+        self.0.as_mut().expect("a write transaction is open outside a checkpoint")
+    }
+}
+
+impl Txn<'_> {
+    /// Counts `n` more chunk seals, refusing past the limit.
+    pub(crate) fn count_chunk_seals(&mut self, n: u64) -> Result<()> {
+        self.state.chunk_seals += n;
+        self.check_limit("chunk", self.state.chunk_seals)
+    }
+
+    fn check_limit(&mut self, key: &'static str, count: u64) -> Result<()> {
+        if count >= NONCE_LIMIT {
+            return Err(Error::KeyUsageLimit { key, count, limit: NONCE_LIMIT });
+        }
+        if count >= NONCE_WARN && !self.warned {
+            self.warned = true;
+            let message = format!(
+                "the {key} key has sealed {count} messages of the {NONCE_LIMIT} NIST SP 800-38D allows; rotate the master key soon"
+            );
+            match self.progress {
+                Some(p) => p.warn(&message),
+                None => self.vault.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message),
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals a metadata record for `table`/`key`.
+    pub(crate) fn seal_meta<T: Serialize>(&mut self, table: Table, key: &[u8], v: &T) -> Result<Vec<u8>> {
+        self.state.meta_seals += 1;
+        self.check_limit("metadata", self.state.meta_seals)?;
+        self.vault.envelope().seal_record(&table, key, v)
+    }
+
+    /// Writes a value of the `meta` table as given (the header, or an already sealed record).
+    pub(crate) fn put_plain_meta(&mut self, key: &str, v: &[u8]) -> Result<()> {
+        self.tx.put_meta(key, v)
+    }
+
+    /// Writes a key slot record.
+    pub(crate) fn put_slot(&mut self, name: &str, v: &[u8]) -> Result<()> {
+        self.tx.put_slot(name, v)
+    }
+
+    /// Seals and writes a signing key record.
+    pub(crate) fn put_signer(&mut self, id: u32, rec: &SignerRecord) -> Result<()> {
+        let v = self.seal_meta(Table::Signers, &id.to_be_bytes(), rec)?;
+        self.tx.put_signer(id, &v)
+    }
+
+    /// Seals every model record again in the format 3 encoding, with the live versions read from
+    /// the version records present, and gives the slot in use its passphrase check. A model
+    /// record that does not open is left as it is (it stays reported as damaged).
+    fn upgrade_records(&mut self) -> Result<()> {
+        for (key, sealed) in self.tx.models()? {
+            let Ok(mut rec) = self.vault.open_model(&key, "model record", &sealed) else {
+                continue;
+            };
+            rec.live = self.tx.version_numbers(&key)?;
+            rec.legacy = false;
+            let v = self.seal_meta(Table::Models, &key, &rec)?;
+            self.tx.put_model(&key, &v)?;
+        }
+        let name = self.vault.state.slot.clone();
+        if let Some(mut slot) = self.tx.slot(&name)?.as_deref().and_then(SlotRecord::decode) {
+            slot.kek_check = Some(records::kek_check(&self.vault.state.slot_kek));
+            self.put_slot(&name, &slot.encode())?;
+        }
+        self.upgraded = true;
+        Ok(())
+    }
+
+    /// Seals the state (counting its own seal, and the live models as the models table holds
+    /// them now) into the transaction.
+    fn write_state(&mut self) -> Result<()> {
+        (self.state.live_models, self.state.models_digest) = models_now(&*self.tx)?;
+        self.state.meta_seals += 1;
+        self.check_limit("metadata", self.state.meta_seals)?;
+        let v = self.vault.envelope().seal_record(&Table::Meta, b"state", &self.state)?;
+        self.tx.put_meta("state", &v)
+    }
+
+    /// Writes the sealed state and commits durably (one fsync).
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.write_state()?;
+        self.tx.0.take().expect("open transaction").commit()?;
+        if self.upgraded {
+            self.vault.state.legacy.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Commits what was written so far without waiting for the disk, and goes on in a new
+    /// transaction. A crash may lose a checkpointed part but never tears it, and a later durable
+    /// [`Txn::commit`] makes it durable. `put` checkpoints its chunks every
+    /// [`crate::ops::put::CHECKPOINT_BYTES`], which keeps redb from writing dirty pages twice
+    /// under cache pressure; chunks of a put that never committed its manifest are garbage that
+    /// `gc` collects.
+    pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        self.write_state()?;
+        self.tx.0.take().expect("open transaction").commit_checkpoint()?;
+        self.tx = TxCell(Some(store::write(&self.vault.db)?));
+        Ok(())
+    }
+}

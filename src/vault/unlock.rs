@@ -1,0 +1,236 @@
+//! Unlocking: trying the key slots with a passphrase (cheapest first, within the unlock limits),
+//! opening the master key, the index key and the signing keys, and refusing a sealed state
+//! rolled back past the format 3 upgrade. It must never print, keep a KEK or master key outside
+//! the zeroizing key types, or try a slot beyond the limits.
+
+use std::sync::atomic::AtomicBool;
+
+use zeroize::Zeroizing;
+
+use super::{Locked, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
+use crate::crypto::SecretKey;
+use crate::crypto::aead;
+use crate::crypto::keys::{EpochKeys, IndexKeys};
+use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
+use crate::store::envelope::Envelope;
+use crate::store::records::{self, FORMAT_VERSION, IndexRecord, SignerRecord, SlotRecord};
+use crate::store::{self, RecordRead, Table};
+use crate::{Error, Result};
+
+impl Vault<Locked> {
+    /// Unlocks with `passphrase`, trying the key slots cheapest first (each costs one Argon2id
+    /// derivation), at most [`MAX_UNLOCK_SLOTS`] of them and at most [`MAX_UNLOCK_COST`] of
+    /// Argon2id work in all.
+    ///
+    /// Errors: [`Error::WrongPassphrase`] if no slot opens; [`Error::UnlockLimit`] if none of the
+    /// slots tried opened and a limit stopped the rest (naming the slot and the limit);
+    /// [`Error::KeySlotDamaged`] if the only slots that could have opened are damaged;
+    /// [`Error::Damaged`] if a slot accepts the passphrase but its wrap does not open under the
+    /// header's vault id (the header or the slot was changed), or the state or signer records
+    /// fail authentication.
+    ///
+    /// Before any key is derived it calls [`crate::harden_process`] (no core dumps; its
+    /// [`Error::Io`] if that fails).
+    pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
+        self.unlock_with(None, passphrase)
+    }
+
+    /// Unlocks with the named key slot only (one Argon2id derivation, whatever it costs within
+    /// [`crate::crypto::kdf::Argon2Params::check`]). Errors: as [`Vault::unlock`], and [`Error::NotFound`] for no
+    /// slot of that name.
+    pub fn unlock_slot(self, slot: &str, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
+        self.unlock_with(Some(slot), passphrase)
+    }
+
+    fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
+        crate::harden::harden_process()?;
+        let slots = {
+            let rx = store::read(&self.db)?;
+            rx.require(Table::Slots, "reading key slots")?;
+            rx.slots()?
+        };
+        if let Some(name) = only
+            && !slots.iter().any(|(n, _)| n == name)
+        {
+            return Err(Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name))));
+        }
+        let mut damaged = None;
+        let mut cands = Vec::new();
+        for (name, bytes) in &slots {
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            match SlotRecord::decode(bytes) {
+                Some(slot) => cands.push((name.clone(), slot)),
+                None => damaged = Some(name.clone()),
+            }
+        }
+        // Cheapest first, so slots planted with a high cost are reached last, if at all.
+        cands.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
+        let (mut tried, mut spent) = (0usize, 0u64);
+        for (i, (name, slot)) in cands.iter().enumerate() {
+            let cost = unlock_cost(&slot.params);
+            if only.is_none()
+                && tried > 0
+                && let Some(e) = unlock_limit(&cands[i..], tried, spent, cost)
+            {
+                return Err(e);
+            }
+            tried += 1;
+            spent += cost;
+            let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
+            // The check value only tells damage from a wrong passphrase; it is not authenticated
+            // (a file holder can rewrite it), so the wrap is tried whatever it says: a wrap that
+            // opens proves the passphrase.
+            let check = slot.kek_check.map(|c| c == records::kek_check(&kek));
+            let aad = SlotRecord::aad(&self.header.vault_id, name, slot.epoch, &slot.params);
+            let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) else {
+                if check == Some(true) {
+                    return Err(Error::Damaged(format!(
+                        "key slot '{}' accepts this passphrase, but the master key it wraps does not open under \
+                         the vault id in the header ({}): the vault header or this key slot was changed or \
+                         damaged; restore the vault from a backup",
+                        crate::names::escape(name),
+                        crate::manifest::hex(&self.header.vault_id)
+                    )));
+                }
+                continue;
+            };
+            let master = to_key(mk);
+            let next = match &slot.next {
+                Some((e, w)) => {
+                    let aad = SlotRecord::aad(&self.header.vault_id, name, *e, &slot.params);
+                    let mk = aead::open(&kek, &aad, w).map_err(|_| Error::KeySlotDamaged(name.clone()))?;
+                    Some((*e, to_key(mk)))
+                }
+                None => None,
+            };
+            return self.finish_unlock(name, kek, master, slot.epoch, next);
+        }
+        match damaged {
+            Some(name) if slots.len() == 1 || only.is_some() => Err(Error::KeySlotDamaged(name)),
+            _ => Err(Error::WrongPassphrase),
+        }
+    }
+
+    fn finish_unlock(
+        self,
+        slot: &str,
+        slot_kek: SecretKey,
+        master: SecretKey,
+        epoch: u32,
+        next: Option<(u32, SecretKey)>,
+    ) -> Result<Vault<Unlocked>> {
+        let vid = self.header.vault_id;
+        let (keys, prev, master) = match next {
+            None => (EpochKeys::derive(&master, &vid, epoch), None, master),
+            Some((e, mk)) => (EpochKeys::derive(&mk, &vid, e), Some(EpochKeys::derive(&master, &vid, epoch)), mk),
+        };
+        let env = Envelope::new(vid, &keys, prev.as_ref());
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Meta, "reading vault state")?;
+        let missing = |what: &str| Error::Damaged(format!("the {what} record is missing: the vault is damaged"));
+        let st_bytes = rx.state()?.ok_or_else(|| missing("vault state"))?;
+        let (st, current) = env.open_record_with(&Table::Meta, b"state", "vault state record", &st_bytes, |b| {
+            records::decode_state("vault state record", b)
+        })?;
+        let ix_bytes = rx.meta("index")?.ok_or_else(|| missing("index key"))?;
+        let ix: IndexRecord = env.open_record(&Table::Meta, b"index", "index key record", &ix_bytes)?;
+        let index = IndexKeys::derive(&SecretKey(ix.key), &vid);
+        rx.require(Table::Signers, "reading vault state")?;
+        let mut signer = None;
+        let mut publics = Vec::new();
+        for (id, v) in rx.signers()? {
+            let r: SignerRecord = env.open_record(&Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
+            if id == st.active_signer {
+                signer = Some(ManifestSigner::from_seed(&SecretKey(r.seed)));
+            }
+            // A key that does not decode verifies nothing: the versions it signed fail their check.
+            publics.extend(ManifestVerifier::new(&r.public));
+        }
+        let signer = signer.ok_or_else(|| missing("active signing key"))?;
+        drop(rx);
+        let legacy = AtomicBool::new(!current);
+        let (slot, signers, warnings) = (slot.to_string(), publics, Default::default());
+        let state = Unlocked { keys, prev, index, signer, signers, slot, slot_kek, master, legacy, warnings };
+        let v = Vault { db: self.db, path: self.path, header: self.header, state };
+        if !current {
+            let rx = store::read(&v.db)?;
+            rx.require(Table::Slots, "reading key slots")?;
+            v.check_not_rolled_back(v.header.format_version, &rx)?;
+        }
+        Ok(v)
+    }
+}
+
+/// The error that stops an unlock trying every slot before `rest[0]` (of Argon2id cost
+/// `cost`), when `tried` slots (costing `spent`) opened nothing and one more would pass
+/// [`MAX_UNLOCK_SLOTS`] or [`MAX_UNLOCK_COST`]; `None` when the next slot may be tried.
+fn unlock_limit(rest: &[(String, SlotRecord)], tried: usize, spent: u64, cost: u64) -> Option<Error> {
+    let (name, slot) = &rest[0];
+    if tried >= MAX_UNLOCK_SLOTS {
+        let rest: Vec<String> = rest.iter().map(|(n, _)| format!("'{}'", crate::names::escape(n))).collect();
+        return Some(Error::UnlockLimit(format!(
+            "the passphrase opened none of the {tried} key slots tried, the most one unlock tries \
+             without --slot; not tried: {}: if the passphrase is for one of them, unlock with \
+             `--slot NAME`",
+            rest.join(", ")
+        )));
+    }
+    if spent + cost > MAX_UNLOCK_COST {
+        return Some(Error::UnlockLimit(format!(
+            "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
+             tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
+             over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
+             every slot: if the passphrase is for that slot, unlock with `--slot {}`",
+            crate::names::escape(name),
+            slot.params.memory_kib,
+            slot.params.time_cost,
+            spent + cost,
+            crate::names::escape(name)
+        )));
+    }
+    None
+}
+
+fn to_key(bytes: Vec<u8>) -> SecretKey {
+    let bytes = Zeroizing::new(bytes);
+    SecretKey(bytes.as_slice().try_into().expect("slot decode checked 32 bytes"))
+}
+
+impl Vault<Unlocked> {
+    /// For a vault whose sealed state is of the format before 3: refuses when anything says the
+    /// vault was already upgraded (a header of format 3 or later, a format 3 model record, a
+    /// key slot with a passphrase check), i.e. only the state record was rolled back to a copy
+    /// from before the upgrade. Such a state carries no live-model set, and the next write
+    /// would re-derive every live list from the records present and seal any loss.
+    ///
+    /// Errors: [`Error::Damaged`]; [`Error::Storage`].
+    pub(super) fn check_not_rolled_back(&self, header_format: u32, rx: &impl RecordRead) -> Result<()> {
+        let damaged = |why: String| {
+            Err(Error::Damaged(format!(
+                "the vault state was rolled back past the format {FORMAT_VERSION} upgrade ({why}): \
+                 the vault was tampered with; nothing was written; restore it from a backup"
+            )))
+        };
+        if header_format >= FORMAT_VERSION {
+            return damaged(format!(
+                "the header says format {header_format} but the sealed state is of an older format"
+            ));
+        }
+        for (name, v) in rx.slots()? {
+            if SlotRecord::decode(&v).is_some_and(|s| s.kek_check.is_some()) {
+                return damaged(format!("key slot '{name}' has a format {FORMAT_VERSION} passphrase check"));
+            }
+        }
+        for (k, v) in rx.models()? {
+            if let Ok(rec) = self.open_model(&k, "a model record", &v)
+                && !rec.legacy
+            {
+                let key = crate::manifest::hex(&k);
+                return damaged(format!("model record {}… is of format {FORMAT_VERSION}", &key[..16]));
+            }
+        }
+        Ok(())
+    }
+}
