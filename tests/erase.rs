@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tables::{MODELS, VERSIONS};
 use common::*;
 use modelvault::VersionRef;
-use crate::common::tables::{MODELS, VERSIONS};
 use predicates::str::contains as has;
 
 /// Every value of a table keyed by fixed-size bytes, read straight from the file.

@@ -5,9 +5,9 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::{CHUNKS, SLOTS};
 use common::tamper::ReadableTable;
 use common::*;
-use crate::common::tables::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 

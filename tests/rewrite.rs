@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::tables::{CHUNKS, SLOTS};
 use common::tamper::values as table_values;
 use common::*;
-use crate::common::tables::{CHUNKS, SLOTS};
 use modelvault::{Error, NoProgress, OpenOptions, Passphrase, PutOptions, Vault, VersionRef};
 use predicates::str::contains as has;
 

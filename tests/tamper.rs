@@ -7,11 +7,11 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use common::tamper::{self, ReadableTable};
 use common::*;
 use modelvault::manifest::Manifest;
 use modelvault::store::records::{self, FORMAT_VERSION, Header};
-use crate::common::tables::{CHUNK_IDS, CHUNKS, META, VERSIONS};
 use modelvault::{Error, GetOptions, NoProgress, PutOptions, VersionRef};
 
 /// Two models: `s` (silero safetensors: a chunk per tensor) and `m` (silero ONNX, 5 chunks).

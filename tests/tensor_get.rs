@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 
+use crate::common::tables::CHUNKS;
 use common::tamper::ReadableTable;
 use common::*;
 use modelvault::formats::safetensors;
-use crate::common::tables::CHUNKS;
 use modelvault::{Error, NoProgress, PutOptions, TensorGetOptions, VersionRef};
 
 const SILERO: &str = "safetensors/silero_vad_16k.safetensors";

@@ -3,7 +3,7 @@
 //!
 //! **Nonce scheme.** Every seal draws a fresh 96-bit nonce from the OS CSPRNG. With random nonces
 //! SP 800-38D §8.3 allows at most 2^32 invocations per key; the vault counts seals per key and per
-//! epoch (see `store::counters`) and refuses to pass [`NONCE_LIMIT`]. Under that bound the chance of
+//! epoch (counted in the sealed state by `vault::txn`) and refuses to pass [`NONCE_LIMIT`]. Under that bound the chance of
 //! any nonce repeating stays below 2^-32.
 //!
 //! Sealed layout: `nonce (12 bytes) || ciphertext || tag (16 bytes)`. The AAD is supplied by the

@@ -11,7 +11,7 @@
 //! streams to a writer: every byte it writes has passed its chunk's authentication, but a
 //! failure part-way leaves a prefix written (and an error).
 //!
-//! Decryption runs on a reader thread ([`super::reader::ChunkReader`]), hashing and writing on
+//! Decryption runs on a reader thread (`ops::reader::ChunkReader`), hashing and writing on
 //! the calling thread, at most [`super::put::QUEUE_DEPTH`] chunks apart.
 
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! only the chunks that hold them.
 //!
 //! Owns [`Vault::get_tensors`], its options and report. A tensor is read as the byte range
-//! `[offset, offset + len)` of its file through [`super::reader::ChunkReader`]. At `put`, chunks
+//! `[offset, offset + len)` of its file through `ops::reader::ChunkReader`. At `put`, chunks
 //! are cut at every tensor boundary, so a chunk's byte range lies inside one tensor or outside
 //! all of them; a chunk that straddles a boundary gives only the overlapping bytes.
 //!

@@ -141,7 +141,7 @@ impl<'k> Envelope<'k> {
     /// Seals `plain` as the value of `table`/`key` under the current epoch with the key `usage`
     /// picks; returns the stored value `0x01 ‖ epoch ‖ nonce ‖ ciphertext ‖ tag`.
     ///
-    /// Errors: [`Error::Crypto`]-class errors of [`aead::seal_with_prefix`] (no randomness).
+    /// Errors: [`crate::Error::Io`] when the system has no randomness for the nonce ([`aead::seal_with_prefix`]).
     pub fn seal(&self, usage: KeyUse, table: &(impl TableName + ?Sized), key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
         let k = self.current;
         let secret = match usage {

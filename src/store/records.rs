@@ -43,7 +43,7 @@ pub struct Header {
 
 /// A key slot: the master key of one epoch wrapped under a KEK from one passphrase.
 ///
-/// Stored as `postcard(SlotBody) ‖ SHA-256(postcard(SlotBody))`. The checksum lets `unlock` tell a
+/// Stored as `postcard(SlotRecord) ‖ SHA-256(postcard(SlotRecord))`. The checksum lets `unlock` tell a
 /// damaged slot from a wrong passphrase; it is not a security mechanism (the GCM tag is).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlotRecord {

@@ -284,7 +284,7 @@ impl Vault<Unlocked> {
     /// Hands every later warning of a write made without a progress handle to `sink` as it
     /// happens (the CLI prints it on stderr), instead of keeping it for [`Vault::take_warnings`].
     /// Warnings already kept stay kept.
-    pub fn set_warning_sink(&self, sink: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn set_warning_sink(&self, sink: WarningSink) {
         self.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).sink = Some(sink);
     }
 }
@@ -295,8 +295,11 @@ pub(crate) struct Warnings {
     /// Kept until [`Vault::take_warnings`] when there is no sink.
     kept: Vec<String>,
     /// Set by [`Vault::set_warning_sink`].
-    sink: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    sink: Option<WarningSink>,
 }
+
+/// A receiver of warnings (see [`Vault::set_warning_sink`]).
+pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Warnings {
     /// Hands `message` to the sink, or keeps it.

@@ -14,7 +14,7 @@ use crate::cli::session::{refuse_vault_stdout, unlock};
 
 /// What `get` was asked for, as the command line gave it.
 pub struct GetArgs<'a> {
-    /// NAME[@REF].
+    /// `NAME[@REF]`.
     pub spec: &'a str,
     /// `-o`: a directory, a file (with `--tensor`) or `-`.
     pub dest: &'a Path,

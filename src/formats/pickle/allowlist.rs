@@ -299,7 +299,7 @@ pub fn builtin_len() -> usize {
 
 /// Is `name` (`module.qualname`) safe to import for Python's unpickler? `extra` holds exact
 /// names supplied by the caller. `__torch__.*` names are never allowed here (see
-/// [`is_torchscript_class`]).
+/// `is_torchscript_class`).
 pub fn is_allowed(name: &str, extra: &[String]) -> bool {
     table().contains(name) || extra.iter().any(|e| e == name)
 }

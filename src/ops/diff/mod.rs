@@ -1,8 +1,8 @@
 //! `diff`: what changed between two versions (of one model or of two), file by file and, for
 //! tensor formats (safetensors, GGUF), tensor by tensor.
 //!
-//! Owns [`Vault::diff`] and its report types; [`pairing`] pairs files and tensors, and
-//! [`statistics`] reads and compares the tensors that may have changed.
+//! Owns [`Vault::diff`] and its report types; `pairing` pairs files and tensors, and
+//! `statistics` reads and compares the tensors that may have changed.
 //!
 //! - Files are paired by path; when each version has exactly one file, those two are paired
 //!   whatever their names. A file is `same` when size and SHA-256 agree, else `changed`;

@@ -2,7 +2,7 @@
 //! into place, without following a symbolic link and without ever writing over the vault file.
 //!
 //! Owns [`output_mode`], [`abandon_temp_files`], [`Vault::refuse_vault_output`] and the
-//! crate-internal [`OutDir`] and [`TempOut`]. The rules (SECURITY.md, "Output files"):
+//! crate-internal `OutDir` and `TempOut`. The rules (SECURITY.md, "Output files"):
 //!
 //! - The directory the caller names (DEST, or the directory of `-o FILE`) is opened as given.
 //!   Every directory below it is opened relative to its parent's descriptor with `O_NOFOLLOW`

@@ -6,7 +6,7 @@
 //! 1. a reader thread reads the file in pieces cut at tensor boundaries
 //!    ([`crate::chunk::plan_with_cuts`], from [`crate::formats::analyze`]);
 //! 2. a hasher thread feeds each piece to the file's SHA-256, and checks that every block the
-//!    analysis pass looked at ([`crate::formats::analyze`], through [`crate::ops::input::CheckedView`])
+//!    analysis pass looked at ([`crate::formats::analyze`], through `ops::input::CheckedView`)
 //!    holds the same bytes in these pieces, so the pickle verdict, the format and the tensor cuts
 //!    recorded are about exactly the bytes sealed; otherwise the put is refused, nothing stored;
 //! 3. a sealer thread computes each chunk id (BLAKE3-keyed) and, unless the chunk index already
@@ -14,7 +14,7 @@
 //! 4. the calling thread inserts new chunks into redb (chunk table and chunk index together).
 //!
 //! At most [`QUEUE_DEPTH`] pieces (up to 1 MiB each) wait in each channel; the sealer hands each
-//! piece's buffer back to the reader ([`crate::ops::input`]), so buffers are reused, not
+//! piece's buffer back to the reader (`ops::input`), so buffers are reused, not
 //! allocated per piece. The dedup check reads only the chunk index's small pages; a lookup in
 //! the chunk table itself would read the 1 MiB page holding the value (measured: a re-put of
 //! 2 GiB read the whole vault back).
