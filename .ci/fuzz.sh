@@ -81,6 +81,10 @@ for t in $TARGETS; do
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout="$FUZZ_TIMEOUT" \
         -detect_leaks="$FUZZ_DETECT_LEAKS" -print_final_stats=1 $(extra_flags "$t") >"$LOGS/$t.log" 2>&1
     rc=$?
+    # Scratch directories a target's processes left (libFuzzer exits without destructors).
+    for d in /dev/shm/mvault-op-sequence-* "${TMPDIR:-/tmp}"/mvault-op-sequence-*; do
+        [ -d "$d" ] && [ ! -e "/proc/${d##*-}" ] && rm -rf "$d"
+    done
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$LOGS/$t.log" | grep -oE '[0-9]+$' | tail -1)
     [ -z "$runs" ] && runs=$(grep -oE '^#[0-9]+' "$LOGS/$t.log" | tail -1 | tr -d '#')
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$LOGS/$t.log" | tail -1)

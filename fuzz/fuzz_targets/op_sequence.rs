@@ -338,6 +338,17 @@ fn scratch() -> &'static Path {
     D.get_or_init(|| {
         let shm = Path::new("/dev/shm");
         let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        // libFuzzer exits without running destructors: remove what earlier processes left.
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("mvault-op-sequence-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         let d = base.join(format!("mvault-op-sequence-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
