@@ -128,20 +128,10 @@ fn run(dir: &Path, args: &[&str], kill: KillAt) -> Outcome {
 /// A vault holding `keep` (87 MiB, so the rewrite takes a while) and `secret`.
 fn template(dir: &Path) -> PathBuf {
     cli_init(dir);
-    mvault(dir)
-        .arg("put")
-        .arg("-q")
-        .arg(corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors"))
-        .args(["--name", "keep"])
-        .assert()
-        .success();
-    mvault(dir)
-        .arg("put")
-        .arg("-q")
-        .arg(corpus().join("onnx/silero_vad.onnx"))
-        .args(["--name", "secret"])
-        .assert()
-        .success();
+    for (file, name) in [("safetensors/all-MiniLM-L6-v2.model.safetensors", "keep"), ("onnx/silero_vad.onnx", "secret")]
+    {
+        mvault(dir).arg("put").arg("-q").arg(corpus().join(file)).args(["--name", name]).assert().success();
+    }
     dir.join("test.mvault")
 }
 

@@ -289,9 +289,8 @@ impl<R: Read + Seek> Bounded<R> {
         Ok(u64::from_le_bytes(b))
     }
 
-    /// Read `len` bytes into a new buffer; `len` is checked against the bytes
-    /// remaining (error names `what`, reported at `field_offset`) before allocating.
-    pub fn bytes(&mut self, len: u64, what: &str, field_offset: u64) -> Result<Vec<u8>, FormatError> {
+    /// Refuses a length past the bytes remaining (error names `what`, reported at `field_offset`).
+    fn check_remaining(&self, len: u64, what: &str, field_offset: u64) -> Result<(), FormatError> {
         if len > self.remaining() {
             return Err(FormatError::LengthExceedsRemaining {
                 what: what.to_string(),
@@ -300,6 +299,13 @@ impl<R: Read + Seek> Bounded<R> {
                 offset: field_offset,
             });
         }
+        Ok(())
+    }
+
+    /// Read `len` bytes into a new buffer; `len` is checked against the bytes
+    /// remaining (error names `what`, reported at `field_offset`) before allocating.
+    pub fn bytes(&mut self, len: u64, what: &str, field_offset: u64) -> Result<Vec<u8>, FormatError> {
+        self.check_remaining(len, what, field_offset)?;
         let mut v = vec![0u8; len as usize];
         self.read_exact(&mut v, what)?;
         Ok(v)
@@ -307,14 +313,7 @@ impl<R: Read + Seek> Bounded<R> {
 
     /// Skip `len` bytes (checked against the bytes remaining first).
     pub fn skip(&mut self, len: u64, what: &str, field_offset: u64) -> Result<(), FormatError> {
-        if len > self.remaining() {
-            return Err(FormatError::LengthExceedsRemaining {
-                what: what.to_string(),
-                len,
-                remaining: self.remaining(),
-                offset: field_offset,
-            });
-        }
+        self.check_remaining(len, what, field_offset)?;
         let delta = i64::try_from(len).map_err(|_| FormatError::invalid("file", "skip too large"))?;
         self.inner.seek_relative(delta).map_err(|source| FormatError::Io { offset: self.pos, source })?;
         self.pos += len;
