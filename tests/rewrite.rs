@@ -500,3 +500,30 @@ fn a_symlink_to_nothing_and_an_empty_file_are_refused_and_left_alone() {
     assert!(e.to_string().contains("is not a modelvault vault: it is empty"), "{e}");
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "an empty file was initialised");
 }
+
+/// A rewrite copies the file's tables as they are: one left empty (the last model erased) is
+/// still there afterwards, as it is after any other write.
+#[test]
+fn a_rewrite_keeps_every_table_empty_ones_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli_init(d);
+    let path = d.join("test.mvault");
+    let file = d.join("only.bin");
+    std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+    mvault(d).arg("put").arg("-q").arg(&file).args(["--name", "only"]).assert().success();
+    mvault(d).args(["trust", "add", "peer", &format!("58{}", "66".repeat(31))]).assert().success();
+    mvault(d).args(["trust", "remove", "peer"]).assert().success();
+    mvault(d).args(["rm", "only", "--yes"]).assert().success();
+    let tables = common::tamper::table_names(&path);
+    for t in ["chunk_ids", "chunks", "meta", "models", "signers", "slots", "trust", "versions"] {
+        assert!(tables.iter().any(|n| n == t), "table {t} missing before the rewrite: {tables:?}");
+    }
+    mvault(d).args(["gc", "-q"]).assert().success();
+    mvault(d).args(["key", "rotate", "-q"]).assert().success();
+    assert_eq!(common::tamper::table_names(&path), tables, "after key rotate");
+    mvault(d).arg("put").arg("-q").arg(&file).args(["--name", "again"]).assert().success();
+    mvault(d).args(["rm", "again", "--erase", "--yes"]).assert().success();
+    assert_eq!(common::tamper::table_names(&path), tables, "after rm --erase");
+    mvault(d).args(["verify", "--read-data"]).assert().success();
+}

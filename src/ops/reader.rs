@@ -142,8 +142,9 @@ impl<'a, S: ChunkRead + ?Sized> ChunkReader<'a, S> {
         ChunkReader { store, env, layout, pos: 0, end: layout.covered, cur: None, chunks_read: 0 }
     }
 
-    /// Limits reading to `[offset, offset + len)` and moves to `offset`. A range past the end
-    /// reads only the bytes the chunks cover.
+    /// Moves to `offset` and stops reads at `offset + len` (or at the end the chunks cover, if
+    /// that is sooner). Only the end is a limit: a later seek may go anywhere in the file, before
+    /// `offset` too, and reads from there stop at the same end.
     pub fn set_range(&mut self, offset: u64, len: u64) {
         self.pos = offset;
         self.end = offset.saturating_add(len).min(self.layout.covered);
@@ -383,7 +384,7 @@ mod tests {
             m.files.clear();
             (out.len(), e.to_string())
         };
-        // Chunk 2's value moved under chunk 3's id: chunk 1 is read, nothing of chunk 2.
+        // Chunk 2's value stored again under chunk 3's id: chunks 1 and 2 are read (8 bytes), nothing of chunk 3.
         let (m, mut mem, _) = sealed(&k, &[4, 4, 4]);
         let v = mem.0[&[1; 32]].clone();
         mem.0.insert([2; 32], v);

@@ -11,8 +11,8 @@
 //!
 //! The redb vault file implements both here: [`super::ReadTxn`] reads chunks in one snapshot
 //! (a value is borrowed from its page, never copied), and [`ChunkTables`], the chunk table and
-//! its `chunk_ids` index open together in a write transaction, is the only writer of either, so
-//! they change together and commit with the records of the same transaction. Its `insert` of an
+//! its `chunk_ids` index open together in a write transaction, is the only writer of either (besides a rewrite's row-by-row copy
+//! of both tables in one transaction), so they change together and commit with the records of the same transaction. Its `insert` of an
 //! id present overwrites it with the same value; its `remove` of an absent id does nothing.
 //!
 //! This module must never hold key material, open a sealed value or decide what is garbage: the

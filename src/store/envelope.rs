@@ -8,7 +8,9 @@
 //! current epoch or, during a rotation, the one rotated away from. Since the AAD binds table,
 //! key, vault and epoch, a value moved to another of any of them fails to open.
 //!
-//! Every seal and open of a stored value goes through [`Envelope`]. This module never stores or
+//! Every seal and open of a stored value goes through [`Envelope`]. The key-slot wrap is not an
+//! envelope value (no header; its AAD names table `slot` and appends the Argon2 parameters, see
+//! SECURITY.md, "Key slots"): [`crate::store::records::SlotRecord`] builds it. This module never stores or
 //! reads a value itself, never counts seals (the write transaction does, against the nonce
 //! limit), and never puts key material or plaintext in an error.
 

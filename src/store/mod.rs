@@ -24,7 +24,8 @@
 //!
 //! `chunk_ids` is an index of `chunks`' keys: it answers "is this chunk stored?" from small pages,
 //! where a lookup in `chunks` reads the 1 MiB page that holds the value. [`ChunkTables`] is the
-//! only writer of either table, so they change together in one transaction; `verify` checks they
+//! only writer of either table (besides [`copy_table`], which a rewrite runs on both in one
+//! transaction), so they change together in one transaction; `verify` checks they
 //! agree, `gc` rebuilds the index from `chunks`, and [`upgrade_format`] builds it for a vault
 //! written before it existed (format version 1).
 //!
@@ -108,9 +109,13 @@ pub fn write(db: &Db) -> Result<WriteTxn> {
     db.write_tx().map(WriteTxn::new)
 }
 
-/// Copies every row of `table` from `from` into `to` as it is.
+/// Copies every row of `table` from `from` into `to` as it is; a table `from` holds empty is
+/// created empty in `to`, one it does not hold is not created.
 ///
 /// Errors: [`Error::Storage`].
 pub fn copy_table(from: &ReadTxn, to: &mut WriteTxn, table: Table) -> Result<()> {
+    if from.has_table(table)? {
+        to.create_table(table)?;
+    }
     from.scan(table, None, |k, v| to.put_row(table, k, v).map(|()| true))
 }

@@ -447,6 +447,24 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// Creates `table` if it does not exist yet (empty), as opening it for writing does: a copy
+    /// of a file keeps the empty tables the original has.
+    ///
+    /// Errors: [`Error::Storage`].
+    pub fn create_table(&mut self, table: Table) -> Result<()> {
+        match table {
+            Table::Meta => drop(self.open(META, table)?),
+            Table::Slots => drop(self.open(SLOTS, table)?),
+            Table::Trust => drop(self.open(TRUST, table)?),
+            Table::Signers => drop(self.open(SIGNERS, table)?),
+            Table::Models => drop(self.open(MODELS, table)?),
+            Table::Versions => drop(self.open(VERSIONS, table)?),
+            Table::Chunks => drop(self.open(CHUNKS, table)?),
+            Table::ChunkIds => drop(self.open(CHUNK_IDS, table)?),
+        }
+        Ok(())
+    }
+
     /// Writes one row of `table` from its bytes, as [`ReadTxn::scan`] gives them (a chunk goes
     /// into the chunk table only: copy the index with its own rows, or insert through
     /// [`WriteTxn::chunks`], which writes both).

@@ -274,9 +274,10 @@ impl Vault<Unlocked> {
         self.state.signer.public_key()
     }
 
-    /// Takes the warnings of the writes made since the last call by operations without a
-    /// progress handle (today: a key near its usage limit, see
-    /// [`crate::progress::Progress::warn`]); operations with one hand their warnings to it.
+    /// Takes the warnings of the writes made since the last call (today: a key near its usage
+    /// limit). Operations with a progress handle also hand each to
+    /// [`crate::progress::Progress::warn`]; those without one hand it to the sink of
+    /// [`Vault::set_warning_sink`] instead of keeping it, when one is set.
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).kept)
     }
@@ -302,6 +303,11 @@ pub(crate) struct Warnings {
 pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Warnings {
+    /// Keeps `message` for [`Vault::take_warnings`] (a progress handle had it already).
+    pub(crate) fn keep(&mut self, message: String) {
+        self.kept.push(message);
+    }
+
     /// Hands `message` to the sink, or keeps it.
     pub(crate) fn push(&mut self, message: String) {
         match &self.sink {

@@ -106,9 +106,15 @@ impl Txn<'_> {
             let message = format!(
                 "the {key} key has sealed {count} messages of the {NONCE_LIMIT} NIST SP 800-38D allows; rotate the master key soon"
             );
+            let mut kept = self.vault.state.warnings.lock().unwrap_or_else(|e| e.into_inner());
             match self.progress {
-                Some(p) => p.warn(&message),
-                None => self.vault.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message),
+                // A progress whose `warn` does nothing (`NoProgress`) must not lose it: it is also
+                // kept for `Vault::take_warnings`.
+                Some(p) => {
+                    p.warn(&message);
+                    kept.keep(message);
+                }
+                None => kept.push(message),
             }
         }
         Ok(())
@@ -190,5 +196,60 @@ impl Txn<'_> {
         self.tx.0.take().expect("open transaction").commit_checkpoint()?;
         self.tx = TxCell(Some(store::write(&self.vault.db)?));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::{Argon2Params, CreateOptions, NoProgress, Passphrase};
+
+    struct Recorder(Mutex<Vec<String>>);
+    impl Progress for Recorder {
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    fn vault(dir: &std::path::Path) -> Vault<Unlocked> {
+        let argon2 = Argon2Params { memory_kib: 256, time_cost: 1, lanes: 1 };
+        let pass = Passphrase::new(b"warnings".to_vec()).unwrap();
+        Vault::create(dir.join("w.mvault"), &pass, &CreateOptions { argon2, ..Default::default() }).unwrap()
+    }
+
+    /// Seals past the warning threshold once in a transaction, without committing.
+    fn near_the_limit(txn: &mut Txn<'_>) {
+        txn.state.chunk_seals = NONCE_WARN - 1;
+        txn.count_chunk_seals(1).unwrap();
+        txn.count_chunk_seals(1).unwrap(); // warned once per transaction
+    }
+
+    #[test]
+    fn a_key_near_its_limit_is_never_a_silent_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        // Without a progress handle or sink: kept.
+        near_the_limit(&mut v.write().unwrap());
+        let kept = v.take_warnings();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("the chunk key has sealed 1073741824 messages"), "{kept:?}");
+        assert!(v.take_warnings().is_empty());
+        // A progress whose warn does nothing does not lose it.
+        near_the_limit(&mut v.write_reporting(&NoProgress).unwrap());
+        assert_eq!(v.take_warnings().len(), 1);
+        // A progress that reports it gets it (and it is kept too).
+        let r = Recorder(Mutex::new(Vec::new()));
+        near_the_limit(&mut v.write_reporting(&r).unwrap());
+        assert_eq!(r.0.lock().unwrap().len(), 1);
+        assert_eq!(v.take_warnings().len(), 1);
+        // With a sink, a write without a progress hands it over instead of keeping it.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        v.set_warning_sink(Box::new(move |m| s.lock().unwrap().push(m.to_string())));
+        near_the_limit(&mut v.write().unwrap());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(v.take_warnings().is_empty());
     }
 }

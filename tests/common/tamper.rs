@@ -107,3 +107,13 @@ pub fn chunk_value(path: &Path, id: &[u8; 32]) -> Vec<u8> {
         t.get(id).unwrap().unwrap_or_else(|| panic!("no chunk {id:02x?}")).value().to_vec()
     })
 }
+
+/// The names of the tables the vault file at `path` holds, sorted (empty tables included).
+pub fn table_names(path: &Path) -> Vec<String> {
+    use redb::TableHandle;
+    let db = open(path);
+    let rx = db.begin_read().unwrap();
+    let mut names: Vec<String> = rx.list_tables().unwrap().map(|t| t.name().to_string()).collect();
+    names.sort();
+    names
+}

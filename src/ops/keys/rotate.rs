@@ -193,6 +193,9 @@ impl Reseal<'_> {
         let mut tx = store::write(fresh)?;
         let mut meta_seals = 0u64;
         for table in RESEALED_RECORDS {
+            if rx.has_table(table)? {
+                tx.create_table(table)?; // an empty table stays, as in the old file
+            }
             rx.scan(table, None, |k, v| {
                 if table == Table::Meta && k == b"state" {
                     return Ok(true);
