@@ -12,7 +12,11 @@
 //! - a missing table (a fresh or damaged file) reads as empty: `None` from a lookup, nothing
 //!   from a listing, `false` from [`RecordRead::has_table`]; a [`WriteTxn`] creates a table on
 //!   its first write;
-//! - a rewrite ([`super::rewrite_with`]) copies every table into a fresh file.
+//! - a rewrite ([`super::rewrite_with`]) copies every table into a fresh file, empty ones too.
+//!
+//! Just over 500 lines because it is one interface: the read trait, its one implementation for
+//! both transaction types, and the write methods, table by table; split, each half would
+//! repeat the table list.
 //!
 //! This module must never interpret a value (beyond the plaintext header's key name), hold key
 //! material or decide what a record means.
