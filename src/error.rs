@@ -183,6 +183,16 @@ pub enum Error {
         #[source]
         source: Option<crate::store::StoreError>,
     },
+
+    /// A remote object store failed or refused a request, after the bounded retries of transient
+    /// faults (see [`crate::remote::Objects`]).
+    #[error("remote storage error while {context}: {detail}")]
+    Remote {
+        /// What was being done, naming the object key (never a credential).
+        context: String,
+        /// What the store answered, or the transport fault.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -195,6 +205,11 @@ impl Error {
     pub(crate) fn storage(context: impl Into<String>, e: impl Into<crate::store::StoreError>) -> Self {
         let e = e.into();
         Error::Storage { context: context.into(), detail: e.to_string(), source: Some(e) }
+    }
+
+    /// Builds an [`Error::Remote`].
+    pub(crate) fn remote(context: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Remote { context: context.into(), detail: detail.into() }
     }
 
     /// The kind of storage failure, for an [`Error::Storage`] that has a source.

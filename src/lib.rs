@@ -46,6 +46,7 @@ pub mod manifest;
 pub mod names;
 pub mod ops;
 pub mod progress;
+pub mod remote;
 pub mod store;
 pub mod vault;
 
