@@ -46,6 +46,7 @@ pub mod manifest;
 pub mod names;
 pub mod ops;
 pub mod progress;
+pub mod remedy;
 pub mod store;
 pub mod vault;
 
@@ -67,4 +68,5 @@ pub use ops::tensor_get::{TensorGetOptions, TensorGetReport, TensorSource};
 pub use ops::verify::{Problem, VerifyReport};
 pub use ops::{VersionRef, parse_spec};
 pub use progress::{NoProgress, Progress};
+pub use remedy::{Input, Remedy};
 pub use vault::{CreateOptions, Locked, OpenOptions, Passphrase, Unlocked, Vault};
