@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::remedy::{Input, Remedy};
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -60,7 +62,7 @@ pub enum Error {
 
     /// No key slot tried opened with the passphrase, and a limit on one unlock (slots tried,
     /// Argon2id work) stopped before the rest were tried; the message names the slot and the
-    /// limit, and says to unlock with `--slot NAME`.
+    /// limit; it comes as an [`Error::Guided`] whose remedy is to unlock with a slot by name.
     #[error("{0}")]
     UnlockLimit(String),
 
@@ -193,6 +195,24 @@ pub enum Error {
         /// What the store answered, or the transport fault.
         detail: String,
     },
+
+    /// `error`, told with the caller's input it is about and what to do next, as data a front
+    /// end words in its own terms (the `mvault` CLI names its flags). The message is the
+    /// input's name, `error`'s message, then the remedy ([`Input`] and [`Remedy`] say it in the
+    /// library's terms). Its kind (and the CLI's exit code) is `error`'s: see [`Error::base`].
+    #[error(
+        "{}{error}{}",
+        .input.map(|i| i.to_string()).unwrap_or_default(),
+        .remedy.as_ref().map(|r| r.to_string()).unwrap_or_default()
+    )]
+    Guided {
+        /// Which of the caller's inputs the error is about, if one is.
+        input: Option<Input>,
+        /// What failed (never itself a `Guided`).
+        error: Box<Error>,
+        /// What to do next, if the library knows.
+        remedy: Option<Remedy>,
+    },
 }
 
 impl Error {
@@ -212,9 +232,51 @@ impl Error {
         Error::Remote { context: context.into(), detail: detail.into() }
     }
 
+    /// Adds what to do next: `self` becomes (or stays) an [`Error::Guided`] with `remedy`.
+    pub(crate) fn with_remedy(self, remedy: Remedy) -> Self {
+        match self {
+            Error::Guided { input, error, .. } => Error::Guided { input, error, remedy: Some(remedy) },
+            e => Error::Guided { input: None, error: Box::new(e), remedy: Some(remedy) },
+        }
+    }
+
+    /// Names the caller's input the error is about: `self` becomes (or stays) an
+    /// [`Error::Guided`] with `input`.
+    pub(crate) fn about(self, input: Input) -> Self {
+        match self {
+            Error::Guided { error, remedy, .. } => Error::Guided { input: Some(input), error, remedy },
+            e => Error::Guided { input: Some(input), error: Box::new(e), remedy: None },
+        }
+    }
+
+    /// The error itself: for an [`Error::Guided`], the error it guides about; any other is
+    /// its own base. Match on this for the kind of failure.
+    pub fn base(&self) -> &Error {
+        match self {
+            Error::Guided { error, .. } => error,
+            e => e,
+        }
+    }
+
+    /// What to do next, for an [`Error::Guided`] that says.
+    pub fn remedy(&self) -> Option<&Remedy> {
+        match self {
+            Error::Guided { remedy, .. } => remedy.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Which of the caller's inputs the error is about, for an [`Error::Guided`] that says.
+    pub fn input(&self) -> Option<Input> {
+        match self {
+            Error::Guided { input, .. } => *input,
+            _ => None,
+        }
+    }
+
     /// The kind of storage failure, for an [`Error::Storage`] that has a source.
     pub fn storage_kind(&self) -> Option<crate::store::StoreErrorKind> {
-        match self {
+        match self.base() {
             Error::Storage { source: Some(e), .. } => Some(e.kind()),
             _ => None,
         }

@@ -47,6 +47,7 @@ pub mod names;
 pub mod ops;
 pub mod progress;
 pub mod remote;
+pub mod remedy;
 pub mod store;
 pub mod vault;
 
@@ -68,4 +69,5 @@ pub use ops::tensor_get::{TensorGetOptions, TensorGetReport, TensorSource};
 pub use ops::verify::{Problem, VerifyReport};
 pub use ops::{VersionRef, parse_spec};
 pub use progress::{NoProgress, Progress};
+pub use remedy::{Input, Remedy};
 pub use vault::{CreateOptions, Locked, OpenOptions, Passphrase, Unlocked, Vault};

@@ -343,13 +343,75 @@ fn library_messages_name_no_flag_and_the_cli_adds_its_hint() {
             7,
         ),
     ];
-    for (e, shown, code) in cases {
+    for (e, shown, code) in cases.into_iter().chain(common::guided::cases()) {
         let own = e.to_string();
         assert!(!own.contains("mvault ") && !own.contains("--"), "the library's message names the CLI: {own}");
+        assert!(!own.starts_with("-o "), "the library's message names the CLI: {own}");
         assert_eq!(cli_exit::message(&e), shown);
         assert_eq!(e.exit_code(), code, "{shown}");
     }
     // An error without a hint is shown as the library says it.
     assert_eq!(cli_exit::message(&Error::WrongPassphrase), Error::WrongPassphrase.to_string());
     assert!(cli_exit::hint(&Error::WrongPassphrase).is_none());
+}
+
+#[test]
+fn a_problems_remedy_is_data_and_the_cli_words_it() {
+    use modelvault::{Problem, Remedy};
+    let p = |r| Problem { model: None, version: None, file: None, detail: "d".into(), remedy: Some(r) };
+    for (r, shown) in [
+        (Remedy::FinishErasure, "d; run `mvault rm --erase --resume` to finish it"),
+        (Remedy::RebuildIndex, "d; run `mvault gc`, which rebuilds the index"),
+    ] {
+        let problem = p(r.clone());
+        assert!(!problem.message().contains("mvault ") && !problem.message().contains("--"), "{}", problem.message());
+        assert_eq!(format!("{}{}", problem.detail, cli_exit::remedy(&r)), shown);
+        let j = serde_json::to_value(&problem).unwrap();
+        assert_eq!(j["remedy"], serde_json::to_value(&r).unwrap());
+    }
+    assert!(serde_json::to_value(Problem { remedy: None, ..p(Remedy::RebuildIndex) }).unwrap().get("remedy").is_none());
+}
+
+/// Every string literal in the library's source (not the CLI's, not comments): none names a
+/// flag (`--word`) or an `mvault` command. The CLI words what the library says
+/// ([`modelvault::Remedy`], [`modelvault::Input`], `src/cli/exit.rs`).
+#[test]
+fn no_library_string_names_a_flag_or_a_command() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p != root.join("src/cli") {
+                    dirs.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") && p != root.join("src/main.rs") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 50, "{}", files.len());
+    let mut hits = Vec::new();
+    let mut literals = 0;
+    for f in &files {
+        for (line, lit) in common::literals::string_literals(&std::fs::read_to_string(f).unwrap()) {
+            literals += 1;
+            if common::literals::names_the_cli(&lit) {
+                hits.push(format!("{}:{line}: {lit}", f.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    assert!(literals > 1000, "{literals}");
+    assert!(hits.is_empty(), "{} library string(s) name a CLI flag or command:\n{}", hits.len(), hits.join("\n"));
+    // The scanner sees what it must: a flag after a line continuation, in a raw string, and
+    // nothing in comments or char literals.
+    let sample = "// \"--in-comment\"\nlet c = '\"'; let q = '\\''; let a = \"x \\\n  --flag\"; let b = r#\"mvault ls\"#; /* \"--no\" */";
+    let found: Vec<String> = common::literals::string_literals(sample)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| common::literals::names_the_cli(s))
+        .collect();
+    assert_eq!(found, ["x --flag", "mvault ls"]);
 }

@@ -475,7 +475,8 @@ fn an_endless_recursive_query_stops_at_the_time_limit() {
     let started = Instant::now();
     let e = v.query_limited(sql, limits).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(e.to_string().contains("time limit of 0.5 s; raise it with --max-seconds"), "{e}");
+    assert!(cli_exit::message(&e).contains("time limit of 0.5 s; raise it with --max-seconds"), "{e}");
+    assert!(e.to_string().ends_with("time limit of 0.5 s; raise the query's time limit (or narrow the query)"), "{e}");
     assert_eq!(e.exit_code(), 7);
     drop(v);
     let started = Instant::now();
@@ -515,7 +516,8 @@ fn memory_limit_checks_in_a_process_of_their_own() {
                SELECT count(DISTINCT randomblob(1024)) FROM c";
     let limits = modelvault::QueryLimits { max_memory_mib: 16, max_seconds: 60.0 };
     let e = v.query_limited(sql, limits).unwrap_err();
-    assert!(e.to_string().contains("memory limit of 16 MiB; raise it with --max-memory-mib"), "{e}");
+    assert!(cli_exit::message(&e).contains("memory limit of 16 MiB; raise it with --max-memory-mib"), "{e}");
+    assert!(e.to_string().contains("memory limit of 16 MiB; raise the query's memory limit"), "{e}");
     assert_eq!(e.exit_code(), 7);
     // Rows collected count too: 100k rows of 1 KiB is past 16 MiB.
     let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) SELECT hex(zeroblob(512)) FROM c";

@@ -125,8 +125,9 @@ fn families_group_a_base_and_its_fine_tunes() {
     assert_eq!(strict.families[0].members.len(), 2);
     assert_eq!(strict.singletons, 3);
     for bad in [0.0, -1.0, 1.5, f64::NAN] {
-        let e = v.families(bad).unwrap_err().to_string();
-        assert!(e.contains("--min-shared"), "{e}");
+        let e = v.families(bad).unwrap_err();
+        assert!(cli_exit::message(&e).starts_with("--min-shared "), "{e}");
+        assert!(e.to_string().starts_with("the minimum shared fraction "), "{e}");
     }
 }
 

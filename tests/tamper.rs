@@ -280,7 +280,8 @@ fn an_unindexed_chunk_or_an_emptied_index_is_reported_and_gc_repairs_it() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].detail.contains("1 chunk(s) not indexed"), "{problems:?}");
     assert!(problems[0].detail.contains("1 unreferenced index entr(ies) without a chunk"), "{problems:?}");
-    assert!(problems[0].detail.contains("mvault gc"));
+    assert_eq!(problems[0].remedy, Some(modelvault::Remedy::RebuildIndex));
+    assert!(cli_exit::remedy(problems[0].remedy.as_ref().unwrap()).contains("mvault gc"));
     // An emptied index in a current-format vault is damage too; gc rebuilds it.
     let (stored, _) = table_lens(&path);
     edit_index(&path, |t| {
@@ -565,8 +566,8 @@ fn a_dropped_version_record_blocks_gc_erasure_and_rotation_which_delete_nothing(
     });
     let chunks = chunk_table(&path);
     let refused = |e: Error, action: &str| {
-        assert!(matches!(e, Error::Damaged(_)), "{action}: {e}");
-        let msg = e.to_string();
+        assert!(matches!(e.base(), Error::Damaged(_)), "{action}: {e}");
+        let msg = cli_exit::message(&e);
         assert!(msg.starts_with(S2_MISSING), "{action}: {msg}");
         assert!(
             msg.ends_with(&format!("{action} refused: nothing was deleted; restore the record from a backup")),

@@ -272,7 +272,9 @@ fn refusals_are_one_line_and_say_what_to_do() {
         (get("nomodel", &["x"], &d).unwrap_err(), "model 'nomodel' not found"),
     ];
     for (e, want) in cases {
-        let msg = e.to_string();
+        let own = e.to_string();
+        assert!(!own.contains("--") && !own.contains("mvault "), "the library's message names the CLI: {own}");
+        let msg = cli_exit::message(&e);
         assert!(msg.contains(want), "got {msg:?}, want {want:?}");
         assert!(!msg.contains('\n'), "{msg}");
     }
@@ -291,7 +293,11 @@ fn refusals_are_one_line_and_say_what_to_do() {
     // -o naming a directory.
     let e =
         v.get_tensors("s", &VersionRef::Latest, &names(&["conv1.bias"]), dir.path(), &force, &NoProgress).unwrap_err();
-    assert!(e.to_string().contains("is a directory: with --tensor, -o names the output file"), "{e}");
+    assert!(cli_exit::message(&e).contains("is a directory: with --tensor, -o names the output file"), "{e}");
+    assert!(
+        e.to_string().contains("is a directory: a tensor read writes one file, which the output path names"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! What the user sees of a library error: its exit code, and the message with the hint that
 //! names this CLI's flags and commands. The library's messages speak of paths, models and
-//! limits only; this file owns every `mvault`-specific addition to them. It must never change
-//! what a message says, only add the hint after it.
+//! limits only; this file owns every `mvault`-specific addition to them: hints after a message,
+//! and this CLI's words for a library [`Remedy`] or [`Input`] (a flag where the library names
+//! its input, a command where it says what to do). It must never change what a message says
+//! otherwise.
 
-use modelvault::Error;
+use modelvault::{Error, Input, Remedy};
 
 /// The process exit code for an error (see README, "Exit codes").
 ///
@@ -11,7 +13,7 @@ use modelvault::Error;
 /// 5 not found, 6 damaged or tampered, 7 invalid input, 8 unsafe pickle refused, 9 signed by a
 /// key other than the one required. (2 is left to the argument parser.)
 pub fn code(e: &Error) -> i32 {
-    match e {
+    match e.base() {
         Error::WrongPassphrase | Error::UnlockLimit(_) => 3,
         Error::VaultInUse(_) => 4,
         Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => 5,
@@ -45,10 +47,82 @@ pub fn hint(e: &Error) -> Option<String> {
     })
 }
 
-/// The message the user sees: the library's message, then the [`hint`] if there is one.
+/// The message the user sees: the library's message, then the [`hint`] if there is one; for
+/// an [`Error::Guided`], the [`flag`] of its input, its error's message and the [`remedy`]'s
+/// words.
 pub fn message(e: &Error) -> String {
+    if let Error::Guided { input, error, remedy: r } = e {
+        return format!(
+            "{}{}{}",
+            input.map(flag).unwrap_or_default(),
+            message(error),
+            r.as_ref().map(remedy).unwrap_or_default()
+        );
+    }
     match hint(e) {
         Some(h) => format!("{e}{h}"),
         None => e.to_string(),
+    }
+}
+
+/// The flag that gives a library [`Input`].
+pub fn flag(i: Input) -> &'static str {
+    match i {
+        Input::Condition => "--where",
+        Input::MinShared => "--min-shared",
+        Input::Output => "-o",
+        _ => "",
+    }
+}
+
+/// This CLI's words for a library [`Remedy`], with the same leading punctuation as the
+/// remedy's own `Display`; a remedy this build does not know is shown as the library says it.
+pub fn remedy(r: &Remedy) -> String {
+    match r {
+        Remedy::WholeFile => ": `mvault get` without --tensor writes the whole file".into(),
+        Remedy::TensorFormats => {
+            ": --tensor works on safetensors and GGUF files; `mvault get` without --tensor writes whole files".into()
+        }
+        Remedy::TensorOutputFile { example } => {
+            format!(": with --tensor, -o names the output file (e.g. -o {})", example.display())
+        }
+        Remedy::NameTensor => ": pass --tensor NAME (`mvault inspect` lists them)".into(),
+        Remedy::InspectFiles { version } => format!(": `mvault inspect {version}` lists its files"),
+        Remedy::InspectTensors { version } => format!(": `mvault inspect {version}` lists its tensors"),
+        Remedy::ListFiles => ": `mvault show` lists its files".into(),
+        Remedy::ChooseFile => ": choose one with --file PATH".into(),
+        Remedy::ListAllowed => ": `mvault allow list` shows it".into(),
+        Remedy::SlotPassphrase { slot } => format!(
+            ": give it (--slot-passphrase-file {slot}=FILE) or pass --remove-other-slots to drop slots without one; \
+             nothing was changed"
+        ),
+        Remedy::ResumeRotation => ": run `mvault key rotate --resume` first".into(),
+        Remedy::ChangeSlotPassphrase { slot } => {
+            format!(": choose another name, or change its passphrase with `mvault key passwd --slot-name {slot}`")
+        }
+        Remedy::ListSlots => ": `mvault key list` lists them".into(),
+        Remedy::UnlockWithAnotherSlot => {
+            " this command unlocked with: unlock with another slot (--slot NAME) to remove it".into()
+        }
+        Remedy::UnlockByName { not_tried } => format!(
+            " without --slot; not tried: {}: if the passphrase is for one of them, unlock with `--slot NAME`",
+            modelvault::remedy::quoted(not_tried)
+        ),
+        Remedy::UnlockSlot { slot } => format!(": if the passphrase is for that slot, unlock with `--slot {slot}`"),
+        Remedy::SignerKeyForm => ", as `mvault signer show` prints them".into(),
+        Remedy::ListTrusted => ": `mvault trust list` lists them".into(),
+        Remedy::TrustKey => ": add it with `mvault trust add NAME PUBKEY`".into(),
+        Remedy::RepairByWriting => ": run any mvault command on it once as a user who may write the file".into(),
+        Remedy::OtherOutput => ", whatever --force says; choose another output path".into(),
+        Remedy::RaiseMemoryLimit => "; raise it with --max-memory-mib N (or narrow the query)".into(),
+        Remedy::RaiseTimeLimit => "; raise it with --max-seconds N (or narrow the query)".into(),
+        Remedy::FixQueryLimits => " --max-seconds must be a positive number and --max-memory-mib at least 1".into(),
+        Remedy::FinishErasure => "; run `mvault rm --erase --resume` to finish it".into(),
+        Remedy::RebuildIndex => "; run `mvault gc`, which rebuilds the index".into(),
+        Remedy::RestoreBeforeErasing { resuming } => format!(
+            "; rm --erase{} refused: nothing was deleted; restore the record from a backup",
+            if *resuming { " --resume" } else { "" }
+        ),
+        other => other.to_string(),
     }
 }

@@ -97,3 +97,35 @@ impl Progress for Bar {
         }
     }
 }
+
+/// A [`Progress`] that shows the library's phase labels in this CLI's words: `words` turns a
+/// label into what is shown; everything else goes to `inner` as it is.
+pub struct Relabel<'a> {
+    /// Where the events go.
+    pub inner: &'a dyn Progress,
+    /// This CLI's words for a label.
+    pub words: fn(&str) -> String,
+}
+
+impl Progress for Relabel<'_> {
+    fn warn(&self, message: &str) {
+        self.inner.warn(message);
+    }
+    fn begin(&self, label: &str, total: u64) {
+        self.inner.begin(&(self.words)(label), total);
+    }
+    fn advance(&self, n: u64) {
+        self.inner.advance(n);
+    }
+    fn end(&self) {
+        self.inner.end();
+    }
+}
+
+/// A tensor read's label (`get NAME@N tensors`) as this CLI says it: `get NAME@N --tensor`.
+pub fn tensor_label(label: &str) -> String {
+    match label.strip_suffix(modelvault::ops::tensor_get::TENSOR_LABEL_SUFFIX) {
+        Some(l) => format!("{l} --tensor"),
+        None => label.to_string(),
+    }
+}

@@ -75,9 +75,10 @@ impl Vault<Unlocked> {
         g.retain(|x| x != global);
         if g.len() == before {
             return Err(Error::NotFound(format!(
-                "'{}' is not on this vault's allow-list: `mvault allow list` shows it",
+                "'{}' is not on this vault's allow-list",
                 crate::names::escape(global)
-            )));
+            ))
+            .with_remedy(crate::Remedy::ListAllowed));
         }
         self.write_allow(g)
     }

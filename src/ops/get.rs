@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::store;
 use crate::store::chunks::ChunkRead;
 use crate::vault::{Unlocked, Vault};
-use crate::{Error, Result};
+use crate::{Error, Remedy, Result};
 
 /// Options for [`Vault::get`].
 #[derive(Debug, Clone, Default)]
@@ -149,19 +149,13 @@ impl Vault<Unlocked> {
         let m = self.manifest(name, r)?;
         let f = match file {
             Some(p) => m.files.iter().find(|f| f.path == p).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{name}@{} has no file '{}': `mvault show` lists its files",
-                    m.version,
-                    escape(p)
-                ))
+                Error::NotFound(format!("{name}@{} has no file '{}'", m.version, escape(p)))
+                    .with_remedy(Remedy::ListFiles)
             })?,
             None if m.files.len() == 1 => &m.files[0],
             None => {
-                return Err(Error::InvalidInput(format!(
-                    "{name}@{} has {} files: choose one with --file PATH",
-                    m.version,
-                    m.files.len()
-                )));
+                return Err(Error::InvalidInput(format!("{name}@{} has {} files", m.version, m.files.len()))
+                    .with_remedy(Remedy::ChooseFile));
             }
         };
         progress.begin(&f.path, f.size);

@@ -77,6 +77,18 @@ pub fn parse_spec(spec: &str) -> Result<(String, VersionRef)> {
     Ok((name.to_string(), r))
 }
 
+/// The action [`Vault::check_live_records`] refuses: one named by its operation (`gc`, `key
+/// rotate`), or an erasure (started, or being finished).
+pub(crate) enum Refused {
+    /// An operation, named as the library names it.
+    Op(&'static str),
+    /// An erasure; `resuming` when finishing one.
+    Erase {
+        /// True when finishing an unfinished erasure.
+        resuming: bool,
+    },
+}
+
 impl Vault<Unlocked> {
     /// The record key of a model name.
     pub(crate) fn model_key(&self, name: &str) -> [u8; 32] {
@@ -171,7 +183,7 @@ impl Vault<Unlocked> {
     /// A model record that does not open is left to the action's own checks.
     ///
     /// Errors: [`Error::Damaged`] naming the model and version; [`Error::Storage`].
-    pub(crate) fn check_live_records(&self, action: &str) -> Result<()> {
+    pub(crate) fn check_live_records(&self, action: Refused) -> Result<()> {
         let rx = store::read(&self.db)?;
         if !self.has_model_tables(&rx)? {
             return Ok(());
@@ -181,9 +193,14 @@ impl Vault<Unlocked> {
                 continue;
             };
             if let Some((_, m)) = self.live_mismatches(&rx, &key, &rec)?.into_iter().next() {
-                return Err(Error::Damaged(format!(
-                    "{m}; {action} refused: nothing was deleted; restore the record from a backup"
-                )));
+                return Err(match action {
+                    Refused::Op(op) => Error::Damaged(format!(
+                        "{m}; {op} refused: nothing was deleted; restore the record from a backup"
+                    )),
+                    Refused::Erase { resuming } => {
+                        Error::Damaged(m).with_remedy(crate::Remedy::RestoreBeforeErasing { resuming })
+                    }
+                });
             }
         }
         Ok(())

@@ -101,7 +101,7 @@ impl Vault<Unlocked> {
     /// and the version records present disagree (gc would not know which chunks it needs, so it
     /// deletes nothing); [`Error::Storage`].
     pub fn gc(&mut self) -> Result<GcReport> {
-        self.check_live_records("gc")?;
+        self.check_live_records(super::Refused::Op("gc"))?;
         let file_bytes_before = file_len(&self.path);
         let (referenced, wanted) = self.referenced_chunks()?;
         let mut report = GcReport {

@@ -49,10 +49,8 @@ pub struct TrustInfo {
 pub fn parse_public_key(s: &str) -> Result<[u8; 32]> {
     let h = s.trim().strip_prefix("ed25519:").unwrap_or(s.trim());
     if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::InvalidInput(format!(
-            "'{}' is not an Ed25519 public key: give 64 hex digits, as `mvault signer show` prints them",
-            escape(s)
-        )));
+        return Err(Error::InvalidInput(format!("'{}' is not an Ed25519 public key: give 64 hex digits", escape(s)))
+            .with_remedy(crate::Remedy::SignerKeyForm));
     }
     let mut out = [0u8; 32];
     for (i, o) in out.iter_mut().enumerate() {
@@ -138,10 +136,8 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] if there is none.
     pub fn trust_remove(&self, name: &str) -> Result<()> {
         if !self.trusted().iter().any(|t| t.name == name) {
-            return Err(Error::NotFound(format!(
-                "no key is trusted as '{}': `mvault trust list` lists them",
-                escape(name)
-            )));
+            return Err(Error::NotFound(format!("no key is trusted as '{}'", escape(name)))
+                .with_remedy(crate::Remedy::ListTrusted));
         }
         let mut txn = self.write()?;
         txn.tx.remove_trust(name)?;
@@ -181,10 +177,8 @@ impl Vault<Unlocked> {
         } else {
             let t = self.trust_records()?;
             let rec = t.iter().find(|t| t.name == signer).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no key is trusted as '{}': add it with `mvault trust add NAME PUBKEY`",
-                    escape(signer)
-                ))
+                Error::NotFound(format!("no key is trusted as '{}'", escape(signer)))
+                    .with_remedy(crate::Remedy::TrustKey)
             })?;
             vec![rec.public]
         };

@@ -415,9 +415,8 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] for `min_shared` outside (0, 1]; [`Error::Storage`].
     pub fn families(&self, min_shared: f64) -> Result<Families> {
         if !(min_shared > 0.0 && min_shared <= 1.0) {
-            return Err(Error::InvalidInput(format!(
-                "--min-shared {min_shared}: give a fraction greater than 0 and at most 1"
-            )));
+            return Err(Error::InvalidInput(format!(" {min_shared}: give a fraction greater than 0 and at most 1"))
+                .about(crate::Input::MinShared));
         }
         let snap = self.snapshot(None)?;
         let idx = ChunkIndex::build(&snap);

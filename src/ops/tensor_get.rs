@@ -35,7 +35,7 @@ use crate::names::escape;
 use crate::progress::Progress;
 use crate::store;
 use crate::vault::{Unlocked, Vault};
-use crate::{Error, Result};
+use crate::{Error, Input, Remedy, Result};
 
 /// Options for [`Vault::get_tensors`].
 #[derive(Debug, Clone, Default)]
@@ -80,6 +80,13 @@ pub struct TensorSource {
     pub bytes: u64,
 }
 
+/// What the progress label of a tensor read ends with: the label is `get NAME@N tensors`.
+pub const TENSOR_LABEL_SUFFIX: &str = " tensors";
+
+fn tensor_label(spec: &str) -> String {
+    format!("get {spec}{TENSOR_LABEL_SUFFIX}")
+}
+
 /// True for formats whose manifest entry carries a tensor index.
 pub(crate) fn is_tensor_format(format: &str) -> bool {
     format == "safetensors" || format.starts_with("gguf")
@@ -90,13 +97,14 @@ pub(crate) fn is_tensor_format(format: &str) -> bool {
 fn check_expressible(m: &Manifest, f: &FileEntry, t: &TensorInfo) -> Result<()> {
     let Some(bits) = dtype_bits(&t.dtype) else {
         return Err(Error::InvalidInput(format!(
-            "tensor '{}' of {}@{} (file '{}') has dtype {}, which safetensors cannot express: `mvault get` without --tensor writes the whole file",
+            "tensor '{}' of {}@{} (file '{}') has dtype {}, which safetensors cannot express",
             escape(&t.name),
             escape(&m.name),
             m.version,
             escape(&f.path),
             escape(&t.dtype)
-        )));
+        ))
+        .with_remedy(Remedy::WholeFile));
     };
     let bytes = checked_product(&t.shape).and_then(|n| n.checked_mul(bits)).filter(|b| b % 8 == 0).map(|b| b / 8);
     if bytes != Some(t.len) {
@@ -150,25 +158,22 @@ impl Vault<Unlocked> {
         let m = self.manifest(name, r)?;
         let plan = plan(&m, tensors, opts)?;
         if std::fs::symlink_metadata(out).is_ok_and(|meta| meta.is_dir()) {
-            return Err(Error::InvalidInput(format!(
-                "{} is a directory: with --tensor, -o names the output file (e.g. -o {}/tensors.safetensors)",
-                out.display(),
-                out.display()
-            )));
+            return Err(Error::InvalidInput(format!("{} is a directory", out.display()))
+                .with_remedy(Remedy::TensorOutputFile { example: out.join("tensors.safetensors") }));
         }
         let leaf = match out.file_name().map(|n| n.to_str()) {
             Some(Some(n)) => n,
             Some(None) => {
                 return Err(Error::InvalidInput(format!(
-                    "-o {}: the file name is not valid UTF-8; choose another name",
+                    " {}: the file name is not valid UTF-8; choose another name",
                     out.display()
-                )));
+                ))
+                .about(Input::Output));
             }
             None => {
-                return Err(Error::InvalidInput(format!(
-                    "-o {}: with --tensor, -o names the output file (e.g. -o tensors.safetensors)",
-                    out.display()
-                )));
+                return Err(Error::InvalidInput(format!(" {}", out.display()))
+                    .about(Input::Output)
+                    .with_remedy(Remedy::TensorOutputFile { example: "tensors.safetensors".into() }));
             }
         };
         let dir = match out.parent() {
@@ -185,7 +190,7 @@ impl Vault<Unlocked> {
         let mode = super::outfile::output_mode();
         let mut tmp = d.create_temp()?;
         let shown = tmp.shown();
-        progress.begin(&format!("get {} --tensor", plan.spec), plan.data_len);
+        progress.begin(&tensor_label(&plan.spec), plan.data_len);
         let chunks_read = {
             let mut w = std::io::BufWriter::new(tmp.file());
             let n = self.write_plan(&m, &plan, &mut w, &shown.display().to_string(), progress)?;
@@ -215,7 +220,7 @@ impl Vault<Unlocked> {
     ) -> Result<TensorGetReport> {
         let m = self.manifest(name, r)?;
         let plan = plan(&m, tensors, opts)?;
-        progress.begin(&format!("get {} --tensor", plan.spec), plan.data_len);
+        progress.begin(&tensor_label(&plan.spec), plan.data_len);
         let chunks_read = {
             let mut w = std::io::BufWriter::new(&mut *out);
             let n = self.write_plan(&m, &plan, &mut w, "standard output", progress)?;
@@ -274,21 +279,23 @@ impl Vault<Unlocked> {
 /// Chooses the tensors of `m` named in `tensors` and builds the safetensors header.
 fn plan<'m>(m: &'m Manifest, tensors: &[String], opts: &TensorGetOptions) -> Result<Plan<'m>> {
     if tensors.is_empty() {
-        return Err(Error::InvalidInput("no tensor named: pass --tensor NAME (`mvault inspect` lists them)".into()));
+        return Err(Error::InvalidInput("no tensor named".into()).with_remedy(Remedy::NameTensor));
     }
     let spec = format!("{}@{}", escape(&m.name), m.version);
     let files: Vec<&FileEntry> = match &opts.file {
         Some(p) => vec![m.files.iter().find(|f| &f.path == p).ok_or_else(|| {
-            Error::NotFound(format!("{spec} has no file '{}': `mvault inspect {spec}` lists its files", escape(p)))
+            Error::NotFound(format!("{spec} has no file '{}'", escape(p)))
+                .with_remedy(Remedy::InspectFiles { version: spec.clone() })
         })?],
         None => m.files.iter().collect(),
     };
     if files.iter().all(|f| f.tensors.is_empty()) {
         let formats: BTreeSet<&str> = files.iter().map(|f| f.format.as_str()).collect();
         return Err(Error::InvalidInput(format!(
-            "{spec} has no tensor index (its files are {}): --tensor works on safetensors and GGUF files; `mvault get` without --tensor writes whole files",
+            "{spec} has no tensor index (its files are {})",
             formats.into_iter().collect::<Vec<_>>().join(", ")
-        )));
+        ))
+        .with_remedy(Remedy::TensorFormats));
     }
     let mut seen = BTreeSet::new();
     let mut chosen: Vec<(&FileEntry, &TensorInfo)> = Vec::new();
@@ -300,19 +307,18 @@ fn plan<'m>(m: &'m Manifest, tensors: &[String], opts: &TensorGetOptions) -> Res
             files.iter().filter_map(|f| f.tensors.iter().find(|t| &t.name == want).map(|t| (*f, t))).collect();
         match hits.len() {
             0 => {
-                return Err(Error::NotFound(format!(
-                    "{spec} has no tensor '{}': `mvault inspect {spec}` lists its tensors",
-                    escape(want)
-                )));
+                return Err(Error::NotFound(format!("{spec} has no tensor '{}'", escape(want)))
+                    .with_remedy(Remedy::InspectTensors { version: spec.clone() }));
             }
             1 => chosen.push(hits[0]),
             n => {
                 let paths: Vec<String> = hits.iter().map(|(f, _)| escape(&f.path)).collect();
                 return Err(Error::InvalidInput(format!(
-                    "tensor '{}' is in {n} files of {spec} ({}): choose one with --file PATH",
+                    "tensor '{}' is in {n} files of {spec} ({})",
                     escape(want),
                     paths.join(", ")
-                )));
+                ))
+                .with_remedy(Remedy::ChooseFile));
             }
         }
     }

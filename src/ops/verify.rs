@@ -12,7 +12,6 @@ use std::collections::HashSet;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::Result;
 use crate::manifest::{Manifest, hex};
 use crate::names::escape;
 use crate::progress::Progress;
@@ -20,6 +19,7 @@ use crate::store::chunks::ChunkRead;
 use crate::store::records::{self, ModelRecord, split_chunk_value};
 use crate::store::{self, ReadTxn, RecordRead};
 use crate::vault::{Unlocked, Vault};
+use crate::{Remedy, Result};
 
 /// One thing found wrong.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +32,20 @@ pub struct Problem {
     pub file: Option<String>,
     /// What is wrong.
     pub detail: String,
+    /// What to do about it, when the library knows: it completes `detail` (see
+    /// [`Problem::message`]). Serialized only when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
+}
+
+impl Problem {
+    /// The detail and the remedy, in the library's terms.
+    pub fn message(&self) -> String {
+        match &self.remedy {
+            Some(r) => format!("{}{r}", self.detail),
+            None => self.detail.clone(),
+        }
+    }
 }
 
 /// What `verify` checked and found.
@@ -93,6 +107,7 @@ impl Vault<Unlocked> {
                         version: None,
                         file: None,
                         detail: format!("version record {}… belongs to no readable model record", &hex(&key)[..16]),
+                        remedy: None,
                     });
                 }
             }
@@ -100,7 +115,7 @@ impl Vault<Unlocked> {
         if only.is_none()
             && let Some(detail) = self.model_set_problem()?
         {
-            rep.problems.push(Problem { model: None, version: None, file: None, detail });
+            rep.problems.push(Problem { model: None, version: None, file: None, detail, remedy: None });
         }
         let referenced: HashSet<[u8; 32]> =
             manifests.iter().flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id))).collect();
@@ -125,7 +140,6 @@ impl Vault<Unlocked> {
     /// An unfinished `rm --erase`: its versions are gone from the listing, but the file may still
     /// hold their chunks, manifests and records until it is finished.
     fn unfinished_erasure_problem(&self) -> Option<Problem> {
-        const RESUME: &str = "run `mvault rm --erase --resume` to finish it";
         match self.unfinished_erasure() {
             Ok(None) => None,
             Ok(Some(e)) => {
@@ -136,17 +150,19 @@ impl Vault<Unlocked> {
                     file: None,
                     detail: format!(
                         "an erasure of model '{}' version(s) {} is unfinished: the vault file may still hold their \
-                         chunks, manifests and records; {RESUME}",
+                         chunks, manifests and records",
                         escape(&e.name),
                         vs.join(",")
                     ),
+                    remedy: Some(Remedy::FinishErasure),
                 })
             }
             Err(err) => Some(Problem {
                 model: None,
                 version: None,
                 file: None,
-                detail: format!("an erasure is unfinished and its record does not open ({err}); {RESUME}"),
+                detail: format!("an erasure is unfinished and its record does not open ({err})"),
+                remedy: Some(Remedy::FinishErasure),
             }),
         }
     }
@@ -170,7 +186,7 @@ impl Vault<Unlocked> {
                 Err(_) if only.is_some() => continue,
                 Err(e) => {
                     let detail = format!("record {}…: {e}", &hex(&key)[..16]);
-                    rep.problems.push(Problem { model: None, version: None, file: None, detail });
+                    rep.problems.push(Problem { model: None, version: None, file: None, detail, remedy: None });
                     continue;
                 }
             };
@@ -180,7 +196,13 @@ impl Vault<Unlocked> {
             }
             rep.models += 1;
             for (ver, detail) in self.live_mismatches(rx, &key, &rec)? {
-                rep.problems.push(Problem { model: Some(rec.name.clone()), version: Some(ver), file: None, detail });
+                rep.problems.push(Problem {
+                    model: Some(rec.name.clone()),
+                    version: Some(ver),
+                    file: None,
+                    detail,
+                    remedy: None,
+                });
             }
             for ver in rx.version_numbers(&key)? {
                 if only.is_some_and(|(_, v)| v.is_some_and(|v| v != ver)) {
@@ -196,6 +218,7 @@ impl Vault<Unlocked> {
                         version: Some(ver),
                         file: None,
                         detail: e.to_string(),
+                        remedy: None,
                     }),
                 }
             }
@@ -217,6 +240,7 @@ impl Vault<Unlocked> {
                 version: Some(m.version),
                 file: Some(f.path.clone()),
                 detail,
+                remedy: None,
             };
             let where_ = format!("model '{}' version {} file '{}'", escape(&m.name), m.version, escape(&f.path));
             let mut sha = Sha256::new();
@@ -320,7 +344,8 @@ fn check_chunk_index(rx: &ReadTxn, indexed: bool, referenced: &HashSet<[u8; 32]>
         detail: format!(
             "the chunk index disagrees with the stored chunks: {unindexed} chunk(s) not indexed (a later put \
              stores them again), {ghosts} unreferenced index entr(ies) without a chunk (a later put could \
-             reference a chunk that is not stored), {wrong_len} with a wrong length; run `mvault gc`, which rebuilds the index"
+             reference a chunk that is not stored), {wrong_len} with a wrong length"
         ),
+        remedy: Some(Remedy::RebuildIndex),
     }))
 }

@@ -290,9 +290,10 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
             Err(DatabaseError::RepairAborted) if !writable => {
                 return Err(Error::Storage {
                     context: format!("opening {} read-only", real.display()),
-                    detail: "the vault was not closed cleanly and needs a repair, which needs write access: run any mvault command on it once as a user who may write the file".into(),
+                    detail: "the vault was not closed cleanly and needs a repair, which needs write access".into(),
                     source: None,
-                });
+                }
+                .with_remedy(crate::Remedy::RepairByWriting));
             }
             Err(e) => return Err(map_open_error(path, e)),
         }

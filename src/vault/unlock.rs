@@ -15,7 +15,7 @@ use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::store::envelope::Envelope;
 use crate::store::records::{self, FORMAT_VERSION, IndexRecord, SignerRecord, SlotRecord};
 use crate::store::{self, RecordRead, Table};
-use crate::{Error, Result};
+use crate::{Error, Remedy, Result};
 
 impl Vault<Locked> {
     /// Unlocks with `passphrase`, trying the key slots cheapest first (each costs one Argon2id
@@ -169,26 +169,28 @@ impl Vault<Locked> {
 fn unlock_limit(rest: &[(String, SlotRecord)], tried: usize, spent: u64, cost: u64) -> Option<Error> {
     let (name, slot) = &rest[0];
     if tried >= MAX_UNLOCK_SLOTS {
-        let rest: Vec<String> = rest.iter().map(|(n, _)| format!("'{}'", crate::names::escape(n))).collect();
-        return Some(Error::UnlockLimit(format!(
-            "the passphrase opened none of the {tried} key slots tried, the most one unlock tries \
-             without --slot; not tried: {}: if the passphrase is for one of them, unlock with \
-             `--slot NAME`",
-            rest.join(", ")
-        )));
+        let rest: Vec<String> = rest.iter().map(|(n, _)| crate::names::escape(n)).collect();
+        return Some(
+            Error::UnlockLimit(format!(
+                "the passphrase opened none of the {tried} key slots tried, the most one unlock tries"
+            ))
+            .with_remedy(Remedy::UnlockByName { not_tried: rest }),
+        );
     }
     if spent + cost > MAX_UNLOCK_COST {
-        return Some(Error::UnlockLimit(format!(
-            "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
-             tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
-             over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
-             every slot: if the passphrase is for that slot, unlock with `--slot {}`",
-            crate::names::escape(name),
-            slot.params.memory_kib,
-            slot.params.time_cost,
-            spent + cost,
-            crate::names::escape(name)
-        )));
+        return Some(
+            Error::UnlockLimit(format!(
+                "the passphrase opened none of the {tried} key slot(s) tried; key slot '{}' was not \
+                 tried: its Argon2id cost ({} KiB x {} passes) would bring this unlock to {} KiB-passes, \
+                 over the limit of {MAX_UNLOCK_COST} KiB-passes (1 GiB x 1 pass) for an unlock that tries \
+                 every slot",
+                crate::names::escape(name),
+                slot.params.memory_kib,
+                slot.params.time_cost,
+                spent + cost,
+            ))
+            .with_remedy(Remedy::UnlockSlot { slot: crate::names::escape(name) }),
+        );
     }
     None
 }

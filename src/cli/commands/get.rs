@@ -9,7 +9,7 @@ use modelvault::{GetOptions, Result, TensorGetOptions, Unlocked, Vault, VersionR
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, group, shape, size};
-use crate::cli::progress::Bar;
+use crate::cli::progress::{Bar, Relabel, tensor_label};
 use crate::cli::session::{refuse_vault_stdout, unlock};
 
 /// What `get` was asked for, as the command line gave it.
@@ -63,6 +63,7 @@ pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
 /// `get --tensor`: the tensors named, as one safetensors file at `-o` or on standard output.
 fn tensors(g: &Global, v: &Vault<Unlocked>, name: &str, r: &VersionRef, a: &GetArgs, bar: &Bar) -> Result<i32> {
     let opts = TensorGetOptions { force: a.force, file: a.file.map(str::to_string) };
+    let bar = &Relabel { inner: bar, words: tensor_label };
     if a.dest.as_os_str() == "-" {
         // The file goes to standard output; the report to standard error.
         refuse_vault_stdout(v)?;

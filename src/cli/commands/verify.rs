@@ -14,7 +14,13 @@ pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
     let bar = Bar::new(g);
     let v = unlock(g)?;
     let only = spec.map(|s| target(&v, s)).transpose()?;
-    let rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
+    let mut rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
+    // A problem's remedy, in this CLI's words, completes its detail (in the JSON too).
+    for p in &mut rep.problems {
+        if let Some(r) = p.remedy.take() {
+            p.detail.push_str(&crate::cli::exit::remedy(&r));
+        }
+    }
     if let Some((n, ver)) = &only {
         if rep.models == 0 {
             return Err(Error::ModelNotFound(escape(n)));

@@ -64,7 +64,7 @@ impl Vault<Unlocked> {
         if self.erasure_pending()? {
             self.resume_erasure()?;
         }
-        self.check_live_records("rm --erase")?;
+        self.check_live_records(crate::ops::Refused::Erase { resuming: false })?;
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         {
             let mut txn = self.write()?;
@@ -101,7 +101,7 @@ impl Vault<Unlocked> {
         // (gc and the rewrite look only at what is live), and refusing would block every write.
         let pending = self.unfinished_erasure().ok().flatten();
         let (name, versions) = pending.map(|p| (p.name, p.versions)).unwrap_or_default();
-        self.check_live_records("rm --erase --resume")?;
+        self.check_live_records(crate::ops::Refused::Erase { resuming: true })?;
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         let gc = self.gc()?;
         let path = self.path.clone();

@@ -133,9 +133,8 @@ impl Vault<Unlocked> {
 
     pub(super) fn refuse_during_rotation(&self) -> Result<()> {
         if self.rotation_pending() {
-            return Err(Error::InvalidInput(
-                "a master-key rotation is unfinished: run `mvault key rotate --resume` first".into(),
-            ));
+            return Err(Error::InvalidInput("a master-key rotation is unfinished".into())
+                .with_remedy(crate::Remedy::ResumeRotation));
         }
         Ok(())
     }
@@ -149,9 +148,8 @@ impl Vault<Unlocked> {
         params.check()?;
         self.refuse_during_rotation()?;
         if read_slots(&self.db)?.iter().any(|(n, _)| n == name) {
-            return Err(Error::InvalidInput(format!(
-                "key slot '{name}' already exists: choose another name, or change its passphrase with `mvault key passwd --slot-name {name}`"
-            )));
+            return Err(Error::InvalidInput(format!("key slot '{name}' already exists"))
+                .with_remedy(crate::Remedy::ChangeSlotPassphrase { slot: name.to_string() }));
         }
         let (slot, _kek) =
             make_slot(&self.header.vault_id, name, self.epoch(), params, &self.state.master, passphrase)?;
@@ -168,7 +166,9 @@ impl Vault<Unlocked> {
         self.refuse_during_rotation()?;
         let slots = read_slots(&self.db)?;
         if !slots.iter().any(|(n, _)| n == name) {
-            return Err(Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(name))));
+            return Err(
+                Error::NotFound(format!("no key slot named '{}'", escape(name))).with_remedy(crate::Remedy::ListSlots)
+            );
         }
         if slots.len() == 1 {
             return Err(Error::InvalidInput(format!(
@@ -176,9 +176,8 @@ impl Vault<Unlocked> {
             )));
         }
         if name == self.state.slot {
-            return Err(Error::InvalidInput(format!(
-                "key slot '{name}' is the one this command unlocked with: unlock with another slot (--slot NAME) to remove it"
-            )));
+            return Err(Error::InvalidInput(format!("key slot '{name}' is the one"))
+                .with_remedy(crate::Remedy::UnlockWithAnotherSlot));
         }
         let mut txn = self.write()?;
         txn.tx.remove_slot(name)?;
@@ -199,7 +198,7 @@ impl Vault<Unlocked> {
         let name = name.unwrap_or(&self.state.slot).to_string();
         let slots = read_slots(&self.db)?;
         let (_, bytes) = slots.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-            Error::NotFound(format!("no key slot named '{}': `mvault key list` lists them", escape(&name)))
+            Error::NotFound(format!("no key slot named '{}'", escape(&name))).with_remedy(crate::Remedy::ListSlots)
         })?;
         let old = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
         let params = params.copied().unwrap_or(old.params);

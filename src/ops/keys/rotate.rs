@@ -57,7 +57,7 @@ impl Vault<Unlocked> {
         if self.rotation_pending() {
             return self.resume_rotation(progress);
         }
-        self.check_live_records("key rotate")?;
+        self.check_live_records(crate::ops::Refused::Op("key rotate"))?;
         // An unfinished erasure's unreferenced chunks must not be carried into the new epoch.
         if self.erasure_pending()? {
             self.resume_erasure()?;
@@ -89,9 +89,8 @@ impl Vault<Unlocked> {
                 removed.push(name.clone());
                 continue;
             } else {
-                return Err(Error::InvalidInput(format!(
-                    "no passphrase given for key slot '{name}': give it (--slot-passphrase-file {name}=FILE) or pass --remove-other-slots to drop slots without one; nothing was changed"
-                )));
+                return Err(Error::InvalidInput(format!("no passphrase given for key slot '{name}'"))
+                    .with_remedy(crate::Remedy::SlotPassphrase { slot: name.clone() }));
             };
             let wrapped = aead::seal(&kek, &SlotRecord::aad(&vid, name, to, &slot.params), new_master.expose())?;
             slot.next = Some((to, wrapped));
@@ -143,7 +142,7 @@ impl Vault<Unlocked> {
             records: 0,
             file_bytes: 0,
         };
-        self.check_live_records("key rotate")?;
+        self.check_live_records(crate::ops::Refused::Op("key rotate"))?;
         let state = {
             let txn = self.write()?;
             txn.state.clone()

@@ -152,10 +152,11 @@ impl VaultFile {
 
     fn refuse(&self, shown: &Path) -> Error {
         Error::InvalidInput(format!(
-            "{} is this vault's own file ({}): refusing to write over it, whatever --force says; choose another output path",
+            "{} is this vault's own file ({}): refusing to write over it",
             shown.display(),
             self.path.display()
         ))
+        .with_remedy(crate::Remedy::OtherOutput)
     }
 }
 

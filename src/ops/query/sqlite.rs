@@ -168,7 +168,7 @@ impl MetaDb {
     pub(super) fn select_versions(&self, expr: &str, compiled: &CompiledWhere) -> Result<BTreeSet<(String, u64)>> {
         let sql = format!("{WHERE_PREFIX}{}{WHERE_SUFFIX}", compiled.sql);
         let map = |o: usize| compiled.user_offset(o);
-        let shown = |e| self.sql_error("--where", e, expr, &map);
+        let shown = |e| self.sql_error("", e, expr, &map).about(crate::Input::Condition);
         *self.lock_refused() = None;
         self.start_clock();
         let mut stmt = self.conn.prepare(&sql).map_err(shown)?;
@@ -190,7 +190,7 @@ impl MetaDb {
 
     fn memory_error(&self, what: &str) -> Error {
         Error::InvalidInput(format!(
-            "{what} stopped: it needs more than the memory limit of {} MiB{}; raise it with --max-memory-mib N (or narrow the query)",
+            "{what} stopped: it needs more than the memory limit of {} MiB{}",
             self.limits.max_memory_mib,
             if self.heap_limit > 0 && (self.heap_limit >> 20) < self.limits.max_memory_mib as i64 {
                 format!(
@@ -201,6 +201,7 @@ impl MetaDb {
                 String::new()
             }
         ))
+        .with_remedy(crate::Remedy::RaiseMemoryLimit)
     }
 
     fn lock_refused(&self) -> std::sync::MutexGuard<'_, Option<String>> {
@@ -212,9 +213,10 @@ impl MetaDb {
     fn sql_error(&self, what: &str, e: rusqlite::Error, user: &str, map: &dyn Fn(usize) -> Option<usize>) -> Error {
         if self.deadline.lock().unwrap_or_else(|p| p.into_inner()).1 {
             return Error::InvalidInput(format!(
-                "{what} stopped: it ran past the time limit of {} s; raise it with --max-seconds N (or narrow the query)",
+                "{what} stopped: it ran past the time limit of {} s",
                 self.limits.max_seconds
-            ));
+            ))
+            .with_remedy(crate::Remedy::RaiseTimeLimit);
         }
         if let rusqlite::Error::SqliteFailure(f, _) = &e
             && f.code == rusqlite::ErrorCode::OutOfMemory

@@ -69,9 +69,7 @@ impl MetaDb {
     /// Builds and locks down the database from a snapshot.
     pub(crate) fn build(snap: &Snapshot, limits: QueryLimits) -> Result<MetaDb> {
         if !(limits.max_seconds.is_finite() && limits.max_seconds > 0.0) || limits.max_memory_mib == 0 {
-            return Err(Error::InvalidInput(
-                "query limits: --max-seconds must be a positive number and --max-memory-mib at least 1".into(),
-            ));
+            return Err(Error::InvalidInput("query limits:".into()).with_remedy(crate::Remedy::FixQueryLimits));
         }
         let conn = Connection::open_in_memory().map_err(fill_err)?;
         // Before any table exists: keep every temporary structure in memory.

@@ -85,7 +85,7 @@ impl CompiledWhere {
 
 fn where_err(expr: &str, at: usize, what: &str) -> Error {
     let col = expr[..expr.floor_char_boundary(at)].chars().count() + 1;
-    Error::InvalidInput(format!("--where: {what} at character {col} of: {}", visible(expr)))
+    Error::InvalidInput(format!(": {what} at character {col} of: {}", visible(expr))).about(crate::Input::Condition)
 }
 
 /// SQL text for a one-line message: control and bidirectional characters escaped (so a newline
@@ -110,14 +110,16 @@ pub(super) fn visible(s: &str) -> String {
 pub(super) fn compile_where(expr: &str) -> Result<CompiledWhere> {
     if expr.trim().is_empty() {
         return Err(Error::InvalidInput(
-            "--where: the expression is empty: give a SQL condition such as \"metric.accuracy > 0.9\"".into(),
-        ));
+            ": the expression is empty: give a SQL condition such as \"metric.accuracy > 0.9\"".into(),
+        )
+        .about(crate::Input::Condition));
     }
     if expr.len() > MAX_SQL_BYTES {
         return Err(Error::InvalidInput(format!(
-            "--where: the expression is {} bytes; the limit is {MAX_SQL_BYTES}",
+            ": the expression is {} bytes; the limit is {MAX_SQL_BYTES}",
             expr.len()
-        )));
+        ))
+        .about(crate::Input::Condition));
     }
     let b = expr.as_bytes();
     let mut out = String::with_capacity(expr.len() + 64);
