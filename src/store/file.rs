@@ -217,7 +217,7 @@ pub const READER_REPAIR_TRIES: u32 = 50;
 /// retries every 100 ms until `wait` has passed (no wait: fail at once with
 /// [`Error::VaultInUse`]). A reader (`read_only` set, or a file this process may not write)
 /// takes no writer lock and opens beside a writer at work; every read transaction it starts
-/// sees the last commit made when it began (see [`builder`]).
+/// sees the last commit made when it began (redb's single-writer mode).
 ///
 /// A symbolic link is resolved once, here: the handle's [`Db::path`] is the real file, so a
 /// rewrite renames its fresh file over the real file, in the real file's directory, never over

@@ -78,16 +78,18 @@ pub fn rewrite(db: &mut Db, path: &Path) -> Result<()> {
 }
 
 /// Builds a fresh vault file with `fill(old, fresh)` (which writes every record the new file must
-/// hold, in transactions of its own on `fresh`: a fill may checkpoint), then renames it over `path` (the vault file, [`Db::path`]) and makes `db` the handle of
-/// the fresh file.
+/// hold, in transactions of its own on `fresh`: a fill may checkpoint), then renames it over
+/// `path` (the vault file, [`Db::path`]) and makes `db` the handle of the fresh file.
 ///
 /// The fresh file is created beside the vault (same directory, so the rename is atomic) with the
-/// vault file's owner, group (fchown, where permitted) and permission bits (fchmod). It is locked
-/// from its creation and stays locked: the rename happens while this handle still holds the lock
-/// of both the old and the fresh file, so no other process can lock either in between. An opener
-/// that opened the old file before the rename and wins its lock after it is released finds that
-/// the path names another file and opens again ([`open_db`]), so no write can go to the unlinked
-/// old file.
+/// vault file's owner, group (fchown, where permitted) and permission bits (fchmod). Its writer
+/// lock is held from its creation on: the rename happens while this handle still holds the
+/// writer lock of both the old and the fresh file, so no other writer can take either in
+/// between. A writer that opened the old file before the rename and wins its lock after it is
+/// released finds that the path names another file and opens again ([`super::open_db`]), so no
+/// write can go to the unlinked old file. A reader that opened the old file goes on reading it
+/// (its descriptor keeps the unlinked file, which nothing writes after the rename but redb's
+/// close of the old handle); one that opens after the rename reads the fresh file.
 ///
 /// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
 /// A left-over temporary file from a crash is removed by the next rewrite. If `fill` fails, the
