@@ -381,3 +381,81 @@ fn a_reader_after_a_killed_writer_repairs_the_file_and_reads() {
     assert!(killed > 0, "no put was still running when killed");
     must(&run(d, &["verify", "-q"]), "verify after the killed writers");
 }
+
+/// (4) A vault file the reader may not write (run as `nobody` through `setpriv` when the test
+/// runs as root; chmod alone does not stop root) serves reading commands while its owner
+/// writes: a `cat` holding a read open and an `ls` as the unprivileged user, a `put` as the
+/// owner at the same time; the reader then sees the new version. Skipped (with a message) as
+/// root without `setpriv`.
+#[test]
+fn a_vault_the_reader_may_not_write_serves_reads_while_its_owner_writes() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = running_as_root();
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists());
+    if root && setpriv.is_none() {
+        eprintln!("skipped: running as root without setpriv, so no unprivileged user to test with");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli_init(d);
+    let keep = generated(&d.join("keep.bin"), 16, 51);
+    must(&run(d, &["put", "keep.bin", "--name", "keep", "-q"]), "put keep");
+    generated(&d.join("next.bin"), 128, 52);
+    for (p, mode) in [(d.to_path_buf(), 0o755), (d.join("passphrase"), 0o644), (d.join("test.mvault"), 0o644)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let reader = |args: &[&str]| {
+        let mut c = match (root, setpriv) {
+            (true, Some(sp)) => {
+                let mut c = Command::new(sp);
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(assert_cmd::cargo::cargo_bin("mvault"));
+                c
+            }
+            _ => Command::new(assert_cmd::cargo::cargo_bin("mvault")),
+        };
+        c.args(args)
+            .env("MVAULT_VAULT", d.join("test.mvault"))
+            .env("MVAULT_PASSPHRASE_FILE", d.join("passphrase"))
+            .env_remove("MVAULT_PASSPHRASE")
+            .env_remove("MVAULT_WAIT")
+            .current_dir(d)
+            .stdin(Stdio::null());
+        c
+    };
+    // Not root: this user owns the file, so take the write permission away for the reader.
+    if !root {
+        std::fs::set_permissions(d.join("test.mvault"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let mut cat = KillOnDrop(reader(&["cat", "keep"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(cat.0.try_wait().unwrap().is_none(), "the cat ended before the writer started");
+    if !root {
+        std::fs::set_permissions(d.join("test.mvault"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let put = mv(d)
+        .args(["put", "next.bin", "--name", "next", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ls = finish(reader(&["ls"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &["ls"]);
+    must(&ls, "ls by a user who may not write the file, beside a writer");
+    must(&finish(put, &["put", "next.bin"]), "the owner's put beside a reader who may not write");
+    let mut bytes = Vec::new();
+    cat.0.stdout.take().unwrap().read_to_end(&mut bytes).unwrap();
+    assert!(cat.0.wait().unwrap().success(), "the reader's cat failed");
+    assert!(bytes == std::fs::read(&keep).unwrap(), "the reader's cat returned other bytes");
+    let after =
+        finish(reader(&["ls", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &["ls"]);
+    must(&after, "ls by the reader after the put");
+    assert!(listed(&after).contains(&("next".to_string(), 1)), "the reader does not see the owner's commit");
+}
+
+/// True when this process runs as root (read from `/proc/self/status`, no libc call).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
