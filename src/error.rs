@@ -221,9 +221,18 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
-    /// Builds an [`Error::Storage`] from a storage engine error, which it keeps as its source.
+    /// Builds an [`Error::Storage`] from a storage engine error, which it keeps as its source; a
+    /// damaged file ([`crate::store::StoreErrorKind::Corrupt`]) is an [`Error::Damaged`] instead.
     pub(crate) fn storage(context: impl Into<String>, e: impl Into<crate::store::StoreError>) -> Self {
         let e = e.into();
+        if e.kind() == crate::store::StoreErrorKind::Corrupt {
+            // A reader runs no integrity check on open (a writer's open does, for small files),
+            // so damage can first show here: it is damage, not an I/O failure.
+            return Error::Damaged(format!(
+                "the vault file is damaged: the storage engine found a corrupt or missing page while {} ({e}); restore it from a backup",
+                context.into()
+            ));
+        }
         Error::Storage { context: context.into(), detail: e.to_string(), source: Some(e) }
     }
 

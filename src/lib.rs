@@ -46,8 +46,8 @@ pub mod manifest;
 pub mod names;
 pub mod ops;
 pub mod progress;
-pub mod remote;
 pub mod remedy;
+pub mod remote;
 pub mod store;
 pub mod vault;
 

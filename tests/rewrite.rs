@@ -410,6 +410,17 @@ fn a_vault_file_the_user_may_not_write_opens_for_every_reading_command() {
         &["verify", "--read-data"],
         &["query", "SELECT name, version FROM versions"],
         &["get", "s", "-o", "out/restored"],
+        &["inspect", "s"],
+        &["diff", "s@1", "s@1"],
+        &["stats"],
+        &["families"],
+        &["similar", "s"],
+        &["key", "list"],
+        &["key", "usage"],
+        &["signer", "show"],
+        &["signer", "list"],
+        &["trust", "list"],
+        &["allow", "list"],
     ] {
         let out = run(args);
         assert!(
@@ -478,11 +489,16 @@ fn the_library_opens_read_only_reads_everything_and_refuses_every_write_unchange
     refused("add slot", v.add_slot("x", &pw("x"), &test_params()).unwrap_err());
     drop(v);
     assert_eq!(std::fs::read(&path).unwrap(), before, "a read-only open changed the file");
-    // While a read-only handle is open, a writer is kept out.
-    let reader = Vault::open(&path, &opts).unwrap();
+    // A read-only handle keeps no writer out, and sees the writer's commits; a second writer is
+    // kept out while the first holds the file.
+    let reader = Vault::open(&path, &opts).unwrap().unlock(&pass()).unwrap();
+    let writer = reopen(&path);
     assert!(matches!(Vault::open(&path, &OpenOptions::default()).err().unwrap(), Error::VaultInUse(_)));
+    writer.set_tag("s", &VersionRef::Latest, "k", "v").unwrap();
+    let shown = reader.show("s", &VersionRef::Latest).unwrap();
+    assert_eq!(shown.tags.get("k").map(String::as_str), Some("v"), "the reader does not see the commit");
+    drop(writer);
     drop(reader);
-    reopen(&path).set_tag("s", &VersionRef::Latest, "k", "v").unwrap();
 }
 
 #[test]

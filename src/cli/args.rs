@@ -33,8 +33,9 @@ pub struct Global {
     /// Unlock with this key slot only (default: try every slot).
     #[arg(long, global = true, value_name = "NAME")]
     pub slot: Option<String>,
-    /// If another process holds the vault, retry for up to this many seconds.
-    #[arg(long, global = true, value_name = "SECONDS")]
+    /// If another process is writing the vault, retry for up to this many seconds (commands
+    /// that write; reading commands never wait for a writer).
+    #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]

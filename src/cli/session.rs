@@ -18,7 +18,14 @@ pub fn vault_path(g: &Global) -> Result<PathBuf> {
     g.vault.clone().ok_or_else(|| Error::InvalidInput("no vault given: pass --vault PATH or set MVAULT_VAULT".into()))
 }
 
-/// The open options from `--wait SECONDS`.
+/// The open options of a reading command: read-only, beside any writer (`--wait` plays no part).
+///
+/// Errors: as [`open_opts`].
+pub fn read_opts(g: &Global) -> Result<OpenOptions> {
+    Ok(OpenOptions { read_only: true, ..open_opts(g)? })
+}
+
+/// The open options of a writing command, from `--wait SECONDS` (or `MVAULT_WAIT`).
 ///
 /// Errors: [`Error::InvalidInput`] for a wait outside 0..=86400 seconds.
 pub fn open_opts(g: &Global) -> Result<OpenOptions> {
@@ -46,11 +53,21 @@ pub fn unlock_write(g: &Global, progress: &dyn Progress) -> Result<Vault<Unlocke
     Ok(v)
 }
 
-/// Opens the vault and unlocks it with the passphrase from the global options (or a prompt),
-/// with the slot named by `--slot` if there is one.
+/// Opens the vault for a reading command (read-only: it runs beside a writer and other readers)
+/// and unlocks it as [`unlock`] does.
+pub fn unlock_read(g: &Global) -> Result<Vault<Unlocked>> {
+    unlock_with(g, &read_opts(g)?)
+}
+
+/// Opens the vault for writing and unlocks it with the passphrase from the global options (or a
+/// prompt), with the slot named by `--slot` if there is one.
 pub fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
+    unlock_with(g, &open_opts(g)?)
+}
+
+fn unlock_with(g: &Global, opts: &OpenOptions) -> Result<Vault<Unlocked>> {
     let path = vault_path(g)?;
-    let locked = Vault::open(&path, &open_opts(g)?)?;
+    let locked = Vault::open(&path, opts)?;
     let pass = passphrase::obtain(g, &format!("Passphrase for {}: ", path.display()), false)?;
     let v = match &g.slot {
         Some(s) => locked.unlock_slot(s, &pass),

@@ -35,6 +35,11 @@ pub struct GcReport {
     pub file_bytes_before: u64,
     /// Vault file size after compaction, in bytes.
     pub file_bytes_after: u64,
+    /// False when the file was not compacted because another process kept a read open on it
+    /// for longer than [`crate::store::COMPACT_WAIT`]: the deleted chunks' pages are free inside
+    /// the file (reused by later writes) but the file did not shrink; run `gc` again to shrink
+    /// it. A warning says so too.
+    pub compacted: bool,
 }
 
 impl Vault<Unlocked> {
@@ -111,6 +116,7 @@ impl Vault<Unlocked> {
             missing: Vec::new(),
             file_bytes_before,
             file_bytes_after: 0,
+            compacted: true,
         };
         let txn = self.write()?;
         {
@@ -141,7 +147,13 @@ impl Vault<Unlocked> {
             }
         }
         txn.commit()?;
-        self.db.compact()?;
+        report.compacted = self.db.compact()?;
+        if !report.compacted {
+            self.warn(format!(
+                "the vault file {} was not compacted: another process is reading it; the freed space is reused by later writes, and a later gc shrinks the file",
+                self.path.display()
+            ));
+        }
         report.file_bytes_after = file_len(&self.path);
         Ok(report)
     }

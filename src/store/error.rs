@@ -12,6 +12,9 @@ pub enum StoreErrorKind {
     PreviousIo,
     /// The operating system failed a read or write (a full disk among them).
     Io,
+    /// The file is damaged: the engine found a corrupt page, or a page it needed lies past the
+    /// end of the file (a truncated file reads as an I/O error of kind `UnexpectedEof`).
+    Corrupt,
     /// Anything else: a corrupt page, a table of an unexpected type, a value too large.
     Other,
 }
@@ -47,6 +50,8 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
         let e: redb::Error = e.into();
         let kind = match &e {
             redb::Error::PreviousIo => StoreErrorKind::PreviousIo,
+            redb::Error::Corrupted(_) => StoreErrorKind::Corrupt,
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => StoreErrorKind::Corrupt,
             redb::Error::Io(_) => StoreErrorKind::Io,
             _ => StoreErrorKind::Other,
         };
@@ -66,6 +71,10 @@ mod tests {
         assert_eq!(e.to_string(), redb::Error::PreviousIo.to_string());
         let io = StoreError::from(redb::StorageError::Io(std::io::Error::other("disk full")));
         assert_eq!(io.kind(), StoreErrorKind::Io);
+        let short = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "failed to fill whole buffer");
+        assert_eq!(StoreError::from(redb::StorageError::Io(short)).kind(), StoreErrorKind::Corrupt);
+        let bad = StoreError::from(redb::StorageError::Corrupted("bad page".into()));
+        assert_eq!(bad.kind(), StoreErrorKind::Corrupt);
         let t = StoreError::from(redb::TableError::TableDoesNotExist("x".into()));
         assert_eq!(t.kind(), StoreErrorKind::Other);
         assert!(std::error::Error::source(&e).is_some());

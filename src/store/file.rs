@@ -1,18 +1,18 @@
-//! The vault file itself: opening it ([`open_db`]: symbolic links resolved once, a read-only
-//! open for a file this process may not write, the integrity check of small files, and the
-//! check that the file it locked is still the file at the path), creating it ([`create_db`],
-//! `O_EXCL`, mode 0600) and rewriting it ([`rewrite_with`]: a fresh file renamed over the vault
-//! while both files are locked, with the vault's owner and mode). It must never hand out a
-//! handle on a file other than the one at the vault's path, rename anything over a symbolic
-//! link, or write to a file opened read-only.
+//! The vault file itself: opening it ([`open_db`]: symbolic links resolved once, a writer that
+//! takes the writer lock or a reader that opens read-only beside it, the integrity check of small
+//! files on a writer's open, and the check that the file it opened is still the file at the
+//! path), creating it ([`create_db`], `O_EXCL`, mode 0600) and compacting it ([`Db::compact`],
+//! which gives way to readers of other processes). Every open is in redb's single-writer mode:
+//! one writer process, any number of reader processes. It must never hand out a handle on a
+//! file other than the one at the vault's path, or write to a file opened read-only.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redb::backends::FileBackend;
-use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase};
+use redb::{CompactionError, ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase};
 
-use super::{Table, copy_table, read, write};
+use super::rewrite::{FileOwner, take_owner};
 use crate::{Error, Result};
 
 /// redb page cache, in bytes (64 MiB): keeps a multi-GiB put's RSS flat (see FACTS: the default
@@ -22,22 +22,32 @@ pub const CACHE_BYTES: usize = 64 << 20;
 /// Largest vault file whose every page is checked when it is opened (64 MiB: about 50 ms).
 pub const INTEGRITY_CHECK_MAX_BYTES: u64 = 64 << 20;
 
+/// Every open of a vault file, writer or reader, is in redb's single-writer mode: one process
+/// writes (its open takes the writer lock for as long as it holds the file), and any number of
+/// processes open the file read-only beside it, each read transaction seeing the last commit
+/// made when it began. A writer of another mode (redb's default locks the whole file) excludes
+/// them all and is excluded by them.
 fn builder() -> redb::Builder {
     let mut b = redb::Builder::new();
     b.set_cache_size(CACHE_BYTES);
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
     b
 }
+
+/// How long [`Db::compact`] keeps trying while a reader in another process holds a snapshot
+/// (2 s, in tries 100 ms apart) before it gives up and leaves the file as it is.
+pub const COMPACT_WAIT: Duration = Duration::from_secs(2);
 
 /// An open vault file: a redb database this process may write, or one opened read-only because
 /// the file may not be written by this process (or the caller asked for it). Reading works the
 /// same on both; every write on a read-only one fails with [`Error::ReadOnly`] before it starts.
 pub struct Db {
-    inner: DbInner,
+    pub(super) inner: DbInner,
     /// The vault file, every symbolic link resolved (see [`open_db`]).
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
-enum DbInner {
+pub(super) enum DbInner {
     Write(Database),
     Read(ReadOnlyDatabase),
 }
@@ -56,26 +66,46 @@ impl Db {
     /// The writable redb database.
     ///
     /// Errors: [`Error::ReadOnly`] for a read-only handle.
-    fn writable(&self) -> Result<&Database> {
+    pub(super) fn writable(&self) -> Result<&Database> {
         match &self.inner {
             DbInner::Write(db) => Ok(db),
             DbInner::Read(_) => Err(Error::ReadOnly(self.path.clone())),
         }
     }
 
-    /// Compacts the file until nothing is left to move (the file shrinks to what it holds). A
-    /// read-only handle compacts nothing (writes were refused before this).
+    /// Compacts the file until nothing is left to move (the file shrinks to what it holds).
+    /// Returns false when it could not: compaction moves pages that a read transaction of another
+    /// process may still read, so while one is open it is refused; this retries for
+    /// [`COMPACT_WAIT`] and then leaves the file as it is (nothing is lost: the free pages stay
+    /// free, and the next compaction takes them). A read-only handle compacts nothing (writes
+    /// were refused before this) and returns true.
     ///
     /// Errors: [`Error::Storage`].
-    pub fn compact(&mut self) -> Result<()> {
-        self.compact_as("compacting the vault file")
+    pub fn compact(&mut self) -> Result<bool> {
+        let deadline = Instant::now() + COMPACT_WAIT;
+        while !self.compact_as("compacting the vault file")? {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(true)
     }
 
-    fn compact_as(&mut self, context: &str) -> Result<()> {
+    /// One compaction to the end; false when a read transaction (of another process: this one
+    /// holds none here) refused it.
+    pub(super) fn compact_as(&mut self, context: &str) -> Result<bool> {
         if let DbInner::Write(db) = &mut self.inner {
-            while db.compact().map_err(|e| Error::storage(context, e))? {}
+            loop {
+                match db.compact() {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(CompactionError::TransactionInProgress) => return Ok(false),
+                    Err(e) => return Err(Error::storage(context, e)),
+                }
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -102,49 +132,6 @@ impl Db {
     }
 }
 
-/// Permission bits and owner of an existing vault file, which a rewrite gives the fresh file.
-#[derive(Debug, Clone, Copy)]
-struct FileOwner {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-#[cfg(unix)]
-fn owner_of(path: &Path) -> Result<Option<FileOwner>> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(Some(FileOwner { mode: m.mode() & 0o777, uid: m.uid(), gid: m.gid() }))
-}
-
-#[cfg(not(unix))]
-fn owner_of(_path: &Path) -> Result<Option<FileOwner>> {
-    Ok(None)
-}
-
-/// Gives `file` the owner, group and permission bits of `like`: fchown first (it may clear mode
-/// bits), where permitted (an unprivileged process may only keep its own uid and pick one of its
-/// groups; refused, the file keeps this process's), then fchmod.
-#[cfg(unix)]
-fn take_owner(file: &std::fs::File, path: &Path, like: FileOwner) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::os::unix::fs::fchown(file, Some(like.uid), Some(like.gid)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            // Not permitted to give away the file: try to keep at least the group.
-            let _ = std::os::unix::fs::fchown(file, None, Some(like.gid));
-        }
-        Err(e) => return Err(Error::io(format!("setting the owner of {}", path.display()), e)),
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(like.mode))
-        .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))
-}
-
-#[cfg(not(unix))]
-fn take_owner(_file: &std::fs::File, _path: &Path, _like: FileOwner) -> Result<()> {
-    Ok(())
-}
-
 /// Creates a new, empty redb file at `path`, failing if anything exists there (a symbolic link
 /// included). The file is created with mode 0600 on Unix.
 ///
@@ -156,7 +143,7 @@ pub fn create_db(path: &Path) -> Result<Db> {
 
 /// Creates the file with `O_EXCL` (mode 0600, or `like`'s owner and mode) and has redb initialise
 /// it through the descriptor it was created with.
-fn create_file_db(path: &Path, like: Option<FileOwner>) -> Result<Database> {
+pub(super) fn create_file_db(path: &Path, like: Option<FileOwner>) -> Result<Database> {
     let mut oo = std::fs::OpenOptions::new();
     oo.read(true).write(true).create_new(true);
     #[cfg(unix)]
@@ -220,28 +207,41 @@ fn open_vault_file(path: &Path, read_only: bool) -> Result<(std::fs::File, bool)
     std::fs::File::open(path).map(|f| (f, false)).map_err(fail)
 }
 
-/// Opens an existing vault file. If another process holds it, retries every 100 ms until `wait`
-/// has passed (no wait: fail at once with [`Error::VaultInUse`]).
+/// How many times a read-only [`open_db`] of a file that a crash left needing repair opens it
+/// for writing to repair it (or waits 100 ms for the writer that holds it to do so) before it
+/// reports the file as in use (50: 5 s).
+pub const READER_REPAIR_TRIES: u32 = 50;
+
+/// Opens an existing vault file. A writer (`read_only` false, and a file this process may write)
+/// takes the writer lock for as long as it holds the file: if another writer holds it, this
+/// retries every 100 ms until `wait` has passed (no wait: fail at once with
+/// [`Error::VaultInUse`]). A reader (`read_only` set, or a file this process may not write)
+/// takes no writer lock and opens beside a writer at work; every read transaction it starts
+/// sees the last commit made when it began (redb's single-writer mode).
 ///
 /// A symbolic link is resolved once, here: the handle's [`Db::path`] is the real file, so a
 /// rewrite renames its fresh file over the real file, in the real file's directory, never over
-/// the link. The file is opened read-only when this process may not write it, or when
-/// `read_only` is set; every write then fails with [`Error::ReadOnly`].
+/// the link. Every write on a read-only handle fails with [`Error::ReadOnly`].
+///
+/// A file a crashed writer left needing repair cannot be opened read-only: a reader that may
+/// write the file opens it for writing once, which repairs it, closes it and opens it read-only
+/// again (a writer at work holds such a file repaired: the reader waits for its open to end, up
+/// to [`READER_REPAIR_TRIES`] times 100 ms).
 ///
 /// After redb has locked the file, the device and inode of the open file are compared with a
 /// fresh `stat` of the path: a rewrite by another process may have renamed a fresh file over the
 /// path between this process opening the old file and locking it (the rewriter holds the old
-/// lock until after its rename, so the lock is only ever won on the old, unlinked file). Such a
-/// handle is dropped and the path opened again, up to [`OPEN_REPLACED_RETRIES`] times.
+/// writer lock until after its rename, so a writer only ever wins it on the old, unlinked file).
+/// Such a handle is dropped and the path opened again, up to [`OPEN_REPLACED_RETRIES`] times.
 ///
 /// Errors: [`Error::VaultNotFound`], [`Error::NotAVault`] (not a regular file, empty, a link to
 /// nothing, not a redb file), [`Error::VaultInUse`], [`Error::Damaged`] (a corrupt page found by
 /// the integrity check), [`Error::Io`], [`Error::Storage`] (a read-only open of a file that was
-/// not closed cleanly: its repair needs write access).
+/// not closed cleanly, by a process that may not write it: its repair needs write access).
 pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<Db> {
     let real = resolve_vault_path(path)?;
     let deadline = wait.map(|w| Instant::now() + w);
-    let mut replaced = 0;
+    let (mut replaced, mut repairs) = (0, 0);
     loop {
         let (file, writable) = open_vault_file(&real, read_only)?;
         let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?;
@@ -255,18 +255,7 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
         let id = file_id(&meta);
         let backend = FileBackend::new(file).map_err(|e| map_open_error(path, e))?;
         let opened = if writable {
-            // A plain redb open trusts the file and may panic on a corrupt page later (redb's
-            // docs; the torture suite found panics in btree.rs and btree_cursor.rs after one
-            // zeroed 4 KiB page). With the check on open, every page of the committed trees is
-            // verified first and damage is a `Corrupted` error. With two-phase commit (every
-            // vault write uses it) redb never falls back to an older commit here: a corrupt
-            // primary is an error, not a silent rollback. The check reads the whole file, so it
-            // runs only for files up to INTEGRITY_CHECK_MAX_BYTES; above that, a corrupt page can
-            // still make redb panic, which the CLI reports as damage (exit 6) and library callers
-            // can catch (SECURITY.md, "Storage and atomicity"). A read-only open cannot run it.
-            let mut b = builder();
-            b.set_check_integrity_on_open(meta.len() <= INTEGRITY_CHECK_MAX_BYTES);
-            b.create_with_backend(backend).map(DbInner::Write)
+            writer_builder(meta.len()).create_with_backend(backend).map(DbInner::Write)
         } else {
             builder().open_read_only_with_backend(backend).map(DbInner::Read)
         };
@@ -276,7 +265,7 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
                 if id.is_none() || now.as_ref().and_then(file_id) == id {
                     return Ok(Db { inner, path: real });
                 }
-                // The path names another file now: this lock is on a file renamed over.
+                // The path names another file now: this handle is on a file renamed over.
                 drop(inner);
                 replaced += 1;
                 if replaced > OPEN_REPLACED_RETRIES {
@@ -288,15 +277,59 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
                 _ => return Err(Error::VaultInUse(path.to_path_buf())),
             },
             Err(DatabaseError::RepairAborted) if !writable => {
-                return Err(Error::Storage {
-                    context: format!("opening {} read-only", real.display()),
-                    detail: "the vault was not closed cleanly and needs a repair, which needs write access".into(),
-                    source: None,
+                repairs += 1;
+                if repairs > READER_REPAIR_TRIES {
+                    return Err(Error::VaultInUse(path.to_path_buf()));
                 }
-                .with_remedy(crate::Remedy::RepairByWriting));
+                repair_for_reader(path, &real)?;
             }
             Err(e) => return Err(map_open_error(path, e)),
         }
+    }
+}
+
+/// The builder of a writer's open of a file of `len` bytes.
+///
+/// A plain redb open trusts the file and may panic on a corrupt page later (redb's docs; the
+/// torture suite found panics in btree.rs and btree_cursor.rs after one zeroed 4 KiB page).
+/// With the check on open, every page of the committed trees is verified first and damage is a
+/// `Corrupted` error. With two-phase commit (every vault write uses it) redb never falls back to
+/// an older commit here: a corrupt primary is an error, not a silent rollback. The check reads
+/// the whole file, so it runs only for files up to [`INTEGRITY_CHECK_MAX_BYTES`]; above that, a
+/// corrupt page can still make redb panic, which the CLI reports as damage (exit 6) and library
+/// callers can catch (SECURITY.md, "Storage and atomicity"). A read-only open cannot run it.
+fn writer_builder(len: u64) -> redb::Builder {
+    let mut b = builder();
+    b.set_check_integrity_on_open(len <= INTEGRITY_CHECK_MAX_BYTES);
+    b
+}
+
+/// For a reader that found the file needing repair (a writer crashed, or a writer's open is
+/// repairing it right now): opens it for writing, which repairs it, and closes it again. When
+/// another writer holds it, waits 100 ms (that writer repairs it). Returns when the caller may
+/// try its read-only open again.
+///
+/// Errors: [`Error::Storage`] when this process may not write the file; [`Error::Damaged`] and
+/// the other errors of a writer's open.
+fn repair_for_reader(path: &Path, real: &Path) -> Result<()> {
+    let (file, writable) = open_vault_file(real, false)?;
+    if !writable {
+        return Err(Error::Storage {
+            context: format!("opening {} read-only", real.display()),
+            detail: "the vault was not closed cleanly and needs a repair, which needs write access".into(),
+            source: None,
+        }
+        .with_remedy(crate::Remedy::RepairByWriting));
+    }
+    let len = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?.len();
+    let backend = FileBackend::new(file).map_err(|e| map_open_error(path, e))?;
+    match writer_builder(len).create_with_backend(backend) {
+        Ok(db) => db.close().map_err(|e| map_open_error(path, e)),
+        Err(DatabaseError::DatabaseAlreadyOpen) => {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        }
+        Err(e) => Err(map_open_error(path, e)),
     }
 }
 
@@ -348,75 +381,4 @@ fn map_open_error(path: &Path, e: DatabaseError) -> Error {
             Error::NotAVault { path: path.to_path_buf(), reason: format!("the storage engine refused it ({other})") }
         }
     }
-}
-
-/// The temporary file [`rewrite`] builds beside the vault.
-pub fn rewrite_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".rewrite-tmp");
-    path.with_file_name(name)
-}
-
-/// Copies every live record of the vault into a fresh file and renames it over the old one, so
-/// the vault file holds nothing but live records: no freed page with old bytes (deleted chunks,
-/// superseded key slots, values sealed under a retired key) survives in it. The old file is
-/// unlinked; what its blocks held on the disk is outside the vault's reach (see SECURITY.md).
-///
-/// Errors: as [`rewrite_with`].
-pub fn rewrite(db: &mut Db, path: &Path) -> Result<()> {
-    rewrite_with(db, path, |old, fresh| {
-        let rx = read(old)?;
-        let mut tx = write(fresh)?;
-        for table in Table::ALL {
-            copy_table(&rx, &mut tx, table)?;
-        }
-        tx.commit()
-    })
-}
-
-/// Builds a fresh vault file with `fill(old, fresh)` (which writes every record the new file must
-/// hold, in transactions of its own on `fresh`: a fill may checkpoint), then renames it over `path` (the vault file, [`Db::path`]) and makes `db` the handle of
-/// the fresh file.
-///
-/// The fresh file is created beside the vault (same directory, so the rename is atomic) with the
-/// vault file's owner, group (fchown, where permitted) and permission bits (fchmod). It is locked
-/// from its creation and stays locked: the rename happens while this handle still holds the lock
-/// of both the old and the fresh file, so no other process can lock either in between. An opener
-/// that opened the old file before the rename and wins its lock after it is released finds that
-/// the path names another file and opens again ([`open_db`]), so no write can go to the unlinked
-/// old file.
-///
-/// Crash safety: until the rename the old file is untouched and complete; the rename is atomic.
-/// A left-over temporary file from a crash is removed by the next rewrite. If `fill` fails, the
-/// temporary file is removed and `db` is left as it was.
-///
-/// Errors: [`Error::ReadOnly`] on a read-only handle; [`Error::Storage`], [`Error::Io`].
-pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Db, &Db) -> Result<()>) -> Result<()> {
-    db.writable()?;
-    let tmp = rewrite_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let like = owner_of(path)?;
-    let mut fresh = Db { inner: DbInner::Write(create_file_db(&tmp, like)?), path: tmp.clone() };
-    let filled = fill(db, &fresh).and_then(|()| fresh.compact_as("compacting the rewritten vault"));
-    if let Err(e) = filled {
-        drop(fresh);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-    let renamed = sync(&tmp).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e)).and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .map_err(|e| Error::io(format!("renaming {} over {}", tmp.display(), path.display()), e))
-    });
-    if let Err(e) = renamed {
-        drop(fresh);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = sync(dir);
-    }
-    // Only now is the old file's lock released (with its handle, replaced here).
-    db.inner = fresh.inner;
-    Ok(())
 }

@@ -44,6 +44,7 @@ pub mod envelope;
 mod error;
 mod file;
 pub mod records;
+mod rewrite;
 mod tables;
 mod txn;
 
@@ -91,9 +92,10 @@ pub fn upgrade_format(tx: &mut WriteTxn) -> Result<bool> {
 
 pub use envelope::aad;
 pub use file::{
-    CACHE_BYTES, Db, INTEGRITY_CHECK_MAX_BYTES, OPEN_REPLACED_RETRIES, create_db, open_db, rewrite, rewrite_path,
-    rewrite_with,
+    CACHE_BYTES, COMPACT_WAIT, Db, INTEGRITY_CHECK_MAX_BYTES, OPEN_REPLACED_RETRIES, READER_REPAIR_TRIES, create_db,
+    open_db,
 };
+pub use rewrite::{rewrite, rewrite_path, rewrite_with};
 
 /// Starts a read transaction: one snapshot of the vault file.
 ///

@@ -6,8 +6,8 @@
 //!
 //! What the redb file guarantees, which a second implementation must state against:
 //! - every write of a [`WriteTxn`] commits together or not at all ([`WriteTxn::commit`] waits
-//!   for the disk, one fsync; [`WriteTxn::commit_checkpoint`] does not wait, and a crash may lose
-//!   a checkpointed part but never tears it);
+//!   for the disk, one fsync; so does [`WriteTxn::commit_checkpoint`], since read-only processes
+//!   share the file with the writer and redb refuses non-durable commits there);
 //! - a [`ReadTxn`] sees one committed state for as long as it lives, whatever commits meanwhile;
 //! - a missing table (a fresh or damaged file) reads as empty: `None` from a lookup, nothing
 //!   from a listing, `false` from [`RecordRead::has_table`]; a [`WriteTxn`] creates a table on
@@ -371,12 +371,13 @@ impl WriteTxn {
         self.tx.commit().map_err(|e| Error::storage("committing", e))
     }
 
-    /// Commits without waiting for the disk (a checkpoint: a crash may lose it whole, never
-    /// tear it; a later durable commit makes it durable).
+    /// Commits a checkpoint: the part written so far, kept whole or not at all. The file is
+    /// shared with read-only processes (see `file::builder`), which redb allows only with
+    /// durable commits, so this is a durable commit (one fsync) like [`WriteTxn::commit`]; it is
+    /// kept apart to name what it is for.
     ///
     /// Errors: [`Error::Storage`].
-    pub fn commit_checkpoint(mut self) -> Result<()> {
-        self.tx.set_durability(redb::Durability::None).map_err(|e| Error::storage("checkpointing", e))?;
+    pub fn commit_checkpoint(self) -> Result<()> {
         self.commit()
     }
 

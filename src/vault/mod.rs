@@ -6,9 +6,9 @@
 //! holds keys, and only it has `put`, `get`, `list` and the rest (in [`crate::ops`]). Keys are
 //! zeroized when the unlocked vault is dropped.
 //!
-//! A vault whose file this process may not write is opened read-only (see [`Vault::open`]): every
-//! read works, and every write fails when its transaction starts, with
-//! [`Error::ReadOnly`] before anything changes. This module must never name a storage table or
+//! A vault whose file this process may not write, or one opened as a reader, is opened read-only
+//! (see [`Vault::open`]): every read works, beside one writer in another process, and every write
+//! fails when its transaction starts, with [`Error::ReadOnly`] before anything changes. This module must never name a storage table or
 //! print.
 
 mod records;
@@ -79,11 +79,13 @@ impl Default for CreateOptions {
 /// Options for [`Vault::open`].
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// If another process holds the vault, retry for this long before [`Error::VaultInUse`].
+    /// If another process writes the vault, retry for this long before [`Error::VaultInUse`]
+    /// (a writer's open only: a reader opens beside a writer at once).
     pub wait: Option<Duration>,
-    /// Open the file read-only even if this process may write it: reading works, every write
-    /// fails with [`Error::ReadOnly`]. (A file this process may not write is always opened
-    /// read-only.)
+    /// Open as a reader, read-only even if this process may write the file: reading works
+    /// beside one writer and any number of readers in other processes, each read seeing the
+    /// last commit made when it began, and every write fails with [`Error::ReadOnly`]. (A file
+    /// this process may not write is always opened so.)
     pub read_only: bool,
 }
 
@@ -179,7 +181,8 @@ impl Vault<Locked> {
     /// (`key rotate`, `rm --erase`) replaces the real file, never the link. A file this process
     /// may not write (or any file, with `opts.read_only`) is opened read-only: every reading
     /// operation works, and every write fails with [`Error::ReadOnly`] before it changes
-    /// anything.
+    /// anything. One process at a time opens a vault for writing; any number open it read-only
+    /// beside that writer (see SECURITY.md, "Storage and atomicity").
     ///
     /// Errors: [`Error::VaultNotFound`], [`Error::VaultInUse`] (after `opts.wait`),
     /// [`Error::NotAVault`], [`Error::UnsupportedVersion`], [`Error::Damaged`], [`Error::Io`],
@@ -280,6 +283,11 @@ impl Vault<Unlocked> {
     /// [`Vault::set_warning_sink`] instead of keeping it, when one is set.
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).kept)
+    }
+
+    /// Hands `message` to the warning sink, or keeps it for [`Vault::take_warnings`].
+    pub(crate) fn warn(&self, message: String) {
+        self.state.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message);
     }
 
     /// Hands every later warning of a write made without a progress handle to `sink` as it

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::args::{AllowCommand, Global};
 use crate::cli::output;
-use crate::cli::session::{print_done, unlock, unlock_write};
+use crate::cli::session::{print_done, unlock_read, unlock_write};
 
 /// Runs `allow add|list|remove`; returns the exit code.
 pub fn run(g: &Global, cmd: &AllowCommand) -> Result<i32> {
@@ -16,7 +16,7 @@ pub fn run(g: &Global, cmd: &AllowCommand) -> Result<i32> {
             print_done(g, json!({"allowed": global}), &format!("pickles put into this vault may now import {global}"));
         }
         AllowCommand::List => {
-            let list = unlock(g)?.allow_list()?;
+            let list = unlock_read(g)?.allow_list()?;
             if g.json {
                 output::json(&list);
             } else {

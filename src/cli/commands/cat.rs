@@ -3,12 +3,12 @@
 use modelvault::{Result, parse_spec};
 
 use crate::cli::args::Global;
-use crate::cli::session::{refuse_vault_stdout, unlock};
+use crate::cli::session::{refuse_vault_stdout, unlock_read};
 
 /// Runs `cat SPEC [--file PATH]`; returns the exit code.
 pub fn run(g: &Global, spec: &str, file: Option<&str>) -> Result<i32> {
     let (name, r) = parse_spec(spec)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     refuse_vault_stdout(&v)?;
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();

@@ -5,13 +5,13 @@ use modelvault::{DiffReport, FileDiff, FileStatus, Result, TensorDiff, parse_spe
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, group, shape, size};
-use crate::cli::session::unlock;
+use crate::cli::session::unlock_read;
 
 /// Runs `diff A B`; returns the exit code.
 pub fn run(g: &Global, a: &str, b: &str) -> Result<i32> {
     let (an, ar) = parse_spec(a)?;
     let (bn, br) = parse_spec(b)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let d = v.diff(&an, &ar, &bn, &br)?;
     if g.json {
         output::json(&d)

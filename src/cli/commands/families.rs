@@ -6,11 +6,11 @@ use modelvault::names::escape;
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, group, print_table, size, time};
-use crate::cli::session::{damaged, unlock};
+use crate::cli::session::{damaged, unlock_read};
 
 /// Runs `families --min-shared FRACTION`; returns the exit code.
 pub fn run(g: &Global, min_shared: f64) -> Result<i32> {
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let f = v.families(min_shared)?;
     if g.json {
         output::json(&f)

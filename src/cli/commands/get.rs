@@ -10,7 +10,7 @@ use modelvault::{GetOptions, Result, TensorGetOptions, Unlocked, Vault, VersionR
 use crate::cli::args::Global;
 use crate::cli::output::{self, group, shape, size};
 use crate::cli::progress::{Bar, Relabel, tensor_label};
-use crate::cli::session::{refuse_vault_stdout, unlock};
+use crate::cli::session::{refuse_vault_stdout, unlock_read};
 
 /// What `get` was asked for, as the command line gave it.
 pub struct GetArgs<'a> {
@@ -32,7 +32,7 @@ pub struct GetArgs<'a> {
 pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
     let bar = Bar::new(g);
     let (name, r) = parse_spec(a.spec)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     crate::cli::signals::remove_temp_files_on_signals()?;
     // Pin the version first, so the check and the read are of the same version.
     let r = match a.require_signer {

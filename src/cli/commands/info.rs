@@ -5,12 +5,12 @@ use serde_json::json;
 
 use crate::cli::args::Global;
 use crate::cli::output;
-use crate::cli::session::{open_opts, vault_path};
+use crate::cli::session::{read_opts, vault_path};
 
 /// Runs `info`; returns the exit code.
 pub fn run(g: &Global) -> Result<i32> {
     let path = vault_path(g)?;
-    let v = Vault::open(&path, &open_opts(g)?)?;
+    let v = Vault::open(&path, &read_opts(g)?)?;
     let slots = v.slot_names()?;
     let id = modelvault::manifest::hex(&v.vault_id());
     if g.json {

@@ -6,12 +6,12 @@ use modelvault::{Result, parse_spec};
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, group, print_table, shape, size};
-use crate::cli::session::unlock;
+use crate::cli::session::unlock_read;
 
 /// Runs `inspect SPEC`; returns the exit code.
 pub fn run(g: &Global, spec: &str) -> Result<i32> {
     let (name, r) = parse_spec(spec)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let ins = v.inspect(&name, &r)?;
     if g.json {
         output::json(&ins)

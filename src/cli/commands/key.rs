@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::args::{Global, KeyCommand, NewPassphrase, SlotCost};
 use crate::cli::progress::Bar;
-use crate::cli::session::{open_opts, print_done, unlock, unlock_write, vault_path};
+use crate::cli::session::{print_done, read_opts, unlock, unlock_read, unlock_write, vault_path};
 use crate::cli::{output, passphrase};
 
 /// Runs `key list|usage|add|remove|passwd|rotate`; returns the exit code.
@@ -15,7 +15,7 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
     match cmd {
         KeyCommand::List => list(g)?,
         KeyCommand::Usage => {
-            let u = unlock(g)?.key_usage()?;
+            let u = unlock_read(g)?.key_usage()?;
             if g.json {
                 output::json(&u);
             } else {
@@ -50,7 +50,7 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
 
 /// `key list`: the key slots, read without unlocking.
 fn list(g: &Global) -> Result<()> {
-    let slots = Vault::open(vault_path(g)?, &open_opts(g)?)?.slots()?;
+    let slots = Vault::open(vault_path(g)?, &read_opts(g)?)?.slots()?;
     if g.json {
         output::json(&slots);
         return Ok(());

@@ -6,11 +6,11 @@ use modelvault::{Listing, QueryLimits, Result};
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, print_table, size, time};
-use crate::cli::session::{damaged, unlock};
+use crate::cli::session::{damaged, unlock_read};
 
 /// Runs `ls [NAME] [--where EXPR]`; returns the exit code.
 pub fn run(g: &Global, name: Option<&str>, where_expr: Option<&str>, limits: QueryLimits) -> Result<i32> {
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let l = match where_expr {
         None => v.list(name)?,
         Some(expr) => {

@@ -6,14 +6,14 @@ use modelvault::{Error, QueryLimits, Result};
 
 use crate::cli::args::Global;
 use crate::cli::output;
-use crate::cli::session::{damaged, unlock};
+use crate::cli::session::{damaged, unlock_read};
 
 /// Runs `query SQL`; returns the exit code.
 pub fn run(g: &Global, sql: &str, csv: bool, limits: QueryLimits) -> Result<i32> {
     if csv && g.json {
         return Err(Error::InvalidInput("--csv and --json cannot be used together: pick one".into()));
     }
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let r = v.query_limited(sql, limits)?;
     if g.json {
         output::json(&r)

@@ -5,12 +5,12 @@ use modelvault::{Result, VersionInfo, parse_spec};
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, print_table, size, time};
-use crate::cli::session::unlock;
+use crate::cli::session::unlock_read;
 
 /// Runs `show SPEC`; returns the exit code.
 pub fn run(g: &Global, spec: &str) -> Result<i32> {
     let (name, r) = parse_spec(spec)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let info = v.show(&name, &r)?;
     if g.json {
         output::json(&info)

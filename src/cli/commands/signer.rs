@@ -5,13 +5,13 @@ use serde_json::json;
 
 use crate::cli::args::{Global, SignerCommand};
 use crate::cli::output;
-use crate::cli::session::{print_done, unlock, unlock_write};
+use crate::cli::session::{print_done, unlock_read, unlock_write};
 
 /// Runs `signer show|list|rotate`; returns the exit code.
 pub fn run(g: &Global, cmd: &SignerCommand) -> Result<i32> {
     match cmd {
         SignerCommand::Show => {
-            let v = unlock(g)?;
+            let v = unlock_read(g)?;
             let k = modelvault::manifest::hex(&v.signer_public_key());
             if g.json {
                 output::json(&json!({"algorithm": "ed25519", "public_key": k}))
@@ -20,7 +20,7 @@ pub fn run(g: &Global, cmd: &SignerCommand) -> Result<i32> {
             }
         }
         SignerCommand::List => {
-            let v = unlock(g)?;
+            let v = unlock_read(g)?;
             let list = v.list_signers()?;
             if g.json {
                 output::json(&list);

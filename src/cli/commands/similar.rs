@@ -5,12 +5,12 @@ use modelvault::{Result, parse_spec};
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, group, print_table, size};
-use crate::cli::session::unlock;
+use crate::cli::session::unlock_read;
 
 /// Runs `similar SPEC`, keeping the first `limit` rows of each list (0: all); returns the exit code.
 pub fn run(g: &Global, spec: &str, limit: usize) -> Result<i32> {
     let (name, r) = parse_spec(spec)?;
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let mut sim = v.similar(&name, &r)?;
     if limit > 0 {
         sim.versions.truncate(limit);

@@ -6,11 +6,11 @@ use modelvault::names::escape;
 
 use crate::cli::args::Global;
 use crate::cli::output::{self, Align, group, print_table, size};
-use crate::cli::session::{damaged, unlock};
+use crate::cli::session::{damaged, unlock_read};
 
 /// Runs `stats`; returns the exit code.
 pub fn run(g: &Global) -> Result<i32> {
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let st = v.stats()?;
     if g.json {
         output::json(&st)

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::args::{Global, TrustCommand};
 use crate::cli::output;
-use crate::cli::session::{print_done, unlock, unlock_write};
+use crate::cli::session::{print_done, unlock_read, unlock_write};
 
 /// Runs `trust add|list|remove`; returns the exit code.
 pub fn run(g: &Global, cmd: &TrustCommand) -> Result<i32> {
@@ -22,7 +22,7 @@ pub fn run(g: &Global, cmd: &TrustCommand) -> Result<i32> {
             );
         }
         TrustCommand::List => {
-            let v = unlock(g)?;
+            let v = unlock_read(g)?;
             let list = v.trust_list()?;
             if g.json {
                 output::json(&list);

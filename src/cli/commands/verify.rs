@@ -7,12 +7,12 @@ use modelvault::{Error, Result, Unlocked, Vault, VersionRef, parse_spec};
 use crate::cli::args::Global;
 use crate::cli::output;
 use crate::cli::progress::Bar;
-use crate::cli::session::unlock;
+use crate::cli::session::unlock_read;
 
 /// Runs `verify [SPEC] [--read-data]`; returns the exit code.
 pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
     let bar = Bar::new(g);
-    let v = unlock(g)?;
+    let v = unlock_read(g)?;
     let only = spec.map(|s| target(&v, s)).transpose()?;
     let mut rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
     // A problem's remedy, in this CLI's words, completes its detail (in the JSON too).

@@ -107,11 +107,17 @@ impl Vault<Unlocked> {
         slot_infos(&read_slots(&self.db)?, Some(&self.state.slot))
     }
 
-    /// How many AES-GCM seals each key of the current epoch has made, and the limits.
+    /// How many AES-GCM seals each key of the current epoch has made, and the limits. Read from
+    /// the sealed state in a read snapshot, so it works on a vault opened read-only.
+    ///
+    /// Errors: [`Error::Damaged`] for a missing or unreadable state; [`Error::Storage`].
     pub fn key_usage(&self) -> Result<KeyUsage> {
-        let txn = self.write()?;
-        let st = txn.state.clone();
-        drop(txn);
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Meta, "reading vault state")?;
+        let v = rx
+            .state()?
+            .ok_or_else(|| Error::Damaged("the vault state record is missing: the vault is damaged".into()))?;
+        let (st, _) = self.open_state(&v)?;
         Ok(KeyUsage {
             epoch: self.epoch(),
             chunk_seals: st.chunk_seals,

@@ -421,7 +421,9 @@ impl Vault<Unlocked> {
         }
         let live = store::stored_chunk_bytes(&self.db)? as f64;
         if len > live * (1.0 + TRIM_SLACK) {
-            self.db.compact()?;
+            // A reader of another process may refuse it: the file then stays as it is (the
+            // free pages are reused by later writes; `gc` or a later put compacts it).
+            let _compacted = self.db.compact()?;
         }
         Ok(())
     }
