@@ -459,3 +459,48 @@ fn running_as_root() -> bool {
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+/// A reader's open cannot run redb's page check, so a damaged page that no read touches goes
+/// unnoticed by `ls`; `verify` checks every page itself (through a writer's open, when no other
+/// process writes) and reports the damage, exit 6, as the open of a writer did before readers
+/// shared the file.
+#[test]
+fn verify_checks_the_pages_a_readers_open_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_init(dir.path());
+    let src = dir.path().join("weights.bin");
+    let mut bytes = vec![0u8; 6 << 20];
+    xorshift_fill(&mut bytes);
+    std::fs::write(&src, &bytes).unwrap();
+    let put = run(dir.path(), &["put", src.to_str().unwrap(), "--name", "m"]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert_eq!(run(dir.path(), &["verify"]).status.code(), Some(0));
+
+    // Zero one 4 KiB page in the middle of the file: chunk data, which neither ls nor a plain
+    // verify reads.
+    let vault = dir.path().join("test.mvault");
+    let len = std::fs::metadata(&vault).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&vault).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+
+    let ls = run(dir.path(), &["ls"]);
+    assert_eq!(ls.status.code(), Some(0), "ls reads no chunk page: {}", String::from_utf8_lossy(&ls.stderr));
+    let v = run(dir.path(), &["verify"]);
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(6), "verify must find the damaged page: {err}");
+    assert!(err.contains("is damaged: the storage engine found a corrupt page"), "{err}");
+}
+
+/// Fills `buf` with bytes no compression or dedup can shrink.
+fn xorshift_fill(buf: &mut [u8]) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in buf.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}

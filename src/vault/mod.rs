@@ -145,6 +145,16 @@ pub(crate) fn now() -> u64 {
 }
 
 impl<S> Vault<S> {
+    /// Verifies the checksum of every page of the vault file, which a vault opened read-only
+    /// cannot do as it opens (see [`store::check_pages`]: skipped, and said so by the
+    /// [`store::PageCheck`] returned, for a file over 64 MiB, a file this process may not write,
+    /// or while another process writes the vault).
+    ///
+    /// Errors: [`Error::Damaged`] for a corrupt page; [`Error::Io`], [`Error::Storage`].
+    pub fn check_pages(&self) -> Result<store::PageCheck> {
+        store::check_pages(&self.path)
+    }
+
     /// The vault file's path, every symbolic link resolved (see [`Vault::open`]).
     pub fn path(&self) -> &Path {
         &self.path

@@ -2,6 +2,7 @@
 //! one model or version; exit code 6 when anything is damaged.
 
 use modelvault::names::escape;
+use modelvault::store::PageCheck;
 use modelvault::{Error, Result, Unlocked, Vault, VersionRef, parse_spec};
 
 use crate::cli::args::Global;
@@ -13,6 +14,12 @@ use crate::cli::session::unlock_read;
 pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
     let bar = Bar::new(g);
     let v = unlock_read(g)?;
+    // A reader's open cannot check the file's pages (see SECURITY.md, "Storage and atomicity").
+    if v.check_pages()? == PageCheck::WriterActive {
+        eprintln!(
+            "note: the storage pages were not checked, since another process is writing the vault; run verify again when it is done"
+        );
+    }
     let only = spec.map(|s| target(&v, s)).transpose()?;
     let mut rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
     // A problem's remedy, in this CLI's words, completes its detail (in the JSON too).
