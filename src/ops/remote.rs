@@ -76,7 +76,7 @@ pub struct RemoteAddOptions {
 }
 
 impl Vault<Unlocked> {
-    /// Adds the remote `name` at `config`, reached through `objects` (see [`Vault::remote_add`],
+    /// Adds the remote `name` at `config`, reached through `objects` (see `Vault::remote_add`,
     /// which connects to the server itself): probes the server, then records the remote. A
     /// server that fails the probe is refused unless `opts.single_writer`. Returns what the
     /// probe found. The vault is unchanged when it fails.

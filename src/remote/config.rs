@@ -15,8 +15,10 @@ use crate::{Error, Result};
 /// exponential backoff from 100 ms doubling up to 2 s, and none started later than
 /// `retry_timeout` = 60 s after the first attempt; each attempt is bounded by `connect_timeout`
 /// = 5 s to connect and `request_timeout` = 60 s in all. So one request of a server that never
-/// answers fails after at most 6 × 60 s plus 7.5 s of backoff, one of a server that refuses
-/// connections after under 10 s.
+/// answers fails after at most `retry_timeout` + `request_timeout` + `max_backoff` = 122 s (a
+/// timeout is retried only for a request that may be repeated), one of a server that refuses or
+/// resets every connection after about 4 s of backoff. A create-only write is tried up to
+/// 3 times (`s3::CREATE_ATTEMPTS`), each bounded as above.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0: none).

@@ -29,7 +29,7 @@ impl Fault {
             Fault::Reset { every } | Fault::Unavailable { every } | Fault::Delay { every, .. } => every,
             Fault::DelayFirst { count, .. } => return n < count,
         };
-        n % every.max(1) == 0
+        n.is_multiple_of(every.max(1))
     }
 }
 
