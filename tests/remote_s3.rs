@@ -99,7 +99,10 @@ fn race_table(server: &Server) -> Vec<usize> {
 #[test]
 fn racing_create_only_writers_have_one_winner_on_moto_and_several_on_s3s_fs() {
     let moto = race_table(&s3::moto());
-    assert_eq!(moto, vec![1; RACE.rounds], "moto: exactly one winner every round");
+    assert_eq!(moto, vec![1; RACE.rounds], "moto, one request at a time: exactly one winner every round");
+    // moto as it ships (threaded; checks, then writes without a lock): shown, not asserted, as its
+    // winners depend on thread timing.
+    race_table(&s3::moto_with(true));
     let s3s = race_table(&s3::s3s_fs());
     assert_eq!(s3s.len(), RACE.rounds);
     assert!(s3s.iter().any(|&w| w > 1), "s3s-fs: several winners in some round: {s3s:?}");

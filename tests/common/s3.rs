@@ -1,5 +1,5 @@
 //! Real S3-compatible servers for the tests, on 127.0.0.1 only: moto (PyPI `moto[server]` 5.2.5,
-//! honours create-only writes) and s3s-fs (crates.io 0.14.1, enforces SigV4, checks then writes
+//! run serving one request at a time, so that its create-only writes are exclusive) and s3s-fs (crates.io 0.14.1, enforces SigV4, checks then writes
 //! without a lock). Each is installed once into `target/test-servers/` when missing (under a file
 //! lock, so parallel tests install once; moto needs `python3` with `venv`, s3s-fs needs `cargo`),
 //! started on a free port with a bounded readiness wait, and killed when its [`Server`] drops
@@ -175,14 +175,36 @@ pub fn http(port: u16, method: &str, path: &str) -> u16 {
     out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-/// A fresh moto server with the test bucket (moto accepts any credentials).
-pub fn moto() -> Server {
+/// moto's own `moto_server` with one change: requests are served one at a time. moto 5.2.5
+/// checks `If-None-Match: *` and then writes without a lock (`moto/s3/responses.py`, `put_object`),
+/// so its threaded server lets two racing create-only writes both succeed now and then (seen: 2 of
+/// 8 in one round on a loaded machine). Served one at a time it keeps them exclusive by
+/// construction: the server that honours conditional writes, which the tests need.
+const MOTO_SERIAL: &str = r#"
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=False, request_handler=MotoRequestHandler)
+"#;
+
+/// A fresh moto server with the test bucket (moto accepts any credentials), serving one request
+/// at a time ([`MOTO_SERIAL`]); `threaded` runs `moto_server` as it ships.
+pub fn moto_with(threaded: bool) -> Server {
     let bin = moto_bin();
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = data.path().join("server.log");
-    let mut child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut c = if threaded {
+        let mut c = Command::new(bin);
+        c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        c
+    } else {
+        let mut c = Command::new(bin.parent().unwrap().join("python"));
+        c.args(["-c", MOTO_SERIAL, &port.to_string()]).env("MOTO_PORT", port.to_string());
+        c
+    };
+    let mut child = c
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(data.path().join("server.err")).unwrap()))
         .spawn()
@@ -199,6 +221,11 @@ pub fn moto() -> Server {
     let status = http(port, "PUT", &format!("/{BUCKET}"));
     assert_eq!(status, 200, "creating the bucket on moto");
     server
+}
+
+/// A fresh moto server serving one request at a time, with the test bucket.
+pub fn moto() -> Server {
+    moto_with(false)
 }
 
 /// A fresh s3s-fs server with the test bucket, enforcing SigV4 with `secret`.
