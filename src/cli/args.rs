@@ -234,6 +234,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// The S3-compatible remotes this vault shares through.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
     /// What the vault file is, without unlocking it.
     Info,
     /// Scan files or model directories for pickles that would run code (no vault needed).
@@ -360,6 +365,34 @@ pub enum TrustCommand {
     /// List trusted keys.
     List,
     /// Stop trusting a key.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Add a remote at s3://BUCKET/PREFIX, after probing that the server keeps create-only
+    /// writes exclusive (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    Add {
+        /// A name for it.
+        name: String,
+        /// s3://BUCKET/PREFIX
+        url: String,
+        /// The server's base URL (default: AWS_ENDPOINT_URL, else AWS S3).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// The region (default: AWS_REGION, else us-east-1).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// Use it from one writer at a time; accepts a server that fails the probe.
+        #[arg(long)]
+        single_writer: bool,
+    },
+    /// List the remotes.
+    List,
+    /// Forget a remote (its objects stay on the server).
     Remove {
         /// Its name.
         name: String,

@@ -4,6 +4,8 @@
 
 pub mod guided;
 pub mod literals;
+pub mod faults;
+pub mod s3;
 pub mod tamper;
 
 use std::path::{Path, PathBuf};
