@@ -1,8 +1,24 @@
-//! Sharing a vault through S3-compatible object storage: the object interface a remote is reached
-//! through ([`objects`]). This module owns what a remote holds and how local vaults exchange
-//! sealed objects with it; it must never send a plaintext name, hash or byte of model data to a
-//! remote, and never touch the redb file except through the library's storage interface.
+//! Sharing a vault through S3-compatible object storage (SECURITY.md, "Remote"): the object
+//! interface a remote is reached through ([`objects`]), the byte layout of what it holds
+//! ([`format`]), key bundles ([`bundle`]), packs ([`packs`]), the signed hash-chained log
+//! ([`log`]) and the state it describes ([`state`]), and the operations `push`, `pull` and
+//! `clone` (methods on [`crate::Vault`]). This module owns what a remote holds and how local
+//! vaults exchange sealed objects with it; it must never send a plaintext name, hash or byte of
+//! model data to a remote, and never touch the redb file except through the library's storage
+//! interface.
 
+pub mod bundle;
+pub mod clone;
+pub mod format;
+pub mod log;
 pub mod objects;
+pub mod packs;
+pub mod pull;
+pub mod push;
+pub mod state;
+pub(crate) mod sync;
 
 pub use objects::{Created, MemoryObjects, ObjectInfo, Objects};
+pub use packs::Traffic;
+pub use pull::PullReport;
+pub use push::PushReport;
