@@ -235,6 +235,29 @@ pub enum Command {
     },
     /// What the vault file is, without unlocking it.
     Info,
+    /// Upload to a remote the versions it lacks (every version of every model by default).
+    Push {
+        /// NAME (every version) or NAME@REF; default: everything.
+        specs: Vec<String>,
+        /// The remote, as a URL (`file:///PATH`).
+        #[arg(long)]
+        remote: String,
+    },
+    /// Fetch from a remote the versions this vault lacks, and their chunks.
+    Pull {
+        /// NAME (every version) or NAME@REF; default: everything.
+        specs: Vec<String>,
+        /// The remote, as a URL (`file:///PATH`).
+        #[arg(long)]
+        remote: String,
+    },
+    /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
+    Clone {
+        /// The remote, as a URL (`file:///PATH`).
+        url: String,
+        /// Where the new vault file goes (must not exist).
+        path: std::path::PathBuf,
+    },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
         /// Files or directories (one or more); each is reported, the exit code is the worst.

@@ -51,5 +51,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),
         Command::Info => c::info::run(g),
+        Command::Push { specs, remote } => c::sync::push(g, specs, remote),
+        Command::Pull { specs, remote } => c::sync::pull(g, specs, remote),
+        Command::Clone { url, path } => c::sync::clone(g, url, path),
     }
 }

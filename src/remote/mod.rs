@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod clone;
+pub mod dir;
 pub mod format;
 pub mod log;
 pub mod objects;
@@ -18,6 +19,7 @@ pub mod push;
 pub mod state;
 pub(crate) mod sync;
 
+pub use dir::{DirObjects, open_url};
 pub use objects::{Created, MemoryObjects, ObjectInfo, Objects};
 pub use packs::Traffic;
 pub use pull::PullReport;
