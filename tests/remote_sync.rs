@@ -337,8 +337,7 @@ impl Objects for Stale<'_> {
         self.inner.put(key, bytes)
     }
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Created> {
-        let r = self.inner.put_if_absent(key, bytes);
-        r
+        self.inner.put_if_absent(key, bytes)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         Ok(self
