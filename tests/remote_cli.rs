@@ -24,7 +24,7 @@ fn two_vaults_share_models_through_a_directory_remote() {
         .args(["push", "--remote", &remote])
         .assert()
         .success()
-        .stdout(contains("pushed minilm@1 (log entry 1): 3 pack(s), 240 chunk(s), 86.7 MiB uploaded"));
+        .stdout(contains("pushed minilm@1 (log entry 1): 6 pack(s), 240 chunk(s), 86.7 MiB uploaded"));
     // The second machine has only the URL and the passphrase.
     mvault(b.path())
         .args(["clone", &remote])

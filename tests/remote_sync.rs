@@ -125,7 +125,7 @@ fn push_clone_get_is_byte_identical_and_the_listing_shows_no_name_or_hash() {
         rep.traffic.packs
     );
     assert!(push_requests < 20, "{push_requests} requests");
-    assert_eq!(rep.traffic.packs, 3); // 87 MiB in packs of about 32 MiB
+    assert_eq!(rep.traffic.packs, 6); // 87 MiB in packs of about 16 MiB
 
     let b = clone_into(&remote, b_dir.path());
     assert_eq!(cat(&b, "minilm-secret-name", VersionRef::Number(1)), original);
@@ -489,7 +489,10 @@ fn a_push_killed_at_every_request_resumes_and_never_leaves_the_remote_unreadable
     }
     // Every try got one request further; the packs of earlier tries were not sent again.
     let packs = remote.list("packs/").unwrap().len();
-    assert!(packs <= 4, "{packs} packs for 40 MiB (2 needed, orphans of killed tries at most 2)");
+    assert!(
+        packs <= 3 + 5,
+        "{packs} packs for 40 MiB (3 needed; orphans: at most the packs in flight when a try failed)"
+    );
     let b_dir = tempfile::tempdir().unwrap();
     let b = clone_into(&remote, b_dir.path());
     assert_eq!(cat(&b, "m", VersionRef::Latest), big);

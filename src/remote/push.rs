@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::remote::format::{Change, INDEX, LogBody};
 use crate::remote::log::{self, Appended, LogKeys};
 use crate::remote::objects::Objects;
-use crate::remote::packs::{self, PackWriter, Traffic};
+use crate::remote::packs::{self, FinishedPack, PackWriter, Traffic};
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, LocalModel, Renumber};
 use crate::store::records::VersionRecord;
@@ -76,12 +76,12 @@ impl Vault<Unlocked> {
             .into_iter()
             .map(|(id, l)| (id, l.index))
             .collect();
-        let mut writer = PackWriter::new(objects, &keys, self.header.vault_id)?;
+        let mut writer = PackWriter::new(&keys, self.header.vault_id)?;
         let seen = state::load_seen(self, label)?;
         loop {
             let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
             let plan = self.plan(&local, &remote)?;
-            self.upload_chunks(&plan.manifests, &known, &mut writer, progress)?;
+            self.upload_chunks(objects, &plan.manifests, &known, &mut writer, progress)?;
             if plan.changes.is_empty() {
                 self.finish_push(label, remote.head, &[])?;
                 report.traffic = writer.traffic;
@@ -174,37 +174,93 @@ impl Vault<Unlocked> {
         VersionRecord { manifest: bytes, signature, signer: self.state.signer.public_key() }
     }
 
-    /// Seals into packs every chunk of `manifests` the remote does not hold yet.
+    /// Seals into packs every chunk of `manifests` the remote does not hold yet, uploading up
+    /// to [`packs::PARALLEL`] packs at once while the next is sealed.
     fn upload_chunks(
         &self,
+        objects: &dyn Objects,
         manifests: &[Manifest],
         known: &HashMap<[u8; 32], String>,
         writer: &mut PackWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<()> {
+        let todo = chunks_to_send(manifests, known, &writer.written);
+        progress.begin("push", todo.iter().map(|t| u64::from(t.0.len)).sum());
         let rx = crate::store::read(&self.db)?;
-        let mut todo = Vec::new();
-        let mut seen = BTreeSet::new();
-        for m in manifests {
-            for f in &m.files {
-                let w = crate::ops::reader::file_where(m, f);
-                for (i, c) in f.chunks.iter().enumerate() {
-                    if !known.contains_key(&c.id) && !writer.written.contains_key(&c.id) && seen.insert(c.id) {
-                        todo.push((c, w.clone(), i, f.chunks.len()));
+        let (tx, queue) = crossbeam_channel::bounded::<FinishedPack>(1);
+        let (sealed, uploaded) = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..packs::PARALLEL)
+                .map(|_| {
+                    let queue = queue.clone();
+                    s.spawn(move || -> (Vec<(FinishedPack, usize)>, Result<()>) {
+                        let mut done = Vec::new();
+                        for mut p in queue {
+                            if let Err(e) = p.upload(objects) {
+                                return (done, Err(e));
+                            }
+                            let bytes = p.pack.1.len() + p.index.1.len();
+                            p.pack.1 = Vec::new(); // the bytes are up: free them
+                            done.push((p, bytes));
+                        }
+                        (done, Ok(()))
+                    })
+                })
+                .collect();
+            drop(queue);
+            let sealed = (|| -> Result<()> {
+                for (c, w, i, n) in &todo {
+                    let plain = self.open_chunk(&rx, &c.id, c.len, w, *i, *n)?;
+                    if let Some(p) = writer.add(&c.id, &plain)? {
+                        tx.send(p).map_err(|_| Error::remote("uploading a pack", "every upload stopped"))?;
                     }
+                    progress.advance(u64::from(c.len));
+                }
+                if let Some(p) = writer.finish()? {
+                    tx.send(p).map_err(|_| Error::remote("uploading a pack", "every upload stopped"))?;
+                }
+                Ok(())
+            })();
+            drop(tx);
+            let uploaded: Vec<_> =
+                workers.into_iter().map(|w| w.join().expect("an upload thread does not panic")).collect();
+            (sealed, uploaded)
+        });
+        let mut first_err = None;
+        for (done, r) in uploaded {
+            for (p, bytes) in done {
+                writer.uploaded(&p.index.0, &p.ids, bytes as u64);
+            }
+            first_err = first_err.or(r.err());
+        }
+        progress.end();
+        // An upload's error is the cause when sealing stopped because every upload had.
+        match (first_err, sealed) {
+            (Some(e), _) => Err(e),
+            (None, r) => r,
+        }
+    }
+}
+
+/// The chunks of `manifests` neither the remote nor this push holds, once each, with what
+/// names them in errors: (chunk, file, index in the file, chunks in the file).
+fn chunks_to_send<'m>(
+    manifests: &'m [Manifest],
+    known: &HashMap<[u8; 32], String>,
+    written: &HashMap<[u8; 32], String>,
+) -> Vec<(&'m crate::manifest::ChunkRef, String, usize, usize)> {
+    let mut todo = Vec::new();
+    let mut seen = BTreeSet::new();
+    for m in manifests {
+        for f in &m.files {
+            let w = crate::ops::reader::file_where(m, f);
+            for (i, c) in f.chunks.iter().enumerate() {
+                if !known.contains_key(&c.id) && !written.contains_key(&c.id) && seen.insert(c.id) {
+                    todo.push((c, w.clone(), i, f.chunks.len()));
                 }
             }
         }
-        progress.begin("push", todo.iter().map(|t| u64::from(t.0.len)).sum());
-        for (c, w, i, n) in todo {
-            let plain = self.open_chunk(&rx, &c.id, c.len, &w, i, n)?;
-            writer.add(&c.id, &plain)?;
-            progress.advance(u64::from(c.len));
-        }
-        writer.flush()?;
-        progress.end();
-        Ok(())
     }
+    todo
 }
 
 /// The model change a push makes: the remote's aliases with the local ones (renumbered) laid
