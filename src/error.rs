@@ -193,6 +193,18 @@ pub enum Error {
         /// What the store answered, or the transport fault.
         detail: String,
     },
+
+    /// A remote's server failed the probe of create-only writes, so several vaults writing to it
+    /// at once could fork its log; the remote was not added for several writers.
+    #[error(
+        "remote '{name}' failed the probe of concurrent writers: {failure}; this server does not keep create-only writes exclusive, so vaults pushing at the same time could fork the remote; it can only be added for a single writer"
+    )]
+    RemoteUnsafe {
+        /// The remote's name (escaped).
+        name: String,
+        /// The check that failed, as a sentence.
+        failure: String,
+    },
 }
 
 impl Error {

@@ -59,6 +59,7 @@ pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::put::{PutOptions, PutReport};
 pub use ops::query::{MetaDb, QueryLimits, QueryResult, SqlValue, WhereListing};
+pub use ops::remote::{RemoteAddOptions, RemoteInfo};
 pub use ops::remove::GcReport;
 pub use ops::scan::{DiskScan, FileVerdict, ScanEntry, scan_paths};
 pub use ops::stats::{

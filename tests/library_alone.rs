@@ -1,11 +1,13 @@
 //! The library stands alone: without the default `cli` feature, the crate's normal dependencies
-//! hold none of the command line's crates, and the library builds. A program that depends on
+//! hold none of the command line's crates nor the S3 client's, and the library builds. A program that depends on
 //! `modelvault` with `default-features = false` gets neither clap nor a terminal prompt.
 
 use std::process::Command;
 
 /// Crates only the `mvault` binary uses.
 const CLI_ONLY: [&str; 5] = ["clap", "indicatif", "rpassword", "humantime", "signal-hook"];
+/// Crates only the S3 client (feature `remote`) uses.
+const REMOTE_ONLY: [&str; 3] = ["object_store", "tokio", "reqwest"];
 
 /// The crate names in `cargo tree -e normal --prefix none` with `features` (extra arguments).
 fn normal_dependencies(features: &[&str]) -> Vec<String> {
@@ -25,12 +27,12 @@ fn without_default_features_no_cli_crate_is_a_dependency() {
     let alone = normal_dependencies(&["--no-default-features"]);
     assert!(alone.iter().any(|c| c == "modelvault"), "the tree names the crate: {alone:?}");
     assert!(alone.iter().any(|c| c == "redb"), "the library's own dependencies are listed: {alone:?}");
-    for c in CLI_ONLY {
+    for c in CLI_ONLY.iter().chain(&REMOTE_ONLY) {
         assert!(!alone.iter().any(|d| d == c), "{c} is a dependency of the library alone");
     }
     // The same listing with the default features does name them, so the check above can see one.
     let full = normal_dependencies(&[]);
-    for c in CLI_ONLY {
+    for c in CLI_ONLY.iter().chain(&REMOTE_ONLY) {
         assert!(full.iter().any(|d| d == c), "{c} is not a dependency of the CLI: {full:?}");
     }
 }

@@ -233,27 +233,34 @@ pub enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// The S3-compatible remotes this vault shares through.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
     /// What the vault file is, without unlocking it.
     Info,
     /// Upload to a remote the versions it lacks (every version of every model by default).
     Push {
         /// NAME (every version) or NAME@REF; default: everything.
         specs: Vec<String>,
-        /// The remote, as a URL (`file:///PATH`).
-        #[arg(long)]
-        remote: String,
+        /// The remote: its name (`remote add`), or a URL (`s3://BUCKET/PREFIX`, `file:///PATH`);
+        /// default: the vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
     },
     /// Fetch from a remote the versions this vault lacks, and their chunks.
     Pull {
         /// NAME (every version) or NAME@REF; default: everything.
         specs: Vec<String>,
-        /// The remote, as a URL (`file:///PATH`).
-        #[arg(long)]
-        remote: String,
+        /// The remote: its name (`remote add`), or a URL (`s3://BUCKET/PREFIX`, `file:///PATH`);
+        /// default: the vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
     },
     /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
     Clone {
-        /// The remote, as a URL (`file:///PATH`).
+        /// The remote's URL (`s3://BUCKET/PREFIX`, `file:///PATH`).
         url: String,
         /// Where the new vault file goes (must not exist).
         path: std::path::PathBuf,
@@ -382,6 +389,34 @@ pub enum TrustCommand {
     /// List trusted keys.
     List,
     /// Stop trusting a key.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Add a remote at s3://BUCKET/PREFIX, after probing that the server keeps create-only
+    /// writes exclusive (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    Add {
+        /// A name for it.
+        name: String,
+        /// s3://BUCKET/PREFIX
+        url: String,
+        /// The server's base URL (default: AWS_ENDPOINT_URL, else AWS S3).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// The region (default: AWS_REGION, else us-east-1).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// Use it from one writer at a time; accepts a server that fails the probe.
+        #[arg(long)]
+        single_writer: bool,
+    },
+    /// List the remotes.
+    List,
+    /// Forget a remote (its objects stay on the server).
     Remove {
         /// Its name.
         name: String,

@@ -41,6 +41,9 @@ pub fn hint(e: &Error) -> Option<String> {
             " (to store it anyway: --allow GLOBAL for a global you trust, or --allow-unsafe-pickle)".into()
         }
         Error::OutputExists(_) => "; remove it or pass --force".into(),
+        Error::RemoteUnsafe { .. } => {
+            " (to use it from one machine at a time: `mvault remote add ... --single-writer`)".into()
+        }
         _ => return None,
     })
 }

@@ -48,11 +48,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),
+        Command::Remote { command } => c::remote::run(g, command),
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),
         Command::Info => c::info::run(g),
-        Command::Push { specs, remote } => c::sync::push(g, specs, remote),
-        Command::Pull { specs, remote } => c::sync::pull(g, specs, remote),
+        Command::Push { specs, remote } => c::sync::push(g, specs, remote.as_deref()),
+        Command::Pull { specs, remote } => c::sync::pull(g, specs, remote.as_deref()),
         Command::Clone { url, path } => c::sync::clone(g, url, path),
     }
 }

@@ -13,6 +13,7 @@ pub mod outfile;
 pub mod put;
 pub mod query;
 pub(crate) mod reader;
+pub mod remote;
 pub mod remove;
 pub mod scan;
 pub mod signers;

@@ -17,6 +17,7 @@
 //! | `slots`    | slot name (UTF-8)           | [`records::SlotRecord`] with SHA-256 checksum     |
 //! | `signers`  | signer id (u32)             | sealed [`records::SignerRecord`]                 |
 //! | `trust`    | trust name (UTF-8)          | sealed [`records::TrustRecord`]                  |
+//! | `remotes`  | remote name (UTF-8)         | sealed [`records::RemoteRecord`]                 |
 //! | `models`   | BLAKE3-keyed(name) (32 B)   | sealed [`records::ModelRecord`]                  |
 //! | `versions` | model key ‖ version BE (40 B)| sealed [`records::VersionRecord`] (signed manifest)|
 //! | `chunks`   | chunk id (32 B)             | `0x01` ‖ epoch BE ‖ nonce ‖ ciphertext ‖ tag     |

@@ -233,6 +233,28 @@ pub struct TrustRecord {
     pub added: u64,
 }
 
+/// A remote this vault shares through (`Vault::remote_add`), sealed under the metadata key in
+/// table `remotes`, keyed by its name. Holds where the remote is and what its probe found; never
+/// a credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteRecord {
+    /// The name it was added under (the record key).
+    pub name: String,
+    /// `s3://BUCKET/PREFIX`, canonical form.
+    pub url: String,
+    /// The server's base URL, or `None` for the AWS default.
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// True when several vaults may write to the remote at once: the server passed the probe
+    /// of create-only writes and the user did not ask for single-writer use.
+    pub multi_writer: bool,
+    /// The probe's failure, as a sentence, when the server failed it (`None`: it passed).
+    pub probe_failure: Option<String>,
+    /// When it was added, Unix seconds.
+    pub added: u64,
+}
+
 /// A model: its name and the state shared by its versions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelRecord {

@@ -16,6 +16,8 @@ pub(in crate::store) static MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDef
 pub(in crate::store) static VERSIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("versions");
 /// Trusted public keys of other vaults, by name.
 pub(in crate::store) static TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
+/// Remotes (S3-compatible stores this vault shares through), by name.
+pub(in crate::store) static REMOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("remotes");
 /// Encrypted chunks by chunk id.
 pub(in crate::store) static CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 /// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
@@ -37,6 +39,8 @@ pub enum Table {
     Versions,
     /// `trust`: sealed trusted public keys by name.
     Trust,
+    /// `remotes`: sealed remote records by name.
+    Remotes,
     /// `chunks`: sealed chunks by chunk id.
     Chunks,
     /// `chunk_ids`: the index of the chunk table's keys.
@@ -45,11 +49,12 @@ pub enum Table {
 
 impl Table {
     /// Every table, in the order a rewrite copies them.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Slots,
         Table::Signers,
         Table::Trust,
+        Table::Remotes,
         Table::Models,
         Table::Versions,
         Table::Chunks,
@@ -65,6 +70,7 @@ impl Table {
             Table::Models => MODELS.name(),
             Table::Versions => VERSIONS.name(),
             Table::Trust => TRUST.name(),
+            Table::Remotes => REMOTES.name(),
             Table::Chunks => CHUNKS.name(),
             Table::ChunkIds => CHUNK_IDS.name(),
         }

@@ -24,7 +24,7 @@
 use redb::{ReadableTable, TableDefinition, TableError};
 
 use super::chunks::{ChunkId, ChunkTables};
-use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
+use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
 use crate::{Error, Result};
 
 /// The key of a version record: model key followed by the big-endian version.
@@ -100,6 +100,10 @@ pub trait RecordRead {
     fn trust(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Every trust record, in name order.
     fn trusts(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The remote record `name`.
+    fn remote(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every remote record, in name order.
+    fn remotes(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// How many chunks the chunk table holds (counted from the table itself; 0 without one).
     fn chunk_count(&self) -> Result<u64>;
     /// The sum of the stored chunk value lengths, in bytes, read from the chunk index (small
@@ -213,6 +217,14 @@ macro_rules! record_read {
                 let Some(t) = self.table(TRUST, Table::Trust)? else { return Ok(Vec::new()) };
                 rows(&t, Table::Trust, |k, v| (k.to_string(), v.to_vec()))
             }
+            fn remote(&self, name: &str) -> Result<Option<Vec<u8>>> {
+                let Some(t) = self.table(REMOTES, Table::Remotes)? else { return Ok(None) };
+                get_bytes(&t, name, Table::Remotes)
+            }
+            fn remotes(&self) -> Result<Vec<(String, Vec<u8>)>> {
+                let Some(t) = self.table(REMOTES, Table::Remotes)? else { return Ok(Vec::new()) };
+                rows(&t, Table::Remotes, |k, v| (k.to_string(), v.to_vec()))
+            }
             fn chunk_count(&self) -> Result<u64> {
                 use redb::ReadableTableMetadata;
                 let Some(t) = self.table(CHUNKS, Table::Chunks)? else { return Ok(0) };
@@ -313,6 +325,7 @@ impl ReadTxn {
             Table::Meta => go!(META, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
             Table::Slots => go!(SLOTS, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
             Table::Trust => go!(TRUST, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
+            Table::Remotes => go!(REMOTES, &str, |a| str_key(table, a)?, |k, v| (k.as_bytes(), v)),
             Table::Signers => go!(SIGNERS, u32, |a| id_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
             Table::Models => go!(MODELS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
             Table::Versions => go!(VERSIONS, &[u8; 40], |a| array_key::<40>(table, a)?, |k, v| (k, v)),
@@ -451,6 +464,20 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// Writes the sealed remote record `name`.
+    pub fn put_remote(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("writing a remote", e))?;
+        t.insert(name, value).map_err(|e| Error::storage("writing a remote", e))?;
+        Ok(())
+    }
+
+    /// Deletes the remote record `name` (a no-op when absent).
+    pub fn remove_remote(&mut self, name: &str) -> Result<()> {
+        let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("removing a remote", e))?;
+        t.remove(name).map_err(|e| Error::storage("removing a remote", e))?;
+        Ok(())
+    }
+
     /// Creates `table` if it does not exist yet (empty), as opening it for writing does: a copy
     /// of a file keeps the empty tables the original has.
     ///
@@ -460,6 +487,7 @@ impl WriteTxn {
             Table::Meta => drop(self.open(META, table)?),
             Table::Slots => drop(self.open(SLOTS, table)?),
             Table::Trust => drop(self.open(TRUST, table)?),
+            Table::Remotes => drop(self.open(REMOTES, table)?),
             Table::Signers => drop(self.open(SIGNERS, table)?),
             Table::Models => drop(self.open(MODELS, table)?),
             Table::Versions => drop(self.open(VERSIONS, table)?),
@@ -486,6 +514,9 @@ impl WriteTxn {
             }
             Table::Trust => {
                 self.open(TRUST, table)?.insert(str_key(table, key)?, value).map_err(err)?;
+            }
+            Table::Remotes => {
+                self.open(REMOTES, table)?.insert(str_key(table, key)?, value).map_err(err)?;
             }
             Table::Signers => {
                 self.open(SIGNERS, table)?.insert(id_key(table, key)?, value).map_err(err)?;

@@ -2,6 +2,8 @@
 //! way to run the `mvault` binary; `tamper` holds the hand-made redb edits of a vault file.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod s3;
 pub mod tamper;
 
 use std::path::{Path, PathBuf};

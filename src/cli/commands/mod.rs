@@ -19,6 +19,7 @@ pub mod ls;
 pub mod metric;
 pub mod put;
 pub mod query;
+pub mod remote;
 pub mod rm;
 pub mod scan;
 pub mod show;

@@ -165,7 +165,8 @@ struct Reseal<'k> {
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
 /// names it) the copy leaves out: the state, which the copy writes last.
-const RESEALED_RECORDS: [Table; 5] = [Table::Meta, Table::Signers, Table::Trust, Table::Models, Table::Versions];
+const RESEALED_RECORDS: [Table; 6] =
+    [Table::Meta, Table::Signers, Table::Trust, Table::Remotes, Table::Models, Table::Versions];
 
 impl Reseal<'_> {
     /// The value to store for `value` of `table`/`key` in the new file: sealed again under the new
