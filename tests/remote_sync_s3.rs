@@ -54,6 +54,9 @@ fn two_vaults_share_models_through_a_moto_bucket() {
         .success()
         .stdout(contains("minilm@2 is minilm@3 now"));
     cli(a.path(), &server).args(["pull"]).assert().success().stdout(contains("pulled minilm@3"));
+    // The clone recorded the remote as origin: a pull needs no --remote.
+    cli(b.path(), &server).args(["remote", "list"]).assert().success().stdout(contains("origin"));
+    cli(b.path(), &server).args(["pull"]).assert().success().stdout(contains("pulled minilm@2"));
     cli(a.path(), &server).args(["cat", "minilm@3"]).assert().success().stdout("from B");
 
     // The bucket shows no name and no plaintext hash.

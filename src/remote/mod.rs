@@ -1,7 +1,7 @@
 //! Sharing a vault through S3-compatible object storage (SECURITY.md, "Remote"): the object
 //! interface a remote is reached through ([`objects`]), where a remote is ([`config`]), the S3
 //! client ([`s3`], feature `remote`), a directory remote ([`dir`]), the probe of a server's
-//! create-only writes ([`probe`]), the byte layout of what a remote holds ([`format`]), key
+//! create-only writes ([`mod@probe`]), the byte layout of what a remote holds ([`mod@format`]), key
 //! bundles ([`bundle`]), packs ([`packs`]), the signed hash-chained log ([`log`]) and the state it
 //! describes ([`state`]), and the operations `push`, `pull` and `clone` (methods on
 //! [`crate::Vault`]). This module owns what a remote holds and how local vaults exchange sealed
