@@ -241,6 +241,31 @@ pub enum Command {
     },
     /// What the vault file is, without unlocking it.
     Info,
+    /// Upload to a remote the versions it lacks (every version of every model by default).
+    Push {
+        /// NAME (every version) or NAME@REF; default: everything.
+        specs: Vec<String>,
+        /// The remote: its name (`remote add`), or a URL (`s3://BUCKET/PREFIX`, `file:///PATH`);
+        /// default: the vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+    },
+    /// Fetch from a remote the versions this vault lacks, and their chunks.
+    Pull {
+        /// NAME (every version) or NAME@REF; default: everything.
+        specs: Vec<String>,
+        /// The remote: its name (`remote add`), or a URL (`s3://BUCKET/PREFIX`, `file:///PATH`);
+        /// default: the vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+    },
+    /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
+    Clone {
+        /// The remote's URL (`s3://BUCKET/PREFIX`, `file:///PATH`).
+        url: String,
+        /// Where the new vault file goes (must not exist).
+        path: std::path::PathBuf,
+    },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
         /// Files or directories (one or more); each is reported, the exit code is the worst.

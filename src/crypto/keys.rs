@@ -85,6 +85,40 @@ impl IndexKeys {
     }
 }
 
+/// The keys of a remote (SECURITY.md, "Remote"): derived from the index key, which every copy
+/// of a vault shares and which outlives key epochs, so a local `key rotate` strands nothing on
+/// the remote. HKDF-SHA256 with salt = vault id, IKM = index key.
+#[derive(Debug)]
+pub struct RemoteKeys {
+    /// Derives one key per pack (`"modelvault/v1/remote-pack"` ‖ the pack's 32-byte salt).
+    pack_root: SecretKey,
+    /// AES-256-GCM key of pack indexes and log entries (`"modelvault/v1/remote-meta"`).
+    pub meta: SecretKey,
+}
+
+impl RemoteKeys {
+    /// Derives the remote keys from the vault's index key.
+    pub fn derive(index_key: &SecretKey, vault_id: &[u8; 16]) -> RemoteKeys {
+        RemoteKeys {
+            pack_root: hkdf(index_key, vault_id, "remote-pack", None),
+            meta: hkdf(index_key, vault_id, "remote-meta", None),
+        }
+    }
+
+    /// The AES-256-GCM key of the pack whose random salt is `salt`: HKDF-SHA256 (salt = none,
+    /// IKM = the pack root key, info = `"modelvault/v1/remote-pack-key"` ‖ salt). One key per
+    /// pack keeps the random-nonce count per key to the chunks of one pack.
+    pub fn pack_key(&self, salt: &[u8; 32]) -> SecretKey {
+        let hk = Hkdf::<Sha256>::new(None, self.pack_root.expose());
+        let mut info = Vec::with_capacity(64);
+        info.extend_from_slice(b"modelvault/v1/remote-pack-key");
+        info.extend_from_slice(salt);
+        let mut k = SecretKey([0u8; 32]);
+        hk.expand(&info, &mut k.0).expect("32 bytes is far below HKDF-SHA256's limit");
+        k
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

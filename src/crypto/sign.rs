@@ -10,6 +10,8 @@ use super::SecretKey;
 
 /// Domain-separation prefix of a manifest signature.
 pub const MANIFEST_DOMAIN: &[u8] = b"modelvault manifest signature v1\0";
+/// Domain prefix of every remote log entry signature (RFC 8032 Ed25519 over prefix ‖ message).
+pub const LOG_DOMAIN: &[u8] = b"modelvault remote log signature v1\0";
 
 /// Length of a public key in bytes.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -47,6 +49,20 @@ impl ManifestSigner {
     pub fn sign_manifest(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.key.sign(&domain(message)).to_bytes()
     }
+
+    /// Signs `message` prefixed with [`LOG_DOMAIN`] (a remote's log entries; see SECURITY.md,
+    /// "Remote"). The two domains differ in their first bytes' meaning, so a log signature never
+    /// verifies as a manifest signature and the reverse.
+    pub fn sign_log(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.key.sign(&with_domain(LOG_DOMAIN, message)).to_bytes()
+    }
+}
+
+fn with_domain(d: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(d.len() + message.len());
+    m.extend_from_slice(d);
+    m.extend_from_slice(message);
+    m
 }
 
 fn domain(message: &[u8]) -> Vec<u8> {
@@ -86,6 +102,11 @@ impl ManifestVerifier {
     /// keys and non-canonical signatures).
     pub fn verify(&self, message: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
         self.key.verify_strict(&domain(message), &Signature::from_bytes(sig)).is_ok()
+    }
+
+    /// Checks a log entry signature ([`ManifestSigner::sign_log`]) with `verify_strict`.
+    pub fn verify_log(&self, message: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
+        self.key.verify_strict(&with_domain(LOG_DOMAIN, message), &Signature::from_bytes(sig)).is_ok()
     }
 }
 

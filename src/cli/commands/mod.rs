@@ -26,6 +26,7 @@ pub mod show;
 pub mod signer;
 pub mod similar;
 pub mod stats;
+pub mod sync;
 pub mod tag;
 pub mod trust;
 pub mod untag;

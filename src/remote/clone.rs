@@ -1,0 +1,161 @@
+//! `clone`: makes a new local vault from a remote with only a passphrase. A key bundle's slots
+//! are tried with it (cheapest first, within the unlock limits); the slot that opens gives the
+//! master key of the bundle's epoch, whose meta key opens the index key and signing keys. The new
+//! file gets the same vault id, slots, index key and signers (so chunk ids, record keys and
+//! signatures agree with the other copies), then everything is pulled. It must never leave a
+//! half-made vault file behind on an error, nor write over an existing file.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::SecretKey;
+use crate::crypto::aead;
+use crate::crypto::keys::{EpochKeys, IndexKeys};
+use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
+use crate::progress::Progress;
+use crate::remote::bundle::read_bundle;
+use crate::remote::format::{KEYS, KeysBundle, KeysRecord, KeysTable};
+use crate::remote::objects::Objects;
+use crate::remote::pull::PullReport;
+use crate::store::envelope::Envelope;
+use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SlotRecord, State};
+use crate::store::{self, Table};
+use crate::vault::{MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
+use crate::{Error, Result};
+
+impl Vault<Unlocked> {
+    /// Creates the vault file `path` (which must not exist) as a copy of the vault on the remote
+    /// `objects`, unlocked with `passphrase` through any key slot a key bundle there holds, and
+    /// pulls every version. The remote is remembered as `label`.
+    ///
+    /// Errors: [`Error::VaultExists`]; [`Error::NotFound`] when the remote holds no key bundle;
+    /// [`Error::WrongPassphrase`] when no slot opens; [`Error::Damaged`] (see
+    /// [`Vault::pull`]); [`Error::Remote`]. On any error the new file is removed.
+    pub fn clone_from(
+        objects: &dyn Objects,
+        path: impl AsRef<Path>,
+        passphrase: &Passphrase,
+        label: &str,
+        progress: &dyn Progress,
+    ) -> Result<(Vault<Unlocked>, PullReport)> {
+        crate::harden::harden_process()?;
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::VaultExists(path.to_path_buf()));
+        }
+        let mut bundles = Vec::new();
+        for o in objects.list(KEYS)? {
+            bundles.extend(read_bundle(objects, &o.key, o.size)?);
+        }
+        if bundles.is_empty() {
+            return Err(Error::NotFound("the remote holds no key bundle: nothing was pushed to it yet".into()));
+        }
+        bundles.sort_by_key(|b| std::cmp::Reverse(b.epoch));
+        bundles.dedup_by(|a, b| a.epoch == b.epoch && a.slots == b.slots);
+        let mut opened = None;
+        for b in &bundles {
+            if let Some(found) = open_bundle(b, passphrase)? {
+                opened = Some((b, found));
+                break;
+            }
+        }
+        let (bundle, (slot, kek, master)) = opened.ok_or(Error::WrongPassphrase)?;
+        let vault = create_copy(path, bundle, &slot, kek, master)?;
+        match vault.pull(objects, label, &[], progress) {
+            Ok(report) => Ok((vault, report)),
+            Err(e) => {
+                drop(vault);
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Tries the bundle's slots with `passphrase`; (slot name, KEK, master key) of the one that opens.
+fn open_bundle(b: &KeysBundle, passphrase: &Passphrase) -> Result<Option<(String, SecretKey, SecretKey)>> {
+    let h: Header = records::decode("remote key bundle header", &b.header)?;
+    let mut slots: Vec<(String, SlotRecord)> =
+        b.slots.iter().filter_map(|(n, v)| SlotRecord::decode(v).map(|s| (n.clone(), s))).collect();
+    slots.retain(|(_, s)| s.epoch == b.epoch && s.next.is_none());
+    slots.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
+    let mut spent = 0u64;
+    for (i, (name, slot)) in slots.iter().enumerate() {
+        let cost = unlock_cost(&slot.params);
+        if i >= MAX_UNLOCK_SLOTS || (i > 0 && spent + cost > MAX_UNLOCK_COST) {
+            break;
+        }
+        spent += cost;
+        let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
+        let aad = SlotRecord::aad(&h.vault_id, name, slot.epoch, &slot.params);
+        if let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) {
+            let mk = Zeroizing::new(mk);
+            let master = SecretKey(mk.as_slice().try_into().map_err(|_| Error::KeySlotDamaged(name.clone()))?);
+            return Ok(Some((name.clone(), kek, master)));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the new vault file from the bundle and returns it unlocked.
+fn create_copy(
+    path: &Path,
+    b: &KeysBundle,
+    slot: &str,
+    slot_kek: SecretKey,
+    master: SecretKey,
+) -> Result<Vault<Unlocked>> {
+    let mut header: Header = records::decode("remote key bundle header", &b.header)?;
+    if header.magic != MAGIC {
+        return Err(Error::Damaged("the remote key bundle's header is not a modelvault header".into()));
+    }
+    header.format_version = FORMAT_VERSION;
+    let vid = header.vault_id;
+    let keys = EpochKeys::derive(&master, &vid, b.epoch);
+    let rec: KeysRecord =
+        Envelope::new(vid, &keys, None).open_record(&KeysTable, b"", "remote key bundle", &b.sealed)?;
+    let index = IndexKeys::derive(&SecretKey(rec.index_key), &vid);
+    let active = rec.signers.iter().find(|(id, _)| *id == rec.active_signer);
+    let active = active.ok_or_else(|| Error::Damaged("the remote key bundle lacks its active signing key".into()))?;
+    let signer = ManifestSigner::from_seed(&SecretKey(active.1.seed));
+    let signers = rec.signers.iter().filter_map(|(_, s)| ManifestVerifier::new(&s.public)).collect();
+    let db = store::create_db(path)?;
+    let legacy = AtomicBool::new(false);
+    let slot = slot.to_string();
+    let state = Unlocked {
+        keys,
+        prev: None,
+        index,
+        signer,
+        signers,
+        slot,
+        slot_kek,
+        master,
+        legacy,
+        warnings: Default::default(),
+    };
+    let vault = Vault { db, path: path.to_path_buf(), header, state };
+    let written = (|| {
+        let mut tx = vault.write()?;
+        tx.put_plain_meta("header", &records::encode(&vault.header))?;
+        for (name, v) in &b.slots {
+            tx.put_slot(name, v)?;
+        }
+        for (id, s) in &rec.signers {
+            tx.put_signer(*id, s)?;
+        }
+        let next_signer = rec.signers.iter().map(|(id, _)| id + 1).max().unwrap_or(1);
+        tx.state = State { epoch: b.epoch, active_signer: rec.active_signer, next_signer, ..State::default() };
+        let ix = tx.seal_meta(Table::Meta, b"index", &IndexRecord { key: rec.index_key })?;
+        tx.put_plain_meta("index", &ix)?;
+        tx.commit()
+    })();
+    if let Err(e) = written {
+        drop(vault);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(vault)
+}

@@ -1,0 +1,305 @@
+//! `push`: uploads what a remote lacks of the versions asked for, in the order that keeps the
+//! remote readable when killed at any moment (packs, then their indexes, then one log entry
+//! naming them), and appends the entry with a create-only write; a push that loses the race
+//! for a log position reads the log again, renumbers what it must and retries. It must never
+//! write a log entry naming an object it has not uploaded, nor renumber a local version before
+//! the entry that gives it its new number is on the remote.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::manifest::Manifest;
+use crate::ops::VersionRef;
+use crate::progress::Progress;
+use crate::remote::format::{Change, INDEX, LogBody};
+use crate::remote::log::{self, Appended, LogKeys};
+use crate::remote::objects::Objects;
+use crate::remote::packs::{self, FinishedPack, PackWriter, Traffic};
+use crate::remote::state::{self, RemoteState, origin};
+use crate::remote::sync::{self, LocalModel, Renumber};
+use crate::store::records::VersionRecord;
+use crate::vault::{Unlocked, Vault};
+use crate::{Error, Result};
+
+/// Most times a push reads the log again after losing a log position.
+pub const MAX_APPEND_RETRIES: u32 = 32;
+
+/// What a push did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    /// Versions written to the remote (new ones and new revisions): (model, remote number).
+    pub pushed: Vec<(String, u64)>,
+    /// Local versions given a new number, because the remote had given theirs to another.
+    pub renumbered: Vec<(String, u64, u64)>,
+    /// The log entry written, if any.
+    pub entry: Option<u64>,
+    /// Times the log position was lost to another writer.
+    pub retries: u32,
+    /// True when the key bundle was uploaded.
+    pub bundle: bool,
+    /// Packs and bytes uploaded.
+    pub traffic: Traffic,
+}
+
+/// A plan: the changes for one log entry and the local renumbering it implies.
+#[derive(Default)]
+struct Plan {
+    changes: Vec<Change>,
+    renumber: Vec<Renumber>,
+    pushed: Vec<(String, u64)>,
+    manifests: Vec<Manifest>,
+}
+
+impl Vault<Unlocked> {
+    /// Pushes the versions `specs` selects (every live version of every model when empty) to
+    /// the remote `objects`, which this vault knows as `label` (the last entry seen is kept
+    /// under it, so a rolled-back remote is noticed).
+    ///
+    /// Errors: [`Error::Damaged`] (a forked, rolled-back or tampered remote; nothing is
+    /// changed locally); [`Error::ModelNotFound`], [`Error::VersionNotFound`]; [`Error::Remote`]
+    /// (a push stopped by a fault resumes where it stopped when run again);
+    /// [`Error::InvalidInput`] for a remote of another vault.
+    pub fn push(
+        &self,
+        objects: &dyn Objects,
+        label: &str,
+        specs: &[(String, VersionRef)],
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let mut report = PushReport { bundle: self.ensure_bundle(objects)?, ..Default::default() };
+        let keys = self.remote_keys()?;
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let local = sync::local_models(self, specs)?;
+        let listed: Vec<String> = objects.list(INDEX)?.into_iter().map(|o| o.key).collect();
+        let known: HashMap<[u8; 32], String> = packs::locate(objects, &keys, &self.header.vault_id, &listed)?
+            .into_iter()
+            .map(|(id, l)| (id, l.index))
+            .collect();
+        let mut writer = PackWriter::new(&keys, self.header.vault_id)?;
+        let seen = state::load_seen(self, label)?;
+        loop {
+            let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
+            let plan = self.plan(&local, &remote)?;
+            self.upload_chunks(objects, &plan.manifests, &known, &mut writer, progress)?;
+            if plan.changes.is_empty() {
+                self.finish_push(label, remote.head, &[])?;
+                report.traffic = writer.traffic;
+                return Ok(report);
+            }
+            let indexes = needed_indexes(&plan.manifests, &known, &writer.written);
+            let body = LogBody {
+                seq: remote.head.0 + 1,
+                prev: remote.head.1,
+                time: crate::vault::now(),
+                indexes,
+                changes: plan.changes,
+            };
+            match log::append(objects, &lk, &self.state.signer, &body)? {
+                Appended::Done(seq, hash) => {
+                    self.finish_push(label, (seq, hash), &plan.renumber)?;
+                    report.entry = Some(seq);
+                    report.pushed = plan.pushed;
+                    report.renumbered = plan.renumber.iter().map(|r| (r.name.clone(), r.from, r.to)).collect();
+                    report.traffic = writer.traffic;
+                    return Ok(report);
+                }
+                Appended::Lost if report.retries < MAX_APPEND_RETRIES => {
+                    report.retries += 1;
+                    backoff(report.retries);
+                }
+                Appended::Lost => {
+                    return Err(Error::remote(
+                        "appending to the remote's log",
+                        format!("another writer took the position {MAX_APPEND_RETRIES} times in a row; try again"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Records the entry written or read last, and renumbers local versions as the remote
+    /// numbered them, in one transaction.
+    fn finish_push(&self, label: &str, head: log::Seen, renumber: &[Renumber]) -> Result<()> {
+        let mut txn = self.write()?;
+        sync::renumber_local(&mut txn, renumber)?;
+        state::save_seen(&mut txn, label, head)?;
+        txn.commit()
+    }
+
+    /// Decides, against the remote's state, which local versions go up under which numbers.
+    fn plan(&self, local: &[LocalModel], remote: &RemoteState) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let empty = state::RemoteModel::default();
+        for lm in local {
+            let rm = remote.models.get(&lm.name).unwrap_or(&empty);
+            let by_origin: HashMap<[u8; 32], u64> = rm.versions.iter().map(|(n, (_, m))| (origin(m), *n)).collect();
+            let mut next = rm.max_version + 1;
+            let mut taken: BTreeSet<u64> = rm.versions.keys().copied().chain(lm.record.live.iter().copied()).collect();
+            let mut mapping = BTreeMap::new();
+            for (v, rec, m) in &lm.versions {
+                let (to, newer) = match by_origin.get(&origin(m)) {
+                    Some(&w) => (w, m.revision > rm.versions[&w].1.revision),
+                    None => {
+                        let w = if *v >= next { *v } else { (next..).find(|n| !taken.contains(n)).expect("unbounded") };
+                        plan.manifests.push(m.clone());
+                        (w, true)
+                    }
+                };
+                next = next.max(to + 1);
+                taken.insert(to);
+                mapping.insert(*v, to);
+                let rec = if to == *v { rec.clone() } else { self.resign(m, to) };
+                if to != *v {
+                    plan.renumber.push(Renumber { name: lm.name.clone(), from: *v, to, record: rec.clone() });
+                }
+                if newer {
+                    plan.pushed.push((lm.name.clone(), to));
+                    plan.changes.push(Change::Version(rec));
+                }
+            }
+            if let Some(c) = model_change(lm, rm, &mapping) {
+                plan.changes.push(c);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The record of manifest `m` renumbered to `to`, signed by the active signer.
+    fn resign(&self, m: &Manifest, to: u64) -> VersionRecord {
+        let mut m = m.clone();
+        m.version = to;
+        let bytes = m.encode();
+        let signature = crate::manifest::sign(&self.state.signer, &bytes).to_vec();
+        VersionRecord { manifest: bytes, signature, signer: self.state.signer.public_key() }
+    }
+
+    /// Seals into packs every chunk of `manifests` the remote does not hold yet, uploading up
+    /// to [`packs::PARALLEL`] packs at once while the next is sealed.
+    fn upload_chunks(
+        &self,
+        objects: &dyn Objects,
+        manifests: &[Manifest],
+        known: &HashMap<[u8; 32], String>,
+        writer: &mut PackWriter<'_>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let todo = chunks_to_send(manifests, known, &writer.written);
+        progress.begin("push", todo.iter().map(|t| u64::from(t.0.len)).sum());
+        let rx = crate::store::read(&self.db)?;
+        let (tx, queue) = crossbeam_channel::bounded::<FinishedPack>(1);
+        let (sealed, uploaded) = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..packs::PARALLEL)
+                .map(|_| {
+                    let queue = queue.clone();
+                    s.spawn(move || -> (Vec<(FinishedPack, usize)>, Result<()>) {
+                        let mut done = Vec::new();
+                        for mut p in queue {
+                            if let Err(e) = p.upload(objects) {
+                                return (done, Err(e));
+                            }
+                            let bytes = p.pack.1.len() + p.index.1.len();
+                            p.pack.1 = Vec::new(); // the bytes are up: free them
+                            done.push((p, bytes));
+                        }
+                        (done, Ok(()))
+                    })
+                })
+                .collect();
+            drop(queue);
+            let sealed = (|| -> Result<()> {
+                for (c, w, i, n) in &todo {
+                    let plain = self.open_chunk(&rx, &c.id, c.len, w, *i, *n)?;
+                    if let Some(p) = writer.add(&c.id, &plain)? {
+                        tx.send(p).map_err(|_| Error::remote("uploading a pack", "every upload stopped"))?;
+                    }
+                    progress.advance(u64::from(c.len));
+                }
+                if let Some(p) = writer.finish()? {
+                    tx.send(p).map_err(|_| Error::remote("uploading a pack", "every upload stopped"))?;
+                }
+                Ok(())
+            })();
+            drop(tx);
+            let uploaded: Vec<_> =
+                workers.into_iter().map(|w| w.join().expect("an upload thread does not panic")).collect();
+            (sealed, uploaded)
+        });
+        let mut first_err = None;
+        for (done, r) in uploaded {
+            for (p, bytes) in done {
+                writer.uploaded(&p.index.0, &p.ids, bytes as u64);
+            }
+            first_err = first_err.or(r.err());
+        }
+        progress.end();
+        // An upload's error is the cause when sealing stopped because every upload had.
+        match (first_err, sealed) {
+            (Some(e), _) => Err(e),
+            (None, r) => r,
+        }
+    }
+}
+
+/// The chunks of `manifests` neither the remote nor this push holds, once each, with what
+/// names them in errors: (chunk, file, index in the file, chunks in the file).
+fn chunks_to_send<'m>(
+    manifests: &'m [Manifest],
+    known: &HashMap<[u8; 32], String>,
+    written: &HashMap<[u8; 32], String>,
+) -> Vec<(&'m crate::manifest::ChunkRef, String, usize, usize)> {
+    let mut todo = Vec::new();
+    let mut seen = BTreeSet::new();
+    for m in manifests {
+        for f in &m.files {
+            let w = crate::ops::reader::file_where(m, f);
+            for (i, c) in f.chunks.iter().enumerate() {
+                if !known.contains_key(&c.id) && !written.contains_key(&c.id) && seen.insert(c.id) {
+                    todo.push((c, w.clone(), i, f.chunks.len()));
+                }
+            }
+        }
+    }
+    todo
+}
+
+/// The model change a push makes: the remote's aliases with the local ones (renumbered) laid
+/// over them, and the local description when it has one; `None` when that is what the remote
+/// has.
+fn model_change(lm: &LocalModel, rm: &state::RemoteModel, mapping: &BTreeMap<u64, u64>) -> Option<Change> {
+    let mut aliases = rm.aliases.clone();
+    for (a, v) in &lm.record.aliases {
+        if let Some(to) = mapping.get(v) {
+            aliases.insert(a.clone(), *to);
+        }
+    }
+    let description =
+        if lm.record.description.is_empty() { rm.description.clone() } else { lm.record.description.clone() };
+    (aliases != rm.aliases || description != rm.description).then(|| Change::Model {
+        name: lm.name.clone(),
+        aliases,
+        description,
+    })
+}
+
+/// The index of every chunk `manifests` use, from the remote's indexes or this push's.
+fn needed_indexes(
+    manifests: &[Manifest],
+    known: &HashMap<[u8; 32], String>,
+    written: &HashMap<[u8; 32], String>,
+) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for c in manifests.iter().flat_map(|m| m.files.iter()).flat_map(|f| f.chunks.iter()) {
+        if let Some(ix) = written.get(&c.id).or_else(|| known.get(&c.id)) {
+            out.insert(ix.clone());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Waits before retry `n`: 20 ms × n, plus up to 20 ms of jitter, so racing writers spread out.
+fn backoff(n: u32) {
+    let mut b = [0u8; 1];
+    let jitter = crate::crypto::fill_random(&mut b).map(|()| u64::from(b[0]) * 20 / 255).unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(n.min(10)) + jitter));
+}

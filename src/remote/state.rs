@@ -1,0 +1,130 @@
+//! The state a remote's log describes (every model's versions, aliases and description, and the
+//! pack indexes the log names), replayed from checked entries; a version's identity across
+//! renumbering ([`origin`]); and the local record of the last entry seen of each remote
+//! (`meta`/`"remote-seen"`, sealed). It must never accept a manifest whose signature and
+//! encoding it has not checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::manifest::{self, Manifest};
+use crate::remote::format::Change;
+use crate::remote::log::{Entry, Seen};
+use crate::store::records::VersionRecord;
+use crate::store::{self, RecordRead, Table};
+use crate::vault::{Txn, Unlocked, Vault};
+
+/// The record key of the sealed record of remotes seen.
+pub const SEEN_KEY: &str = "remote-seen";
+
+/// One model as the remote's log leaves it.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteModel {
+    /// Live versions: number → (latest revision's record, its manifest).
+    pub versions: BTreeMap<u64, (VersionRecord, Manifest)>,
+    /// The highest version number the log ever gave this model (removed ones included).
+    pub max_version: u64,
+    /// Alias → version.
+    pub aliases: BTreeMap<String, u64>,
+    /// The model-level description.
+    pub description: String,
+}
+
+/// What a remote holds, as its log says.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteState {
+    /// Models by name.
+    pub models: BTreeMap<String, RemoteModel>,
+    /// Every pack index a log entry names.
+    pub indexes: BTreeSet<String>,
+    /// The last entry: (sequence number, hash); (0, zeros) for an empty log.
+    pub head: Seen,
+}
+
+/// A version's identity across renumbering: BLAKE3 of its manifest with the version number,
+/// revision, update time and metadata cleared (the vault, name, creation time and files stay).
+pub fn origin(m: &Manifest) -> [u8; 32] {
+    let mut m = m.clone();
+    m.version = 0;
+    m.revision = 0;
+    m.updated = 0;
+    m.description.clear();
+    m.tags.clear();
+    m.metrics.clear();
+    *blake3::hash(&m.encode()).as_bytes()
+}
+
+/// Replays checked entries into a [`RemoteState`], checking every manifest as a local read does.
+///
+/// Errors: [`crate::Error::Damaged`], [`crate::Error::BadSignature`] for a manifest that fails.
+pub fn replay(vault: &Vault<Unlocked>, entries: &[Entry]) -> Result<RemoteState> {
+    let mut st = RemoteState::default();
+    for e in entries {
+        st.indexes.extend(e.body.indexes.iter().cloned());
+        for c in &e.body.changes {
+            apply(vault, &mut st, e.body.seq, c)?;
+        }
+        st.head = (e.body.seq, e.hash);
+    }
+    Ok(st)
+}
+
+fn apply(vault: &Vault<Unlocked>, st: &mut RemoteState, seq: u64, c: &Change) -> Result<()> {
+    match c {
+        Change::Version(rec) => {
+            let what = format!("a version in remote log entry {seq}");
+            let m = manifest::decode_canonical(&what, &rec.manifest)?;
+            let m = vault.check_version_record(&what, &m.name.clone(), m.version, rec)?;
+            let model = st.models.entry(m.name.clone()).or_default();
+            model.max_version = model.max_version.max(m.version);
+            let newer = model.versions.get(&m.version).is_none_or(|(_, old)| m.revision >= old.revision);
+            if newer {
+                model.versions.insert(m.version, (rec.clone(), m));
+            }
+        }
+        Change::Model { name, aliases, description } => {
+            let model = st.models.entry(name.clone()).or_default();
+            model.aliases = aliases.clone();
+            model.description = description.clone();
+        }
+        Change::Remove { name, version } => {
+            let model = st.models.entry(name.clone()).or_default();
+            model.versions.remove(version);
+            model.aliases.retain(|_, v| v != version);
+        }
+    }
+    Ok(())
+}
+
+/// The sealed record of the last entry seen of each remote, by the label the caller gives it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SeenRecord {
+    /// Label → (sequence number, hash) of the last entry seen.
+    pub remotes: BTreeMap<String, Seen>,
+}
+
+/// The last entry this vault saw of the remote `label`, `None` if it never read it.
+///
+/// Errors: [`crate::Error::Damaged`] for a record that does not open; [`crate::Error::Storage`].
+pub fn load_seen(vault: &Vault<Unlocked>, label: &str) -> Result<Option<Seen>> {
+    Ok(load_all(vault, &store::read(&vault.db)?)?.remotes.get(label).copied())
+}
+
+fn load_all(vault: &Vault<Unlocked>, rx: &impl RecordRead) -> Result<SeenRecord> {
+    match rx.meta(SEEN_KEY)? {
+        None => Ok(SeenRecord::default()),
+        Some(v) => vault.open_meta(Table::Meta, SEEN_KEY.as_bytes(), "record of remotes seen", &v),
+    }
+}
+
+/// Records `seen` as the last entry seen of the remote `label`, inside `txn`.
+///
+/// Errors: [`crate::Error::Damaged`], [`crate::Error::Storage`], [`crate::Error::KeyUsageLimit`].
+pub(crate) fn save_seen(txn: &mut Txn<'_>, label: &str, seen: Seen) -> Result<()> {
+    let mut rec = load_all(txn.vault, &*txn.tx)?;
+    rec.remotes.insert(label.to_string(), seen);
+    let sealed = txn.seal_meta(Table::Meta, SEEN_KEY.as_bytes(), &rec)?;
+    txn.put_plain_meta(SEEN_KEY, &sealed)
+}
