@@ -522,3 +522,38 @@ fn clone_needs_the_passphrase_and_refuses_an_existing_file() {
     let e = c.push(&remote, "origin", &[], &NoProgress).unwrap_err().to_string();
     assert!(e.contains("the remote holds vault"), "{e}");
 }
+
+/// A push whose log entry landed but whose local commit did not (a crash in between, as a file
+/// restored from before the push shows) finds its version on the remote under the new number:
+/// the next push makes no entry but still renumbers the local version, so every copy agrees on
+/// which bytes the number names.
+#[test]
+fn a_renumbering_lost_locally_is_made_by_the_next_push() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, mut a) = new_vault(a_dir.path());
+    put(&mut a, &write(a_dir.path(), "w.bin", b"base weights"), "m");
+    let remote = MemoryObjects::new();
+    a.push(&remote, "origin", &[], &NoProgress).unwrap();
+    let mut b = clone_into(&remote, b_dir.path());
+    put(&mut a, &write(a_dir.path(), "w.bin", b"tuned on machine A"), "m");
+    put(&mut b, &write(b_dir.path(), "w.bin", b"tuned on machine B"), "m");
+    a.push(&remote, "origin", &[], &NoProgress).unwrap();
+    let b_path = b.path().to_path_buf();
+    let before = b_dir.path().join("before-push.mvault");
+    std::fs::copy(&b_path, &before).unwrap();
+    let rep = b.push(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(rep.renumbered, vec![("m".to_string(), 2, 3)]);
+    drop(b);
+    std::fs::rename(&before, &b_path).unwrap();
+    let b = common::reopen(&b_path);
+    assert_eq!(cat(&b, "m", VersionRef::Number(2)), b"tuned on machine B", "the restored file predates the push");
+    let rep = b.push(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(rep.renumbered, vec![("m".to_string(), 2, 3)], "the next push renumbers what the remote holds");
+    assert!(rep.pushed.is_empty(), "{:?}", rep.pushed);
+    assert_eq!(cat(&b, "m", VersionRef::Number(3)), b"tuned on machine B");
+    b.pull(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(cat(&b, "m", VersionRef::Number(2)), b"tuned on machine A");
+    let listing = b.list(Some("m")).unwrap();
+    let numbers: Vec<u64> = listing.models[0].versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2, 3], "no version twice");
+}

@@ -83,7 +83,10 @@ impl Vault<Unlocked> {
             let plan = self.plan(&local, &remote)?;
             self.upload_chunks(objects, &plan.manifests, &known, &mut writer, progress)?;
             if plan.changes.is_empty() {
-                self.finish_push(label, remote.head, &[])?;
+                // A renumbering planned against this log still applies locally (a crash may have
+                // come between an earlier push's log entry and its local commit).
+                self.finish_push(label, remote.head, &plan.renumber)?;
+                report.renumbered = plan.renumber.iter().map(|r| (r.name.clone(), r.from, r.to)).collect();
                 report.traffic = writer.traffic;
                 return Ok(report);
             }
