@@ -165,14 +165,8 @@ pub fn locate<'n>(
 ) -> Result<HashMap<[u8; 32], Location>> {
     let mut out = HashMap::new();
     for name in names {
-        let bytes = objects
-            .get(name)?
+        let ix = read_index(objects, keys, vault_id, name)?
             .ok_or_else(|| tampered(&format!("remote pack index {name}"), "it is missing (deleted)"))?;
-        if bytes.len() as u64 > MAX_META_OBJECT {
-            return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
-        }
-        let ix = format::open_index(keys, vault_id, name, &bytes)?;
-        check_entries(name, &ix.entries)?;
         for e in ix.entries {
             let loc = Location { index: name.clone(), pack: ix.pack.clone(), salt: ix.salt, entry: e.clone() };
             out.entry(e.id).or_insert(loc);
@@ -196,6 +190,46 @@ fn check_entries(name: &str, entries: &[PackEntry]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Like [`locate`] over a listing, but an index deleted since it was listed (a sweep of
+/// `gc --remote` under way) is skipped, not an error.
+///
+/// Errors: as [`locate`].
+pub fn locate_present(
+    objects: &dyn Objects,
+    keys: &RemoteKeys,
+    vault_id: &[u8; 16],
+    names: &[String],
+) -> Result<HashMap<[u8; 32], Location>> {
+    let mut out = HashMap::new();
+    for name in names {
+        let Some(ix) = read_index(objects, keys, vault_id, name)? else { continue };
+        for e in ix.entries {
+            let loc = Location { index: name.clone(), pack: ix.pack.clone(), salt: ix.salt, entry: e.clone() };
+            out.entry(e.id).or_insert(loc);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and opens one pack index; `None` when it is absent.
+///
+/// Errors: [`Error::Damaged`] for an index that fails its checks or is over the size limit;
+/// [`Error::Remote`].
+pub fn read_index(
+    objects: &dyn Objects,
+    keys: &RemoteKeys,
+    vault_id: &[u8; 16],
+    name: &str,
+) -> Result<Option<PackIndex>> {
+    let Some(bytes) = objects.get(name)? else { return Ok(None) };
+    if bytes.len() as u64 > MAX_META_OBJECT {
+        return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
+    }
+    let ix = format::open_index(keys, vault_id, name, &bytes)?;
+    check_entries(name, &ix.entries)?;
+    Ok(Some(ix))
 }
 
 /// What a fetch checks each chunk against: the vault id, the remote keys and the chunk-id key.
