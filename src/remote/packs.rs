@@ -283,6 +283,9 @@ pub fn fetch(
             });
         }
         drop(out_tx);
+        // Owned here, so an error returned below drops it: the readers' sends then fail and they
+        // stop, instead of waiting forever on a full queue while the scope waits for them.
+        let out_rx = out_rx;
         for item in out_rx.iter() {
             let (id, plain) = item?;
             sink(&id, plain)?;
