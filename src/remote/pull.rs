@@ -212,16 +212,8 @@ fn remote_max(remote: &RemoteState, name: &str) -> u64 {
 fn write_incoming(txn: &mut Txn<'_>, inc: &Incoming) -> Result<()> {
     let vault = txn.vault;
     let mk = vault.model_key(&inc.name);
-    let mut model = vault.load_model(&*txn.tx, &inc.name)?.unwrap_or_else(|| ModelRecord {
-        name: inc.name.clone(),
-        created: inc.manifest.created,
-        next_version: 1,
-        aliases: BTreeMap::new(),
-        description: String::new(),
-        alias_history: Vec::new(),
-        live: Vec::new(),
-        legacy: false,
-    });
+    let mut model =
+        vault.load_model(&*txn.tx, &inc.name)?.unwrap_or_else(|| ModelRecord::new(&inc.name, inc.manifest.created));
     put_record(txn, &mk, inc.number, &inc.record)?;
     if let Err(at) = model.live.binary_search(&inc.number) {
         model.live.insert(at, inc.number);
