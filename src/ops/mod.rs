@@ -12,6 +12,7 @@ pub mod list;
 pub mod outfile;
 pub mod put;
 pub mod query;
+pub mod range;
 pub(crate) mod reader;
 pub mod remote;
 pub mod remove;
