@@ -275,6 +275,14 @@ pub enum Command {
         /// Where the new vault file goes (must not exist).
         path: std::path::PathBuf,
     },
+    /// Serve the vault as a read-only filesystem at MOUNTPOINT (FUSE), until unmounted:
+    /// MOUNTPOINT/MODEL/VERSION/FILE, with `latest` and aliases as links.
+    Mount(super::commands::mount::MountArgs),
+    /// Unmount a vault mounted with `mount` (no vault or passphrase needed).
+    Umount {
+        /// The directory the vault is mounted on.
+        mountpoint: PathBuf,
+    },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
         /// Files or directories (one or more); each is reported, the exit code is the worst.
