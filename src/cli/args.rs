@@ -124,6 +124,13 @@ pub enum Command {
         /// (`self`: this vault's own keys).
         #[arg(long, value_name = "NAME")]
         require_signer: Option<String>,
+        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
+        /// vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+        /// Stream chunks read from the remote without keeping them in the vault.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
     /// tensor data.
@@ -145,6 +152,13 @@ pub enum Command {
         /// Which file, when the version has several.
         #[arg(long, value_name = "PATH")]
         file: Option<String>,
+        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
+        /// vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+        /// Stream chunks read from the remote without keeping them in the vault.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Point an alias at a version (or remove it with --remove).
     Alias {
@@ -258,6 +272,9 @@ pub enum Command {
         /// default: the vault's only remote.
         #[arg(long, value_name = "NAME|URL")]
         remote: Option<String>,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
     Clone {
@@ -265,6 +282,9 @@ pub enum Command {
         url: String,
         /// Where the new vault file goes (must not exist).
         path: std::path::PathBuf,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {

@@ -9,6 +9,7 @@ pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
 pub mod list;
+pub mod ondemand;
 pub mod outfile;
 pub mod put;
 pub mod query;

@@ -29,7 +29,7 @@ pub use dir::{DirObjects, open_url};
 pub use objects::{Created, MemoryObjects, ObjectInfo, Objects};
 pub use packs::Traffic;
 pub use probe::{ProbeReport, ProbeSettings, RaceRound, probe};
-pub use pull::PullReport;
+pub use pull::{PullOptions, PullReport};
 pub use push::PushReport;
 #[cfg(feature = "remote")]
 pub use s3::{Credentials, S3Objects};

@@ -231,6 +231,8 @@ pub fn fetch(
             });
         }
         drop(out_tx);
+        // Owned here, so an error returned below drops it and unblocks the readers' sends.
+        let out_rx = out_rx;
         for item in out_rx.iter() {
             let (id, plain) = item?;
             sink(&id, plain)?;

@@ -37,6 +37,13 @@ pub struct PullReport {
     pub traffic: Traffic,
 }
 
+/// Options of [`Vault::pull_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    /// Bring versions and manifests only; chunks stay on the remote until read.
+    pub metadata_only: bool,
+}
+
 /// One remote version to write locally.
 struct Incoming {
     name: String,
@@ -63,12 +70,28 @@ impl Vault<Unlocked> {
         specs: &[(String, VersionRef)],
         progress: &dyn Progress,
     ) -> Result<PullReport> {
+        self.pull_with(objects, label, specs, &PullOptions::default(), progress)
+    }
+
+    /// As [`Vault::pull`], with `opts`: with [`PullOptions::metadata_only`] the versions and
+    /// their manifests are written and no chunk is fetched (they are read from the remote on
+    /// demand, see [`Vault::set_chunk_source`]).
+    ///
+    /// Errors: as [`Vault::pull`].
+    pub fn pull_with(
+        &self,
+        objects: &dyn Objects,
+        label: &str,
+        specs: &[(String, VersionRef)],
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
         let keys = self.remote_keys()?;
         let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
         let seen = state::load_seen(self, label)?;
         let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
         let incoming = self.incoming(&remote, specs)?;
-        let wanted = self.missing_chunks(&incoming)?;
+        let wanted = if opts.metadata_only { BTreeMap::new() } else { self.missing_chunks(&incoming)? };
         let places = packs::locate(objects, &keys, &self.header.vault_id, &remote.indexes)?;
         let fk = FetchKeys { vault_id: self.header.vault_id, keys: &keys, index: &self.state.index };
         let mut txn = self.write_reporting(progress)?;

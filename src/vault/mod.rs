@@ -116,6 +116,10 @@ pub struct Unlocked {
     /// Warnings of writes made without a progress handle: handed to the sink set by
     /// [`Vault::set_warning_sink`], or kept until [`Vault::take_warnings`].
     pub(crate) warnings: std::sync::Mutex<Warnings>,
+    /// Where chunks the vault lacks are read from ([`Vault::set_chunk_source`]).
+    pub(crate) source: std::sync::Mutex<Option<crate::ops::ondemand::ChunkSource>>,
+    /// What on-demand reads fetched so far.
+    pub(crate) fetched: std::sync::Mutex<crate::ops::ondemand::FetchedTotals>,
 }
 
 /// Most key slots one unlock tries when no slot is named (`--slot NAME` tries one).
@@ -249,8 +253,20 @@ impl Vault<Unlocked> {
         let slot_name = opts.slot_name.clone();
         let legacy = AtomicBool::new(false);
         let warnings = Default::default();
-        let state =
-            Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master, legacy, warnings };
+        let state = Unlocked {
+            keys,
+            prev: None,
+            index,
+            signer,
+            signers,
+            slot: slot_name,
+            slot_kek,
+            master,
+            legacy,
+            warnings,
+            source: Default::default(),
+            fetched: Default::default(),
+        };
         let vault = Vault { db, path, header, state };
         let result = (|| {
             let mut tx = vault.write()?;

@@ -2,9 +2,9 @@
 //! way to run the `mvault` binary; `tamper` holds the hand-made redb edits of a vault file.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod guided;
 pub mod literals;
-pub mod faults;
 pub mod s3;
 pub mod tamper;
 

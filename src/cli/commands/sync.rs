@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use modelvault::remote::{Objects, RemoteConfig, S3Objects};
-use modelvault::{Error, RemoteAddOptions, Result, Unlocked, Vault, VersionRef, parse_spec};
+use modelvault::remote::{Objects, PullOptions, RemoteConfig, S3Objects};
+use modelvault::{ChunkSource, Error, RemoteAddOptions, Result, Unlocked, Vault, VersionRef, parse_spec};
 use serde_json::json;
 
 use crate::cli::args::Global;
@@ -56,12 +56,12 @@ pub fn push(g: &Global, raw: &[String], remote: Option<&str>) -> Result<i32> {
 }
 
 /// Runs `pull`; returns the exit code.
-pub fn pull(g: &Global, raw: &[String], remote: Option<&str>) -> Result<i32> {
+pub fn pull(g: &Global, raw: &[String], remote: Option<&str>, metadata_only: bool) -> Result<i32> {
     let specs = specs(raw)?;
     let bar = Bar::new(g);
     let v = unlock_write(g, &bar)?;
     let (remote, url) = open_remote(&v, remote)?;
-    let rep = v.pull(&*remote, &url, &specs, &bar)?;
+    let rep = v.pull_with(&*remote, &url, &specs, &PullOptions { metadata_only }, &bar)?;
     print_pull(g, &rep);
     Ok(0)
 }
@@ -89,14 +89,14 @@ fn print_pull(g: &Global, rep: &modelvault::remote::PullReport) {
 }
 
 /// Runs `clone`; returns the exit code.
-pub fn clone(g: &Global, url: &str, path: &Path) -> Result<i32> {
+pub fn clone(g: &Global, url: &str, path: &Path, metadata_only: bool) -> Result<i32> {
     if path.exists() {
         return Err(Error::VaultExists(path.to_path_buf()));
     }
     let (remote, url) = open_url(url)?;
     let pass = passphrase::obtain(g, &format!("Passphrase for the vault at {url}: "), false)?;
     let bar = Bar::new(g);
-    let (v, rep) = Vault::clone_from(&*remote, path, &pass, &url, &bar)?;
+    let (v, rep) = Vault::clone_from_with(&*remote, path, &pass, &url, &PullOptions { metadata_only }, &bar)?;
     let recorded = record_origin(&v, &url, &*remote);
     if g.json {
         output::json(&json!({"vault": path, "vault_id": modelvault::manifest::hex(&v.vault_id()), "pull": rep}));
@@ -108,6 +108,20 @@ pub fn clone(g: &Global, url: &str, path: &Path) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Sets where `get` and `cat` read chunks the vault lacks: `--remote NAME|URL`, or the vault's
+/// only remote (left unset when it cannot be reached now: a missing chunk is then reported).
+pub fn attach_source(v: &Vault<Unlocked>, spec: Option<&str>, no_cache: bool) -> Result<()> {
+    let opened = match spec {
+        Some(_) => Some(open_remote(v, spec)?),
+        None if v.remote_list()?.len() == 1 => open_remote(v, None).ok(),
+        None => None,
+    };
+    if let Some((objects, label)) = opened {
+        v.set_chunk_source(ChunkSource { objects: std::sync::Arc::from(objects), label, cache: !no_cache });
+    }
+    Ok(())
 }
 
 /// Records an `s3://` remote a vault was cloned from as `origin` (probing it as `remote add`
