@@ -75,3 +75,59 @@ fn clone_with_a_wrong_passphrase_or_an_unknown_url_fails_cleanly() {
     assert!(!target.exists());
     mvault(b.path()).args(["clone", "s3x://bucket"]).arg(&target).assert().failure().stderr(contains("remote URL"));
 }
+
+#[test]
+fn a_removal_syncs_and_gc_remote_collects_its_pack_after_the_grace() {
+    let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = url(bucket.path());
+    cli_init(a.path());
+    std::fs::write(a.path().join("one.bin"), vec![1u8; 200_000]).unwrap();
+    std::fs::write(a.path().join("two.bin"), b"version two").unwrap();
+    mvault(a.path()).args(["put", "one.bin", "--name", "m"]).assert().success();
+    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    mvault(a.path()).args(["put", "two.bin", "--name", "m"]).assert().success();
+    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    mvault(b.path()).args(["clone", &remote]).arg(b.path().join("test.mvault")).assert().success();
+    mvault(a.path()).args(["rm", "m@1"]).assert().success();
+    mvault(a.path())
+        .args(["push", "--remote", &remote])
+        .assert()
+        .success()
+        .stdout(contains("removed on the remote: m@1\npushed nothing (log entry 3)"));
+    mvault(b.path())
+        .args(["pull", "--remote", &remote])
+        .assert()
+        .success()
+        .stdout(contains("removed here, as on the remote: m@1\n"));
+    mvault(b.path()).args(["cat", "m@1"]).assert().failure();
+    mvault(b.path()).args(["pull", "--remote", &remote]).assert().success().stdout(contains("pulled nothing"));
+    mvault(b.path()).args(["cat", "m@1"]).assert().failure();
+
+    let packs = || std::fs::read_dir(bucket.path().join("packs")).unwrap().count();
+    assert_eq!(packs(), 2);
+    mvault(a.path()).args(["gc", "--remote", &remote, "--grace", "1h"]).assert().success().stdout(
+        "remote: deleted 0 pack(s), 0 object(s), 0 B; marked 1; 0 marked within the grace period; kept 1 pack(s)\n",
+    );
+    mvault(a.path())
+        .args(["gc", "--remote", &remote, "--grace", "1h"])
+        .assert()
+        .success()
+        .stdout(contains("deleted 0 pack(s), 0 object(s), 0 B; marked 0; 1 marked within the grace period"));
+    assert_eq!(packs(), 2);
+    mvault(a.path())
+        .args(["gc", "--remote", &remote, "--grace", "0s"])
+        .assert()
+        .success()
+        .stdout(contains("remote: deleted 1 pack(s), 2 object(s), "));
+    assert_eq!(packs(), 1);
+    mvault(a.path())
+        .args(["gc", "--remote", &remote, "--grace", "soon"])
+        .assert()
+        .code(7)
+        .stderr(contains("grace period 'soon': give a whole number and a unit s, m, h or d (e.g. 24h)"));
+    mvault(b.path()).args(["cat", "m@2"]).assert().success().stdout("version two");
+    let c = tempfile::tempdir().unwrap();
+    mvault(c.path()).args(["clone", &remote]).arg(c.path().join("test.mvault")).assert().success();
+    mvault(c.path()).args(["cat", "m@2"]).assert().success().stdout("version two");
+    mvault(c.path()).args(["cat", "m@1"]).assert().failure();
+}

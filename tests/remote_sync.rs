@@ -522,3 +522,71 @@ fn clone_needs_the_passphrase_and_refuses_an_existing_file() {
     let e = c.push(&remote, "origin", &[], &NoProgress).unwrap_err().to_string();
     assert!(e.contains("the remote holds vault"), "{e}");
 }
+
+/// A push whose log entry landed but whose local commit did not (a crash in between, as a file
+/// restored from before the push shows) finds its version on the remote under the new number:
+/// the next push makes no entry but still renumbers the local version, so every copy agrees on
+/// which bytes the number names.
+#[test]
+fn a_renumbering_lost_locally_is_made_by_the_next_push() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, mut a) = new_vault(a_dir.path());
+    put(&mut a, &write(a_dir.path(), "w.bin", b"base weights"), "m");
+    let remote = MemoryObjects::new();
+    a.push(&remote, "origin", &[], &NoProgress).unwrap();
+    let mut b = clone_into(&remote, b_dir.path());
+    put(&mut a, &write(a_dir.path(), "w.bin", b"tuned on machine A"), "m");
+    put(&mut b, &write(b_dir.path(), "w.bin", b"tuned on machine B"), "m");
+    a.push(&remote, "origin", &[], &NoProgress).unwrap();
+    let b_path = b.path().to_path_buf();
+    let before = b_dir.path().join("before-push.mvault");
+    std::fs::copy(&b_path, &before).unwrap();
+    let rep = b.push(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(rep.renumbered, vec![("m".to_string(), 2, 3)]);
+    drop(b);
+    std::fs::rename(&before, &b_path).unwrap();
+    let b = common::reopen(&b_path);
+    assert_eq!(cat(&b, "m", VersionRef::Number(2)), b"tuned on machine B", "the restored file predates the push");
+    let rep = b.push(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(rep.renumbered, vec![("m".to_string(), 2, 3)], "the next push renumbers what the remote holds");
+    assert!(rep.pushed.is_empty(), "{:?}", rep.pushed);
+    assert_eq!(cat(&b, "m", VersionRef::Number(3)), b"tuned on machine B");
+    b.pull(&remote, "origin", &[], &NoProgress).unwrap();
+    assert_eq!(cat(&b, "m", VersionRef::Number(2)), b"tuned on machine A");
+    let listing = b.list(Some("m")).unwrap();
+    let numbers: Vec<u64> = listing.models[0].versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2, 3], "no version twice");
+}
+
+/// A damaged chunk early in a pull of many chunks is an error, returned at once: the readers
+/// still fetching stop instead of waiting on a queue nobody empties.
+#[test]
+fn a_damaged_first_chunk_of_a_long_pull_fails_without_hanging() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = Arc::new(MemoryObjects::new());
+    let (_, mut a) = new_vault(a_dir.path());
+    let mut bytes = vec![0u8; 64 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    put(&mut a, &write(a_dir.path(), "w.bin", &bytes), "m");
+    a.push(remote.as_ref(), "origin", &[], &NoProgress).unwrap();
+    let packs = remote.list("packs/").unwrap();
+    assert!(packs.len() >= 4, "{} packs", packs.len());
+    // The first pack read (readers take packs in key order) fails at its first chunk, while the
+    // other readers have more chunks to hand over than the queue holds.
+    let mut bad = remote.get(&packs[0].key).unwrap().unwrap();
+    bad[100] ^= 1;
+    remote.put(&packs[0].key, &bad).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (r, dir) = (remote.clone(), b_dir.path().to_path_buf());
+    std::thread::spawn(move || {
+        let _ = tx.send(clone_err(r.as_ref(), &dir));
+    });
+    let e = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the clone must fail, not hang");
+    assert!(e.contains("a chunk of remote pack"), "{e}");
+}

@@ -69,3 +69,40 @@ fn two_vaults_share_models_through_a_moto_bucket() {
         }
     }
 }
+
+#[test]
+fn a_removal_and_gc_remote_through_a_moto_bucket() {
+    let server = moto();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = format!("s3://{BUCKET}/gc");
+    cli_init(a.path());
+    std::fs::write(a.path().join("one.bin"), vec![1u8; 200_000]).unwrap();
+    std::fs::write(a.path().join("two.bin"), b"version two").unwrap();
+    cli(a.path(), &server).args(["remote", "add", "origin", &url]).assert().success();
+    cli(a.path(), &server).args(["put", "one.bin", "--name", "m"]).assert().success();
+    cli(a.path(), &server).arg("push").assert().success();
+    cli(a.path(), &server).args(["put", "two.bin", "--name", "m"]).assert().success();
+    cli(a.path(), &server).arg("push").assert().success();
+    cli(b.path(), &server).args(["clone", &url]).arg(b.path().join("test.mvault")).assert().success();
+    cli(a.path(), &server).args(["rm", "m@1"]).assert().success();
+    cli(a.path(), &server).arg("push").assert().success().stdout(contains("removed on the remote: m@1"));
+    cli(b.path(), &server).arg("pull").assert().success().stdout(contains("removed here, as on the remote: m@1"));
+    cli(b.path(), &server).args(["cat", "m@1"]).assert().failure();
+
+    let count = |p: &str| server.objects("gc").list(p).unwrap().len();
+    let (packs, indexes, logs, keys) = (count("packs/"), count("index/"), count("log/"), count("keys/"));
+    assert_eq!((packs, indexes, logs), (2, 2, 3));
+    cli(a.path(), &server).args(["gc", "--remote", "--grace", "0s"]).assert().success().stdout(contains("marked 1;"));
+    assert_eq!((count("packs/"), count("index/")), (2, 2));
+    cli(a.path(), &server)
+        .args(["gc", "--remote", "origin", "--grace", "0s"])
+        .assert()
+        .success()
+        .stdout(contains("remote: deleted 1 pack(s), 2 object(s), "));
+    assert_eq!((count("packs/"), count("index/"), count("log/"), count("keys/")), (1, 1, 5, keys));
+    cli(b.path(), &server).arg("pull").assert().success();
+    cli(b.path(), &server).args(["cat", "m@2"]).assert().success().stdout("version two");
+    let c = tempfile::tempdir().unwrap();
+    cli(c.path(), &server).args(["clone", &url]).arg(c.path().join("test.mvault")).assert().success();
+    cli(c.path(), &server).args(["cat", "m@2"]).assert().success().stdout("version two");
+}

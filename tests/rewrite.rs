@@ -543,3 +543,22 @@ fn a_rewrite_keeps_every_table_empty_ones_too() {
     assert_eq!(common::tamper::table_names(&path), tables, "after rm --erase");
     mvault(d).args(["verify", "--read-data"]).assert().success();
 }
+
+/// `verify`'s page check opens the path again as a writer: after a rotation renamed a fresh file
+/// over it, that is another file than the one a reader holds, so the check says so and checks
+/// nothing, rather than vouching for pages the reader does not read.
+#[test]
+fn the_page_check_of_a_reader_whose_file_was_replaced_checks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut w) = common::new_vault(dir.path());
+    let f = dir.path().join("w.bin");
+    std::fs::write(&f, b"weights").unwrap();
+    w.put(&f, "m", &PutOptions::default(), &NoProgress).unwrap();
+    drop(w);
+    let reader = Vault::open(&path, &OpenOptions { read_only: true, ..Default::default() }).unwrap();
+    assert_eq!(reader.check_pages().unwrap(), modelvault::store::PageCheck::Checked);
+    let mut w = common::reopen(&path);
+    w.rotate(&[], false, &NoProgress).unwrap();
+    drop(w);
+    assert_eq!(reader.check_pages().unwrap(), modelvault::store::PageCheck::Replaced);
+}

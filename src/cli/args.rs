@@ -217,8 +217,17 @@ pub enum Command {
         #[arg(long, requires = "erase", conflicts_with = "spec")]
         resume: bool,
     },
-    /// Delete chunks no version references, then compact the file.
-    Gc,
+    /// Delete chunks no version references, then compact the file; with --remote, collect the
+    /// remote's unreferenced packs instead (marked by one run, deleted by a run after the grace).
+    Gc {
+        /// Collect the remote's packs instead: its name or URL, default the vault's only remote.
+        #[arg(long, value_name = "NAME|URL", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+        /// With --remote: how long a mark must stand before what it marked is deleted
+        /// (e.g. 30s, 10m, 24h, 7d); default 24h.
+        #[arg(long, requires = "remote")]
+        grace: Option<String>,
+    },
     /// Check every manifest signature and that every chunk is present (of the whole vault, of
     /// one model, or of one version).
     Verify {

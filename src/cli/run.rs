@@ -47,7 +47,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Metric { spec, metrics } => c::metric::run(g, spec, metrics),
         Command::Describe { spec, text } => c::describe::run(g, spec, text),
         Command::Rm { spec, yes, erase, resume } => c::rm::run(g, spec.as_deref(), *yes, *erase, *resume),
-        Command::Gc => c::gc::run(g),
+        Command::Gc { remote, grace } => match remote {
+            None => c::gc::run(g),
+            Some(r) => c::gc::run_remote(g, (!r.is_empty()).then_some(r.as_str()), grace.as_deref()),
+        },
         Command::Verify { spec, read_data } => c::verify::run(g, spec.as_deref(), *read_data),
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),

@@ -59,6 +59,13 @@ impl Vault<Unlocked> {
     pub(crate) fn remove_version_in(&self, txn: &mut Txn<'_>, name: &str, r: &VersionRef) -> Result<u64> {
         let mk = self.model_key(name);
         let (mut model, version) = self.resolve(&*txn.tx, name, r)?;
+        let origins: Vec<[u8; 32]> = self
+            .load_version(&*txn.tx, name, version)
+            .ok()
+            .map(|(m, _)| crate::remote::state::origin(&m))
+            .into_iter()
+            .collect();
+        crate::remote::removed::record(txn, name, &origins)?;
         txn.tx.remove_version(&mk, version)?;
         model.live.retain(|v| *v != version);
         let remaining = model.live.len();
@@ -91,8 +98,14 @@ impl Vault<Unlocked> {
     pub(crate) fn remove_model_in(&self, txn: &mut Txn<'_>, name: &str) -> Result<Vec<u64>> {
         let mk = self.model_key(name);
         self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
-        txn.tx.remove_model(&mk)?;
         let removed = txn.tx.version_numbers(&mk)?;
+        let origins: Vec<[u8; 32]> = removed
+            .iter()
+            .filter_map(|n| self.load_version(&*txn.tx, name, *n).ok())
+            .map(|(m, _)| crate::remote::state::origin(&m))
+            .collect();
+        crate::remote::removed::record(txn, name, &origins)?;
+        txn.tx.remove_model(&mk)?;
         for n in &removed {
             txn.tx.remove_version(&mk, *n)?;
         }

@@ -128,6 +128,23 @@ pub enum Change {
         /// The version number.
         version: u64,
     },
+    /// `gc --remote`, step one: objects no live version references, marked at the entry's
+    /// time. A later entry naming a marked index in its `indexes` unmarks it.
+    GcMark {
+        /// Pack indexes (and so their packs).
+        indexes: Vec<String>,
+        /// Packs that no index names (left by killed pushes).
+        packs: Vec<String>,
+    },
+    /// `gc --remote`, step two: marked objects still unreferenced once the grace period passed,
+    /// deleted after this entry is written (indexes first, then packs). No later entry may rely
+    /// on them.
+    GcSweep {
+        /// Pack indexes deleted.
+        indexes: Vec<String>,
+        /// Packs deleted.
+        packs: Vec<String>,
+    },
 }
 
 /// The sealed body of a log entry.

@@ -13,12 +13,14 @@ pub mod clone;
 pub mod config;
 pub mod dir;
 pub mod format;
+pub mod gc;
 pub mod log;
 pub mod objects;
 pub mod packs;
 pub mod probe;
 pub mod pull;
 pub mod push;
+pub mod removed;
 #[cfg(feature = "remote")]
 pub mod s3;
 pub mod state;
@@ -26,6 +28,7 @@ pub(crate) mod sync;
 
 pub use config::{RemoteConfig, RetryPolicy};
 pub use dir::{DirObjects, open_url};
+pub use gc::RemoteGcReport;
 pub use objects::{Created, MemoryObjects, ObjectInfo, Objects};
 pub use packs::Traffic;
 pub use probe::{ProbeReport, ProbeSettings, RaceRound, probe};

@@ -165,19 +165,71 @@ pub fn locate<'n>(
 ) -> Result<HashMap<[u8; 32], Location>> {
     let mut out = HashMap::new();
     for name in names {
-        let bytes = objects
-            .get(name)?
+        let ix = read_index(objects, keys, vault_id, name)?
             .ok_or_else(|| tampered(&format!("remote pack index {name}"), "it is missing (deleted)"))?;
-        if bytes.len() as u64 > MAX_META_OBJECT {
-            return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
-        }
-        let ix = format::open_index(keys, vault_id, name, &bytes)?;
         for e in ix.entries {
             let loc = Location { index: name.clone(), pack: ix.pack.clone(), salt: ix.salt, entry: e.clone() };
             out.entry(e.id).or_insert(loc);
         }
     }
     Ok(out)
+}
+
+/// Checks that an index's entries lie in its pack one after another: sorted by offset, none
+/// overlapping the one before, no end past `u64::MAX`. (Only a key holder can seal an index, but
+/// one that breaks this must be refused, not make a reader slice out of bounds.)
+///
+/// Errors: [`Error::Damaged`] naming the index.
+fn check_entries(name: &str, entries: &[PackEntry]) -> Result<()> {
+    let mut end = 0u64;
+    for e in entries {
+        let next = e.offset.checked_add(u64::from(e.sealed_len));
+        match next {
+            Some(n) if e.offset >= end => end = n,
+            _ => return Err(tampered(&format!("remote pack index {name}"), "its entries overlap or overflow")),
+        }
+    }
+    Ok(())
+}
+
+/// Like [`locate`] over a listing, but an index deleted since it was listed (a sweep of
+/// `gc --remote` under way) is skipped, not an error.
+///
+/// Errors: as [`locate`].
+pub fn locate_present(
+    objects: &dyn Objects,
+    keys: &RemoteKeys,
+    vault_id: &[u8; 16],
+    names: &[String],
+) -> Result<HashMap<[u8; 32], Location>> {
+    let mut out = HashMap::new();
+    for name in names {
+        let Some(ix) = read_index(objects, keys, vault_id, name)? else { continue };
+        for e in ix.entries {
+            let loc = Location { index: name.clone(), pack: ix.pack.clone(), salt: ix.salt, entry: e.clone() };
+            out.entry(e.id).or_insert(loc);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and opens one pack index; `None` when it is absent.
+///
+/// Errors: [`Error::Damaged`] for an index that fails its checks or is over the size limit;
+/// [`Error::Remote`].
+pub fn read_index(
+    objects: &dyn Objects,
+    keys: &RemoteKeys,
+    vault_id: &[u8; 16],
+    name: &str,
+) -> Result<Option<PackIndex>> {
+    let Some(bytes) = objects.get(name)? else { return Ok(None) };
+    if bytes.len() as u64 > MAX_META_OBJECT {
+        return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
+    }
+    let ix = format::open_index(keys, vault_id, name, &bytes)?;
+    check_entries(name, &ix.entries)?;
+    Ok(Some(ix))
 }
 
 /// What a fetch checks each chunk against: the vault id, the remote keys and the chunk-id key.
@@ -231,7 +283,8 @@ pub fn fetch(
             });
         }
         drop(out_tx);
-        // Owned here, so an error returned below drops it and unblocks the readers' sends.
+        // Owned here, so an error returned below drops it: the readers' sends then fail and they
+        // stop, instead of waiting forever on a full queue while the scope waits for them.
         let out_rx = out_rx;
         for item in out_rx.iter() {
             let (id, plain) = item?;
@@ -279,7 +332,9 @@ fn read_run(
     traffic: &std::sync::Mutex<Traffic>,
 ) -> std::result::Result<(), ()> {
     let send = |r| out.send(r).map_err(|_| ());
-    let (start, end) = (job.run[0].entry.offset, end_of(job.run[job.run.len() - 1]));
+    // The run's end is the furthest end of any of its chunks (two indexes may name one pack).
+    let start = job.run[0].entry.offset;
+    let end = job.run.iter().map(|l| end_of(l)).max().unwrap_or(start);
     let bytes = match objects.get_range(job.pack, start..end) {
         Ok(b) if b.len() as u64 == end - start => b,
         Ok(b) => {
@@ -318,7 +373,7 @@ fn read_run(
 }
 
 fn end_of(l: &Location) -> u64 {
-    l.entry.offset + u64::from(l.entry.sealed_len)
+    l.entry.offset.saturating_add(u64::from(l.entry.sealed_len))
 }
 
 /// Splits chunks sorted by offset into runs read with one request each.
@@ -328,7 +383,7 @@ fn runs<'a, 'l>(locs: &'a [&'l Location]) -> Vec<&'a [&'l Location]> {
     for i in 1..=locs.len() {
         let split = i == locs.len() || {
             let gap = locs[i].entry.offset.saturating_sub(end_of(locs[i - 1]));
-            gap > COALESCE_GAP || end_of(locs[i]) - locs[start].entry.offset > MAX_RANGE
+            gap > COALESCE_GAP || end_of(locs[i]).saturating_sub(locs[start].entry.offset) > MAX_RANGE
         };
         if split {
             out.push(&locs[start..i]);
@@ -336,4 +391,24 @@ fn runs<'a, 'l>(locs: &'a [&'l Location]) -> Vec<&'a [&'l Location]> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u64, sealed_len: u32) -> PackEntry {
+        PackEntry { id: [0; 32], offset, sealed_len }
+    }
+
+    #[test]
+    fn an_index_whose_entries_overlap_or_overflow_is_refused() {
+        assert!(check_entries("index/a", &[entry(40, 10), entry(50, 10), entry(70, 5)]).is_ok());
+        for bad in
+            [vec![entry(40, 10), entry(45, 10)], vec![entry(50, 10), entry(40, 5)], vec![entry(u64::MAX - 3, 10)]]
+        {
+            let e = check_entries("index/a", &bad).unwrap_err().to_string();
+            assert!(e.contains("index/a") && e.contains("overlap or overflow"), "{e}");
+        }
+    }
 }

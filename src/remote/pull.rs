@@ -29,6 +29,8 @@ use crate::{Error, Result};
 pub struct PullReport {
     /// Versions written locally (new ones and new revisions): (model, number).
     pub pulled: Vec<(String, u64)>,
+    /// Local versions removed because the remote's log removed them: (model, number).
+    pub removed: Vec<(String, u64)>,
     /// Local versions moved to another number to make room: (model, from, to).
     pub moved: Vec<(String, u64, u64)>,
     /// The last log entry read.
@@ -111,6 +113,10 @@ impl Vault<Unlocked> {
         })?;
         progress.end();
         let mut report = PullReport { head: remote.head.0, traffic, ..Default::default() };
+        for (name, n) in self.removed_there(&remote, specs)? {
+            self.remove_version_in(&mut txn, &name, &VersionRef::Number(n))?;
+            report.removed.push((name, n));
+        }
         for inc in &incoming {
             if let Some(m) = &inc.displaces {
                 let to = sync::move_aside(&mut txn, &inc.name, inc.number, m, remote_max(&remote, &inc.name))?;
@@ -129,6 +135,7 @@ impl Vault<Unlocked> {
     fn incoming(&self, remote: &RemoteState, specs: &[(String, VersionRef)]) -> Result<Vec<Incoming>> {
         let selected = select(remote, specs)?;
         let rx = store::read(&self.db)?;
+        let removed_here = crate::remote::removed::load(self)?;
         let mut out = Vec::new();
         for (name, numbers) in selected {
             let rm = &remote.models[&name];
@@ -139,6 +146,9 @@ impl Vault<Unlocked> {
             };
             for n in numbers {
                 let (record, manifest) = rm.versions[&n].clone();
+                if removed_here.models.get(&name).is_some_and(|o| o.contains(&origin(&manifest))) {
+                    continue; // removed here: the next push removes it there
+                }
                 let mut displaces = None;
                 if live.contains(&n) {
                     let (lm, _) = self.load_version(&rx, &name, n)?;
@@ -151,6 +161,26 @@ impl Vault<Unlocked> {
                     }
                 }
                 out.push(Incoming { name: name.clone(), number: n, record, manifest, displaces });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The local live versions (of the models `specs` name, or all) whose origin the remote's
+    /// log removed: (model, number).
+    fn removed_there(&self, remote: &RemoteState, specs: &[(String, VersionRef)]) -> Result<Vec<(String, u64)>> {
+        let rx = store::read(&self.db)?;
+        let mut out = Vec::new();
+        for (name, rm) in &remote.models {
+            if rm.removed.is_empty() || (!specs.is_empty() && !specs.iter().any(|s| &s.0 == name)) {
+                continue;
+            }
+            let Some(rec) = self.load_model(&rx, name)? else { continue };
+            for n in self.live_versions(&rx, &self.model_key(name), &rec)? {
+                let (m, _) = self.load_version(&rx, name, n)?;
+                if rm.removed.contains(&origin(&m)) {
+                    out.push((name.clone(), n));
+                }
             }
         }
         Ok(out)
@@ -205,16 +235,8 @@ fn remote_max(remote: &RemoteState, name: &str) -> u64 {
 fn write_incoming(txn: &mut Txn<'_>, inc: &Incoming) -> Result<()> {
     let vault = txn.vault;
     let mk = vault.model_key(&inc.name);
-    let mut model = vault.load_model(&*txn.tx, &inc.name)?.unwrap_or_else(|| ModelRecord {
-        name: inc.name.clone(),
-        created: inc.manifest.created,
-        next_version: 1,
-        aliases: BTreeMap::new(),
-        description: String::new(),
-        alias_history: Vec::new(),
-        live: Vec::new(),
-        legacy: false,
-    });
+    let mut model =
+        vault.load_model(&*txn.tx, &inc.name)?.unwrap_or_else(|| ModelRecord::new(&inc.name, inc.manifest.created));
     put_record(txn, &mk, inc.number, &inc.record)?;
     if let Err(at) = model.live.binary_search(&inc.number) {
         model.live.insert(at, inc.number);

@@ -16,6 +16,7 @@ use crate::remote::format::{Change, INDEX, LogBody};
 use crate::remote::log::{self, Appended, LogKeys};
 use crate::remote::objects::Objects;
 use crate::remote::packs::{self, FinishedPack, PackWriter, Traffic};
+use crate::remote::removed;
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, LocalModel, Renumber};
 use crate::store::records::VersionRecord;
@@ -30,6 +31,8 @@ pub const MAX_APPEND_RETRIES: u32 = 32;
 pub struct PushReport {
     /// Versions written to the remote (new ones and new revisions): (model, remote number).
     pub pushed: Vec<(String, u64)>,
+    /// Versions removed on the remote because they were removed here: (model, remote number).
+    pub removed: Vec<(String, u64)>,
     /// Local versions given a new number, because the remote had given theirs to another.
     pub renumbered: Vec<(String, u64, u64)>,
     /// The log entry written, if any.
@@ -72,18 +75,36 @@ impl Vault<Unlocked> {
         let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
         let local = sync::local_models(self, specs)?;
         let listed: Vec<String> = objects.list(INDEX)?.into_iter().map(|o| o.key).collect();
-        let known: HashMap<[u8; 32], String> = packs::locate(objects, &keys, &self.header.vault_id, &listed)?
-            .into_iter()
-            .map(|(id, l)| (id, l.index))
-            .collect();
+        let mut known: HashMap<[u8; 32], String> =
+            packs::locate_present(objects, &keys, &self.header.vault_id, &listed)?
+                .into_iter()
+                .map(|(id, l)| (id, l.index))
+                .collect();
         let mut writer = PackWriter::new(&keys, self.header.vault_id)?;
         let seen = state::load_seen(self, label)?;
+        let removed = removed::load(self)?;
+        let only: Option<BTreeSet<&str>> = (!specs.is_empty()).then(|| specs.iter().map(|s| s.0.as_str()).collect());
         loop {
             let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
-            let plan = self.plan(&local, &remote)?;
+            // A swept pack is gone (or going): never rely on it, send its chunks again.
+            known.retain(|_, ix| !remote.swept.contains(ix));
+            writer.written.retain(|_, ix| !remote.swept.contains(ix));
+            let mut plan = self.plan(&local, &remote)?;
+            let gone = removals(&removed, &remote, only.as_ref());
+            let gone_list: Vec<(String, u64)> = gone
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Remove { name, version } => Some((name.clone(), *version)),
+                    _ => None,
+                })
+                .collect();
+            plan.changes.extend(gone);
             self.upload_chunks(objects, &plan.manifests, &known, &mut writer, progress)?;
             if plan.changes.is_empty() {
-                self.finish_push(label, remote.head, &[])?;
+                // A renumbering planned against this log still applies locally (a crash may have
+                // come between an earlier push's log entry and its local commit).
+                self.finish_push(label, remote.head, &plan.renumber)?;
+                report.renumbered = plan.renumber.iter().map(|r| (r.name.clone(), r.from, r.to)).collect();
                 report.traffic = writer.traffic;
                 return Ok(report);
             }
@@ -100,6 +121,7 @@ impl Vault<Unlocked> {
                     self.finish_push(label, (seq, hash), &plan.renumber)?;
                     report.entry = Some(seq);
                     report.pushed = plan.pushed;
+                    report.removed = gone_list;
                     report.renumbered = plan.renumber.iter().map(|r| (r.name.clone(), r.from, r.to)).collect();
                     report.traffic = writer.traffic;
                     return Ok(report);
@@ -138,6 +160,9 @@ impl Vault<Unlocked> {
             let mut taken: BTreeSet<u64> = rm.versions.keys().copied().chain(lm.record.live.iter().copied()).collect();
             let mut mapping = BTreeMap::new();
             for (v, rec, m) in &lm.versions {
+                if rm.removed.contains(&origin(m)) {
+                    continue; // removed on the remote: a pull removes it here too
+                }
                 let (to, newer) = match by_origin.get(&origin(m)) {
                     Some(&w) => (w, m.revision > rm.versions[&w].1.revision),
                     None => {
@@ -280,6 +305,25 @@ fn model_change(lm: &LocalModel, rm: &state::RemoteModel, mapping: &BTreeMap<u64
         aliases,
         description,
     })
+}
+
+/// The `Remove` changes for the versions removed locally (`removed`) that the remote still
+/// holds, found by origin whatever number the remote gave them; of the models in `only` when
+/// given. Versions the remote gained since (another machine's pushes) are never named.
+fn removals(removed: &removed::RemovedRecord, remote: &RemoteState, only: Option<&BTreeSet<&str>>) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (name, origins) in &removed.models {
+        if only.is_some_and(|o| !o.contains(name.as_str())) {
+            continue;
+        }
+        let Some(rm) = remote.models.get(name) else { continue };
+        for (n, (_, m)) in &rm.versions {
+            if origins.contains(&origin(m)) {
+                out.push(Change::Remove { name: name.clone(), version: *n });
+            }
+        }
+    }
+    out
 }
 
 /// The index of every chunk `manifests` use, from the remote's indexes or this push's.

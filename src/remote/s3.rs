@@ -177,9 +177,13 @@ impl S3Objects {
         Error::remote(format!("{doing} {key} in {}", self.url), scrub(&self.redact, e))
     }
 
-    fn relative(&self, location: &Path) -> String {
+    fn relative(&self, location: &Path) -> Option<String> {
         let s = location.as_ref();
-        if self.prefix.is_empty() { s.to_string() } else { s[self.prefix.len() + 1..].to_string() }
+        if self.prefix.is_empty() {
+            return Some(s.to_string());
+        }
+        // A listing names keys under the prefix; anything else a server returns is skipped.
+        s.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix('/')).map(str::to_string)
     }
 
     async fn put_parts(&self, path: &Path, key: &str, bytes: &[u8]) -> Result<()> {
@@ -208,7 +212,6 @@ impl S3Objects {
     }
 
     async fn create(&self, path: &Path, key: &str, bytes: &[u8]) -> Result<Created> {
-        let mut unsure = false;
         let mut last = None;
         let mut wait = self.backoff.0;
         for attempt in 0..CREATE_ATTEMPTS {
@@ -221,10 +224,10 @@ impl S3Objects {
             match self.store.put_opts(path, payload, opts).await {
                 Ok(_) => return Ok(Created::Created),
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                    if !unsure {
-                        return Ok(Created::AlreadyExists);
-                    }
-                    // An earlier attempt may have been written before its answer was lost.
+                    // Always read back: besides a lost answer of an earlier attempt here, the
+                    // client retries a 5xx answer itself, so a write the server applied but
+                    // answered 5xx comes back as "exists". Create-only objects hold a fresh nonce,
+                    // so the same bytes mean this writer made them.
                     let held = match self.store.get(path).await {
                         Ok(r) => r.bytes().await,
                         Err(e) => Err(e),
@@ -235,10 +238,7 @@ impl S3Objects {
                         Err(e) => Err(self.err("reading back", key, &e)),
                     };
                 }
-                Err(e @ object_store::Error::Generic { .. }) => {
-                    unsure = true;
-                    last = Some(e);
-                }
+                Err(e @ object_store::Error::Generic { .. }) => last = Some(e),
                 Err(e) => return Err(self.err("writing (create-only)", key, &e)),
             }
         }
@@ -322,8 +322,7 @@ impl Objects for S3Objects {
             let mut out = Vec::new();
             while let Some(m) = s.next().await {
                 let m = m.map_err(|e| self.err("listing", prefix, &e))?;
-                let key = self.relative(&m.location);
-                if key.starts_with(prefix) {
+                if let Some(key) = self.relative(&m.location).filter(|k| k.starts_with(prefix)) {
                     out.push(ObjectInfo { key, size: m.size });
                 }
             }

@@ -30,6 +30,8 @@ pub struct RemoteModel {
     pub aliases: BTreeMap<String, u64>,
     /// The model-level description.
     pub description: String,
+    /// Origins of the versions the log removed.
+    pub removed: BTreeSet<[u8; 32]>,
 }
 
 /// What a remote holds, as its log says.
@@ -37,8 +39,13 @@ pub struct RemoteModel {
 pub struct RemoteState {
     /// Models by name.
     pub models: BTreeMap<String, RemoteModel>,
-    /// Every pack index a log entry names.
+    /// Every pack index a log entry names, less those swept.
     pub indexes: BTreeSet<String>,
+    /// Objects (index or pack keys) marked by `gc --remote` and not unmarked since, with the
+    /// time of the mark (Unix seconds).
+    pub marked: BTreeMap<String, u64>,
+    /// Objects (index or pack keys) a sweep deleted.
+    pub swept: BTreeSet<String>,
     /// The last entry: (sequence number, hash); (0, zeros) for an empty log.
     pub head: Seen,
 }
@@ -63,8 +70,12 @@ pub fn replay(vault: &Vault<Unlocked>, entries: &[Entry]) -> Result<RemoteState>
     let mut st = RemoteState::default();
     for e in entries {
         st.indexes.extend(e.body.indexes.iter().cloned());
+        for ix in &e.body.indexes {
+            st.marked.remove(ix);
+        }
         for c in &e.body.changes {
             apply(vault, &mut st, e.body.seq, c)?;
+            gc_change(&mut st, e.body.time, c);
         }
         st.head = (e.body.seq, e.hash);
     }
@@ -91,11 +102,33 @@ fn apply(vault: &Vault<Unlocked>, st: &mut RemoteState, seq: u64, c: &Change) ->
         }
         Change::Remove { name, version } => {
             let model = st.models.entry(name.clone()).or_default();
-            model.versions.remove(version);
+            if let Some((_, m)) = model.versions.remove(version) {
+                model.removed.insert(origin(&m));
+            }
             model.aliases.retain(|_, v| v != version);
         }
+        Change::GcMark { .. } | Change::GcSweep { .. } => {}
     }
     Ok(())
+}
+
+/// Applies a gc mark (at `time`) or sweep to the marked and swept sets.
+fn gc_change(st: &mut RemoteState, time: u64, c: &Change) {
+    match c {
+        Change::GcMark { indexes, packs } => {
+            for o in indexes.iter().chain(packs) {
+                st.marked.entry(o.clone()).or_insert(time);
+            }
+        }
+        Change::GcSweep { indexes, packs } => {
+            for o in indexes.iter().chain(packs) {
+                st.marked.remove(o);
+                st.indexes.remove(o);
+                st.swept.insert(o.clone());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The sealed record of the last entry seen of each remote, by the label the caller gives it.

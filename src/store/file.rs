@@ -45,6 +45,9 @@ pub struct Db {
     pub(super) inner: DbInner,
     /// The vault file, every symbolic link resolved (see [`open_db`]).
     pub(super) path: PathBuf,
+    /// Device and inode of the file this handle holds (Unix), so a second open of the path can
+    /// tell whether it reached the same file ([`check_pages`]).
+    pub(super) id: Option<(u64, u64)>,
 }
 
 pub(super) enum DbInner {
@@ -138,7 +141,8 @@ impl Db {
 /// Errors: [`Error::VaultExists`], [`Error::Io`], [`Error::Storage`].
 pub fn create_db(path: &Path) -> Result<Db> {
     let db = create_file_db(path, None)?;
-    Ok(Db { inner: DbInner::Write(db), path: path.to_path_buf() })
+    let id = std::fs::metadata(path).ok().as_ref().and_then(file_id);
+    Ok(Db { inner: DbInner::Write(db), path: path.to_path_buf(), id })
 }
 
 /// Creates the file with `O_EXCL` (mode 0600, or `like`'s owner and mode) and has redb initialise
@@ -172,13 +176,13 @@ pub const OPEN_REPLACED_RETRIES: u32 = 100;
 
 /// Device and inode of a file (Unix), to tell whether two handles are the same file.
 #[cfg(unix)]
-fn file_id(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(super) fn file_id(m: &std::fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     Some((m.dev(), m.ino()))
 }
 
 #[cfg(not(unix))]
-fn file_id(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(super) fn file_id(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
@@ -263,7 +267,7 @@ pub fn open_db(path: &Path, wait: Option<Duration>, read_only: bool) -> Result<D
             Ok(inner) => {
                 let now = std::fs::metadata(&real).ok();
                 if id.is_none() || now.as_ref().and_then(file_id) == id {
-                    return Ok(Db { inner, path: real });
+                    return Ok(Db { inner, path: real, id });
                 }
                 // The path names another file now: this handle is on a file renamed over.
                 drop(inner);
@@ -316,22 +320,31 @@ pub enum PageCheck {
     WriterActive,
     /// Not checked: this process may not write the file, and the check needs a writer's open.
     ReadOnly,
+    /// Not checked: the path names another file than the one the vault handle holds (a key
+    /// rotation or an erasure replaced it since the vault was opened).
+    Replaced,
 }
 
-/// Verifies the checksum of every page of the vault file at `real` (the path [`Db::path`]
-/// gives) through a writer's open with redb's integrity check, then closes it again. A reader
+/// Verifies the checksum of every page of the vault file that `db` holds through a writer's open with redb's integrity check, then closes it again. A reader
 /// (a read-only handle) cannot run that check, so a page that no read touches goes unnoticed;
 /// `verify` calls this to find it. Skipped, and said so, for a file over
 /// [`INTEGRITY_CHECK_MAX_BYTES`], one this process may not write, and while another process
 /// writes the vault (never waits for it).
 ///
 /// Errors: [`Error::Damaged`] for a corrupt page; the other errors of a writer's open.
-pub fn check_pages(real: &Path) -> Result<PageCheck> {
+pub fn check_pages(db: &Db) -> Result<PageCheck> {
+    let real = db.path();
     let (file, writable) = open_vault_file(real, false)?;
     if !writable {
         return Ok(PageCheck::ReadOnly);
     }
-    let len = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?.len();
+    let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?;
+    if file_id(&meta) != db.id {
+        // A rewrite renamed a fresh file over the path since `db` was opened: its pages are not
+        // the ones `db` reads.
+        return Ok(PageCheck::Replaced);
+    }
+    let len = meta.len();
     if len > INTEGRITY_CHECK_MAX_BYTES {
         return Ok(PageCheck::TooLarge);
     }

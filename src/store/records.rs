@@ -281,6 +281,23 @@ pub struct ModelRecord {
     pub legacy: bool,
 }
 
+impl ModelRecord {
+    /// The record of a model that has no version yet: `name`, created at `created` (Unix
+    /// seconds), version numbers starting at 1, no alias, description or history.
+    pub fn new(name: &str, created: u64) -> Self {
+        ModelRecord {
+            name: name.to_string(),
+            created,
+            next_version: 1,
+            aliases: BTreeMap::new(),
+            description: String::new(),
+            alias_history: Vec::new(),
+            live: Vec::new(),
+            legacy: false,
+        }
+    }
+}
+
 /// A model record as written by format versions 1 and 2 (no live versions).
 #[derive(Deserialize)]
 struct ModelRecordV2 {

@@ -101,7 +101,9 @@ pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Db, &Db) -> Res
     let tmp = rewrite_path(path);
     let _ = std::fs::remove_file(&tmp);
     let like = owner_of(path)?;
-    let mut fresh = Db { inner: DbInner::Write(create_file_db(&tmp, like)?), path: tmp.clone() };
+    let inner = DbInner::Write(create_file_db(&tmp, like)?);
+    let id = std::fs::metadata(&tmp).ok().as_ref().and_then(super::file::file_id);
+    let mut fresh = Db { inner, path: tmp.clone(), id };
     // Nobody else has the fresh file open, so no reader can refuse its compaction.
     let filled = fill(db, &fresh).and_then(|()| fresh.compact_as("compacting the rewritten vault").map(drop));
     if let Err(e) = filled {
@@ -124,5 +126,6 @@ pub fn rewrite_with(db: &mut Db, path: &Path, fill: impl FnOnce(&Db, &Db) -> Res
     }
     // Only now is the old file's lock released (with its handle, replaced here).
     db.inner = fresh.inner;
+    db.id = fresh.id;
     Ok(())
 }

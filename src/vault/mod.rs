@@ -156,7 +156,7 @@ impl<S> Vault<S> {
     ///
     /// Errors: [`Error::Damaged`] for a corrupt page; [`Error::Io`], [`Error::Storage`].
     pub fn check_pages(&self) -> Result<store::PageCheck> {
-        store::check_pages(&self.path)
+        store::check_pages(&self.db)
     }
 
     /// The vault file's path, every symbolic link resolved (see [`Vault::open`]).

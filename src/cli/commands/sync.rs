@@ -44,6 +44,9 @@ pub fn push(g: &Global, raw: &[String], remote: Option<&str>) -> Result<i32> {
             modelvault::names::escape(name)
         );
     }
+    if !rep.removed.is_empty() {
+        println!("removed on the remote: {}", versions(&rep.removed));
+    }
     let entry = rep.entry.map_or("no log entry needed".into(), |e| format!("log entry {e}"));
     println!(
         "pushed {} ({entry}): {} pack(s), {} chunk(s), {} uploaded",
@@ -70,6 +73,9 @@ fn print_pull(g: &Global, rep: &modelvault::remote::PullReport) {
     if g.json {
         output::json(rep);
         return;
+    }
+    if !rep.removed.is_empty() {
+        println!("removed here, as on the remote: {}", versions(&rep.removed));
     }
     for (name, from, to) in &rep.moved {
         println!(
@@ -139,7 +145,7 @@ fn record_origin(v: &Vault<Unlocked>, url: &str, objects: &dyn Objects) -> Optio
 /// The remote `--remote` names, and the label the vault remembers it under (its URL): a URL
 /// (`s3://BUCKET/PREFIX`, endpoint, region and credentials from the AWS variables, or
 /// `file:///PATH`), a remote's name (`remote add`), or with no `--remote` the vault's only remote.
-fn open_remote(v: &Vault<Unlocked>, spec: Option<&str>) -> Result<(Box<dyn Objects>, String)> {
+pub(crate) fn open_remote(v: &Vault<Unlocked>, spec: Option<&str>) -> Result<(Box<dyn Objects>, String)> {
     match spec {
         Some(url) if url.contains("://") => open_url(url),
         Some(name) => {

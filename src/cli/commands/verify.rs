@@ -15,10 +15,13 @@ pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
     let bar = Bar::new(g);
     let v = unlock_read(g)?;
     // A reader's open cannot check the file's pages (see SECURITY.md, "Storage and atomicity").
-    if v.check_pages()? == PageCheck::WriterActive {
-        eprintln!(
-            "note: the storage pages were not checked, since another process is writing the vault; run verify again when it is done"
-        );
+    let why = match v.check_pages()? {
+        PageCheck::WriterActive => Some("another process is writing the vault"),
+        PageCheck::Replaced => Some("a key rotation or an erasure replaced the vault file meanwhile"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        eprintln!("note: the storage pages were not checked, since {why}; run verify again when it is done");
     }
     let only = spec.map(|s| target(&v, s)).transpose()?;
     let mut rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;

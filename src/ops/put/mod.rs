@@ -207,16 +207,7 @@ impl Vault<Unlocked> {
 
         let mut txn = self.write_reporting(progress)?;
         let mk = self.model_key(name);
-        let mut model = self.load_model(&*txn.tx, name)?.unwrap_or_else(|| ModelRecord {
-            name: name.to_string(),
-            created: now(),
-            next_version: 1,
-            aliases: BTreeMap::new(),
-            description: String::new(),
-            alias_history: Vec::new(),
-            live: Vec::new(),
-            legacy: false,
-        });
+        let mut model = self.load_model(&*txn.tx, name)?.unwrap_or_else(|| ModelRecord::new(name, now()));
         let version = model.next_version;
 
         progress.begin(&format!("put {name}@{version}"), total);
