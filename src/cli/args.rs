@@ -34,7 +34,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub slot: Option<String>,
     /// If another process is writing the vault, retry for up to this many seconds (commands
-    /// that write; reading commands never wait for a writer).
+    /// that write, and get/cat keeping chunks read from a remote; other reading commands never
+    /// wait for a writer).
     #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
     /// Print machine-readable JSON instead of text.

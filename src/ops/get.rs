@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::VersionRef;
-use super::ondemand::{Fetched, Overlay};
+use super::ondemand::{OnDemand, Streamer};
 use super::outfile::{self, OutDir, VaultFile};
 use super::reader::{ChunkReader, FileChunks, open_chunk};
 use crate::manifest::{ChunkRef, FileEntry, Manifest};
@@ -109,7 +109,7 @@ impl Vault<Unlocked> {
         let root = OutDir::open(dest, true)?
             .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dest.display())))?;
         let mode = outfile::output_mode();
-        let extra = self.fetch_missing(&m, wanted_of(m.files.iter()), progress)?;
+        let streamed = self.on_demand(&m, chunks_of(m.files.iter()), progress)?;
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
@@ -126,7 +126,7 @@ impl Vault<Unlocked> {
             self.stream_file(
                 &m,
                 f,
-                &extra,
+                streamed.as_ref(),
                 &mut |b| tmp.file().write_all(b).map_err(|e| Error::io(format!("writing {}", shown.display()), e)),
                 progress,
             )?;
@@ -161,12 +161,12 @@ impl Vault<Unlocked> {
                     .with_remedy(Remedy::ChooseFile));
             }
         };
-        let extra = self.fetch_missing(&m, wanted_of(std::iter::once(f)), progress)?;
+        let streamed = self.on_demand(&m, chunks_of(std::iter::once(f)), progress)?;
         progress.begin(&f.path, f.size);
         self.stream_file(
             &m,
             f,
-            &extra,
+            streamed.as_ref(),
             &mut |b| out.write_all(b).map_err(|e| Error::io("writing to standard output", e)),
             progress,
         )?;
@@ -183,7 +183,7 @@ impl Vault<Unlocked> {
         &self,
         m: &Manifest,
         f: &FileEntry,
-        extra: &Fetched,
+        streamed: Option<&Streamer<'_>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()> {
@@ -194,7 +194,7 @@ impl Vault<Unlocked> {
             scope.spawn(move || {
                 let run = || -> Result<()> {
                     let base = store::read(&self.db)?;
-                    let chunks = Overlay { base: &base, extra };
+                    let chunks = OnDemand { base: &base, streamed };
                     let mut rd = ChunkReader::new(&chunks, self.envelope(), layout);
                     while let Some(plain) = rd.next_owned()? {
                         if tx.send(Ok(plain)).is_err() {
@@ -241,7 +241,7 @@ impl Vault<Unlocked> {
     }
 }
 
-/// Every chunk of `files`: id → plaintext length.
-pub(crate) fn wanted_of<'f>(files: impl Iterator<Item = &'f FileEntry>) -> std::collections::BTreeMap<[u8; 32], u32> {
-    files.flat_map(|f| f.chunks.iter()).map(|c| (c.id, c.len)).collect()
+/// Every chunk of `files` in the order a read of them needs it: (id, plaintext length).
+fn chunks_of<'f>(files: impl Iterator<Item = &'f FileEntry>) -> impl Iterator<Item = ([u8; 32], u32)> {
+    files.flat_map(|f| f.chunks.iter()).map(|c| (c.id, c.len))
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::manifest::Manifest;
 use crate::ops::VersionRef;
-use crate::ops::put::{CHECKPOINT_BYTES, write_model};
+use crate::ops::put::write_model;
 use crate::progress::Progress;
 use crate::remote::log::{self, LogKeys};
 use crate::remote::objects::Objects;
@@ -19,7 +19,7 @@ use crate::remote::packs::{self, FetchKeys, Traffic};
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, put_record};
 use crate::store;
-use crate::store::chunks::{ChunkRead, ChunkStore};
+use crate::store::chunks::ChunkRead;
 use crate::store::records::{ModelRecord, VersionRecord};
 use crate::vault::{Txn, Unlocked, Vault};
 use crate::{Error, Result};
@@ -100,15 +100,8 @@ impl Vault<Unlocked> {
         progress.begin("pull", wanted.values().map(|l| u64::from(*l)).sum());
         let mut batch = 0u64;
         let traffic = packs::fetch(objects, &fk, &places, &wanted, |id, plain| {
-            let sealed = txn.vault.envelope().seal_chunk(id, &plain)?;
-            txn.count_chunk_seals(1)?;
-            txn.tx.chunks()?.insert(id, &sealed)?;
+            txn.keep_fetched(id, &plain, &mut batch)?;
             progress.advance(plain.len() as u64);
-            batch += sealed.len() as u64;
-            if batch >= CHECKPOINT_BYTES {
-                batch = 0;
-                txn.checkpoint()?;
-            }
             Ok(())
         })?;
         progress.end();

@@ -18,7 +18,7 @@ impl modelvault::Progress for WarnOnly {
 pub fn run(g: &Global, spec: &str, file: Option<&str>, remote: Option<&str>, no_cache: bool) -> Result<i32> {
     let (name, r) = parse_spec(spec)?;
     let v = unlock_read(g)?;
-    crate::cli::commands::sync::attach_source(&v, remote, no_cache)?;
+    crate::cli::commands::sync::attach_source(g, &v, remote, no_cache)?;
     refuse_vault_stdout(&v)?;
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();

@@ -37,7 +37,7 @@ pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
     let bar = Bar::new(g);
     let (name, r) = parse_spec(a.spec)?;
     let v = unlock_read(g)?;
-    crate::cli::commands::sync::attach_source(&v, a.remote, a.no_cache)?;
+    crate::cli::commands::sync::attach_source(g, &v, a.remote, a.no_cache)?;
     crate::cli::signals::remove_temp_files_on_signals()?;
     // Pin the version first, so the check and the read are of the same version.
     let r = match a.require_signer {

@@ -118,14 +118,15 @@ pub fn clone(g: &Global, url: &str, path: &Path, metadata_only: bool) -> Result<
 
 /// Sets where `get` and `cat` read chunks the vault lacks: `--remote NAME|URL`, or the vault's
 /// only remote (left unset when it cannot be reached now: a missing chunk is then reported).
-pub fn attach_source(v: &Vault<Unlocked>, spec: Option<&str>, no_cache: bool) -> Result<()> {
+pub fn attach_source(g: &Global, v: &Vault<Unlocked>, spec: Option<&str>, no_cache: bool) -> Result<()> {
+    let wait = crate::cli::session::open_opts(g)?.wait;
     let opened = match spec {
         Some(_) => Some(open_remote(v, spec)?),
         None if v.remote_list()?.len() == 1 => open_remote(v, None).ok(),
         None => None,
     };
     if let Some((objects, label)) = opened {
-        v.set_chunk_source(ChunkSource { objects: std::sync::Arc::from(objects), label, cache: !no_cache });
+        v.set_chunk_source(ChunkSource { cache: !no_cache, wait, ..ChunkSource::new(std::sync::Arc::from(objects), label) });
     }
     Ok(())
 }
