@@ -223,10 +223,7 @@ pub fn read_index(
     vault_id: &[u8; 16],
     name: &str,
 ) -> Result<Option<PackIndex>> {
-    let Some(bytes) = objects.get(name)? else { return Ok(None) };
-    if bytes.len() as u64 > MAX_META_OBJECT {
-        return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
-    }
+    let Some(bytes) = objects.get_bounded(name, MAX_META_OBJECT)? else { return Ok(None) };
     let ix = format::open_index(keys, vault_id, name, &bytes)?;
     check_entries(name, &ix.entries)?;
     Ok(Some(ix))
