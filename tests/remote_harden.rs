@@ -21,6 +21,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+#[allow(dead_code)]
 fn cat(v: &Vault<Unlocked>, name: &str, r: VersionRef) -> Vec<u8> {
     let mut out = Vec::new();
     v.cat(name, &r, None, &mut out, &NoProgress).unwrap();
@@ -61,4 +62,59 @@ fn an_oversized_index_is_refused_before_it_is_read() {
     m.put("log/000000000001", &[0; 100]).unwrap();
     let e = m.get_bounded("log/000000000001", 99).unwrap_err().to_string();
     assert!(e.contains("log/000000000001 is 100 bytes, over the 99-byte limit"), "{e}");
+}
+
+#[test]
+fn a_directory_remote_reads_only_regular_files_inside_it() {
+    use std::os::unix::fs::symlink;
+    let (a_dir, b_dir, r_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = DirObjects::open(r_dir.path()).unwrap();
+    pushed(a_dir.path(), &remote);
+    let root = remote.root().to_path_buf();
+    let index = remote.list("index/").unwrap().remove(0).key;
+
+    // An index replaced by a link to a file outside the remote (here: a copy of itself).
+    let outside = a_dir.path().join("outside");
+    std::fs::rename(root.join(&index), &outside).unwrap();
+    symlink(&outside, root.join(&index)).unwrap();
+    let e = clone_err(&remote, b_dir.path());
+    assert!(e.contains(&index) && e.contains("not a regular file") && e.contains("refused"), "{e}");
+    assert!(remote.head(&index).is_err());
+    std::fs::remove_file(root.join(&index)).unwrap();
+
+    // The index directory replaced by a link to a directory outside.
+    let out_dir = a_dir.path().join("index-elsewhere");
+    std::fs::rename(root.join("index"), &out_dir).unwrap();
+    std::fs::rename(&outside, out_dir.join(index.strip_prefix("index/").unwrap())).unwrap();
+    symlink(&out_dir, root.join("index")).unwrap();
+    let e = clone_err(&remote, b_dir.path());
+    assert!(e.contains("is not a directory (a symbolic link or another file): refused"), "{e}");
+    assert!(remote.put("index/00", b"x").is_err(), "a write through the link");
+    assert!(!out_dir.join("00").exists());
+    std::fs::remove_file(root.join("index")).unwrap();
+    std::fs::rename(&out_dir, root.join("index")).unwrap();
+
+    // A FIFO where the log's entry is: refused at once, not a blocked open.
+    let entry = root.join("log/000000000001");
+    std::fs::rename(&entry, a_dir.path().join("entry")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &entry, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
+        .unwrap();
+    let t = std::time::Instant::now();
+    assert!(remote.get("log/000000000001").unwrap_err().to_string().contains("not a regular file"));
+    assert!(remote.get_range("log/000000000001", 0..1).unwrap_err().to_string().contains("not a regular file"));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    std::fs::remove_file(&entry).unwrap();
+    std::fs::rename(a_dir.path().join("entry"), &entry).unwrap();
+    Vault::clone_from(&remote, b_dir.path().join("test.mvault"), &pass(), "origin", &NoProgress).unwrap();
+}
+
+#[test]
+fn file_urls_are_canonical() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("real")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("real"), d.path().join("link")).unwrap();
+    let real = std::fs::canonicalize(d.path().join("real")).unwrap();
+    let (_, url) = modelvault::remote::open_url(&format!("file://{}/link/../link/", d.path().display())).unwrap();
+    assert_eq!(url, format!("file://{}", real.display()));
 }

@@ -209,12 +209,18 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
     Ok(())
 }
 
-/// Opens the remote a URL names: `file:///PATH` (a directory). Other schemes are refused.
+/// Opens the remote a URL names: `file:///PATH` (a directory, created if missing). Returns the
+/// store and the URL in canonical form (`file://` and the canonical path: symbolic links and
+/// `.`/`..` resolved), which is what a vault remembers the remote by. Other schemes are refused.
 ///
-/// Errors: [`Error::InvalidInput`] for another scheme; [`Error::Remote`].
-pub fn open_url(url: &str) -> Result<Box<dyn Objects>> {
+/// Errors: [`Error::InvalidInput`] for another scheme or a relative path; [`Error::Remote`].
+pub fn open_url(url: &str) -> Result<(Box<dyn Objects>, String)> {
     match url.strip_prefix("file://") {
-        Some(path) if path.starts_with('/') => Ok(Box::new(DirObjects::open(path)?)),
+        Some(path) if path.starts_with('/') => {
+            let d = DirObjects::open(path)?;
+            let canonical = format!("file://{}", d.root.display());
+            Ok((Box::new(d), canonical))
+        }
         _ => Err(Error::InvalidInput(format!(
             "remote URL '{}': this build reaches file:///ABSOLUTE/PATH remotes",
             crate::names::escape(url)

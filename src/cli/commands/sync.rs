@@ -161,5 +161,5 @@ fn open_url(url: &str) -> Result<(Box<dyn Objects>, String)> {
         let canonical = config.url();
         return Ok((Box::new(S3Objects::connect(&config)?), canonical));
     }
-    Ok((modelvault::remote::open_url(url)?, url.to_string()))
+    modelvault::remote::open_url(url)
 }
