@@ -118,3 +118,49 @@ fn file_urls_are_canonical() {
     let (_, url) = modelvault::remote::open_url(&format!("file://{}/link/../link/", d.path().display())).unwrap();
     assert_eq!(url, format!("file://{}", real.display()));
 }
+
+#[test]
+fn one_bucket_and_prefix_on_two_endpoints_are_two_remotes_to_the_rollback_check() {
+    use common::s3::{BUCKET, moto};
+    use predicates::str::contains;
+    let (one, two) = (moto(), moto());
+    let d = tempfile::tempdir().unwrap();
+    let url = format!("s3://{BUCKET}/team");
+    let on = |server: &common::s3::Server| {
+        let mut c = common::mvault(d.path());
+        server.env(&mut c);
+        c
+    };
+    common::cli_init(d.path());
+    for (i, body) in ["one", "two"].iter().enumerate() {
+        std::fs::write(d.path().join("w.bin"), body).unwrap();
+        on(&one).args(["put", "w.bin", "--name", "m"]).assert().success();
+        let want = format!("(log entry {})", i + 1);
+        on(&one).args(["push", "--remote", &url]).assert().success().stdout(contains(want));
+    }
+    // The same URL on another server: its log is its own, not a rollback of the first one's.
+    on(&two).args(["push", "--remote", &url]).assert().success().stdout(contains("pushed m@1, m@2 (log entry 1)"));
+    // The first server's record is intact: deleting its entry 2 is still caught.
+    one.objects("team").delete("log/000000000002").unwrap();
+    on(&one).args(["push", "--remote", &url]).assert().code(6).stderr(contains("rolled back"));
+}
+
+#[test]
+fn a_record_kept_by_url_alone_still_guards_the_remote_and_moves_to_the_new_label() {
+    let (a_dir, remote) = (tempfile::tempdir().unwrap(), MemoryObjects::new());
+    let (_, mut a) = new_vault(a_dir.path());
+    let (old, new) = ("s3://models/team", "s3://models/team at http://127.0.0.1:9");
+    for body in [&b"one"[..], b"two"] {
+        put(&mut a, &write(a_dir.path(), "w.bin", body), "m");
+        a.push(&remote, old, &[], &NoProgress).unwrap();
+    }
+    let entry2 = remote.get("log/000000000002").unwrap().unwrap();
+    remote.delete("log/000000000002").unwrap();
+    let e = a.push(&remote, new, &[], &NoProgress).unwrap_err().to_string();
+    assert!(e.contains("has seen entry 2: the remote was rolled back"), "{e}");
+    remote.put("log/000000000002", &entry2).unwrap();
+    a.pull(&remote, new, &[], &NoProgress).unwrap();
+    assert_eq!(modelvault::remote::state::load_seen(&a, new).unwrap().map(|s| s.0), Some(2));
+    assert_eq!(modelvault::remote::state::load_seen(&a, old).unwrap(), None, "moved, not copied");
+    assert_eq!(cat(&a, "m", VersionRef::Number(2)), b"two");
+}
