@@ -164,3 +164,22 @@ fn a_record_kept_by_url_alone_still_guards_the_remote_and_moves_to_the_new_label
     assert_eq!(modelvault::remote::state::load_seen(&a, old).unwrap(), None, "moved, not copied");
     assert_eq!(cat(&a, "m", VersionRef::Number(2)), b"two");
 }
+
+#[test]
+fn a_push_sends_again_the_chunks_of_an_orphan_index_whose_pack_is_gone() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (MemoryObjects::new(), MemoryObjects::new());
+    let (_, mut a) = new_vault(a_dir.path());
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    put(&mut a, &write(a_dir.path(), "w.bin", &data), "m");
+    a.push(&first, "first", &[], &NoProgress).unwrap();
+    // The second remote holds only an index (as a push killed before its entry leaves one),
+    // and its pack was deleted.
+    for o in first.list("index/").unwrap() {
+        second.put(&o.key, &first.get(&o.key).unwrap().unwrap()).unwrap();
+    }
+    let rep = a.push(&second, "second", &[], &NoProgress).unwrap();
+    assert!(rep.traffic.packs >= 1 && rep.traffic.bytes >= data.len() as u64, "{:?}", rep.traffic);
+    let b = Vault::clone_from(&second, b_dir.path().join("test.mvault"), &pass(), "second", &NoProgress).unwrap().0;
+    assert_eq!(cat(&b, "m", VersionRef::Number(1)), data);
+}
