@@ -142,7 +142,7 @@ pub struct SeenRecord {
 /// The last entry this vault saw of the remote `label`, `None` if it never read it. A label of
 /// the form `URL at ENDPOINT` ([`crate::remote::RemoteConfig::seen_label`]) with no record falls
 /// back to the record an earlier version kept under the URL alone (checking against it is what
-/// that version did); [`save_seen`] then moves it to the new label.
+/// that version did); `save_seen` then moves it to the new label.
 ///
 /// Errors: [`crate::Error::Damaged`] for a record that does not open; [`crate::Error::Storage`].
 pub fn load_seen(vault: &Vault<Unlocked>, label: &str) -> Result<Option<Seen>> {
