@@ -1,7 +1,7 @@
 //! What an adversarial remote must not get away with: an object over the size limit of a whole
 //! read (refused before it is read), symbolic links, FIFOs and devices in a `file://` remote, a
-//! record of the last entry seen shared by two remotes on different endpoints, orphan indexes
-//! whose pack is gone, and clone's work and cleanup bounds.
+//! record of the last entry seen shared by two remotes on different endpoints, and orphan
+//! indexes whose pack is gone.
 
 mod common;
 
@@ -21,7 +21,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-#[allow(dead_code)]
 fn cat(v: &Vault<Unlocked>, name: &str, r: VersionRef) -> Vec<u8> {
     let mut out = Vec::new();
     v.cat(name, &r, None, &mut out, &NoProgress).unwrap();
@@ -35,21 +34,21 @@ fn clone_err(remote: &dyn Objects, dir: &Path) -> String {
     e
 }
 
-/// A vault with one version pushed to a directory remote in `remote_dir`.
-fn pushed(a_dir: &Path, remote: &DirObjects) -> Vault<Unlocked> {
-    let (_, mut a) = new_vault(a_dir);
-    put(&mut a, &write(a_dir, "w.bin", &vec![3u8; 200_000]), "m");
-    a.push(remote, "origin", &[], &NoProgress).unwrap();
-    a
+/// A vault in the first directory with one version pushed to a directory remote in the third;
+/// the second is for a clone. Returns the three directories, the remote and its one index's key.
+fn pushed() -> ([tempfile::TempDir; 3], DirObjects, String) {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let remote = DirObjects::open(dirs[2].path()).unwrap();
+    let (_, mut a) = new_vault(dirs[0].path());
+    put(&mut a, &write(dirs[0].path(), "w.bin", &vec![3u8; 200_000]), "m");
+    a.push(&remote, "origin", &[], &NoProgress).unwrap();
+    let index = remote.list("index/").unwrap().remove(0).key;
+    (dirs, remote, index)
 }
 
 #[test]
 fn an_oversized_index_is_refused_before_it_is_read() {
-    let (a_dir, b_dir, r_dir) =
-        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let remote = DirObjects::open(r_dir.path()).unwrap();
-    pushed(a_dir.path(), &remote);
-    let index = remote.list("index/").unwrap().remove(0).key;
+    let ([_a_dir, b_dir, _r_dir], remote, index) = pushed();
     // 300 MiB, sparse: a read of it all would allocate that much.
     let f = std::fs::OpenOptions::new().write(true).open(remote.root().join(&index)).unwrap();
     f.set_len(300 << 20).unwrap();
@@ -57,7 +56,7 @@ fn an_oversized_index_is_refused_before_it_is_read() {
     let e = clone_err(&remote, b_dir.path());
     assert!(e.contains(&format!("remote object {index} is 314572800 bytes, over the 268435456-byte limit")), "{e}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
-    // The same bound holds for the in-memory store and for a lying listing.
+    // The same bound holds for the in-memory store.
     let m = MemoryObjects::new();
     m.put("log/000000000001", &[0; 100]).unwrap();
     let e = m.get_bounded("log/000000000001", 99).unwrap_err().to_string();
@@ -67,12 +66,8 @@ fn an_oversized_index_is_refused_before_it_is_read() {
 #[test]
 fn a_directory_remote_reads_only_regular_files_inside_it() {
     use std::os::unix::fs::symlink;
-    let (a_dir, b_dir, r_dir) =
-        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let remote = DirObjects::open(r_dir.path()).unwrap();
-    pushed(a_dir.path(), &remote);
+    let ([a_dir, b_dir, _r_dir], remote, index) = pushed();
     let root = remote.root().to_path_buf();
-    let index = remote.list("index/").unwrap().remove(0).key;
 
     // An index replaced by a link to a file outside the remote (here: a copy of itself).
     let outside = a_dir.path().join("outside");
