@@ -32,9 +32,13 @@ impl Counting {
 }
 
 impl Objects for Counting {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key)
+        self.inner.get_bounded(key, limit)
+    }
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(key)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.ranges.fetch_add(1, Ordering::SeqCst);
@@ -85,7 +89,7 @@ fn get_fetches_missing_chunks_once_and_keeps_them() {
     assert!(no_files(&out));
 
     let c = counting(&remote);
-    v.set_chunk_source(ChunkSource { objects: c.clone(), label: "origin".into(), cache: true });
+    v.set_chunk_source(ChunkSource::new(c.clone(), "origin"));
     let out = d.path().join("out1");
     v.get("minilm", &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap();
     assert_eq!(std::fs::read(out.join("all-MiniLM-L6-v2.model.safetensors")).unwrap(), want);
@@ -116,7 +120,7 @@ fn no_cache_streams_without_keeping_and_tensors_fetch_only_their_chunks() {
     let (remote, v) = metadata_clone(d.path());
     let want = std::fs::read(corpus().join(MINILM)).unwrap();
     let c = counting(&remote);
-    v.set_chunk_source(ChunkSource { objects: c.clone(), label: "origin".into(), cache: false });
+    v.set_chunk_source(ChunkSource { cache: false, ..ChunkSource::new(c.clone(), "origin") });
     let mut cat = Vec::new();
     v.cat("minilm", &VersionRef::Latest, None, &mut cat, &NoProgress).unwrap();
     assert_eq!(cat, want);
@@ -148,7 +152,7 @@ fn a_tampered_pack_is_damage_and_leaves_no_output() {
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
     remote.put(&pack.key, &bytes).unwrap();
-    v.set_chunk_source(ChunkSource { objects: remote.clone(), label: "origin".into(), cache: true });
+    v.set_chunk_source(ChunkSource::new(remote.clone(), "origin"));
     let out = d.path().join("out");
     let e = v.get("minilm", &VersionRef::Latest, &out, &GetOptions::default(), &NoProgress).unwrap_err();
     assert!(matches!(e, Error::Damaged(_)), "{e}");
@@ -230,4 +234,88 @@ fn cli_tampered_pack_exits_6_without_output() {
         .code(6)
         .stderr(contains("from the remote"));
     assert!(no_files(&out_dir));
+}
+
+#[test]
+fn a_streamed_read_holds_one_batch_at_a_time() {
+    let d = tempfile::tempdir().unwrap();
+    let (remote, v) = metadata_clone(d.path());
+    let want = std::fs::read(corpus().join(MINILM)).unwrap();
+    let batch = 2u64 << 20;
+    v.set_chunk_source(ChunkSource { cache: false, batch_bytes: batch, ..ChunkSource::new(remote, "origin") });
+    let mut cat = Vec::new();
+    v.cat("minilm", &VersionRef::Latest, None, &mut cat, &NoProgress).unwrap();
+    assert_eq!(cat, want);
+    let t = v.fetched_totals();
+    let biggest = v
+        .manifest("minilm", &VersionRef::Latest)
+        .unwrap()
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter())
+        .map(|c| u64::from(c.len))
+        .max()
+        .unwrap();
+    eprintln!(
+        "streamed MiniLM in batches of {batch} B: peak held {} B, biggest chunk {biggest} B, {} ranged reads",
+        t.peak_held, t.traffic.ranges
+    );
+    assert!(t.peak_held > 0 && t.peak_held <= batch + biggest, "peak {} over {batch} + {biggest}", t.peak_held);
+    assert!(
+        t.traffic.ranges >= want.len() as u64 / (batch + biggest),
+        "{} batches for {} B",
+        t.traffic.ranges,
+        want.len()
+    );
+    assert_eq!(t.kept, 0);
+}
+
+#[test]
+fn verify_counts_chunks_left_on_the_remote_and_flags_them_without_one() {
+    let d = tempfile::tempdir().unwrap();
+    let (remote, v) = metadata_clone(d.path());
+    let rep = v.verify_only(false, None, &NoProgress).unwrap();
+    assert!(!rep.ok(), "without a remote, absent chunks are damage");
+    assert_eq!(rep.not_held_locally, 0);
+    v.set_chunk_source(ChunkSource::new(remote, "origin"));
+    let rep = v.verify_only(true, None, &NoProgress).unwrap();
+    assert!(rep.ok(), "{:?}", rep.problems);
+    assert_eq!((rep.chunks, rep.not_held_locally), (240, 240));
+}
+
+#[test]
+fn cli_get_keeps_chunks_and_streams_when_another_process_writes() {
+    let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = url(bucket.path());
+    let src = corpus().join(MINILM);
+    let want = std::fs::read(&src).unwrap();
+    cli_init(a.path());
+    mvault(a.path()).arg("put").arg(&src).args(["--name", "minilm"]).assert().success();
+    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    let vault = b.path().join("test.mvault");
+    mvault(b.path()).args(["clone", "--metadata-only", &remote]).arg(&vault).assert().success();
+    mvault(b.path())
+        .args(["verify", "--remote", &remote])
+        .assert()
+        .success()
+        .stdout(contains("ok: 1 model(s), 1 version(s), 240 chunk reference(s), 240 not held locally (on the remote)"));
+    mvault(b.path()).args(["verify"]).assert().code(6).stdout(contains("FAILED"));
+    // A writer holds the vault: the read streams, says why, and keeps nothing.
+    let small = std::fs::metadata(&vault).unwrap().len();
+    let writer = common::reopen(&vault);
+    let out = mvault(b.path()).args(["cat", "minilm", "--remote", &remote]).assert().success();
+    assert_eq!(out.get_output().stdout, want);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("read from the remote without being kept in the vault: another process is writing it"),
+        "{err}"
+    );
+    drop(writer);
+    assert_eq!(std::fs::metadata(&vault).unwrap().len(), small);
+    // No writer: a read-only get keeps what it fetched, so the next read needs no remote.
+    mvault(b.path()).args(["get", "minilm", "--remote", &remote, "-o"]).arg(b.path().join("o1")).assert().success();
+    std::fs::remove_dir_all(bucket.path()).unwrap();
+    let out = mvault(b.path()).args(["cat", "minilm"]).assert().success();
+    assert_eq!(out.get_output().stdout, want);
+    mvault(b.path()).args(["verify", "--read-data"]).assert().success().stdout(contains("240 chunk reference(s), "));
 }

@@ -237,6 +237,10 @@ pub enum Command {
         /// Also decrypt every chunk and re-check every SHA-256.
         #[arg(long)]
         read_data: bool,
+        /// Where chunks a metadata-only pull left behind are (NAME or URL; default: the vault's
+        /// only remote): those are counted as not held locally instead of missing.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
     },
     /// The vault's manifest-signing keys.
     Signer {

@@ -51,7 +51,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             None => c::gc::run(g),
             Some(r) => c::gc::run_remote(g, (!r.is_empty()).then_some(r.as_str()), grace.as_deref()),
         },
-        Command::Verify { spec, read_data } => c::verify::run(g, spec.as_deref(), *read_data),
+        Command::Verify { spec, read_data, remote } => {
+            c::verify::run(g, spec.as_deref(), *read_data, remote.as_deref())
+        }
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),

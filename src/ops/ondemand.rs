@@ -233,7 +233,13 @@ impl Vault<Unlocked> {
 
     /// Fetches every chunk of `plan` and keeps it, in one write transaction; `Some(why)` when the
     /// vault cannot be written now (nothing was fetched).
-    fn keep_all(&self, reach: &Reach, plan: &[([u8; 32], u32)], what: &str, progress: &dyn Progress) -> Result<Option<String>> {
+    fn keep_all(
+        &self,
+        reach: &Reach,
+        plan: &[([u8; 32], u32)],
+        what: &str,
+        progress: &dyn Progress,
+    ) -> Result<Option<String>> {
         let beside;
         let db = if self.db.is_read_only() {
             match store::open_writer_beside(&self.db, reach.src.wait)? {

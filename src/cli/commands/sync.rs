@@ -127,7 +127,11 @@ pub fn attach_source(g: &Global, v: &Vault<Unlocked>, spec: Option<&str>, no_cac
         None => None,
     };
     if let Some((objects, label)) = opened {
-        v.set_chunk_source(ChunkSource { cache: !no_cache, wait, ..ChunkSource::new(std::sync::Arc::from(objects), label) });
+        v.set_chunk_source(ChunkSource {
+            cache: !no_cache,
+            wait,
+            ..ChunkSource::new(std::sync::Arc::from(objects), label)
+        });
     }
     Ok(())
 }
