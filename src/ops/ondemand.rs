@@ -6,7 +6,7 @@
 //! keyed-hash id recomputed from the plaintext, length from the signed manifest).
 //!
 //! Kept (the vault file is a cache): all of them are fetched first and stored in one write
-//! transaction, through the path `pull` keeps chunks by ([`crate::vault::Txn::keep_fetched`]:
+//! transaction, through the path `pull` keeps chunks by (`Txn::keep_fetched`:
 //! sealed under the vault's chunk key, every seal counted against the key's limit). A vault
 //! opened read-only takes the writer lock for that transaction only, on a second handle of the
 //! same file ([`store::open_writer_beside`]), without waiting unless told to. When keeping is
