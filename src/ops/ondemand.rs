@@ -223,8 +223,9 @@ impl Vault<Unlocked> {
     /// read and checked against what this vault saw of it before).
     fn reach(&self, src: ChunkSource) -> Result<Reach> {
         let objects = &*src.objects;
+        self.adopt_remote_signers(objects)?;
         let keys = self.remote_keys()?;
-        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let seen = state::load_seen(self, &src.label)?;
         let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
         let places = packs::locate(objects, &keys, &self.header.vault_id, &remote.indexes)?;

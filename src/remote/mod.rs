@@ -23,6 +23,7 @@ pub mod push;
 pub mod removed;
 #[cfg(feature = "remote")]
 pub mod s3;
+pub mod signers;
 pub mod state;
 pub(crate) mod sync;
 
@@ -36,3 +37,4 @@ pub use pull::{PullOptions, PullReport};
 pub use push::PushReport;
 #[cfg(feature = "remote")]
 pub use s3::{Credentials, S3Objects};
+pub use signers::SignerChanges;

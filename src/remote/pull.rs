@@ -16,6 +16,7 @@ use crate::progress::Progress;
 use crate::remote::log::{self, LogKeys};
 use crate::remote::objects::Objects;
 use crate::remote::packs::{self, FetchKeys, Traffic};
+use crate::remote::signers::SignerChanges;
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, put_record};
 use crate::store;
@@ -37,6 +38,9 @@ pub struct PullReport {
     pub head: u64,
     /// Chunks, bytes and ranged reads fetched.
     pub traffic: Traffic,
+    /// Signing keys adopted from the remote's key bundles (in JSON only when any changed).
+    #[serde(skip_serializing_if = "SignerChanges::is_empty")]
+    pub signers: SignerChanges,
 }
 
 /// Options of [`Vault::pull_with`].
@@ -88,8 +92,9 @@ impl Vault<Unlocked> {
         opts: &PullOptions,
         progress: &dyn Progress,
     ) -> Result<PullReport> {
+        let signers = self.adopt_remote_signers(objects)?;
         let keys = self.remote_keys()?;
-        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let seen = state::load_seen(self, label)?;
         let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
         let incoming = self.incoming(&remote, specs)?;
@@ -105,7 +110,7 @@ impl Vault<Unlocked> {
             Ok(())
         })?;
         progress.end();
-        let mut report = PullReport { head: remote.head.0, traffic, ..Default::default() };
+        let mut report = PullReport { head: remote.head.0, traffic, signers, ..Default::default() };
         for (name, n) in self.removed_there(&remote, specs)? {
             self.remove_version_in(&mut txn, &name, &VersionRef::Number(n))?;
             report.removed.push((name, n));

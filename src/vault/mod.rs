@@ -12,6 +12,7 @@
 //! print.
 
 mod records;
+pub(crate) mod signing;
 mod txn;
 mod unlock;
 
@@ -106,9 +107,8 @@ pub struct Unlocked {
     pub(crate) slot_kek: SecretKey,
     /// The master key of `keys.epoch`.
     pub(crate) master: SecretKey,
-    pub(crate) signer: ManifestSigner,
-    /// Public keys of every signing key this vault has had (active and retired).
-    pub(crate) signers: Vec<ManifestVerifier>,
+    /// The active signing key and the public keys of every signing key this vault has had.
+    pub(crate) signing: signing::SigningKeys,
     /// True while the sealed state is of format 1 or 2 (no live-record state yet): model records
     /// of that format are then accepted, and the live checks are skipped until the first write
     /// upgrades the vault. Cleared once that write commits.
@@ -257,8 +257,7 @@ impl Vault<Unlocked> {
             keys,
             prev: None,
             index,
-            signer,
-            signers,
+            signing: signing::SigningKeys::new(signer, signers),
             slot: slot_name,
             slot_kek,
             master,
@@ -273,8 +272,8 @@ impl Vault<Unlocked> {
             tx.put_plain_meta("header", &crate::store::records::encode(&vault.header))?;
             tx.put_slot(&opts.slot_name, &slot.encode())?;
             let rec = SignerRecord {
-                seed: *vault.state.signer.seed().expose(),
-                public: vault.state.signer.public_key(),
+                seed: *vault.state.signing.active().seed().expose(),
+                public: vault.state.signing.active_public(),
                 created: now(),
                 retired: None,
             };
@@ -300,7 +299,7 @@ impl Vault<Unlocked> {
 
     /// The public key that signs new manifests.
     pub fn signer_public_key(&self) -> [u8; 32] {
-        self.state.signer.public_key()
+        self.state.signing.active_public()
     }
 
     /// Takes the warnings of the writes made since the last call (today: a key near its usage

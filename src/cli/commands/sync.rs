@@ -38,6 +38,7 @@ pub fn push(g: &Global, raw: &[String], remote: Option<&str>) -> Result<i32> {
         output::json(&rep);
         return Ok(0);
     }
+    print_signers(&rep.signers);
     for (name, from, to) in &rep.renumbered {
         println!(
             "{}@{from} is {}@{to} now: the remote had given {from} to another version",
@@ -75,6 +76,7 @@ fn print_pull(g: &Global, rep: &modelvault::remote::PullReport) {
         output::json(rep);
         return;
     }
+    print_signers(&rep.signers);
     if !rep.removed.is_empty() {
         println!("removed here, as on the remote: {}", versions(&rep.removed));
     }
@@ -93,6 +95,20 @@ fn print_pull(g: &Global, rep: &modelvault::remote::PullReport) {
         output::size(rep.traffic.bytes),
         rep.traffic.ranges
     );
+}
+
+/// Says which signing keys were adopted from the remote's key bundles.
+fn print_signers(c: &modelvault::remote::SignerChanges) {
+    let key = |k: &[u8; 32]| format!("ed25519:{}", modelvault::crypto::sign::hex(k));
+    for k in &c.added {
+        println!("signing key {} adopted from the remote", key(k));
+    }
+    for k in &c.retired {
+        println!("signing key {} retired, as on the remote", key(k));
+    }
+    if let Some(k) = &c.active {
+        println!("signing key {} signs new versions now (the one used here was retired)", key(k));
+    }
 }
 
 /// Runs `clone`; returns the exit code.
