@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(p.active, Some(1));
         assert_eq!(
             p.writes.iter().map(|(i, r)| (*i, r.public[0], r.retired)).collect::<Vec<_>>(),
-            vec![(1, 2, None), (0, 1, Some(20))]
+            vec![(0, 1, Some(20)), (1, 2, None)]
         );
     }
 
