@@ -74,8 +74,9 @@ impl Vault<Unlocked> {
         specs: &[(String, VersionRef)],
         progress: &dyn Progress,
     ) -> Result<PushReport> {
-        let signers = self.adopt_remote_signers(objects)?;
-        let mut report = PushReport { signers, bundle: self.ensure_bundle(objects)?, ..Default::default() };
+        let bundles = crate::remote::bundle::read_bundles(objects)?;
+        let signers = self.adopt_signers(&bundles)?;
+        let mut report = PushReport { signers, bundle: self.ensure_bundle(objects, &bundles)?, ..Default::default() };
         let keys = self.remote_keys()?;
         let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let local = sync::local_models(self, specs)?;

@@ -12,8 +12,8 @@
 
 use crate::crypto::SecretKey;
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
-use crate::remote::bundle::read_bundle;
-use crate::remote::format::{KEYS, KeysRecord, KeysTable};
+use crate::remote::bundle::read_bundles;
+use crate::remote::format::{KeysBundle, KeysRecord, KeysTable};
 use crate::remote::objects::Objects;
 use crate::store::records::{self, Header, SignerRecord};
 use crate::store::{self, RecordRead, Table};
@@ -104,14 +104,18 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Damaged`] for a bundle of this vault and epoch that does not open (it was
     /// tampered with); [`Error::Remote`]; [`Error::Storage`], [`Error::KeyUsageLimit`].
     pub fn adopt_remote_signers(&self, objects: &dyn Objects) -> Result<SignerChanges> {
+        self.adopt_signers(&read_bundles(objects)?)
+    }
+
+    /// As [`Vault::adopt_remote_signers`], from the bundles [`read_bundles`] read.
+    pub(crate) fn adopt_signers(&self, bundles: &[(String, KeysBundle)]) -> Result<SignerChanges> {
         let mut theirs = Vec::new();
-        for o in objects.list(KEYS)? {
-            let Some(b) = read_bundle(objects, &o.key, o.size)? else { continue };
+        for (key, b) in bundles {
             let h: Header = records::decode("remote key bundle header", &b.header)?;
             if b.epoch != self.epoch() || h.vault_id != self.header.vault_id {
                 continue;
             }
-            let what = format!("remote key bundle {}", o.key);
+            let what = format!("remote key bundle {key}");
             let rec: KeysRecord = self.envelope().open_record(&KeysTable, b"", &what, &b.sealed)?;
             theirs.extend(rec.signers.iter().map(|(_, s)| copy(s)));
         }
