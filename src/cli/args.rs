@@ -34,7 +34,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub slot: Option<String>,
     /// If another process is writing the vault, retry for up to this many seconds (commands
-    /// that write; reading commands never wait for a writer).
+    /// that write, and get/cat keeping chunks read from a remote; other reading commands never
+    /// wait for a writer).
     #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
     /// Print machine-readable JSON instead of text.
@@ -124,6 +125,13 @@ pub enum Command {
         /// (`self`: this vault's own keys).
         #[arg(long, value_name = "NAME")]
         require_signer: Option<String>,
+        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
+        /// vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+        /// Stream chunks read from the remote without keeping them in the vault.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
     /// tensor data.
@@ -145,6 +153,13 @@ pub enum Command {
         /// Which file, when the version has several.
         #[arg(long, value_name = "PATH")]
         file: Option<String>,
+        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
+        /// vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+        /// Stream chunks read from the remote without keeping them in the vault.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Point an alias at a version (or remove it with --remove).
     Alias {
@@ -222,6 +237,10 @@ pub enum Command {
         /// Also decrypt every chunk and re-check every SHA-256.
         #[arg(long)]
         read_data: bool,
+        /// Where chunks a metadata-only pull left behind are (NAME or URL; default: the vault's
+        /// only remote): those are counted as not held locally instead of missing.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
     },
     /// The vault's manifest-signing keys.
     Signer {
@@ -267,6 +286,9 @@ pub enum Command {
         /// default: the vault's only remote.
         #[arg(long, value_name = "NAME|URL")]
         remote: Option<String>,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
     Clone {
@@ -274,6 +296,9 @@ pub enum Command {
         url: String,
         /// Where the new vault file goes (must not exist).
         path: std::path::PathBuf,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {

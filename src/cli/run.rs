@@ -23,7 +23,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Similar { spec, limit } => c::similar::run(g, spec, *limit),
         Command::Families { min_shared } => c::families::run(g, *min_shared),
         Command::Show { spec } => c::show::run(g, spec),
-        Command::Get { spec, output, force, tensor, file, require_signer } => {
+        Command::Get { spec, output, force, tensor, file, require_signer, remote, no_cache } => {
             let a = GetArgs {
                 spec,
                 dest: output,
@@ -31,12 +31,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 tensor,
                 file: file.as_deref(),
                 require_signer: require_signer.as_deref(),
+                remote: remote.as_deref(),
+                no_cache: *no_cache,
             };
             c::get::run(g, &a)
         }
         Command::Inspect { spec } => c::inspect::run(g, spec),
         Command::Diff { a, b } => c::diff::run(g, a, b),
-        Command::Cat { spec, file } => c::cat::run(g, spec, file.as_deref()),
+        Command::Cat { spec, file, remote, no_cache } => {
+            c::cat::run(g, spec, file.as_deref(), remote.as_deref(), *no_cache)
+        }
         Command::Alias { spec, alias, remove } => c::alias::run(g, spec, alias, *remove),
         Command::Tag { spec, tags } => c::tag::run(g, spec, tags),
         Command::Untag { spec, keys } => c::untag::run(g, spec, keys),
@@ -47,7 +51,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             None => c::gc::run(g),
             Some(r) => c::gc::run_remote(g, (!r.is_empty()).then_some(r.as_str()), grace.as_deref()),
         },
-        Command::Verify { spec, read_data } => c::verify::run(g, spec.as_deref(), *read_data),
+        Command::Verify { spec, read_data, remote } => {
+            c::verify::run(g, spec.as_deref(), *read_data, remote.as_deref())
+        }
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),
@@ -56,7 +62,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),
         Command::Info => c::info::run(g),
         Command::Push { specs, remote } => c::sync::push(g, specs, remote.as_deref()),
-        Command::Pull { specs, remote } => c::sync::pull(g, specs, remote.as_deref()),
-        Command::Clone { url, path } => c::sync::clone(g, url, path),
+        Command::Pull { specs, remote, metadata_only } => c::sync::pull(g, specs, remote.as_deref(), *metadata_only),
+        Command::Clone { url, path, metadata_only } => c::sync::clone(g, url, path, *metadata_only),
     }
 }

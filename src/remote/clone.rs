@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::remote::bundle::read_bundle;
 use crate::remote::format::{KEYS, KeysBundle, KeysRecord, KeysTable};
 use crate::remote::objects::Objects;
-use crate::remote::pull::PullReport;
+use crate::remote::pull::{PullOptions, PullReport};
 use crate::store::envelope::Envelope;
 use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SlotRecord, State};
 use crate::store::{self, Table};
@@ -38,6 +38,20 @@ impl Vault<Unlocked> {
         path: impl AsRef<Path>,
         passphrase: &Passphrase,
         label: &str,
+        progress: &dyn Progress,
+    ) -> Result<(Vault<Unlocked>, PullReport)> {
+        Self::clone_from_with(objects, path, passphrase, label, &PullOptions::default(), progress)
+    }
+
+    /// As [`Vault::clone_from`], pulling with `opts` (see [`Vault::pull_with`]).
+    ///
+    /// Errors: as [`Vault::clone_from`].
+    pub fn clone_from_with(
+        objects: &dyn Objects,
+        path: impl AsRef<Path>,
+        passphrase: &Passphrase,
+        label: &str,
+        opts: &PullOptions,
         progress: &dyn Progress,
     ) -> Result<(Vault<Unlocked>, PullReport)> {
         crate::harden::harden_process()?;
@@ -63,7 +77,7 @@ impl Vault<Unlocked> {
         }
         let (bundle, (slot, kek, master)) = opened.ok_or(Error::WrongPassphrase)?;
         let vault = create_copy(path, bundle, &slot, kek, master)?;
-        match vault.pull(objects, label, &[], progress) {
+        match vault.pull_with(objects, label, &[], opts, progress) {
             Ok(report) => Ok((vault, report)),
             Err(e) => {
                 drop(vault);
@@ -128,13 +142,14 @@ fn create_copy(
         keys,
         prev: None,
         index,
-        signer,
-        signers,
+        signing: crate::vault::signing::SigningKeys::new(signer, signers),
         slot,
         slot_kek,
         master,
         legacy,
         warnings: Default::default(),
+        source: Default::default(),
+        fetched: Default::default(),
     };
     let vault = Vault { db, path: path.to_path_buf(), header, state };
     let written = (|| {

@@ -26,6 +26,10 @@ pub struct GetArgs<'a> {
     pub file: Option<&'a str>,
     /// `--require-signer TRUST-NAME`.
     pub require_signer: Option<&'a str>,
+    /// `--remote NAME|URL`: where chunks the vault lacks are read from.
+    pub remote: Option<&'a str>,
+    /// `--no-cache`: do not keep chunks read from the remote.
+    pub no_cache: bool,
 }
 
 /// Runs `get`; returns the exit code.
@@ -33,6 +37,7 @@ pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
     let bar = Bar::new(g);
     let (name, r) = parse_spec(a.spec)?;
     let v = unlock_read(g)?;
+    crate::cli::commands::sync::attach_source(g, &v, a.remote, a.no_cache)?;
     crate::cli::signals::remove_temp_files_on_signals()?;
     // Pin the version first, so the check and the read are of the same version.
     let r = match a.require_signer {

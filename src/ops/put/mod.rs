@@ -471,8 +471,9 @@ pub fn scan_record(r: &ScanReport, allowed_unsafe: bool) -> ScanRecord {
 /// Signs `m` and writes its version record.
 pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> Result<()> {
     let bytes = m.encode();
-    let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
-    let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
+    let signer = txn.vault.state.signing.active();
+    let signature = crate::manifest::sign(&signer, &bytes).to_vec();
+    let rec = VersionRecord { manifest: bytes, signature, signer: signer.public_key() };
     let key = store::version_key(mk, m.version);
     let sealed = txn.seal_meta(Table::Versions, &key, &rec)?;
     txn.tx.put_version(mk, m.version, &sealed)
