@@ -560,14 +560,30 @@ def bench_input(label, path, rounds, work, mv, cfg):
                          run([mv, "--quiet", "--vault", vb, "get", "bench", "-o", out], durable=[out]))
                 add("mvault clone + get", merge(s1, s2))
 
+            def on_demand():
+                # A metadata-only clone, then a get that reads the chunks from the remote without keeping
+                # them: the output file is the only thing written with model bytes, as for restic restore.
+                vc, out2 = os.path.join(rd, "c.mvault"), os.path.join(rd, "get-on-demand")
+                s1 = add("mvault clone --metadata-only",
+                         run([mv, "--quiet", "clone", "--metadata-only", MV_URL, vc], durable=[vc]))
+                s2 = add("mvault get --no-cache (on demand)",
+                         run([mv, "--quiet", "--vault", vc, "get", "bench", "--no-cache", "--remote", "origin",
+                              "-o", out2], durable=[out2]))
+                add("mvault metadata-only clone + on-demand get", merge(s1, s2))
+                got_extra.append(os.path.join(out2, os.path.basename(path)))
+
             def restore():
                 # A second machine: restic with an empty cache, as the clone starts from nothing.
                 add("restic restore", run(["restic", "--quiet", "restore", "latest", "--target", rest],
                                           durable=[rest], env=cache_b))
 
-            for f in ((push, backup, clone_get, restore) if mv_first else (backup, push, restore, clone_get)):
+            got_extra = []
+            mine = [push, clone_get] + ([on_demand] if cfg["on_demand"] else [])
+            peers = [backup, restore]
+            order = [mine[0], peers[0], *mine[1:], peers[1]] if mv_first else [peers[0], mine[0], peers[1], *mine[1:]]
+            for f in order:
                 f()
-            got = [os.path.join(out, os.path.basename(path)), find_file(rest, os.path.basename(path))]
+            got = [os.path.join(out, os.path.basename(path)), find_file(rest, os.path.basename(path)), *got_extra]
             for g in got:
                 if os.path.getsize(g) != size or (r == 0 and sha256_file(g) != want):
                     raise RuntimeError(f"restored file differs from the input: {g}")
@@ -681,6 +697,9 @@ def timed_section(res):
           f"| clone + get ÷ restic restore | "
           f"{med_range(ratios(res, 'mvault clone + get', 'restic restore'), f_ratio)} |",
           f"| clone alone ÷ restic restore | {med_range(ratios(res, 'mvault clone', 'restic restore'), f_ratio)} |",
+          *([f"| metadata-only clone + on-demand get ÷ restic restore | "
+             f"{med_range(ratios(res, 'mvault metadata-only clone + on-demand get', 'restic restore'), f_ratio)} |"]
+            if 'mvault metadata-only clone + on-demand get' in res["samples"] else []),
           "", "| other figure | median (min–max) |", "|---|---|",
           f"| `remote add` (the probe: 2 create-only writes, 5 rounds of 8 racing writers, deletes), s | "
           f"{med_range(ex['probe'], f_s)} |",
@@ -794,6 +813,10 @@ def main():
     try:
         revision = base.git_revision() if a.mvault is None else f"prebuilt binary {a.mvault}"
         mv = base.build_mvault(work, a.mvault)
+        help_text = subprocess.run([mv, "clone", "--help"], capture_output=True, text=True).stdout
+        cfg["on_demand"] = "--metadata-only" in help_text
+        if not cfg["on_demand"]:
+            log("this mvault has no `clone --metadata-only`: the on-demand rows are left out")
         inputs = [("all-MiniLM-L6-v2 safetensors", MINILM, a.rounds)]
         if not a.quick:
             gen = os.path.join(work, "random-bf16.safetensors")
