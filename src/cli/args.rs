@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod put;
+pub use put::PutArgs;
+
 /// mvault: an encrypted, signed vault for machine-learning models.
 #[derive(Debug, Parser)]
 #[command(name = "mvault", version, about, long_about = None)]
@@ -450,31 +453,4 @@ pub struct InitArgs {
     /// Name of the first key slot.
     #[arg(long = "slot-name", default_value = "default", value_name = "NAME")]
     pub slot_name: String,
-}
-
-#[derive(Debug, Args)]
-pub struct PutArgs {
-    /// A model file, or a directory holding a model (Hugging Face style).
-    pub src: PathBuf,
-    /// Model name.
-    #[arg(long)]
-    pub name: String,
-    /// Point this alias at the new version (repeatable).
-    #[arg(long = "alias", value_name = "ALIAS")]
-    pub aliases: Vec<String>,
-    /// KEY=VALUE tag (repeatable).
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    pub tags: Vec<String>,
-    /// KEY=NUMBER metric (repeatable).
-    #[arg(long = "metric", value_name = "KEY=NUMBER")]
-    pub metrics: Vec<String>,
-    /// Free-text description.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Allow this exact `module.qualname` global in pickles (repeatable).
-    #[arg(long = "allow", value_name = "GLOBAL")]
-    pub allow: Vec<String>,
-    /// Store files whose pickle scan is dangerous or unscannable (the verdict is recorded).
-    #[arg(long)]
-    pub allow_unsafe_pickle: bool,
 }

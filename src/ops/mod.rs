@@ -5,6 +5,8 @@
 pub mod allow;
 pub mod diff;
 pub mod get;
+#[cfg(unix)]
+pub mod hf;
 pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
