@@ -92,7 +92,7 @@ pub(crate) fn read_bundle(objects: &dyn Objects, key: &str, size: u64) -> Result
     if size > MAX_META_OBJECT {
         return Err(tampered(&format!("remote key bundle {key}"), "it is over the size limit"));
     }
-    let Some(bytes) = objects.get(key)? else { return Ok(None) };
+    let Some(bytes) = objects.get_bounded(key, MAX_META_OBJECT)? else { return Ok(None) };
     if format::content_name(KEYS, &bytes) != key {
         return Ok(None);
     }

@@ -1,6 +1,7 @@
 //! `mvault push`, `mvault pull` and `mvault clone`: parse the references, open the remote a name
 //! or URL names, call the library's push, pull or clone and print what moved (text, or JSON with
-//! `--json`). The remote's URL is the label under which the vault remembers the last log entry
+//! `--json`). The remote's location (URL and endpoint, `RemoteConfig::seen_label`; the canonical
+//! `file://` URL of a directory) is the label under which the vault remembers the last log entry
 //! it saw there. It must never read, print or pass on a credential (the library reads them).
 
 use std::path::Path;
@@ -99,10 +100,10 @@ pub fn clone(g: &Global, url: &str, path: &Path) -> Result<i32> {
     if path.exists() {
         return Err(Error::VaultExists(path.to_path_buf()));
     }
-    let (remote, url) = open_url(url)?;
+    let (remote, url, label) = open_url(url)?;
     let pass = passphrase::obtain(g, &format!("Passphrase for the vault at {url}: "), false)?;
     let bar = Bar::new(g);
-    let (v, rep) = Vault::clone_from(&*remote, path, &pass, &url, &bar)?;
+    let (v, rep) = Vault::clone_from(&*remote, path, &pass, &label, &bar)?;
     let recorded = record_origin(&v, &url, &*remote);
     if g.json {
         output::json(&json!({"vault": path, "vault_id": modelvault::manifest::hex(&v.vault_id()), "pull": rep}));
@@ -128,20 +129,20 @@ fn record_origin(v: &Vault<Unlocked>, url: &str, objects: &dyn Objects) -> Optio
         .map(|e| format!("the remote was not recorded as 'origin' ({e}); add it with `mvault remote add NAME {url}`"))
 }
 
-/// The remote `--remote` names, and the label the vault remembers it under (its URL): a URL
+/// The remote `--remote` names, and the label the vault remembers it under (its location): a URL
 /// (`s3://BUCKET/PREFIX`, endpoint, region and credentials from the AWS variables, or
 /// `file:///PATH`), a remote's name (`remote add`), or with no `--remote` the vault's only remote.
 pub(crate) fn open_remote(v: &Vault<Unlocked>, spec: Option<&str>) -> Result<(Box<dyn Objects>, String)> {
     match spec {
-        Some(url) if url.contains("://") => open_url(url),
+        Some(url) if url.contains("://") => open_url(url).map(|(o, _, label)| (o, label)),
         Some(name) => {
-            let info = v.remote(name)?;
-            Ok((Box::new(v.connect(name)?), info.url))
+            let label = v.remote(name)?.config()?.seen_label();
+            Ok((Box::new(v.connect(name)?), label))
         }
         None => {
             let list = v.remote_list()?;
             match list.as_slice() {
-                [only] => Ok((Box::new(v.connect(&only.name)?), only.url.clone())),
+                [only] => Ok((Box::new(v.connect(&only.name)?), only.config()?.seen_label())),
                 [] => Err(Error::InvalidInput(
                     "this vault has no remote: add one with `mvault remote add NAME s3://BUCKET/PREFIX`, or give `--remote URL`".into(),
                 )),
@@ -154,12 +155,13 @@ pub(crate) fn open_remote(v: &Vault<Unlocked>, spec: Option<&str>) -> Result<(Bo
     }
 }
 
-/// The store a URL names and its canonical form.
-fn open_url(url: &str) -> Result<(Box<dyn Objects>, String)> {
+/// The store a URL names, its canonical form and the label of its last entry seen.
+fn open_url(url: &str) -> Result<(Box<dyn Objects>, String, String)> {
     if url.starts_with("s3://") {
         let config = RemoteConfig::new(url, None, None)?;
-        let canonical = config.url();
-        return Ok((Box::new(S3Objects::connect(&config)?), canonical));
+        let (canonical, label) = (config.url(), config.seen_label());
+        return Ok((Box::new(S3Objects::connect(&config)?), canonical, label));
     }
-    Ok((modelvault::remote::open_url(url)?, url.to_string()))
+    let (objects, canonical) = modelvault::remote::open_url(url)?;
+    Ok((objects, canonical.clone(), canonical))
 }
