@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod get;
 mod put;
+pub use get::GetArgs;
 pub use put::PutArgs;
 
 /// mvault: an encrypted, signed vault for machine-learning models.
@@ -107,27 +109,7 @@ pub enum Command {
         spec: String,
     },
     /// Write a version's files into a directory.
-    Get {
-        /// NAME, NAME@VERSION or NAME@ALIAS.
-        spec: String,
-        /// Destination directory (created if missing); with --tensor, the .safetensors file, or
-        /// `-` for standard output.
-        #[arg(short = 'o', long = "output", value_name = "DEST")]
-        output: PathBuf,
-        /// Overwrite files that already exist (never the vault's own file).
-        #[arg(long)]
-        force: bool,
-        /// Write only this tensor (repeatable) into one safetensors file at -o.
-        #[arg(long = "tensor", value_name = "NAME")]
-        tensor: Vec<String>,
-        /// With --tensor: take tensors from this file of the version.
-        #[arg(long = "file", value_name = "PATH", requires = "tensor")]
-        file: Option<String>,
-        /// Refuse the version unless its manifest was signed by the key trusted under this name
-        /// (`self`: this vault's own keys).
-        #[arg(long, value_name = "NAME")]
-        require_signer: Option<String>,
-    },
+    Get(GetArgs),
     /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
     /// tensor data.
     Inspect {

@@ -7,6 +7,8 @@ pub mod diff;
 pub mod get;
 #[cfg(unix)]
 pub mod hf;
+#[cfg(unix)]
+pub mod hf_export;
 pub(crate) mod input;
 pub mod inspect;
 pub mod keys;

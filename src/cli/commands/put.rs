@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use modelvault::ops::hf_export::{COMMIT_TAG, REPO_TAG};
 use modelvault::{Error, Filter, PutOptions, Result};
 
 use crate::cli::args::{Global, PutArgs};
@@ -14,10 +15,13 @@ use crate::cli::session::unlock_write;
 /// Runs `put`; returns the exit code.
 pub fn run(g: &Global, a: &PutArgs) -> Result<i32> {
     let bar = Bar::new(g);
-    let opts = options(a)?;
+    let mut opts = options(a)?;
     let r = match (&a.from_hf_cache, &a.src) {
         (Some(repo), _) => {
             let snap = hf_snapshot(a, repo, &opts)?;
+            // Where the files came from, for `get --to-hf-cache` (a --tag given wins).
+            opts.tags.entry(REPO_TAG.to_string()).or_insert_with(|| snap.repo_id.clone());
+            opts.tags.entry(COMMIT_TAG.to_string()).or_insert_with(|| snap.commit.to_ascii_lowercase());
             let name = a.name.as_deref().unwrap_or(repo);
             let mut v = unlock_write(g, &bar)?;
             let r = v.put_sources(&snap.sources, name, &opts, &bar)?;
