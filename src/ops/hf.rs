@@ -74,6 +74,10 @@ pub fn snapshot(cache_dir: &Path, repo_id: &str, revision: &str, filter: &Filter
     let cache = rustix::fs::openat(CWD, cache_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| match e {
             Errno::NOENT => Error::NotFound(format!("the Hugging Face cache {} does not exist", cache_dir.display())),
+            Errno::NOTDIR => Error::InvalidInput(format!(
+                "{} is not a folder: a Hugging Face cache is a folder of models--ORG--NAME folders",
+                cache_dir.display()
+            )),
             e => Error::io(format!("opening {}", cache_dir.display()), e.into()),
         })?;
     let repo = open_dir(&cache, &folder, &repo_path, || {
@@ -98,7 +102,7 @@ pub fn snapshot(cache_dir: &Path, repo_id: &str, revision: &str, filter: &Filter
     let mut sources = Vec::new();
     walk(&dir, "", filter, &mut |link, depth| resolve(link, depth, &blobs, &blobs_path), &mut sources)?;
     if sources.is_empty() {
-        return Err(Error::InvalidInput(format!("{} holds no files", dir.display())));
+        return Err(filter.nothing_left(&dir));
     }
     Ok(HfSnapshot { repo_id: repo_id.to_string(), commit, dir, sources })
 }

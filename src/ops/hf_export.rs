@@ -200,6 +200,8 @@ impl Vault<Unlocked> {
         let paths = m.files.iter().map(|f| names::check_file_path(&f.path)).collect::<Result<Vec<_>>>()?;
         let vault = VaultFile::of(&self.path)?;
         let folder = format!("models--{}", repo_id.replace('/', "--"));
+        // Opened once without creating, so a file in the way is named as such.
+        OutDir::open(cache, false)?;
         let root = OutDir::open(cache, true)?
             .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", cache.display())))?;
         let repo = sub(&root, &folder)?;

@@ -31,10 +31,10 @@ pub struct GetArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub to_hf_cache: Option<PathBuf>,
     /// With --to-hf-cache: the repo id, ORG/NAME or NAME (default: the model name).
-    #[arg(long, value_name = "REPO_ID", requires = "to_hf_cache")]
+    #[arg(long, value_name = "REPO_ID", requires = "to_hf_cache", conflicts_with = "output")]
     pub repo_id: Option<String>,
     /// With --to-hf-cache: the snapshot's commit hash, 40 lowercase hex digits (default: the
     /// hf.commit tag put --from-hf-cache recorded, else one derived from the files' SHA-256).
-    #[arg(long, value_name = "COMMIT", requires = "to_hf_cache")]
+    #[arg(long, value_name = "COMMIT", requires = "to_hf_cache", conflicts_with = "output")]
     pub revision: Option<String>,
 }

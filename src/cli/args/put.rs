@@ -18,11 +18,13 @@ pub struct PutArgs {
     #[arg(long, value_name = "REPO_ID")]
     pub from_hf_cache: Option<String>,
     /// With --from-hf-cache: a commit hash, or a branch or tag the cache has a ref for.
-    #[arg(long, value_name = "REV", default_value = "main", requires = "from_hf_cache")]
+    // `requires` alone is not enough: clap drops a requirement on an argument that conflicts
+    // with one given (SRC), so SRC is refused with these by name.
+    #[arg(long, value_name = "REV", default_value = "main", requires = "from_hf_cache", conflicts_with = "src")]
     pub revision: String,
     /// With --from-hf-cache: the hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub,
     /// else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub).
-    #[arg(long, value_name = "DIR", requires = "from_hf_cache")]
+    #[arg(long, value_name = "DIR", requires = "from_hf_cache", conflicts_with = "src")]
     pub cache_dir: Option<PathBuf>,
     /// Leave out the paths inside the model matching this glob (repeatable; '*' stays within
     /// a folder, '**' crosses folders; a glob without '/' also matches a name at any depth).

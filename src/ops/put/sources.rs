@@ -81,6 +81,18 @@ impl Filter {
         Ok(Filter { paths: built(paths)?, names: built(names)?, include_git })
     }
 
+    /// The refusal of a folder `dir` in which nothing is left to store: it says when the
+    /// exclude patterns left every file out.
+    pub(crate) fn nothing_left(&self, dir: &Path) -> Error {
+        if self.paths.is_empty() {
+            return Error::InvalidInput(format!("{} holds no files", dir.display()));
+        }
+        Error::InvalidInput(format!(
+            "{} holds no files once the exclude patterns are applied: every file was left out; nothing was stored",
+            dir.display()
+        ))
+    }
+
     /// True when the entry at `rel` (path inside the model), named `name`, is left out.
     pub fn excludes(&self, rel: &str, name: &str) -> bool {
         (!self.include_git && name == ".git") || self.paths.is_match(rel) || self.names.is_match(name)
@@ -120,7 +132,7 @@ pub fn collect_filtered(src: &Path, filter: &Filter) -> Result<Vec<Source>> {
     } else if ft.is_dir() {
         walk(src, "", filter, &mut |p, _| Err(refused_link(p)), &mut out)?;
         if out.is_empty() {
-            return Err(Error::InvalidInput(format!("{} holds no files", src.display())));
+            return Err(filter.nothing_left(src));
         }
     } else {
         return Err(Error::InvalidInput(format!("{} is not a regular file or directory", src.display())));
