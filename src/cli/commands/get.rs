@@ -103,14 +103,13 @@ fn to_hf_cache(
     println!("{}", rep.snapshot.display());
     let lfs = rep.files.iter().filter(|f| f.lfs).count();
     eprintln!(
-        "wrote {}@{} as {} revision {} (refs/main): {} file(s), {}, {} as LFS blobs (SHA-256 and signature verified)",
+        "wrote {}@{} as {} revision {} (refs/main): {} file(s) ({lfs} LFS), {} (SHA-256 and signature verified)",
         rep.name,
         rep.version,
         rep.repo_id,
         rep.commit,
         rep.files.len(),
         output::size(rep.bytes),
-        lfs
     );
     Ok(0)
 }
