@@ -72,10 +72,8 @@ fn a_folder_that_is_not_a_hub_cache_is_refused_naming_what_is_missing() {
     refused(d, REPO, &plain, &[], 5, &msg);
     // A file given as the cache.
     let file = plain.join("model.safetensors");
-    let msg = format!(
-        "{} is not a folder: a Hugging Face cache is a folder of models--ORG--NAME folders",
-        file.display()
-    );
+    let msg =
+        format!("{} is not a folder: a Hugging Face cache is a folder of models--ORG--NAME folders", file.display());
     refused(d, REPO, &file, &[], 7, &msg);
     // A repository folder without blobs/, then without snapshots/.
     let repo = cache.join(FOLDER);
@@ -114,10 +112,7 @@ fn a_revision_the_cache_lacks_is_not_found() {
     let (cache, _snap, before) = setup(d);
     let repo = cache.join(FOLDER);
     let other = "0123456789abcdef0123456789abcdef01234567";
-    let msg = format!(
-        "revision {other} of '{REPO}' is not in the cache: {} has no snapshots/{other}",
-        repo.display()
-    );
+    let msg = format!("revision {other} of '{REPO}' is not in the cache: {} has no snapshots/{other}", repo.display());
     refused(d, REPO, &cache, &["--revision", other], 5, &msg);
     let msg = format!(
         "revision 'v1.0' is not in the cache: {} has no refs/v1.0 (give a commit hash, or download that revision first)",
@@ -142,13 +137,9 @@ fn names_that_break_the_org_name_form_are_refused() {
         .assert()
         .code(7)
         .stderr("mvault: error: invalid model name \"org/\": a side of its '/' is empty: a model name is NAME or ORG/NAME\n");
-    mvault(d)
-        .arg("put")
-        .arg(silero())
-        .args(["--name", "org/a/b"])
-        .assert()
-        .code(7)
-        .stderr("mvault: error: invalid model name \"org/a/b\": it has more than one '/': a model name is NAME or ORG/NAME\n");
+    mvault(d).arg("put").arg(silero()).args(["--name", "org/a/b"]).assert().code(7).stderr(
+        "mvault: error: invalid model name \"org/a/b\": it has more than one '/': a model name is NAME or ORG/NAME\n",
+    );
     // A put with --name unlocks for writing before it checks the name: the content is unchanged.
     mvault(d).args(["ls"]).assert().success().stdout("(no models)\n");
 }
@@ -204,8 +195,18 @@ fn get_to_hf_cache_refusals_write_nothing_through_a_link() {
     let bad_rev = "revision 'C9745ED1D9F207416BE6D2E6F8DE32D1F16199BF' is not a commit hash: a Hugging Face snapshot is named by 40 lowercase hex digits";
     get("vad", &["--revision", "C9745ED1D9F207416BE6D2E6F8DE32D1F16199BF"], 7, bad_rev);
     let why = "a Hugging Face repo id is NAME or ORG/NAME";
-    get("vad", &["--repo-id", "a/b/c"], 7, &format!("invalid Hugging Face repo id \"a/b/c\": it has more than one '/': {why}"));
-    get("my--vad", &[], 7, "invalid Hugging Face repo id \"my--vad\": it contains '--', which the Hub does not allow in a repo id");
+    get(
+        "vad",
+        &["--repo-id", "a/b/c"],
+        7,
+        &format!("invalid Hugging Face repo id \"a/b/c\": it has more than one '/': {why}"),
+    );
+    get(
+        "my--vad",
+        &[],
+        7,
+        "invalid Hugging Face repo id \"my--vad\": it contains '--', which the Hub does not allow in a repo id",
+    );
     get("absent", &[], 5, "model 'absent' not found: `mvault ls` lists the models");
     assert!(!cache.exists(), "a refused export created the cache folder");
     // The repository folder is a link to a folder elsewhere: refused, nothing written there.

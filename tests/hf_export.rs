@@ -113,10 +113,8 @@ fn a_version_written_to_a_hub_cache_loads_offline_in_huggingface_hub_byte_identi
     ] {
         assert_eq!(std::fs::read_link(snap.join(path)).unwrap().to_str().unwrap(), link, "{path}");
     }
-    let mut blobs: Vec<String> = std::fs::read_dir(repo.join("blobs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut blobs: Vec<String> =
+        std::fs::read_dir(repo.join("blobs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     blobs.sort();
     let mut want = vec![config_blob.clone(), pooling_blob.clone(), MINILM_SHA256.to_string()];
     want.sort();
@@ -163,10 +161,9 @@ fn a_snapshot_round_trips_with_its_commit_and_repo_id() {
         .assert()
         .success()
         .stdout("snakers4/silero-vad@1\n");
-    let show: serde_json::Value = serde_json::from_slice(
-        &mvault(d).args(["show", "snakers4/silero-vad", "--json"]).output().unwrap().stdout,
-    )
-    .unwrap();
+    let show: serde_json::Value =
+        serde_json::from_slice(&mvault(d).args(["show", "snakers4/silero-vad", "--json"]).output().unwrap().stdout)
+            .unwrap();
     assert_eq!(show["tags"]["hf.commit"], commit);
     assert_eq!(show["tags"]["hf.repo"], "snakers4/silero-vad");
     let second = d.join("second");
@@ -235,7 +232,10 @@ fn a_snapshot_link_in_the_way_is_replaced_only_with_force() {
         snap.join("config.json").display()
     ));
     export(d, "vad", &cache, &["--force"]).success();
-    assert_eq!(std::fs::read_link(snap.join("config.json")).unwrap(), Path::new("../../blobs").join(git_hash_object(CONFIG, d)));
+    assert_eq!(
+        std::fs::read_link(snap.join("config.json")).unwrap(),
+        Path::new("../../blobs").join(git_hash_object(CONFIG, d))
+    );
     assert_eq!(std::fs::read(d.join("elsewhere.json")).unwrap(), b"{}", "the link's old target was not written");
     // A folder where a file's link goes is never replaced.
     std::fs::remove_file(snap.join("config.json")).unwrap();

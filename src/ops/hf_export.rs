@@ -27,7 +27,7 @@
 //! **Order.** Every blob is written under a temporary name and renamed into place only once its
 //! SHA-256 matched the signed manifest; then the snapshot's links; then `refs/main`, so the ref
 //! names a snapshot only once all its links are in place. Everything below CACHE goes through
-//! [`super::outfile::OutDir`]: folders are opened without following a link and nothing is ever
+//! `super::outfile::OutDir`: folders are opened without following a link and nothing is ever
 //! written through one. This module must never write a byte that did not pass its chunk's
 //! authentication, and never write outside CACHE.
 
@@ -53,10 +53,41 @@ use crate::{Error, Result};
 /// `PATTERN filter=lfs diff=lfs merge=lfs -text`); a pattern without `/` matches a file name
 /// at any depth, as in Git.
 pub const LFS_PATTERNS: &[&str] = &[
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
-    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
-    "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*", "*.tar.*",
-    "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
+    "*.7z",
+    "*.arrow",
+    "*.bin",
+    "*.bz2",
+    "*.ckpt",
+    "*.ftz",
+    "*.gz",
+    "*.h5",
+    "*.joblib",
+    "*.lfs.*",
+    "*.mlmodel",
+    "*.model",
+    "*.msgpack",
+    "*.npy",
+    "*.npz",
+    "*.onnx",
+    "*.ot",
+    "*.parquet",
+    "*.pb",
+    "*.pickle",
+    "*.pkl",
+    "*.pt",
+    "*.pth",
+    "*.rar",
+    "*.safetensors",
+    "saved_model/**/*",
+    "*.tar.*",
+    "*.tar",
+    "*.tflite",
+    "*.tgz",
+    "*.wasm",
+    "*.xz",
+    "*.zip",
+    "*.zst",
+    "*tfevents*",
 ];
 /// Files larger than this many bytes are LFS files (the Hub refuses larger regular files:
 /// 10 MiB).
