@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod get;
+mod put;
+pub use get::GetArgs;
+pub use put::PutArgs;
+
 /// mvault: an encrypted, signed vault for machine-learning models.
 #[derive(Debug, Parser)]
 #[command(name = "mvault", version, about, long_about = None)]
@@ -105,34 +110,7 @@ pub enum Command {
         spec: String,
     },
     /// Write a version's files into a directory.
-    Get {
-        /// NAME, NAME@VERSION or NAME@ALIAS.
-        spec: String,
-        /// Destination directory (created if missing); with --tensor, the .safetensors file, or
-        /// `-` for standard output.
-        #[arg(short = 'o', long = "output", value_name = "DEST")]
-        output: PathBuf,
-        /// Overwrite files that already exist (never the vault's own file).
-        #[arg(long)]
-        force: bool,
-        /// Write only this tensor (repeatable) into one safetensors file at -o.
-        #[arg(long = "tensor", value_name = "NAME")]
-        tensor: Vec<String>,
-        /// With --tensor: take tensors from this file of the version.
-        #[arg(long = "file", value_name = "PATH", requires = "tensor")]
-        file: Option<String>,
-        /// Refuse the version unless its manifest was signed by the key trusted under this name
-        /// (`self`: this vault's own keys).
-        #[arg(long, value_name = "NAME")]
-        require_signer: Option<String>,
-        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
-        /// vault's only remote.
-        #[arg(long, value_name = "NAME|URL")]
-        remote: Option<String>,
-        /// Stream chunks read from the remote without keeping them in the vault.
-        #[arg(long)]
-        no_cache: bool,
-    },
+    Get(GetArgs),
     /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
     /// tensor data.
     Inspect {
@@ -475,31 +453,4 @@ pub struct InitArgs {
     /// Name of the first key slot.
     #[arg(long = "slot-name", default_value = "default", value_name = "NAME")]
     pub slot_name: String,
-}
-
-#[derive(Debug, Args)]
-pub struct PutArgs {
-    /// A model file, or a directory holding a model (Hugging Face style).
-    pub src: PathBuf,
-    /// Model name.
-    #[arg(long)]
-    pub name: String,
-    /// Point this alias at the new version (repeatable).
-    #[arg(long = "alias", value_name = "ALIAS")]
-    pub aliases: Vec<String>,
-    /// KEY=VALUE tag (repeatable).
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    pub tags: Vec<String>,
-    /// KEY=NUMBER metric (repeatable).
-    #[arg(long = "metric", value_name = "KEY=NUMBER")]
-    pub metrics: Vec<String>,
-    /// Free-text description.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Allow this exact `module.qualname` global in pickles (repeatable).
-    #[arg(long = "allow", value_name = "GLOBAL")]
-    pub allow: Vec<String>,
-    /// Store files whose pickle scan is dangerous or unscannable (the verdict is recorded).
-    #[arg(long)]
-    pub allow_unsafe_pickle: bool,
 }

@@ -3,7 +3,7 @@
 use modelvault::{QueryLimits, Result};
 
 use super::args::{Cli, Command};
-use super::commands::{self as c, get::GetArgs};
+use super::commands as c;
 
 /// Runs one command; returns the process exit code for outcomes that are not errors but still
 /// fail (verify found damage, ls skipped damaged records).
@@ -23,19 +23,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Similar { spec, limit } => c::similar::run(g, spec, *limit),
         Command::Families { min_shared } => c::families::run(g, *min_shared),
         Command::Show { spec } => c::show::run(g, spec),
-        Command::Get { spec, output, force, tensor, file, require_signer, remote, no_cache } => {
-            let a = GetArgs {
-                spec,
-                dest: output,
-                force: *force,
-                tensor,
-                file: file.as_deref(),
-                require_signer: require_signer.as_deref(),
-                remote: remote.as_deref(),
-                no_cache: *no_cache,
-            };
-            c::get::run(g, &a)
-        }
+        Command::Get(a) => c::get::run(g, a),
         Command::Inspect { spec } => c::inspect::run(g, spec),
         Command::Diff { a, b } => c::diff::run(g, a, b),
         Command::Cat { spec, file, remote, no_cache } => {

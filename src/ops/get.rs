@@ -242,6 +242,6 @@ impl Vault<Unlocked> {
 }
 
 /// Every chunk of `files` in the order a read of them needs it: (id, plaintext length).
-fn chunks_of<'f>(files: impl Iterator<Item = &'f FileEntry>) -> impl Iterator<Item = ([u8; 32], u32)> {
+pub(crate) fn chunks_of<'f>(files: impl Iterator<Item = &'f FileEntry>) -> impl Iterator<Item = ([u8; 32], u32)> {
     files.flat_map(|f| f.chunks.iter()).map(|c| (c.id, c.len))
 }

@@ -5,6 +5,10 @@
 pub mod allow;
 pub mod diff;
 pub mod get;
+#[cfg(unix)]
+pub mod hf;
+#[cfg(unix)]
+pub mod hf_export;
 pub(crate) mod input;
 pub mod inspect;
 pub mod keys;

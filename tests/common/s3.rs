@@ -82,7 +82,7 @@ pub fn servers_dir() -> PathBuf {
 }
 
 /// Runs `f` holding an exclusive lock on `target/test-servers/NAME.lock`.
-fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
+pub fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let lock = std::fs::File::create(servers_dir().join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
     let out = f();
@@ -90,7 +90,7 @@ fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-fn run_install(what: &str, c: &mut Command) {
+pub fn run_install(what: &str, c: &mut Command) {
     let t = Instant::now();
     eprintln!("installing {what} into {} (once)", servers_dir().display());
     let out = c.output().unwrap_or_else(|e| panic!("installing {what}: cannot run {c:?}: {e}"));
