@@ -360,10 +360,47 @@ fn bad_mount_arguments_are_refused_before_the_passphrase() {
     let (code, err) = run(&["mount", "d", "--cache-mib", "70000"]);
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("a cache of 70000 MiB is over the limit of 65536 MiB"), "{err}");
+    std::fs::write(dir.path().join("d/kept"), b"x").unwrap();
+    let (code, err) = run(&["mount", "d"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.contains("mount point d is not empty: the mount would hide its files"), "{err}");
+    std::fs::remove_file(dir.path().join("d/kept")).unwrap();
+    // No fusermount on PATH: named, with the package to install, before the passphrase.
+    let empty = tempfile::tempdir().unwrap();
+    let o = mvault(dir.path()).args(["mount", "d"]).env("PATH", empty.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert!(err.contains("neither fusermount3 nor fusermount is on PATH: install the fuse3 package"), "{err}");
+    let e = modelvault::mount::fuse::check_fuse_device(Path::new("/nonexistent/fuse")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/fuse is missing: this system offers no FUSE"), "{e}");
+    // A wrong passphrase is the same error as for any other command, and nothing is mounted.
+    let bad = dir.path().join("bad-pass");
+    std::fs::write(&bad, "not the passphrase\n").unwrap();
+    let o = mvault(dir.path()).args(["mount", "d"]).env("MVAULT_PASSPHRASE_FILE", &bad).output().unwrap();
+    let ls = mvault(dir.path()).args(["ls"]).env("MVAULT_PASSPHRASE_FILE", &bad).output().unwrap();
+    assert_eq!(o.status.code(), ls.status.code());
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!mounted(&dir.path().join("d")));
     let (code, err) = run(&["umount", "d"]);
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("no vault is mounted at d"), "{err}");
     let (code, err) = run(&["umount", "no-such-dir"]);
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("mount point no-such-dir cannot be used"), "{err}");
+}
+
+#[test]
+fn writes_into_the_mount_fail_with_erofs() {
+    let dir = tempfile::tempdir().unwrap();
+    vault(dir.path());
+    let Some(m) = mount(dir.path(), &[]) else { return };
+    let erofs = |r: std::io::Result<()>| r.map_err(|e| e.raw_os_error()).unwrap_err();
+    let existing = m.at.join("silero/1/silero_vad_16k.safetensors");
+    assert!(existing.exists());
+    assert_eq!(erofs(std::fs::OpenOptions::new().write(true).open(&existing).map(drop)), Some(30));
+    assert_eq!(erofs(std::fs::write(m.at.join("silero/1/new"), b"x")), Some(30));
+    assert_eq!(erofs(std::fs::create_dir(m.at.join("newdir"))), Some(30));
+    assert_eq!(erofs(std::fs::remove_file(&existing)), Some(30));
+    assert_eq!(erofs(std::fs::rename(&existing, m.at.join("silero/1/moved"))), Some(30));
 }

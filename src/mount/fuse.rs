@@ -230,14 +230,23 @@ pub fn mount(fs: VaultFs, mountpoint: &Path, log: Log) -> Result<Mounted> {
     Ok(Mounted { session, unmounter })
 }
 
-/// Checks that `mountpoint` is an existing directory (call it before unlocking, so a typo costs
-/// no passphrase).
+/// Checks that `mountpoint` is an existing, empty directory and that FUSE is available
+/// ([`check_fuse_device`]); call it before unlocking, so a typo costs no passphrase.
 ///
 /// Errors: [`Error::InvalidInput`] naming the path and what is wrong with it.
 pub fn check_mountpoint(mountpoint: &Path) -> Result<()> {
     let shown = mountpoint.display();
     match std::fs::metadata(mountpoint) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => {
+            let entries = std::fs::read_dir(mountpoint)
+                .map_err(|e| Error::InvalidInput(format!("mount point {shown} cannot be read ({e})")))?;
+            if entries.take(1).count() > 0 {
+                return Err(Error::InvalidInput(format!(
+                    "mount point {shown} is not empty: the mount would hide its files; mount on an empty directory"
+                )));
+            }
+            check_fuse_device(Path::new(FUSE_DEVICE))
+        }
         Ok(_) => {
             Err(Error::InvalidInput(format!("mount point {shown} is not a directory: mount on an empty directory")))
         }
@@ -245,6 +254,32 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<()> {
             Err(Error::InvalidInput(format!("mount point {shown} cannot be used ({e}): create an empty directory")))
         }
     }
+}
+
+/// The FUSE device the kernel serves mounts through.
+pub const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// Checks that `device` (the FUSE device, [`FUSE_DEVICE`]) exists and that a `fusermount3` or
+/// `fusermount` program is on `PATH` (the unprivileged mount goes through it).
+///
+/// Errors: [`Error::InvalidInput`] naming what is missing and what to install.
+pub fn check_fuse_device(device: &Path) -> Result<()> {
+    if !device.exists() {
+        return Err(Error::InvalidInput(format!(
+            "{} is missing: this system offers no FUSE (load the kernel's fuse module, or in a container pass the \
+             device through with --device /dev/fuse)",
+            device.display()
+        )));
+    }
+    let on_path =
+        |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    if !on_path("fusermount3") && !on_path("fusermount") {
+        return Err(Error::InvalidInput(
+            "neither fusermount3 nor fusermount is on PATH: install the fuse3 package (Debian/Ubuntu: apt-get install fuse3)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Unmounts the vault mount at `mountpoint` (made by [`mount`], in this process or another):
