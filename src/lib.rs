@@ -43,6 +43,7 @@ pub mod error;
 pub mod formats;
 pub mod harden;
 pub mod manifest;
+pub mod mount;
 pub mod names;
 pub mod ops;
 pub mod progress;

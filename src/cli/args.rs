@@ -278,6 +278,14 @@ pub enum Command {
         #[arg(long)]
         metadata_only: bool,
     },
+    /// Serve the vault as a read-only filesystem at MOUNTPOINT (FUSE), until unmounted:
+    /// MOUNTPOINT/MODEL/VERSION/FILE, with `latest` and aliases as links.
+    Mount(super::commands::mount::MountArgs),
+    /// Unmount a vault mounted with `mount` (no vault or passphrase needed).
+    Umount {
+        /// The directory the vault is mounted on.
+        mountpoint: PathBuf,
+    },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
         /// Files or directories (one or more); each is reported, the exit code is the worst.

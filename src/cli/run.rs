@@ -49,6 +49,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),
         Command::Info => c::info::run(g),
+        Command::Mount(a) => c::mount::run(g, a),
+        Command::Umount { mountpoint } => c::mount::umount(g, mountpoint),
         Command::Push { specs, remote } => c::sync::push(g, specs, remote.as_deref()),
         Command::Pull { specs, remote, metadata_only } => c::sync::pull(g, specs, remote.as_deref(), *metadata_only),
         Command::Clone { url, path, metadata_only } => c::sync::clone(g, url, path, *metadata_only),

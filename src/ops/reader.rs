@@ -119,23 +119,34 @@ impl<'f> FileChunks<'f> {
     /// The pieces of every chunk overlapping `[offset, offset + len)`, in order. A range past the
     /// last chunk yields only the part the chunks cover (callers check the total).
     pub fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
-        let end = offset.saturating_add(len);
-        let mut out = Vec::new();
-        let Some(first) = self.chunk_at(offset).filter(|_| len > 0) else {
-            return out;
-        };
-        for i in first..self.starts.len() {
-            let (s, l) = (self.starts[i], self.file.chunks[i].len as u64);
-            if s >= end {
-                break;
-            }
-            let (lo, hi) = (offset.max(s), end.min(s + l));
-            if hi > lo {
-                out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
-            }
-        }
-        out
+        pieces_in(&self.starts, &self.file.chunks, offset, len)
     }
+}
+
+/// [`FileChunks::pieces`] over a file's chunk list `chunks` whose chunk `i` starts at byte
+/// `starts[i]` (the cumulative lengths; one start per chunk).
+pub(crate) fn pieces_in(starts: &[u64], chunks: &[ChunkRef], offset: u64, len: u64) -> Vec<Piece> {
+    let end = offset.saturating_add(len);
+    let covered = match (starts.last(), chunks.last()) {
+        (Some(s), Some(c)) => s.saturating_add(c.len as u64),
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    if len == 0 || offset >= covered {
+        return out;
+    }
+    let first = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+    for i in first..starts.len().min(chunks.len()) {
+        let (s, l) = (starts[i], chunks[i].len as u64);
+        if s >= end {
+            break;
+        }
+        let (lo, hi) = (offset.max(s), end.min(s + l));
+        if hi > lo {
+            out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
+        }
+    }
+    out
 }
 
 /// Reads one file's bytes from its chunks, authenticating each chunk before it yields a byte
