@@ -43,6 +43,7 @@ pub mod error;
 pub mod formats;
 pub mod harden;
 pub mod manifest;
+pub mod mount;
 pub mod names;
 pub mod ops;
 pub mod progress;
@@ -58,7 +59,8 @@ pub use ops::diff::{DiffReport, DiffSummary, FileDiff, FileStatus, TensorChange,
 pub use ops::get::{GetOptions, GetReport};
 pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
-pub use ops::put::{PutOptions, PutReport};
+pub use ops::ondemand::{ChunkSource, FetchedTotals};
+pub use ops::put::{Filter, PutOptions, PutReport, Source};
 pub use ops::query::{MetaDb, QueryLimits, QueryResult, SqlValue, WhereListing};
 pub use ops::remote::{RemoteAddOptions, RemoteInfo};
 pub use ops::remove::GcReport;

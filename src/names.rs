@@ -9,6 +9,11 @@
 //! same on screen are the same bytes. Case is significant (`a` and `A` are different models).
 //! An alias may not be all digits, so `NAME@3` always means version 3.
 //!
+//! A **model name** may also carry one namespace, `ORG/NAME`, as Hugging Face and MLflow users
+//! write them (`sentence-transformers/all-MiniLM-L6-v2`): exactly one `/`, with each side a name
+//! by the rule above, and 128 bytes in all. Aliases and keys take no `/`. The `/` is part of the
+//! name's bytes only: no filesystem path is ever built from a model name.
+//!
 //! **File paths** inside a model: UTF-8, `/`-separated relative paths of at most 64 components
 //! and 4096 bytes; each component 1 to 255 bytes, not `.` or `..`, with no NUL, control
 //! character, backslash or bidirectional-override character.
@@ -85,11 +90,46 @@ fn escape_char(c: char) -> String {
     format!("'{e}'")
 }
 
-/// Checks a model name against the rule in the module docs.
+/// Checks a model name against the rule in the module docs: a name, or `ORG/NAME`.
 ///
 /// Errors: [`Error::InvalidName`] naming the broken rule.
 pub fn check_model_name(s: &str) -> Result<()> {
-    check_name_like("model name", s)
+    check_namespaced("model name", s)
+}
+
+/// Checks a Hugging Face repo id (`ORG/NAME` or `NAME`) by the model name rule, which also
+/// keeps it from holding `..` or any separator but its one `/`; and no `--`, which the Hub
+/// refuses (its cache folders spell `/` as `--`).
+///
+/// Errors: [`Error::InvalidName`] with `what = "Hugging Face repo id"`.
+pub fn check_repo_id(s: &str) -> Result<()> {
+    const W: &str = "Hugging Face repo id";
+    check_namespaced(W, s)?;
+    if s.contains("--") {
+        return Err(invalid(W, s, "it contains '--', which the Hub does not allow in a repo id"));
+    }
+    Ok(())
+}
+
+fn check_namespaced(what: &'static str, s: &str) -> Result<()> {
+    let Some((org, rest)) = s.split_once('/') else {
+        return check_name_like(what, s);
+    };
+    if s.len() > MAX_NAME_LEN {
+        return Err(invalid(what, s, format!("it is {} bytes; the limit is {MAX_NAME_LEN}", s.len())));
+    }
+    if rest.contains('/') {
+        return Err(invalid(what, s, format!("it has more than one '/': a {what} is NAME or ORG/NAME")));
+    }
+    if org.is_empty() || rest.is_empty() {
+        return Err(invalid(what, s, format!("a side of its '/' is empty: a {what} is NAME or ORG/NAME")));
+    }
+    for part in [org, rest] {
+        if let Err(Error::InvalidName { reason, .. }) = check_name_like(what, part) {
+            return Err(invalid(what, s, format!("'{}': {reason}", escape(part))));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an alias: the name rule, and not all digits.
@@ -191,9 +231,33 @@ mod tests {
 
     #[test]
     fn good_names_pass() {
-        for n in ["bert", "MiniLM-L6-v2", "a", "A", "llama.3_8b", "7b"] {
+        for n in ["bert", "MiniLM-L6-v2", "a", "A", "llama.3_8b", "7b", "sentence-transformers/all-MiniLM-L6-v2", "a/b"]
+        {
             check_model_name(n).unwrap();
         }
+    }
+
+    #[test]
+    fn a_namespace_is_one_slash_between_two_names() {
+        for (bad, why) in [
+            ("a/b/c", "more than one '/'"),
+            ("/a", "a side of its '/' is empty"),
+            ("a/", "a side of its '/' is empty"),
+            ("../a", "'..': it must start with a letter or digit"),
+            ("a/..", "'..': it must start with a letter or digit"),
+            ("a/b..c", "'b..c': it must not contain '..'"),
+            ("a/.b", "'.b': it must start with a letter or digit"),
+            ("a\\b/c", "'a\\\\b': character"),
+            ("a/b c", "'b c': character ' ' is not allowed"),
+        ] {
+            let e = check_model_name(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = format!("{}/{}", "o".repeat(64), "n".repeat(64));
+        assert!(check_model_name(&long).unwrap_err().to_string().contains("129 bytes; the limit is 128"));
+        check_model_name(&long[1..]).unwrap();
+        assert!(check_alias("a/b").is_err());
+        assert!(check_key("tag key", "a/b").is_err());
     }
 
     #[test]

@@ -125,8 +125,9 @@ fn hostile_names_are_refused_at_every_entry_point() {
     let (path, mut v) = new_vault(dir.path());
     let accepted: Vec<&String> =
         names.iter().filter(|n| v.put(&silero(), n, &PutOptions::default(), &NoProgress).is_ok()).collect();
-    // Only the Windows device names are plain ASCII names; no path is ever built from a name.
-    assert_eq!(accepted, ["CON", "nul"]);
+    // Only `a/b` (one namespace, as in `org/name`) and the Windows device names pass the rule;
+    // no path is ever built from a name.
+    assert_eq!(accepted, ["a/b", "CON", "nul"]);
     for n in &names {
         if accepted.contains(&n) {
             continue;
@@ -136,12 +137,12 @@ fn hostile_names_are_refused_at_every_entry_point() {
         assert!(!e.to_string().contains('\u{202e}'), "the RTL override must be shown escaped");
     }
     let listing = v.list(None).unwrap();
-    assert_eq!(listing.models.len(), 2);
+    assert_eq!(listing.models.len(), 3);
     drop(v);
     // The CLI refuses them too, with exit 7, at put, show, rm and alias.
     std::fs::write(dir.path().join("passphrase"), format!("{PASS}\n")).unwrap();
     let _ = path;
-    for n in ["../../etc/passwd", "a/b", "team:model", "model-with-trailing-space ", "model\u{202e}gnp.exe", ""] {
+    for n in ["../../etc/passwd", "a/b/c", "team:model", "model-with-trailing-space ", "model\u{202e}gnp.exe", ""] {
         mvault(dir.path())
             .arg("put")
             .arg(silero())

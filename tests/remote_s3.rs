@@ -36,6 +36,12 @@ fn roundtrip(server: &Server) {
     let big = pattern(2 * MULTIPART_THRESHOLD + 12345, 2);
     o.put("packs/big", &big).unwrap();
     assert_eq!(o.get("packs/big").unwrap().as_deref(), Some(&big[..]));
+    // A whole read over the caller's limit is refused from the answer's size, naming key and limit.
+    let e = o.get_bounded("packs/big", 1 << 20).unwrap_err().to_string();
+    let want = format!("packs/big is {} bytes, over the 1048576-byte limit", big.len());
+    assert!(e.contains(&want), "{e}");
+    assert_eq!(o.get_bounded("packs/small", 1000).unwrap().as_deref(), Some(&small[..]));
+    assert_eq!((o.head("packs/big").unwrap(), o.head("packs/none").unwrap()), (Some(big.len() as u64), None));
     let mid = MULTIPART_THRESHOLD as u64 - 7..MULTIPART_THRESHOLD as u64 + 9;
     assert_eq!(o.get_range("packs/big", mid.clone()).unwrap(), &big[mid.start as usize..mid.end as usize]);
 

@@ -68,11 +68,15 @@ impl<'a> Counting<'a> {
 }
 
 impl Objects for Counting<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         self.tick(key)?;
-        let r = self.inner.get(key)?;
+        let r = self.inner.get_bounded(key, limit)?;
         self.bytes_in.fetch_add(r.as_ref().map_or(0, |b| b.len() as u64), Ordering::SeqCst);
         Ok(r)
+    }
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.tick(key)?;
+        self.inner.head(key)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.tick(key)?;
@@ -257,8 +261,11 @@ struct Race<'a> {
 }
 
 impl Objects for Race<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get(key)
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.inner.get_bounded(key, limit)
+    }
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.inner.head(key)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.inner.get_range(key, range)
@@ -324,11 +331,17 @@ struct Stale<'a> {
 }
 
 impl Objects for Stale<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         if key.starts_with("log/") && key >= self.from.as_str() {
             return Ok(None);
         }
-        self.inner.get(key)
+        self.inner.get_bounded(key, limit)
+    }
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        if key.starts_with("log/") && key >= self.from.as_str() {
+            return Ok(None);
+        }
+        self.inner.head(key)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.inner.get_range(key, range)

@@ -141,6 +141,7 @@ impl PyVault {
             description,
             allow_unsafe_pickle,
             allow_globals: allow.unwrap_or_default(),
+            ..Default::default()
         };
         let r = self.write(py, |v| v.put(&path, &name, &opts, &NoProgress))?;
         self.warn_kept(py)?;

@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod get;
+mod put;
+pub use get::GetArgs;
+pub use put::PutArgs;
+
 /// mvault: an encrypted, signed vault for machine-learning models.
 #[derive(Debug, Parser)]
 #[command(name = "mvault", version, about, long_about = None)]
@@ -34,7 +39,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub slot: Option<String>,
     /// If another process is writing the vault, retry for up to this many seconds (commands
-    /// that write; reading commands never wait for a writer).
+    /// that write, and get/cat keeping chunks read from a remote; other reading commands never
+    /// wait for a writer).
     #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
     /// Print machine-readable JSON instead of text.
@@ -104,27 +110,7 @@ pub enum Command {
         spec: String,
     },
     /// Write a version's files into a directory.
-    Get {
-        /// NAME, NAME@VERSION or NAME@ALIAS.
-        spec: String,
-        /// Destination directory (created if missing); with --tensor, the .safetensors file, or
-        /// `-` for standard output.
-        #[arg(short = 'o', long = "output", value_name = "DEST")]
-        output: PathBuf,
-        /// Overwrite files that already exist (never the vault's own file).
-        #[arg(long)]
-        force: bool,
-        /// Write only this tensor (repeatable) into one safetensors file at -o.
-        #[arg(long = "tensor", value_name = "NAME")]
-        tensor: Vec<String>,
-        /// With --tensor: take tensors from this file of the version.
-        #[arg(long = "file", value_name = "PATH", requires = "tensor")]
-        file: Option<String>,
-        /// Refuse the version unless its manifest was signed by the key trusted under this name
-        /// (`self`: this vault's own keys).
-        #[arg(long, value_name = "NAME")]
-        require_signer: Option<String>,
-    },
+    Get(GetArgs),
     /// List a version's files and tensors (dtype, shape, parameters, bytes) without decrypting
     /// tensor data.
     Inspect {
@@ -145,6 +131,13 @@ pub enum Command {
         /// Which file, when the version has several.
         #[arg(long, value_name = "PATH")]
         file: Option<String>,
+        /// Where chunks this vault lacks are read from: a remote's name or URL; default: the
+        /// vault's only remote.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
+        /// Stream chunks read from the remote without keeping them in the vault.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Point an alias at a version (or remove it with --remove).
     Alias {
@@ -222,6 +215,10 @@ pub enum Command {
         /// Also decrypt every chunk and re-check every SHA-256.
         #[arg(long)]
         read_data: bool,
+        /// Where chunks a metadata-only pull left behind are (NAME or URL; default: the vault's
+        /// only remote): those are counted as not held locally instead of missing.
+        #[arg(long, value_name = "NAME|URL")]
+        remote: Option<String>,
     },
     /// The vault's manifest-signing keys.
     Signer {
@@ -267,6 +264,9 @@ pub enum Command {
         /// default: the vault's only remote.
         #[arg(long, value_name = "NAME|URL")]
         remote: Option<String>,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Make a new local vault at PATH from a remote, unlocked by any key slot the remote holds.
     Clone {
@@ -274,6 +274,17 @@ pub enum Command {
         url: String,
         /// Where the new vault file goes (must not exist).
         path: std::path::PathBuf,
+        /// Bring versions and manifests only: chunks stay on the remote and are read when needed.
+        #[arg(long)]
+        metadata_only: bool,
+    },
+    /// Serve the vault as a read-only filesystem at MOUNTPOINT (FUSE), until unmounted:
+    /// MOUNTPOINT/MODEL/VERSION/FILE, with `latest` and aliases as links.
+    Mount(super::commands::mount::MountArgs),
+    /// Unmount a vault mounted with `mount` (no vault or passphrase needed).
+    Umount {
+        /// The directory the vault is mounted on.
+        mountpoint: PathBuf,
     },
     /// Scan files or model directories for pickles that would run code (no vault needed).
     Scan {
@@ -450,31 +461,4 @@ pub struct InitArgs {
     /// Name of the first key slot.
     #[arg(long = "slot-name", default_value = "default", value_name = "NAME")]
     pub slot_name: String,
-}
-
-#[derive(Debug, Args)]
-pub struct PutArgs {
-    /// A model file, or a directory holding a model (Hugging Face style).
-    pub src: PathBuf,
-    /// Model name.
-    #[arg(long)]
-    pub name: String,
-    /// Point this alias at the new version (repeatable).
-    #[arg(long = "alias", value_name = "ALIAS")]
-    pub aliases: Vec<String>,
-    /// KEY=VALUE tag (repeatable).
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    pub tags: Vec<String>,
-    /// KEY=NUMBER metric (repeatable).
-    #[arg(long = "metric", value_name = "KEY=NUMBER")]
-    pub metrics: Vec<String>,
-    /// Free-text description.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Allow this exact `module.qualname` global in pickles (repeatable).
-    #[arg(long = "allow", value_name = "GLOBAL")]
-    pub allow: Vec<String>,
-    /// Store files whose pickle scan is dangerous or unscannable (the verdict is recorded).
-    #[arg(long)]
-    pub allow_unsafe_pickle: bool,
 }

@@ -3,7 +3,7 @@
 use modelvault::{QueryLimits, Result};
 
 use super::args::{Cli, Command};
-use super::commands::{self as c, get::GetArgs};
+use super::commands as c;
 
 /// Runs one command; returns the process exit code for outcomes that are not errors but still
 /// fail (verify found damage, ls skipped damaged records).
@@ -23,20 +23,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Similar { spec, limit } => c::similar::run(g, spec, *limit),
         Command::Families { min_shared } => c::families::run(g, *min_shared),
         Command::Show { spec } => c::show::run(g, spec),
-        Command::Get { spec, output, force, tensor, file, require_signer } => {
-            let a = GetArgs {
-                spec,
-                dest: output,
-                force: *force,
-                tensor,
-                file: file.as_deref(),
-                require_signer: require_signer.as_deref(),
-            };
-            c::get::run(g, &a)
-        }
+        Command::Get(a) => c::get::run(g, a),
         Command::Inspect { spec } => c::inspect::run(g, spec),
         Command::Diff { a, b } => c::diff::run(g, a, b),
-        Command::Cat { spec, file } => c::cat::run(g, spec, file.as_deref()),
+        Command::Cat { spec, file, remote, no_cache } => {
+            c::cat::run(g, spec, file.as_deref(), remote.as_deref(), *no_cache)
+        }
         Command::Alias { spec, alias, remove } => c::alias::run(g, spec, alias, *remove),
         Command::Tag { spec, tags } => c::tag::run(g, spec, tags),
         Command::Untag { spec, keys } => c::untag::run(g, spec, keys),
@@ -47,7 +39,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             None => c::gc::run(g),
             Some(r) => c::gc::run_remote(g, (!r.is_empty()).then_some(r.as_str()), grace.as_deref()),
         },
-        Command::Verify { spec, read_data } => c::verify::run(g, spec.as_deref(), *read_data),
+        Command::Verify { spec, read_data, remote } => {
+            c::verify::run(g, spec.as_deref(), *read_data, remote.as_deref())
+        }
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),
@@ -55,8 +49,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),
         Command::Info => c::info::run(g),
+        Command::Mount(a) => c::mount::run(g, a),
+        Command::Umount { mountpoint } => c::mount::umount(g, mountpoint),
         Command::Push { specs, remote } => c::sync::push(g, specs, remote.as_deref()),
-        Command::Pull { specs, remote } => c::sync::pull(g, specs, remote.as_deref()),
-        Command::Clone { url, path } => c::sync::clone(g, url, path),
+        Command::Pull { specs, remote, metadata_only } => c::sync::pull(g, specs, remote.as_deref(), *metadata_only),
+        Command::Clone { url, path, metadata_only } => c::sync::clone(g, url, path, *metadata_only),
     }
 }

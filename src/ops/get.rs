@@ -21,6 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::VersionRef;
+use super::ondemand::{OnDemand, Streamer};
 use super::outfile::{self, OutDir, VaultFile};
 use super::reader::{ChunkReader, FileChunks, open_chunk};
 use crate::manifest::{ChunkRef, FileEntry, Manifest};
@@ -108,6 +109,7 @@ impl Vault<Unlocked> {
         let root = OutDir::open(dest, true)?
             .ok_or_else(|| Error::InvalidInput(format!("{} could not be created", dest.display())))?;
         let mode = outfile::output_mode();
+        let streamed = self.on_demand(&m, chunks_of(m.files.iter()), progress)?;
         progress.begin(&format!("get {name}@{}", m.version), m.total_size());
         let mut written = Vec::new();
         for (f, parts, target) in targets {
@@ -124,6 +126,7 @@ impl Vault<Unlocked> {
             self.stream_file(
                 &m,
                 f,
+                streamed.as_ref(),
                 &mut |b| tmp.file().write_all(b).map_err(|e| Error::io(format!("writing {}", shown.display()), e)),
                 progress,
             )?;
@@ -158,10 +161,12 @@ impl Vault<Unlocked> {
                     .with_remedy(Remedy::ChooseFile));
             }
         };
+        let streamed = self.on_demand(&m, chunks_of(std::iter::once(f)), progress)?;
         progress.begin(&f.path, f.size);
         self.stream_file(
             &m,
             f,
+            streamed.as_ref(),
             &mut |b| out.write_all(b).map_err(|e| Error::io("writing to standard output", e)),
             progress,
         )?;
@@ -178,6 +183,7 @@ impl Vault<Unlocked> {
         &self,
         m: &Manifest,
         f: &FileEntry,
+        streamed: Option<&Streamer<'_>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()> {
@@ -187,7 +193,8 @@ impl Vault<Unlocked> {
             let layout = &layout;
             scope.spawn(move || {
                 let run = || -> Result<()> {
-                    let chunks = store::read(&self.db)?;
+                    let base = store::read(&self.db)?;
+                    let chunks = OnDemand { base: &base, streamed };
                     let mut rd = ChunkReader::new(&chunks, self.envelope(), layout);
                     while let Some(plain) = rd.next_owned()? {
                         if tx.send(Ok(plain)).is_err() {
@@ -232,4 +239,9 @@ impl Vault<Unlocked> {
     ) -> Result<Vec<u8>> {
         open_chunk(chunks, &self.envelope(), &ChunkRef { id: *id, len }, where_, i, n)
     }
+}
+
+/// Every chunk of `files` in the order a read of them needs it: (id, plaintext length).
+pub(crate) fn chunks_of<'f>(files: impl Iterator<Item = &'f FileEntry>) -> impl Iterator<Item = ([u8; 32], u32)> {
+    files.flat_map(|f| f.chunks.iter()).map(|c| (c.id, c.len))
 }

@@ -5,10 +5,15 @@
 pub mod allow;
 pub mod diff;
 pub mod get;
+#[cfg(unix)]
+pub mod hf;
+#[cfg(unix)]
+pub mod hf_export;
 pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
 pub mod list;
+pub mod ondemand;
 pub mod outfile;
 pub mod put;
 pub mod query;
@@ -279,7 +284,7 @@ impl Vault<Unlocked> {
             .try_into()
             .map_err(|_| Error::Damaged(format!("{what}: signature has {} bytes, not 64", rec.signature.len())))?;
         let bad = || Error::BadSignature { name: escape(name), version };
-        let Some(verifier) = self.state.signers.iter().find(|v| *v.public_key() == rec.signer) else {
+        let Some(verifier) = self.state.signing.find(&rec.signer) else {
             return Err(bad());
         };
         if !verifier.verify(&rec.manifest, &sig) {

@@ -52,6 +52,22 @@ pub(crate) fn open_chunk<S: ChunkRead + ?Sized>(
     Ok(plain)
 }
 
+/// Where a [`ChunkReader`] gets a chunk's checked plaintext: any [`ChunkRead`] (the sealed
+/// value opened by [`open_chunk`]), or the on-demand reader, which hands out chunks fetched from
+/// a remote and checked there.
+pub(crate) trait OpenChunk {
+    /// Chunk `c`, the `i`-th of the `n` of the file named `where_`, opened and checked.
+    ///
+    /// Errors: as [`open_chunk`].
+    fn open_chunk(&self, env: &Envelope<'_>, c: &ChunkRef, where_: &str, i: usize, n: usize) -> Result<Vec<u8>>;
+}
+
+impl<S: ChunkRead + ?Sized> OpenChunk for S {
+    fn open_chunk(&self, env: &Envelope<'_>, c: &ChunkRef, where_: &str, i: usize, n: usize) -> Result<Vec<u8>> {
+        open_chunk(self, env, c, where_, i, n)
+    }
+}
+
 /// One piece of a byte range: `take` bytes from `skip` in chunk `chunk` of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Piece {
@@ -103,28 +119,39 @@ impl<'f> FileChunks<'f> {
     /// The pieces of every chunk overlapping `[offset, offset + len)`, in order. A range past the
     /// last chunk yields only the part the chunks cover (callers check the total).
     pub fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
-        let end = offset.saturating_add(len);
-        let mut out = Vec::new();
-        let Some(first) = self.chunk_at(offset).filter(|_| len > 0) else {
-            return out;
-        };
-        for i in first..self.starts.len() {
-            let (s, l) = (self.starts[i], self.file.chunks[i].len as u64);
-            if s >= end {
-                break;
-            }
-            let (lo, hi) = (offset.max(s), end.min(s + l));
-            if hi > lo {
-                out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
-            }
-        }
-        out
+        pieces_in(&self.starts, &self.file.chunks, offset, len)
     }
+}
+
+/// [`FileChunks::pieces`] over a file's chunk list `chunks` whose chunk `i` starts at byte
+/// `starts[i]` (the cumulative lengths; one start per chunk).
+pub(crate) fn pieces_in(starts: &[u64], chunks: &[ChunkRef], offset: u64, len: u64) -> Vec<Piece> {
+    let end = offset.saturating_add(len);
+    let covered = match (starts.last(), chunks.last()) {
+        (Some(s), Some(c)) => s.saturating_add(c.len as u64),
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    if len == 0 || offset >= covered {
+        return out;
+    }
+    let first = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+    for i in first..starts.len().min(chunks.len()) {
+        let (s, l) = (starts[i], chunks[i].len as u64);
+        if s >= end {
+            break;
+        }
+        let (lo, hi) = (offset.max(s), end.min(s + l));
+        if hi > lo {
+            out.push(Piece { chunk: i, skip: (lo - s) as usize, take: (hi - lo) as usize });
+        }
+    }
+    out
 }
 
 /// Reads one file's bytes from its chunks, authenticating each chunk before it yields a byte
 /// of it (see the module documentation). Holds at most one decrypted chunk.
-pub(crate) struct ChunkReader<'a, S: ChunkRead + ?Sized> {
+pub(crate) struct ChunkReader<'a, S: OpenChunk + ?Sized> {
     store: &'a S,
     env: Envelope<'a>,
     layout: &'a FileChunks<'a>,
@@ -136,7 +163,7 @@ pub(crate) struct ChunkReader<'a, S: ChunkRead + ?Sized> {
     chunks_read: usize,
 }
 
-impl<'a, S: ChunkRead + ?Sized> ChunkReader<'a, S> {
+impl<'a, S: OpenChunk + ?Sized> ChunkReader<'a, S> {
     /// A reader of the whole file laid out by `layout`, at its first byte.
     pub fn new(store: &'a S, env: Envelope<'a>, layout: &'a FileChunks<'a>) -> Self {
         ChunkReader { store, env, layout, pos: 0, end: layout.covered, cur: None, chunks_read: 0 }
@@ -157,7 +184,7 @@ impl<'a, S: ChunkRead + ?Sized> ChunkReader<'a, S> {
 
     fn open(&mut self, i: usize) -> Result<Vec<u8>> {
         let chunks = &self.layout.file.chunks;
-        let plain = open_chunk(self.store, &self.env, &chunks[i], &self.layout.where_, i, chunks.len())?;
+        let plain = self.store.open_chunk(&self.env, &chunks[i], &self.layout.where_, i, chunks.len())?;
         self.chunks_read += 1;
         Ok(plain)
     }
@@ -221,7 +248,7 @@ pub(crate) fn from_io(e: io::Error) -> Error {
     }
 }
 
-impl<S: ChunkRead + ?Sized> Read for ChunkReader<'_, S> {
+impl<S: OpenChunk + ?Sized> Read for ChunkReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let b = self.fill().map_err(to_io)?;
         let n = b.len().min(buf.len());
@@ -231,7 +258,7 @@ impl<S: ChunkRead + ?Sized> Read for ChunkReader<'_, S> {
     }
 }
 
-impl<S: ChunkRead + ?Sized> Seek for ChunkReader<'_, S> {
+impl<S: OpenChunk + ?Sized> Seek for ChunkReader<'_, S> {
     /// Positions are in the file's bytes; the end is the file's size (or, after
     /// [`ChunkReader::set_range`], still the file's size). Seeking past the end is allowed (reads
     /// then return 0 bytes); before the start is an error.

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::VersionRef;
-use crate::crypto::sign::{ManifestSigner, ManifestVerifier, hex};
+use crate::crypto::sign::{ManifestSigner, hex};
 use crate::names::{self, escape};
 use crate::store::records::{SignerRecord, TrustRecord};
 use crate::store::{self, RecordRead, Table};
@@ -67,7 +67,7 @@ impl Vault<Unlocked> {
     pub fn list_signers(&self) -> Result<Vec<SignerInfo>> {
         let rx = store::read(&self.db)?;
         rx.require(Table::Signers, "reading signers")?;
-        let active = self.state.signer.public_key();
+        let active = self.state.signing.active_public();
         let mut out = Vec::new();
         for (id, v) in rx.signers()? {
             let r: SignerRecord = self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?;
@@ -86,7 +86,7 @@ impl Vault<Unlocked> {
     /// new public key.
     pub fn rotate_signer(&mut self) -> Result<[u8; 32]> {
         let fresh = ManifestSigner::generate()?;
-        let old_public = self.state.signer.public_key();
+        let old_public = self.state.signing.active_public();
         let mut txn = self.write()?;
         let (old_id, mut old) = {
             let mut found = None;
@@ -108,8 +108,7 @@ impl Vault<Unlocked> {
         txn.state.next_signer = id + 1;
         txn.commit()?;
         let public = fresh.public_key();
-        self.state.signers.push(ManifestVerifier::new(&public).expect("a fresh key decodes"));
-        self.state.signer = fresh;
+        self.state.signing.set_active(fresh);
         Ok(public)
     }
 
@@ -173,7 +172,7 @@ impl Vault<Unlocked> {
     /// [`Error::UntrustedSigner`] when the signer differs.
     pub fn require_signer(&self, name: &str, r: &VersionRef, signer: &str) -> Result<u64> {
         let allowed: Vec<[u8; 32]> = if signer == "self" {
-            self.state.signers.iter().map(|v| *v.public_key()).collect()
+            self.state.signing.verifiers().iter().map(|v| *v.public_key()).collect()
         } else {
             let t = self.trust_records()?;
             let rec = t.iter().find(|t| t.name == signer).ok_or_else(|| {

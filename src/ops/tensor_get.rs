@@ -240,10 +240,18 @@ impl Vault<Unlocked> {
         shown: &str,
         progress: &dyn Progress,
     ) -> Result<usize> {
+        let mut order = Vec::new();
+        for (f, t) in &plan.chosen {
+            for p in FileChunks::new(m, f).pieces(t.offset, t.len) {
+                order.push((f.chunks[p.chunk].id, f.chunks[p.chunk].len));
+            }
+        }
+        let streamed = self.on_demand(m, order.into_iter(), progress)?;
         let werr = |e| Error::io(format!("writing {shown}"), e);
         w.write_all(&(plan.header.len() as u64).to_le_bytes()).map_err(werr)?;
         w.write_all(&plan.header).map_err(werr)?;
-        let chunks = store::read(&self.db)?;
+        let base = store::read(&self.db)?;
+        let chunks = super::ondemand::OnDemand { base: &base, streamed: streamed.as_ref() };
         let mut layouts: BTreeMap<&str, FileChunks<'_>> = BTreeMap::new();
         let mut chunks_read = 0usize;
         for (f, t) in &plan.chosen {

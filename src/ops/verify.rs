@@ -59,8 +59,40 @@ pub struct VerifyReport {
     pub chunks: u64,
     /// Plaintext bytes decrypted and hashed (0 without `read_data`).
     pub bytes_read: u64,
+    /// Chunk references absent from the vault file that the remote set with
+    /// [`Vault::set_chunk_source`] holds (a metadata-only pull left them there; a read fetches
+    /// them): not damage. Serialized only when not 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_held_locally: u64,
     /// Everything found wrong; empty means the vault is sound.
     pub problems: Vec<Problem>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Which absent chunks the chunk source's remote holds, looked up once, on the first absent one.
+struct RemoteHeld<'v> {
+    vault: &'v Vault<Unlocked>,
+    ids: std::cell::OnceCell<Option<HashSet<[u8; 32]>>>,
+}
+
+impl RemoteHeld<'_> {
+    /// True when the remote lists `id` (false without a source, or when the remote could not
+    /// be read: the problem says so once).
+    fn holds(&self, id: &[u8; 32], rep: &mut VerifyReport) -> bool {
+        let ids = self.ids.get_or_init(|| match self.vault.remote_chunk_ids() {
+            None => None,
+            Some(Ok(ids)) => Some(ids),
+            Some(Err(e)) => {
+                let detail = format!("chunks absent from the vault file could not be looked up on its remote: {e}");
+                rep.problems.push(Problem { model: None, version: None, file: None, detail, remedy: None });
+                None
+            }
+        });
+        ids.as_ref().is_some_and(|s| s.contains(id))
+    }
 }
 
 impl VerifyReport {
@@ -127,8 +159,9 @@ impl Vault<Unlocked> {
         }
         let total: u64 = if read_data { manifests.iter().map(Manifest::total_size).sum() } else { 0 };
         progress.begin("verify", total);
+        let held = RemoteHeld { vault: self, ids: Default::default() };
         for m in &manifests {
-            self.verify_manifest_data(m, &rx, read_data, &mut rep, progress);
+            self.verify_manifest_data(m, &rx, read_data, &held, &mut rep, progress);
         }
         progress.end();
         if let Some(p) = self.unfinished_erasure_problem() {
@@ -231,6 +264,7 @@ impl Vault<Unlocked> {
         m: &Manifest,
         chunks: &ReadTxn,
         read_data: bool,
+        held: &RemoteHeld<'_>,
         rep: &mut VerifyReport,
         progress: &dyn Progress,
     ) {
@@ -247,6 +281,11 @@ impl Vault<Unlocked> {
             let mut file_ok = true;
             for (i, c) in f.chunks.iter().enumerate() {
                 rep.chunks += 1;
+                if !chunks.contains(&c.id).unwrap_or(true) && held.holds(&c.id, rep) {
+                    rep.not_held_locally += 1;
+                    file_ok = false; // the file's hash cannot be checked here
+                    continue;
+                }
                 if !read_data {
                     let present = ChunkRead::get(chunks, &c.id).ok().flatten();
                     match present {

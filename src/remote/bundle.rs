@@ -53,10 +53,10 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidInput`] when the remote holds another vault's bundles;
     /// [`Error::Damaged`] for a bundle of this vault's epoch that opens to another index key;
     /// [`Error::Remote`].
-    pub(crate) fn ensure_bundle(&self, objects: &dyn Objects) -> Result<bool> {
+    /// `bundles` is what [`read_bundles`] read from `objects`.
+    pub(crate) fn ensure_bundle(&self, objects: &dyn Objects, bundles: &[(String, KeysBundle)]) -> Result<bool> {
         let (mine, rec) = self.make_bundle()?;
-        for o in objects.list(KEYS)? {
-            let Some(b) = read_bundle(objects, &o.key, o.size)? else { continue };
+        for (key, b) in bundles {
             let h: Header = records::decode("remote key bundle header", &b.header)?;
             if h.vault_id != self.header.vault_id {
                 return Err(Error::InvalidInput(format!(
@@ -69,9 +69,9 @@ impl Vault<Unlocked> {
                 continue;
             }
             let theirs: KeysRecord =
-                self.envelope().open_record(&KeysTable, b"", &format!("remote key bundle {}", o.key), &b.sealed)?;
+                self.envelope().open_record(&KeysTable, b"", &format!("remote key bundle {key}"), &b.sealed)?;
             if theirs.index_key != rec.index_key {
-                return Err(tampered(&format!("remote key bundle {}", o.key), "it holds another index key"));
+                return Err(tampered(&format!("remote key bundle {key}"), "it holds another index key"));
             }
             let ids = |r: &KeysRecord| r.signers.iter().map(|(i, s)| (*i, s.public, s.retired)).collect::<Vec<_>>();
             if ids(&theirs) == ids(&rec) && theirs.active_signer == rec.active_signer {
@@ -84,6 +84,19 @@ impl Vault<Unlocked> {
     }
 }
 
+/// Every key bundle on `objects` that decodes, with its key (one listing of `keys/`).
+///
+/// Errors: as [`read_bundle`].
+pub(crate) fn read_bundles(objects: &dyn Objects) -> Result<Vec<(String, KeysBundle)>> {
+    let mut out = Vec::new();
+    for o in objects.list(KEYS)? {
+        if let Some(b) = read_bundle(objects, &o.key, o.size)? {
+            out.push((o.key, b));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads and decodes the bundle `key` (of listed size `size`); `None` for one that does not
 /// decode (another build's, or damaged: it is skipped, never trusted).
 ///
@@ -92,7 +105,7 @@ pub(crate) fn read_bundle(objects: &dyn Objects, key: &str, size: u64) -> Result
     if size > MAX_META_OBJECT {
         return Err(tampered(&format!("remote key bundle {key}"), "it is over the size limit"));
     }
-    let Some(bytes) = objects.get(key)? else { return Ok(None) };
+    let Some(bytes) = objects.get_bounded(key, MAX_META_OBJECT)? else { return Ok(None) };
     if format::content_name(KEYS, &bytes) != key {
         return Ok(None);
     }

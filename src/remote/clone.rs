@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::remote::bundle::read_bundle;
 use crate::remote::format::{KEYS, KeysBundle, KeysRecord, KeysTable};
 use crate::remote::objects::Objects;
-use crate::remote::pull::PullReport;
+use crate::remote::pull::{PullOptions, PullReport};
 use crate::store::envelope::Envelope;
 use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SlotRecord, State};
 use crate::store::{self, Table};
@@ -40,6 +40,20 @@ impl Vault<Unlocked> {
         label: &str,
         progress: &dyn Progress,
     ) -> Result<(Vault<Unlocked>, PullReport)> {
+        Self::clone_from_with(objects, path, passphrase, label, &PullOptions::default(), progress)
+    }
+
+    /// As [`Vault::clone_from`], pulling with `opts` (see [`Vault::pull_with`]).
+    ///
+    /// Errors: as [`Vault::clone_from`].
+    pub fn clone_from_with(
+        objects: &dyn Objects,
+        path: impl AsRef<Path>,
+        passphrase: &Passphrase,
+        label: &str,
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<(Vault<Unlocked>, PullReport)> {
         crate::harden::harden_process()?;
         let path = path.as_ref();
         if path.exists() {
@@ -54,16 +68,10 @@ impl Vault<Unlocked> {
         }
         bundles.sort_by_key(|b| std::cmp::Reverse(b.epoch));
         bundles.dedup_by(|a, b| a.epoch == b.epoch && a.slots == b.slots);
-        let mut opened = None;
-        for b in &bundles {
-            if let Some(found) = open_bundle(b, passphrase)? {
-                opened = Some((b, found));
-                break;
-            }
-        }
+        let (opened, _) = open_any(&bundles, passphrase)?;
         let (bundle, (slot, kek, master)) = opened.ok_or(Error::WrongPassphrase)?;
         let vault = create_copy(path, bundle, &slot, kek, master)?;
-        match vault.pull(objects, label, &[], progress) {
+        match vault.pull_with(objects, label, &[], opts, progress) {
             Ok(report) => Ok((vault, report)),
             Err(e) => {
                 drop(vault);
@@ -74,20 +82,46 @@ impl Vault<Unlocked> {
     }
 }
 
-/// Tries the bundle's slots with `passphrase`; (slot name, KEK, master key) of the one that opens.
-fn open_bundle(b: &KeysBundle, passphrase: &Passphrase) -> Result<Option<(String, SecretKey, SecretKey)>> {
+/// The first of `bundles` (newest epoch first) a slot of which `passphrase` opens, and the work
+/// spent. One Argon2id budget for the whole clone, not one per bundle: a remote holding many
+/// bundles (an operator may add copies with other slots) costs no more than one unlock.
+type Opened<'b> = Option<(&'b KeysBundle, (String, SecretKey, SecretKey))>;
+fn open_any<'b>(bundles: &'b [KeysBundle], passphrase: &Passphrase) -> Result<(Opened<'b>, Budget)> {
+    let mut budget = Budget { slots: 0, spent: 0 };
+    for b in bundles {
+        if let Some(found) = open_bundle(b, passphrase, &mut budget)? {
+            return Ok((Some((b, found)), budget));
+        }
+    }
+    Ok((None, budget))
+}
+
+/// The Argon2id work one clone has spent on slots: at most [`MAX_UNLOCK_SLOTS`] slots and
+/// [`MAX_UNLOCK_COST`] over all the bundles tried (the first slot is always tried).
+struct Budget {
+    slots: usize,
+    spent: u64,
+}
+
+/// Tries the bundle's slots with `passphrase`, cheapest first, while `budget` allows; (slot name,
+/// KEK, master key) of the one that opens.
+fn open_bundle(
+    b: &KeysBundle,
+    passphrase: &Passphrase,
+    budget: &mut Budget,
+) -> Result<Option<(String, SecretKey, SecretKey)>> {
     let h: Header = records::decode("remote key bundle header", &b.header)?;
     let mut slots: Vec<(String, SlotRecord)> =
         b.slots.iter().filter_map(|(n, v)| SlotRecord::decode(v).map(|s| (n.clone(), s))).collect();
     slots.retain(|(_, s)| s.epoch == b.epoch && s.next.is_none());
     slots.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
-    let mut spent = 0u64;
-    for (i, (name, slot)) in slots.iter().enumerate() {
+    for (name, slot) in &slots {
         let cost = unlock_cost(&slot.params);
-        if i >= MAX_UNLOCK_SLOTS || (i > 0 && spent + cost > MAX_UNLOCK_COST) {
+        if budget.slots >= MAX_UNLOCK_SLOTS || (budget.slots > 0 && budget.spent + cost > MAX_UNLOCK_COST) {
             break;
         }
-        spent += cost;
+        budget.slots += 1;
+        budget.spent += cost;
         let kek = slot.params.derive_kek(passphrase.bytes(), &slot.salt)?;
         let aad = SlotRecord::aad(&h.vault_id, name, slot.epoch, &slot.params);
         if let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) {
@@ -128,13 +162,14 @@ fn create_copy(
         keys,
         prev: None,
         index,
-        signer,
-        signers,
+        signing: crate::vault::signing::SigningKeys::new(signer, signers),
         slot,
         slot_kek,
         master,
         legacy,
         warnings: Default::default(),
+        source: Default::default(),
+        fetched: Default::default(),
     };
     let vault = Vault { db, path: path.to_path_buf(), header, state };
     let written = (|| {
@@ -158,4 +193,48 @@ fn create_copy(
         return Err(e);
     }
     Ok(vault)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::MemoryObjects;
+    use crate::remote::bundle::read_bundles;
+    use crate::{Argon2Params, CreateOptions, NoProgress};
+
+    #[test]
+    fn many_bundles_share_one_unlock_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let pass = Passphrase::new(b"a passphrase for this test".to_vec()).unwrap();
+        let argon2 = Argon2Params { memory_kib: 256, time_cost: 1, lanes: 1 };
+        let v =
+            Vault::create(d.path().join("v.mvault"), &pass, &CreateOptions { argon2, ..Default::default() }).unwrap();
+        let remote = MemoryObjects::new();
+        v.push(&remote, "origin", &[], &NoProgress).unwrap();
+        let (_, real) = read_bundles(&remote).unwrap().remove(0);
+        // 20 bundles whose one slot is the real one renamed: its wrap's AAD names the slot, so
+        // none opens, and each would cost a derivation.
+        let planted: Vec<KeysBundle> = (0..20)
+            .map(|i| KeysBundle {
+                header: real.header.clone(),
+                slots: vec![(format!("planted-{i}"), real.slots[0].1.clone())],
+                epoch: real.epoch,
+                sealed: real.sealed.clone(),
+            })
+            .collect();
+        let (opened, budget) = open_any(&planted, &pass).unwrap();
+        assert!(opened.is_none());
+        assert_eq!(budget.slots, MAX_UNLOCK_SLOTS, "at most {MAX_UNLOCK_SLOTS} slots over all bundles");
+        // The real bundle after the planted ones is then out of budget; first, it opens.
+        let mut all = vec![KeysBundle {
+            header: real.header.clone(),
+            slots: real.slots.clone(),
+            epoch: real.epoch,
+            sealed: real.sealed.clone(),
+        }];
+        all.extend(planted);
+        let (opened, budget) = open_any(&all, &pass).unwrap();
+        assert_eq!(opened.map(|(_, (name, _, _))| name).as_deref(), Some("default"));
+        assert_eq!(budget.slots, 1);
+    }
 }

@@ -67,6 +67,10 @@ pub struct RemoteConfig {
     pub retry: RetryPolicy,
 }
 
+/// What separates the URL from the endpoint in [`RemoteConfig::seen_label`]; a label without it
+/// is one an earlier version recorded by URL alone.
+pub const SEEN_AT: &str = " at ";
+
 /// The region used when neither an option nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
@@ -99,6 +103,13 @@ impl RemoteConfig {
             .unwrap_or_else(|| DEFAULT_REGION.to_string());
         check_region(&region)?;
         Ok(RemoteConfig { bucket, prefix, endpoint, region, retry: RetryPolicy::default() })
+    }
+
+    /// The label a vault remembers this remote's last log entry under (`meta`/`"remote-seen"`):
+    /// the canonical URL and the endpoint, `s3://BUCKET/PREFIX at ENDPOINT` (`at AWS S3` without
+    /// one), so one bucket and prefix on two servers are two remotes.
+    pub fn seen_label(&self) -> String {
+        format!("{}{SEEN_AT}{}", self.url(), self.endpoint.as_deref().unwrap_or("AWS S3"))
     }
 
     /// The URL in its canonical form, `s3://BUCKET/PREFIX` (`s3://BUCKET` for an empty prefix).
@@ -236,6 +247,9 @@ mod tests {
         let c = RemoteConfig::new("s3://models/p", Some("http://127.0.0.1:1"), Some("eu-west-3")).unwrap();
         assert_eq!((c.endpoint.as_deref(), c.region.as_str()), (Some("http://127.0.0.1:1"), "eu-west-3"));
         assert_eq!(c.url(), "s3://models/p");
+        assert_eq!(c.seen_label(), "s3://models/p at http://127.0.0.1:1");
+        let aws = RemoteConfig { endpoint: None, ..c.clone() };
+        assert_eq!(aws.seen_label(), "s3://models/p at AWS S3");
         assert!(RemoteConfig::new("s3://models/p", None, Some("eu west")).is_err());
     }
 }

@@ -63,8 +63,9 @@ impl Vault<Unlocked> {
     /// fails its checks: nothing is deleted); [`Error::Remote`] (a run stopped after its sweep
     /// entry deletes the rest when run again).
     pub fn gc_remote(&self, objects: &dyn Objects, label: &str, grace_secs: u64) -> Result<RemoteGcReport> {
+        self.adopt_remote_signers(objects)?;
         let keys = self.remote_keys()?;
-        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let seen = state::load_seen(self, label)?;
         for attempt in 0..=MAX_APPEND_RETRIES {
             let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
@@ -92,7 +93,7 @@ impl Vault<Unlocked> {
             } else {
                 let body =
                     LogBody { seq: remote.head.0 + 1, prev: remote.head.1, time: now, indexes: Vec::new(), changes };
-                match log::append(objects, &lk, &self.state.signer, &body)? {
+                match log::append(objects, &lk, &self.state.signing.active(), &body)? {
                     Appended::Done(seq, hash) => {
                         report.entry = Some(seq);
                         (seq, hash)

@@ -61,7 +61,7 @@ pub fn read(objects: &dyn Objects, lk: &LogKeys<'_>, seen: Option<Seen>) -> Resu
             ));
         }
         let bytes = objects
-            .get(&o.key)?
+            .get_bounded(&o.key, MAX_META_OBJECT)?
             .ok_or_else(|| Error::remote(format!("reading {}", o.key), "listed but gone: entries are being deleted"))?;
         let prev = entries.last().map(|e| e.hash).unwrap_or([0; 32]);
         entries.push(check_entry(lk, seq, prev, &bytes)?);

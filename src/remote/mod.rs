@@ -23,6 +23,7 @@ pub mod push;
 pub mod removed;
 #[cfg(feature = "remote")]
 pub mod s3;
+pub mod signers;
 pub mod state;
 pub(crate) mod sync;
 
@@ -32,7 +33,8 @@ pub use gc::RemoteGcReport;
 pub use objects::{Created, MemoryObjects, ObjectInfo, Objects};
 pub use packs::Traffic;
 pub use probe::{ProbeReport, ProbeSettings, RaceRound, probe};
-pub use pull::PullReport;
+pub use pull::{PullOptions, PullReport};
 pub use push::PushReport;
 #[cfg(feature = "remote")]
 pub use s3::{Credentials, S3Objects};
+pub use signers::SignerChanges;

@@ -1,4 +1,5 @@
-//! The blocking object interface a remote is reached through: whole and ranged reads, plain
+//! The blocking object interface a remote is reached through: whole reads bounded by a size limit
+//! checked before the body is read, ranged reads, size queries, plain
 //! writes of immutable objects, create-only writes (`If-None-Match: *`) for the objects that
 //! decide an order (log entries), listing and deleting, all under the remote's prefix. It also
 //! holds [`MemoryObjects`], an in-process store for tests, which can be told to ignore the
@@ -9,7 +10,18 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Mutex;
 
+pub use crate::remote::format::MAX_META_OBJECT;
 use crate::{Error, Result};
+
+/// The error for an object over the limit of a whole read: [`Error::Damaged`] naming the key,
+/// its size (or "more than" the limit when only a bounded read was made) and the limit.
+pub fn too_large(key: &str, size: Option<u64>, limit: u64) -> Error {
+    let size = size.map_or(format!("more than {limit}"), |s| s.to_string());
+    Error::Damaged(format!(
+        "remote object {key} is {size} bytes, over the {limit}-byte limit of a whole read: it was not read; the \
+         remote was damaged or tampered with"
+    ))
+}
 
 /// One object of a listing: its key (relative to the remote's prefix) and size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +49,21 @@ pub enum Created {
 /// Errors: every method returns [`Error::Remote`] for a fault the retries did not get past (the
 /// context names the operation and key, never a secret).
 pub trait Objects: Send + Sync {
-    /// The whole object, or `None` when no object has that key.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The whole object, or `None` when no object has that key, refused without reading it all
+    /// when it holds more than `limit` bytes (the size comes from the store's metadata before the
+    /// body is read, and the read stops at `limit` + 1 bytes whatever the metadata said).
+    ///
+    /// Errors: [`too_large`] ([`Error::Damaged`]) naming the key and the limit; [`Error::Remote`].
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>>;
+    /// The whole object within the limit on one metadata object ([`MAX_META_OBJECT`], 256 MiB):
+    /// [`Objects::get_bounded`] with that limit.
+    ///
+    /// Errors: as [`Objects::get_bounded`].
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.get_bounded(key, MAX_META_OBJECT)
+    }
+    /// The object's size in bytes (a HEAD request), or `None` when no object has that key.
+    fn head(&self, key: &str) -> Result<Option<u64>>;
     /// Bytes `range` (start inclusive, end exclusive) of the object. A range past the object's end
     /// or an absent object is an error.
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>>;
@@ -82,8 +107,15 @@ impl MemoryObjects {
 }
 
 impl Objects for MemoryObjects {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.map().get(key).cloned())
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        match self.map().get(key) {
+            Some(b) if b.len() as u64 > limit => Err(too_large(key, Some(b.len() as u64), limit)),
+            found => Ok(found.cloned()),
+        }
+    }
+
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.map().get(key).map(|b| b.len() as u64))
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -156,6 +188,10 @@ mod tests {
         let e = s.get_range("packs/a", 2..9).unwrap_err().to_string();
         assert!(e.contains("bytes 2..9 of packs/a") && e.contains("holds 7 bytes"), "{e}");
         assert!(s.get_range("none", 0..1).is_err());
+        assert_eq!(s.head("packs/a").unwrap(), Some(7));
+        assert_eq!(s.get_bounded("packs/a", 7).unwrap().as_deref(), Some(&b"packs/a"[..]));
+        let e = s.get_bounded("packs/a", 6).unwrap_err().to_string();
+        assert!(e.contains("packs/a is 7 bytes, over the 6-byte limit"), "{e}");
         s.delete("packs/a").unwrap();
         s.delete("packs/a").unwrap();
         assert_eq!(s.get("packs/a").unwrap(), None);

@@ -192,8 +192,11 @@ fn check_entries(name: &str, entries: &[PackEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Like [`locate`] over a listing, but an index deleted since it was listed (a sweep of
-/// `gc --remote` under way) is skipped, not an error.
+/// Like [`locate`] over a listing, for a push deciding which chunks the remote holds: an index
+/// deleted since it was listed (a sweep of `gc --remote` under way) is skipped, not an error, and
+/// so is an index whose pack is absent or too short for its entries (an orphan index whose pack
+/// was deleted: its chunks are sent again rather than relied on). The packs' sizes come from one
+/// listing of `packs/`.
 ///
 /// Errors: as [`locate`].
 pub fn locate_present(
@@ -202,9 +205,14 @@ pub fn locate_present(
     vault_id: &[u8; 16],
     names: &[String],
 ) -> Result<HashMap<[u8; 32], Location>> {
+    let sizes: HashMap<String, u64> = objects.list(PACKS)?.into_iter().map(|o| (o.key, o.size)).collect();
     let mut out = HashMap::new();
     for name in names {
         let Some(ix) = read_index(objects, keys, vault_id, name)? else { continue };
+        let end = ix.entries.iter().map(|e| e.offset + u64::from(e.sealed_len)).max().unwrap_or(0);
+        if sizes.get(&ix.pack).is_none_or(|s| *s < end) {
+            continue;
+        }
         for e in ix.entries {
             let loc = Location { index: name.clone(), pack: ix.pack.clone(), salt: ix.salt, entry: e.clone() };
             out.entry(e.id).or_insert(loc);
@@ -223,10 +231,7 @@ pub fn read_index(
     vault_id: &[u8; 16],
     name: &str,
 ) -> Result<Option<PackIndex>> {
-    let Some(bytes) = objects.get(name)? else { return Ok(None) };
-    if bytes.len() as u64 > MAX_META_OBJECT {
-        return Err(tampered(&format!("remote pack index {name}"), "it is over the size limit"));
-    }
+    let Some(bytes) = objects.get_bounded(name, MAX_META_OBJECT)? else { return Ok(None) };
     let ix = format::open_index(keys, vault_id, name, &bytes)?;
     check_entries(name, &ix.entries)?;
     Ok(Some(ix))

@@ -11,15 +11,16 @@ use serde::Serialize;
 
 use crate::manifest::Manifest;
 use crate::ops::VersionRef;
-use crate::ops::put::{CHECKPOINT_BYTES, write_model};
+use crate::ops::put::write_model;
 use crate::progress::Progress;
 use crate::remote::log::{self, LogKeys};
 use crate::remote::objects::Objects;
 use crate::remote::packs::{self, FetchKeys, Traffic};
+use crate::remote::signers::SignerChanges;
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, put_record};
 use crate::store;
-use crate::store::chunks::{ChunkRead, ChunkStore};
+use crate::store::chunks::ChunkRead;
 use crate::store::records::{ModelRecord, VersionRecord};
 use crate::vault::{Txn, Unlocked, Vault};
 use crate::{Error, Result};
@@ -37,6 +38,16 @@ pub struct PullReport {
     pub head: u64,
     /// Chunks, bytes and ranged reads fetched.
     pub traffic: Traffic,
+    /// Signing keys adopted from the remote's key bundles (in JSON only when any changed).
+    #[serde(skip_serializing_if = "SignerChanges::is_empty")]
+    pub signers: SignerChanges,
+}
+
+/// Options of [`Vault::pull_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    /// Bring versions and manifests only; chunks stay on the remote until read.
+    pub metadata_only: bool,
 }
 
 /// One remote version to write locally.
@@ -65,31 +76,41 @@ impl Vault<Unlocked> {
         specs: &[(String, VersionRef)],
         progress: &dyn Progress,
     ) -> Result<PullReport> {
+        self.pull_with(objects, label, specs, &PullOptions::default(), progress)
+    }
+
+    /// As [`Vault::pull`], with `opts`: with [`PullOptions::metadata_only`] the versions and
+    /// their manifests are written and no chunk is fetched (they are read from the remote on
+    /// demand, see [`Vault::set_chunk_source`]).
+    ///
+    /// Errors: as [`Vault::pull`].
+    pub fn pull_with(
+        &self,
+        objects: &dyn Objects,
+        label: &str,
+        specs: &[(String, VersionRef)],
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
+        let signers = self.adopt_remote_signers(objects)?;
         let keys = self.remote_keys()?;
-        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let seen = state::load_seen(self, label)?;
         let remote = state::replay(self, &log::read(objects, &lk, seen)?)?;
         let incoming = self.incoming(&remote, specs)?;
-        let wanted = self.missing_chunks(&incoming)?;
+        let wanted = if opts.metadata_only { BTreeMap::new() } else { self.missing_chunks(&incoming)? };
         let places = packs::locate(objects, &keys, &self.header.vault_id, &remote.indexes)?;
         let fk = FetchKeys { vault_id: self.header.vault_id, keys: &keys, index: &self.state.index };
         let mut txn = self.write_reporting(progress)?;
         progress.begin("pull", wanted.values().map(|l| u64::from(*l)).sum());
         let mut batch = 0u64;
         let traffic = packs::fetch(objects, &fk, &places, &wanted, |id, plain| {
-            let sealed = txn.vault.envelope().seal_chunk(id, &plain)?;
-            txn.count_chunk_seals(1)?;
-            txn.tx.chunks()?.insert(id, &sealed)?;
+            txn.keep_fetched(id, &plain, &mut batch)?;
             progress.advance(plain.len() as u64);
-            batch += sealed.len() as u64;
-            if batch >= CHECKPOINT_BYTES {
-                batch = 0;
-                txn.checkpoint()?;
-            }
             Ok(())
         })?;
         progress.end();
-        let mut report = PullReport { head: remote.head.0, traffic, ..Default::default() };
+        let mut report = PullReport { head: remote.head.0, traffic, signers, ..Default::default() };
         for (name, n) in self.removed_there(&remote, specs)? {
             self.remove_version_in(&mut txn, &name, &VersionRef::Number(n))?;
             report.removed.push((name, n));

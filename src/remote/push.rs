@@ -17,6 +17,7 @@ use crate::remote::log::{self, Appended, LogKeys};
 use crate::remote::objects::Objects;
 use crate::remote::packs::{self, FinishedPack, PackWriter, Traffic};
 use crate::remote::removed;
+use crate::remote::signers::SignerChanges;
 use crate::remote::state::{self, RemoteState, origin};
 use crate::remote::sync::{self, LocalModel, Renumber};
 use crate::store::records::VersionRecord;
@@ -43,6 +44,9 @@ pub struct PushReport {
     pub bundle: bool,
     /// Packs and bytes uploaded.
     pub traffic: Traffic,
+    /// Signing keys adopted from the remote's key bundles (in JSON only when any changed).
+    #[serde(skip_serializing_if = "SignerChanges::is_empty")]
+    pub signers: SignerChanges,
 }
 
 /// A plan: the changes for one log entry and the local renumbering it implies.
@@ -70,9 +74,11 @@ impl Vault<Unlocked> {
         specs: &[(String, VersionRef)],
         progress: &dyn Progress,
     ) -> Result<PushReport> {
-        let mut report = PushReport { bundle: self.ensure_bundle(objects)?, ..Default::default() };
+        let bundles = crate::remote::bundle::read_bundles(objects)?;
+        let signers = self.adopt_signers(&bundles)?;
+        let mut report = PushReport { signers, bundle: self.ensure_bundle(objects, &bundles)?, ..Default::default() };
         let keys = self.remote_keys()?;
-        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signers };
+        let lk = LogKeys { vault_id: self.header.vault_id, keys: &keys, verifiers: &self.state.signing.verifiers() };
         let local = sync::local_models(self, specs)?;
         let listed: Vec<String> = objects.list(INDEX)?.into_iter().map(|o| o.key).collect();
         let mut known: HashMap<[u8; 32], String> =
@@ -116,7 +122,7 @@ impl Vault<Unlocked> {
                 indexes,
                 changes: plan.changes,
             };
-            match log::append(objects, &lk, &self.state.signer, &body)? {
+            match log::append(objects, &lk, &self.state.signing.active(), &body)? {
                 Appended::Done(seq, hash) => {
                     self.finish_push(label, (seq, hash), &plan.renumber)?;
                     report.entry = Some(seq);
@@ -195,8 +201,9 @@ impl Vault<Unlocked> {
         let mut m = m.clone();
         m.version = to;
         let bytes = m.encode();
-        let signature = crate::manifest::sign(&self.state.signer, &bytes).to_vec();
-        VersionRecord { manifest: bytes, signature, signer: self.state.signer.public_key() }
+        let signer = self.state.signing.active();
+        let signature = crate::manifest::sign(&signer, &bytes).to_vec();
+        VersionRecord { manifest: bytes, signature, signer: signer.public_key() }
     }
 
     /// Seals into packs every chunk of `manifests` the remote does not hold yet, uploading up

@@ -15,12 +15,12 @@ use futures::stream::FuturesUnordered;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use zeroize::Zeroizing;
 
 use super::config::RemoteConfig;
-use super::objects::{Created, ObjectInfo, Objects};
+use super::objects::{Created, ObjectInfo, Objects, too_large};
 use crate::{Error, Result};
 
 /// Objects at or below this size go up in one request; larger ones in parts (8 MiB).
@@ -228,12 +228,14 @@ impl S3Objects {
                     // client retries a 5xx answer itself, so a write the server applied but
                     // answered 5xx comes back as "exists". Create-only objects hold a fresh nonce,
                     // so the same bytes mean this writer made them.
+                    // An object of another size is another writer's: it is not read.
                     let held = match self.store.get(path).await {
-                        Ok(r) => r.bytes().await,
+                        Ok(r) if r.meta.size != bytes.len() as u64 => Ok(None),
+                        Ok(r) => r.bytes().await.map(Some),
                         Err(e) => Err(e),
                     };
                     return match held {
-                        Ok(b) if b.as_ref() == bytes => Ok(Created::Created),
+                        Ok(Some(b)) if b.as_ref() == bytes => Ok(Created::Created),
                         Ok(_) => Ok(Created::AlreadyExists),
                         Err(e) => Err(self.err("reading back", key, &e)),
                     };
@@ -256,13 +258,40 @@ fn scrub(redact: &[Zeroizing<String>], e: &dyn std::fmt::Display) -> String {
 }
 
 impl Objects for S3Objects {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         let path = self.path(key, "reading")?;
         self.rt.block_on(async {
-            match self.store.get(&path).await {
-                Ok(r) => r.bytes().await.map(|b| Some(b.to_vec())).map_err(|e| self.err("reading", key, &e)),
+            let r = match self.store.get_opts(&path, GetOptions::default()).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.err("reading", key, &e)),
+            };
+            // The size is the answer's header: an object over the limit is refused before its
+            // body is read (dropping the stream closes the connection).
+            if r.meta.size > limit {
+                return Err(too_large(key, Some(r.meta.size), limit));
+            }
+            let claimed = r.meta.size.min(8 << 20) as usize;
+            let mut body = r.into_stream();
+            let mut out = Vec::with_capacity(claimed);
+            while let Some(part) = body.next().await {
+                let part = part.map_err(|e| self.err("reading", key, &e))?;
+                if (out.len() + part.len()) as u64 > limit {
+                    return Err(too_large(key, None, limit));
+                }
+                out.extend_from_slice(&part);
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key, "reading the size of")?;
+        self.rt.block_on(async {
+            match self.store.head(&path).await {
+                Ok(m) => Ok(Some(m.size)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(self.err("reading", key, &e)),
+                Err(e) => Err(self.err("reading the size of", key, &e)),
             }
         })
     }

@@ -134,15 +134,26 @@ fn gc_change(st: &mut RemoteState, time: u64, c: &Change) {
 /// The sealed record of the last entry seen of each remote, by the label the caller gives it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SeenRecord {
-    /// Label → (sequence number, hash) of the last entry seen.
+    /// Label (the remote's location: URL and endpoint, or a directory's canonical URL) →
+    /// (sequence number, hash) of the last entry seen.
     pub remotes: BTreeMap<String, Seen>,
 }
 
-/// The last entry this vault saw of the remote `label`, `None` if it never read it.
+/// The last entry this vault saw of the remote `label`, `None` if it never read it. A label of
+/// the form `URL at ENDPOINT` ([`crate::remote::RemoteConfig::seen_label`]) with no record falls
+/// back to the record an earlier version kept under the URL alone (checking against it is what
+/// that version did); `save_seen` then moves it to the new label.
 ///
 /// Errors: [`crate::Error::Damaged`] for a record that does not open; [`crate::Error::Storage`].
 pub fn load_seen(vault: &Vault<Unlocked>, label: &str) -> Result<Option<Seen>> {
-    Ok(load_all(vault, &store::read(&vault.db)?)?.remotes.get(label).copied())
+    let rec = load_all(vault, &store::read(&vault.db)?)?;
+    let legacy = || legacy_label(label).and_then(|l| rec.remotes.get(l));
+    Ok(rec.remotes.get(label).or_else(legacy).copied())
+}
+
+/// The URL-only label an earlier version used for `label`, if `label` has an endpoint part.
+fn legacy_label(label: &str) -> Option<&str> {
+    label.split_once(crate::remote::config::SEEN_AT).map(|(url, _)| url).filter(|u| u.starts_with("s3://"))
 }
 
 fn load_all(vault: &Vault<Unlocked>, rx: &impl RecordRead) -> Result<SeenRecord> {
@@ -152,11 +163,15 @@ fn load_all(vault: &Vault<Unlocked>, rx: &impl RecordRead) -> Result<SeenRecord>
     }
 }
 
-/// Records `seen` as the last entry seen of the remote `label`, inside `txn`.
+/// Records `seen` as the last entry seen of the remote `label`, inside `txn` (and drops the
+/// URL-only record an earlier version kept for it, see [`load_seen`]).
 ///
 /// Errors: [`crate::Error::Damaged`], [`crate::Error::Storage`], [`crate::Error::KeyUsageLimit`].
 pub(crate) fn save_seen(txn: &mut Txn<'_>, label: &str, seen: Seen) -> Result<()> {
     let mut rec = load_all(txn.vault, &*txn.tx)?;
+    if let Some(old) = legacy_label(label) {
+        rec.remotes.remove(old);
+    }
     rec.remotes.insert(label.to_string(), seen);
     let sealed = txn.seal_meta(Table::Meta, SEEN_KEY.as_bytes(), &rec)?;
     txn.put_plain_meta(SEEN_KEY, &sealed)

@@ -356,6 +356,52 @@ pub fn check_pages(db: &Db) -> Result<PageCheck> {
     }
 }
 
+/// What [`open_writer_beside`] got.
+pub enum Beside {
+    /// A writer's handle on the same file (the writer lock is held until it is dropped).
+    Writer(Db),
+    /// Another process holds the writer lock (and the wait, if any, passed).
+    Busy,
+    /// This process may not write the file.
+    NotWritable,
+    /// The path names another file than the one `db` holds (a rewrite replaced it).
+    Replaced,
+}
+
+/// Opens a writer's handle on the file a (read-only) handle `db` holds, beside it, for a reader
+/// that found something to keep: the writer lock is taken without waiting, or retried every
+/// 100 ms until `wait` has passed. The new handle is checked to be on the same file as `db` (a
+/// rewrite may have renamed a fresh file over the path since `db` was opened: what is written
+/// for `db`'s keys must not go into it). The locks are per open file, so a read-only handle and
+/// a writer's handle of one process share the file as two processes would.
+///
+/// Errors: [`Error::Damaged`] for a corrupt page (the writer's open checks a small file);
+/// [`Error::Io`], [`Error::Storage`].
+pub fn open_writer_beside(db: &Db, wait: Option<Duration>) -> Result<Beside> {
+    let real = db.path();
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        let (file, writable) = open_vault_file(real, false)?;
+        if !writable {
+            return Ok(Beside::NotWritable);
+        }
+        let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", real.display()), e))?;
+        let id = file_id(&meta);
+        if id != db.id {
+            return Ok(Beside::Replaced);
+        }
+        let backend = FileBackend::new(file).map_err(|e| map_open_error(real, e))?;
+        match writer_builder(meta.len()).create_with_backend(backend) {
+            Ok(w) => return Ok(Beside::Writer(Db { inner: DbInner::Write(w), path: real.to_path_buf(), id })),
+            Err(DatabaseError::DatabaseAlreadyOpen) => match deadline {
+                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(100)),
+                _ => return Ok(Beside::Busy),
+            },
+            Err(e) => return Err(map_open_error(real, e)),
+        }
+    }
+}
+
 /// For a reader that found the file needing repair (a writer crashed, or a writer's open is
 /// repairing it right now): opens it for writing, which repairs it, and closes it again. When
 /// another writer holds it, waits 100 ms (that writer repairs it). Returns when the caller may

@@ -93,8 +93,8 @@ pub fn upgrade_format(tx: &mut WriteTxn) -> Result<bool> {
 
 pub use envelope::aad;
 pub use file::{
-    CACHE_BYTES, COMPACT_WAIT, Db, INTEGRITY_CHECK_MAX_BYTES, OPEN_REPLACED_RETRIES, PageCheck, READER_REPAIR_TRIES,
-    check_pages, create_db, open_db,
+    Beside, CACHE_BYTES, COMPACT_WAIT, Db, INTEGRITY_CHECK_MAX_BYTES, OPEN_REPLACED_RETRIES, PageCheck,
+    READER_REPAIR_TRIES, check_pages, create_db, open_db, open_writer_beside,
 };
 pub use rewrite::{rewrite, rewrite_path, rewrite_with};
 

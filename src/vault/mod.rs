@@ -12,6 +12,7 @@
 //! print.
 
 mod records;
+pub(crate) mod signing;
 mod txn;
 mod unlock;
 
@@ -106,9 +107,8 @@ pub struct Unlocked {
     pub(crate) slot_kek: SecretKey,
     /// The master key of `keys.epoch`.
     pub(crate) master: SecretKey,
-    pub(crate) signer: ManifestSigner,
-    /// Public keys of every signing key this vault has had (active and retired).
-    pub(crate) signers: Vec<ManifestVerifier>,
+    /// The active signing key and the public keys of every signing key this vault has had.
+    pub(crate) signing: signing::SigningKeys,
     /// True while the sealed state is of format 1 or 2 (no live-record state yet): model records
     /// of that format are then accepted, and the live checks are skipped until the first write
     /// upgrades the vault. Cleared once that write commits.
@@ -116,6 +116,10 @@ pub struct Unlocked {
     /// Warnings of writes made without a progress handle: handed to the sink set by
     /// [`Vault::set_warning_sink`], or kept until [`Vault::take_warnings`].
     pub(crate) warnings: std::sync::Mutex<Warnings>,
+    /// Where chunks the vault lacks are read from ([`Vault::set_chunk_source`]).
+    pub(crate) source: std::sync::Mutex<Option<crate::ops::ondemand::ChunkSource>>,
+    /// What on-demand reads fetched so far.
+    pub(crate) fetched: std::sync::Mutex<crate::ops::ondemand::FetchedTotals>,
 }
 
 /// Most key slots one unlock tries when no slot is named (`--slot NAME` tries one).
@@ -249,16 +253,27 @@ impl Vault<Unlocked> {
         let slot_name = opts.slot_name.clone();
         let legacy = AtomicBool::new(false);
         let warnings = Default::default();
-        let state =
-            Unlocked { keys, prev: None, index, signer, signers, slot: slot_name, slot_kek, master, legacy, warnings };
+        let state = Unlocked {
+            keys,
+            prev: None,
+            index,
+            signing: signing::SigningKeys::new(signer, signers),
+            slot: slot_name,
+            slot_kek,
+            master,
+            legacy,
+            warnings,
+            source: Default::default(),
+            fetched: Default::default(),
+        };
         let vault = Vault { db, path, header, state };
         let result = (|| {
             let mut tx = vault.write()?;
             tx.put_plain_meta("header", &crate::store::records::encode(&vault.header))?;
             tx.put_slot(&opts.slot_name, &slot.encode())?;
             let rec = SignerRecord {
-                seed: *vault.state.signer.seed().expose(),
-                public: vault.state.signer.public_key(),
+                seed: *vault.state.signing.active().seed().expose(),
+                public: vault.state.signing.active_public(),
                 created: now(),
                 retired: None,
             };
@@ -284,7 +299,7 @@ impl Vault<Unlocked> {
 
     /// The public key that signs new manifests.
     pub fn signer_public_key(&self) -> [u8; 32] {
-        self.state.signer.public_key()
+        self.state.signing.active_public()
     }
 
     /// Takes the warnings of the writes made since the last call (today: a key near its usage

@@ -12,6 +12,7 @@ use super::records::{model_set_damage, models_now};
 use super::{Unlocked, Vault};
 use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
 use crate::progress::Progress;
+use crate::store::chunks::ChunkStore;
 use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
 use crate::store::{self, RecordRead, Table, WriteTxn};
 use crate::{Error, Result};
@@ -37,8 +38,20 @@ impl Vault<Unlocked> {
         self.begin_txn(Some(progress))
     }
 
+    /// As [`Vault::write_reporting`], on `db`: a writer's handle on this vault's own file opened
+    /// beside a read-only one ([`store::open_writer_beside`]).
+    ///
+    /// Errors: as [`Vault::write`].
+    pub(crate) fn write_on<'v>(&'v self, db: &'v store::Db, progress: &'v dyn Progress) -> Result<Txn<'v>> {
+        self.begin_on(db, Some(progress))
+    }
+
     fn begin_txn<'v>(&'v self, progress: Option<&'v dyn Progress>) -> Result<Txn<'v>> {
-        let mut tx = store::write(&self.db)?;
+        self.begin_on(&self.db, progress)
+    }
+
+    fn begin_on<'v>(&'v self, db: &'v store::Db, progress: Option<&'v dyn Progress>) -> Result<Txn<'v>> {
+        let mut tx = store::write(db)?;
         let header_was_old = store::upgrade_format(&mut tx)?;
         let (state, current) = match tx.state()? {
             Some(v) => self.open_state(&v).map(|(s, c)| (s, Some(c)))?,
@@ -49,7 +62,7 @@ impl Vault<Unlocked> {
         {
             return Err(Error::Damaged(format!("{e}; nothing was written")));
         }
-        let mut txn = Txn { vault: self, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress };
+        let mut txn = Txn { vault: self, db, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress };
         if current == Some(false) {
             let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
             self.check_not_rolled_back(format, &*txn.tx)?;
@@ -64,6 +77,8 @@ impl Vault<Unlocked> {
 /// [`Txn::checkpoint`] (or since it began).
 pub(crate) struct Txn<'v> {
     pub(crate) vault: &'v Vault<Unlocked>,
+    /// The file written: the vault's own handle, or a writer's handle opened beside it.
+    db: &'v store::Db,
     pub(crate) tx: TxCell,
     pub(crate) state: State,
     warned: bool,
@@ -91,6 +106,24 @@ impl std::ops::DerefMut for TxCell {
 }
 
 impl Txn<'_> {
+    /// Keeps a chunk fetched from a remote (its plaintext checked against its id): seals it under
+    /// the vault's chunk key, counts the seal, inserts it, and checkpoints every
+    /// [`crate::ops::put::CHECKPOINT_BYTES`] (`batch` carries the bytes since the last one).
+    /// `pull` and on-demand reads keep chunks through this one path.
+    ///
+    /// Errors: [`Error::KeyUsageLimit`]; [`Error::Storage`].
+    pub(crate) fn keep_fetched(&mut self, id: &[u8; 32], plain: &[u8], batch: &mut u64) -> Result<()> {
+        let sealed = self.vault.envelope().seal_chunk(id, plain)?;
+        self.count_chunk_seals(1)?;
+        self.tx.chunks()?.insert(id, &sealed)?;
+        *batch += sealed.len() as u64;
+        if *batch >= crate::ops::put::CHECKPOINT_BYTES {
+            *batch = 0;
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
     /// Counts `n` more chunk seals, refusing past the limit.
     pub(crate) fn count_chunk_seals(&mut self, n: u64) -> Result<()> {
         self.state.chunk_seals += n;
@@ -194,7 +227,7 @@ impl Txn<'_> {
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
         self.write_state()?;
         self.tx.0.take().expect("open transaction").commit_checkpoint()?;
-        self.tx = TxCell(Some(store::write(&self.vault.db)?));
+        self.tx = TxCell(Some(store::write(self.db)?));
         Ok(())
     }
 }

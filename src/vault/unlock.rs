@@ -152,7 +152,19 @@ impl Vault<Locked> {
         drop(rx);
         let legacy = AtomicBool::new(!current);
         let (slot, signers, warnings) = (slot.to_string(), publics, Default::default());
-        let state = Unlocked { keys, prev, index, signer, signers, slot, slot_kek, master, legacy, warnings };
+        let state = Unlocked {
+            keys,
+            prev,
+            index,
+            signing: super::signing::SigningKeys::new(signer, signers),
+            slot,
+            slot_kek,
+            master,
+            legacy,
+            warnings,
+            source: Default::default(),
+            fetched: Default::default(),
+        };
         let v = Vault { db: self.db, path: self.path, header: self.header, state };
         if !current {
             let rx = store::read(&v.db)?;

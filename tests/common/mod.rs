@@ -4,6 +4,7 @@
 
 pub mod faults;
 pub mod guided;
+pub mod hfhub;
 pub mod literals;
 pub mod s3;
 pub mod tamper;

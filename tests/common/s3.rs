@@ -82,7 +82,7 @@ pub fn servers_dir() -> PathBuf {
 }
 
 /// Runs `f` holding an exclusive lock on `target/test-servers/NAME.lock`.
-fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
+pub fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let lock = std::fs::File::create(servers_dir().join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
     let out = f();
@@ -90,7 +90,7 @@ fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-fn run_install(what: &str, c: &mut Command) {
+pub fn run_install(what: &str, c: &mut Command) {
     let t = Instant::now();
     eprintln!("installing {what} into {} (once)", servers_dir().display());
     let out = c.output().unwrap_or_else(|e| panic!("installing {what}: cannot run {c:?}: {e}"));
@@ -195,12 +195,15 @@ pub fn moto_with(threaded: bool) -> Server {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = data.path().join("server.log");
+    // The venv's python runs moto's module, not the `moto_server` script: the script's first line
+    // names the path the venv was made at, which is wrong once a target directory is copied.
+    let python = bin.parent().unwrap().join("python");
     let mut c = if threaded {
-        let mut c = Command::new(bin);
-        c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut c = Command::new(&python);
+        c.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
         c
     } else {
-        let mut c = Command::new(bin.parent().unwrap().join("python"));
+        let mut c = Command::new(&python);
         c.args(["-c", MOTO_SERIAL, &port.to_string()]).env("MOTO_PORT", port.to_string());
         c
     };

@@ -1,48 +1,41 @@
 //! `mvault get`: writes a version's files (or, with `--tensor`, chosen tensors as one
-//! safetensors file) to a directory, a file or standard output, after checking the signer when
-//! asked. Temporary output files are removed when a signal ends the process.
+//! safetensors file) to a directory, a file or standard output, or (with `--to-hf-cache`) into
+//! a Hugging Face hub cache, after checking the signer when asked. Temporary output files are
+//! removed when a signal ends the process.
 
 use std::path::Path;
 
 use modelvault::names::escape;
+use modelvault::ops::hf_export::HfExportOptions;
 use modelvault::{GetOptions, Result, TensorGetOptions, Unlocked, Vault, VersionRef, parse_spec};
 
-use crate::cli::args::Global;
+use crate::cli::args::{GetArgs, Global};
 use crate::cli::output::{self, group, shape, size};
 use crate::cli::progress::{Bar, Relabel, tensor_label};
 use crate::cli::session::{refuse_vault_stdout, unlock_read};
 
-/// What `get` was asked for, as the command line gave it.
-pub struct GetArgs<'a> {
-    /// `NAME[@REF]`.
-    pub spec: &'a str,
-    /// `-o`: a directory, a file (with `--tensor`) or `-`.
-    pub dest: &'a Path,
-    /// `--force`: overwrite existing files.
-    pub force: bool,
-    /// `--tensor NAME`, repeated.
-    pub tensor: &'a [String],
-    /// `--file PATH`: the file the tensors are in.
-    pub file: Option<&'a str>,
-    /// `--require-signer TRUST-NAME`.
-    pub require_signer: Option<&'a str>,
-}
-
 /// Runs `get`; returns the exit code.
 pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
     let bar = Bar::new(g);
-    let (name, r) = parse_spec(a.spec)?;
+    let (name, r) = parse_spec(&a.spec)?;
     let v = unlock_read(g)?;
+    crate::cli::commands::sync::attach_source(g, &v, a.remote.as_deref(), a.no_cache)?;
     crate::cli::signals::remove_temp_files_on_signals()?;
     // Pin the version first, so the check and the read are of the same version.
-    let r = match a.require_signer {
+    let r = match a.require_signer.as_deref() {
         Some(signer) => VersionRef::Number(v.require_signer(&name, &r, signer)?),
         None => r,
     };
-    if !a.tensor.is_empty() {
-        return tensors(g, &v, &name, &r, a, &bar);
+    if let Some(cache) = &a.to_hf_cache {
+        return to_hf_cache(g, &v, &name, &r, cache, a, &bar);
     }
-    let rep = v.get(&name, &r, a.dest, &GetOptions { force: a.force }, &bar)?;
+    let Some(dest) = a.output.as_deref() else {
+        return Err(modelvault::Error::InvalidInput("get needs -o DEST or --to-hf-cache DIR".into()));
+    };
+    if !a.tensor.is_empty() {
+        return tensors(g, &v, &name, &r, dest, a, &bar);
+    }
+    let rep = v.get(&name, &r, dest, &GetOptions { force: a.force }, &bar)?;
     if g.json {
         output::json(&rep);
     } else {
@@ -61,14 +54,22 @@ pub fn run(g: &Global, a: &GetArgs) -> Result<i32> {
 }
 
 /// `get --tensor`: the tensors named, as one safetensors file at `-o` or on standard output.
-fn tensors(g: &Global, v: &Vault<Unlocked>, name: &str, r: &VersionRef, a: &GetArgs, bar: &Bar) -> Result<i32> {
-    let opts = TensorGetOptions { force: a.force, file: a.file.map(str::to_string) };
+fn tensors(
+    g: &Global,
+    v: &Vault<Unlocked>,
+    name: &str,
+    r: &VersionRef,
+    dest: &Path,
+    a: &GetArgs,
+    bar: &Bar,
+) -> Result<i32> {
+    let opts = TensorGetOptions { force: a.force, file: a.file.clone() };
     let bar = &Relabel { inner: bar, words: tensor_label };
-    if a.dest.as_os_str() == "-" {
+    if dest.as_os_str() == "-" {
         // The file goes to standard output; the report to standard error.
         refuse_vault_stdout(v)?;
         let stdout = std::io::stdout();
-        let rep = v.get_tensors_to(name, r, a.tensor, &mut stdout.lock(), &opts, bar)?;
+        let rep = v.get_tensors_to(name, r, &a.tensor, &mut stdout.lock(), &opts, bar)?;
         if g.json {
             eprintln!("{}", serde_json::to_string_pretty(&rep).expect("report serialises"));
         } else {
@@ -76,12 +77,43 @@ fn tensors(g: &Global, v: &Vault<Unlocked>, name: &str, r: &VersionRef, a: &GetA
         }
         return Ok(0);
     }
-    let rep = v.get_tensors(name, r, a.tensor, a.dest, &opts, bar)?;
+    let rep = v.get_tensors(name, r, &a.tensor, dest, &opts, bar)?;
     if g.json {
         output::json(&rep);
     } else {
         tensor_get(&rep);
     }
+    Ok(0)
+}
+
+/// `get --to-hf-cache DIR`: the version as a repository of the hub cache at DIR. The snapshot
+/// folder goes to standard output, what was written to standard error.
+fn to_hf_cache(
+    g: &Global,
+    v: &Vault<Unlocked>,
+    name: &str,
+    r: &VersionRef,
+    cache: &Path,
+    a: &GetArgs,
+    bar: &Bar,
+) -> Result<i32> {
+    let opts = HfExportOptions { repo_id: a.repo_id.clone(), revision: a.revision.clone(), force: a.force };
+    let rep = v.get_to_hf_cache(name, r, cache, &opts, bar)?;
+    if g.json {
+        output::json(&rep);
+        return Ok(0);
+    }
+    println!("{}", rep.snapshot.display());
+    let lfs = rep.files.iter().filter(|f| f.lfs).count();
+    eprintln!(
+        "wrote {}@{} as {} revision {} (refs/main): {} file(s) ({lfs} LFS), {} (SHA-256 and signature verified)",
+        rep.name,
+        rep.version,
+        rep.repo_id,
+        rep.commit,
+        rep.files.len(),
+        output::size(rep.bytes),
+    );
     Ok(0)
 }
 

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod key;
 pub mod ls;
 pub mod metric;
+pub mod mount;
 pub mod put;
 pub mod query;
 pub mod remote;

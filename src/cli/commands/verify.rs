@@ -11,7 +11,7 @@ use crate::cli::progress::Bar;
 use crate::cli::session::unlock_read;
 
 /// Runs `verify [SPEC] [--read-data]`; returns the exit code.
-pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
+pub fn run(g: &Global, spec: Option<&str>, read_data: bool, remote: Option<&str>) -> Result<i32> {
     let bar = Bar::new(g);
     let v = unlock_read(g)?;
     // A reader's open cannot check the file's pages (see SECURITY.md, "Storage and atomicity").
@@ -23,6 +23,8 @@ pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
     if let Some(why) = why {
         eprintln!("note: the storage pages were not checked, since {why}; run verify again when it is done");
     }
+    // Chunks a metadata-only pull left on the vault's remote are not damage.
+    crate::cli::commands::sync::attach_source(g, &v, remote, false)?;
     let only = spec.map(|s| target(&v, s)).transpose()?;
     let mut rep = v.verify_only(read_data, only.as_ref().map(|(n, ver)| (n.as_str(), *ver)), &bar)?;
     // A problem's remedy, in this CLI's words, completes its detail (in the JSON too).
@@ -49,11 +51,15 @@ pub fn run(g: &Global, spec: Option<&str>, read_data: bool) -> Result<i32> {
             println!("DAMAGED {}", p.detail);
         }
         println!(
-            "{}: {} model(s), {} version(s), {} chunk reference(s){}{}",
+            "{}: {} model(s), {} version(s), {} chunk reference(s){}{}{}",
             if rep.ok() { "ok" } else { "FAILED" },
             rep.models,
             rep.versions,
             rep.chunks,
+            match rep.not_held_locally {
+                0 => String::new(),
+                n => format!(", {n} not held locally (on the remote)"),
+            },
             if read_data { format!(", {} decrypted and hashed", output::size(rep.bytes_read)) } else { String::new() },
             match spec {
                 Some(s) => format!(" (only {})", escape(s)),

@@ -1,5 +1,7 @@
-//! Output files of `get` and `get --tensor`: how they are created, given their mode and renamed
-//! into place, without following a symbolic link and without ever writing over the vault file.
+//! Output files of `get`, `get --tensor` and `get --to-hf-cache`: how they are created, given
+//! their mode and renamed into place, without following a symbolic link and without ever
+//! writing over the vault file; and (Unix) the symbolic links of a Hugging Face snapshot,
+//! made by their text and renamed into place the same way.
 //!
 //! Owns [`output_mode`], [`abandon_temp_files`], [`Vault::refuse_vault_output`] and the
 //! crate-internal `OutDir` and `TempOut`. The rules (SECURITY.md, "Output files"):
@@ -287,6 +289,54 @@ impl OutDir {
         reg.next += 1;
         reg.live.push(Live { id, dir: self.handle.clone(), name: name.clone() });
         Ok(TempOut { dir: self.clone(), name, file, reg_id: id, renamed: false })
+    }
+}
+
+#[cfg(unix)]
+impl OutDir {
+    /// Makes `name` in this directory a symbolic link with the text `target`, which is never
+    /// followed here. A link already there with that text is left as it is (returns false).
+    /// Anything else there is replaced only with `force`, and only when it is a symbolic link
+    /// or a regular file that is not the vault's own: the new link is made under a temporary
+    /// name (`.mvault-tmp-<16 hex digits>`) and renamed over it.
+    ///
+    /// Errors: [`Error::OutputExists`] (without `force`), [`Error::InvalidInput`] (a directory
+    /// or special file in the way, or the vault's file), [`Error::Io`].
+    pub fn link(&self, name: &str, target: &str, force: bool, vault: &VaultFile) -> Result<bool> {
+        let shown = self.shown.join(name);
+        if let Some(e) = self.entry(name)? {
+            let old = sys::read_link(&self.handle, name)
+                .map_err(|e| Error::io(format!("reading the link {}", shown.display()), e))?;
+            if old.as_deref() == Some(target) {
+                return Ok(false);
+            }
+            if e.kind == Kind::Regular && vault.is(e.id, &shown) {
+                return Err(vault.refuse(&shown));
+            }
+            if !force {
+                return Err(Error::OutputExists(shown));
+            }
+            if e.kind != Kind::Regular && old.is_none() {
+                return Err(Error::InvalidInput(format!(
+                    "{} exists and is not a regular file or a symbolic link (a directory or a special file): refusing to replace it",
+                    shown.display()
+                )));
+            }
+        }
+        let mut rnd = [0u8; 8];
+        crate::crypto::fill_random(&mut rnd)?;
+        let tmp = format!(".mvault-tmp-{}", hex(&rnd));
+        sys::symlink(&self.handle, target, &tmp)
+            .map_err(|e| Error::io(format!("creating the link {}", self.shown.join(&tmp).display()), e))?;
+        sys::rename(&self.handle, &tmp, name, !force).map_err(|e| {
+            let _ = sys::unlink(&self.handle, &tmp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::OutputExists(shown.clone())
+            } else {
+                Error::io(format!("renaming into {}", shown.display()), e)
+            }
+        })?;
+        Ok(true)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Descriptor-relative file system calls (Unix, through `rustix`) under the output files:
 //! open a directory, open or create a subdirectory without following a link, stat an entry
 //! without following it, create a file with `O_CREAT | O_EXCL | O_NOFOLLOW` and mode 0600,
-//! rename (with `RENAME_NOREPLACE` where Linux has it), unlink, sync.
+//! rename (with `RENAME_NOREPLACE` where Linux has it), unlink, create and read a symbolic
+//! link (its text only), sync.
 //!
 //! Every call below the directory the caller named is relative to a directory descriptor; it
 //! must never take a path through a symbolic link, and never decide policy (that is the parent
@@ -75,6 +76,20 @@ pub fn rename(dir: &DirHandle, from: &str, to: &str, no_replace: bool) -> io::Re
 
 pub fn unlink(dir: &DirHandle, name: &str) -> io::Result<()> {
     Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// Creates the symbolic link `name` in `dir` with the text `target` (never resolved here).
+pub fn symlink(dir: &DirHandle, target: &str, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::symlinkat(target, dir, name)?)
+}
+
+/// The text of the symbolic link `name` in `dir`; `None` when `name` is absent or not a link.
+pub fn read_link(dir: &DirHandle, name: &str) -> io::Result<Option<String>> {
+    match rustix::fs::readlinkat(dir, name, Vec::new()) {
+        Ok(t) => Ok(Some(t.to_string_lossy().into_owned())),
+        Err(Errno::NOENT) | Err(Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn sync_dir(dir: &DirHandle) -> io::Result<()> {

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -43,7 +43,10 @@ use crate::{Error, Result};
 use crate::{chunk, formats};
 
 mod pipeline;
+mod sources;
 use pipeline::{hash_pieces, seal_pieces, write_chunks};
+pub(crate) use sources::walk;
+pub use sources::{Blob, Filter, Source, collect_filtered, collect_sources};
 
 /// Pieces in flight per pipeline stage.
 pub const QUEUE_DEPTH: usize = 4;
@@ -67,6 +70,10 @@ pub struct PutOptions {
     pub allow_unsafe_pickle: bool,
     /// Extra exact `module.qualname` globals the pickle scanner allows for this put.
     pub allow_globals: Vec<String>,
+    /// Globs of paths inside the model to leave out of a directory (see [`Filter`]).
+    pub exclude: Vec<String>,
+    /// Keep files and folders named `.git`, which a directory's walk otherwise leaves out.
+    pub include_git: bool,
 }
 
 /// What a put did.
@@ -88,86 +95,26 @@ pub struct PutReport {
     pub reused_chunks: u64,
 }
 
-/// A file to store: its path inside the model and on disk.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// `/`-separated path inside the model.
-    pub path: String,
-    /// Where it is on disk.
-    pub disk: PathBuf,
-    /// Size when listed, in bytes.
-    pub size: u64,
-}
-
-/// Lists what `src` holds: one file, or every regular file under a directory in path order.
-/// Symbolic links and special files (devices, sockets, FIFOs) are refused.
+/// Checks the name and everything `opts` would record, before anything is read or written.
 ///
-/// Errors: [`Error::InvalidInput`] naming the offending path; [`Error::InvalidName`] for a file
-/// name that breaks the path rule; [`Error::Io`].
-pub fn collect_sources(src: &Path) -> Result<Vec<Source>> {
-    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
-    let ft = meta.file_type();
-    let mut out = Vec::new();
-    if ft.is_symlink() {
-        return Err(Error::InvalidInput(format!(
-            "{} is a symbolic link: symlinks are refused; give the path of the file it points to",
-            src.display()
-        )));
-    } else if ft.is_file() {
-        let name = src
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", src.display())))?;
-        names::check_file_path(name)?;
-        out.push(Source { path: name.to_string(), disk: src.to_path_buf(), size: meta.len() });
-    } else if ft.is_dir() {
-        walk(src, "", &mut out)?;
-        if out.is_empty() {
-            return Err(Error::InvalidInput(format!("{} holds no files", src.display())));
-        }
-    } else {
-        return Err(Error::InvalidInput(format!("{} is not a regular file or directory", src.display())));
+/// Errors: [`Error::InvalidName`], [`Error::InvalidInput`].
+fn check_options(name: &str, opts: &PutOptions) -> Result<()> {
+    names::check_model_name(name)?;
+    for a in &opts.aliases {
+        names::check_alias(a)?;
     }
-    Ok(out)
-}
-
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    let mut entries = Vec::new();
-    for e in rd {
-        let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        entries.push(e.path());
+    for g in &opts.allow_globals {
+        crate::ops::allow::check_global(g)?;
     }
-    entries.sort();
-    for p in entries {
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::InvalidInput(format!("{}: file name is not valid UTF-8", p.display())))?;
-        let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            return Err(Error::InvalidInput(format!(
-                "{} is a symbolic link inside the model directory: symlinks are refused; copy the target in",
-                p.display()
-            )));
-        } else if ft.is_dir() {
-            walk(&p, &rel, out)?;
-        } else if ft.is_file() {
-            names::check_file_path(&rel)?;
-            if out.len() >= MAX_FILES {
-                return Err(Error::InvalidInput(format!("the model holds more than {MAX_FILES} files")));
-            }
-            out.push(Source { path: rel, disk: p, size: meta.len() });
-        } else {
-            return Err(Error::InvalidInput(format!(
-                "{} is a special file (device, socket or FIFO): only regular files can be stored",
-                p.display()
-            )));
-        }
+    for (k, v) in &opts.tags {
+        names::check_key("tag key", k)?;
+        names::check_tag_value(v)?;
     }
-    Ok(())
+    for (k, v) in &opts.metrics {
+        names::check_key("metric key", k)?;
+        names::check_metric_value(k, *v)?;
+    }
+    names::check_description(&opts.description)
 }
 
 /// Counts from storing one file.
@@ -186,23 +133,28 @@ impl Vault<Unlocked> {
     /// (symlink, special file, file changed between the scan and the store pass or while read, bad metric), [`Error::KeyUsageLimit`],
     /// [`Error::Io`], [`Error::Storage`].
     pub fn put(&mut self, src: &Path, name: &str, opts: &PutOptions, progress: &dyn Progress) -> Result<PutReport> {
-        names::check_model_name(name)?;
-        for a in &opts.aliases {
-            names::check_alias(a)?;
+        check_options(name, opts)?;
+        let filter = Filter::new(&opts.exclude, opts.include_git)?;
+        let sources = collect_filtered(src, &filter)?;
+        self.put_sources(&sources, name, opts, progress)
+    }
+
+    /// Stores the files `sources` lists (from [`collect_sources`] or
+    /// [`crate::ops::hf::snapshot`]) as the next version of model `name`, as [`Vault::put`]
+    /// does.
+    ///
+    /// Errors: those of [`Vault::put`].
+    pub fn put_sources(
+        &mut self,
+        sources: &[Source],
+        name: &str,
+        opts: &PutOptions,
+        progress: &dyn Progress,
+    ) -> Result<PutReport> {
+        check_options(name, opts)?;
+        if sources.is_empty() {
+            return Err(Error::InvalidInput("there are no files to store".into()));
         }
-        for g in &opts.allow_globals {
-            crate::ops::allow::check_global(g)?;
-        }
-        for (k, v) in &opts.tags {
-            names::check_key("tag key", k)?;
-            names::check_tag_value(v)?;
-        }
-        for (k, v) in &opts.metrics {
-            names::check_key("metric key", k)?;
-            names::check_metric_value(k, *v)?;
-        }
-        names::check_description(&opts.description)?;
-        let sources = collect_sources(src)?;
         let total: u64 = sources.iter().map(|s| s.size).sum();
 
         let mut txn = self.write_reporting(progress)?;
@@ -213,7 +165,7 @@ impl Vault<Unlocked> {
         progress.begin(&format!("put {name}@{version}"), total);
         let mut files = Vec::with_capacity(sources.len());
         let mut stored = Stored::default();
-        for s in &sources {
+        for s in sources {
             files.push(self.store_file(&mut txn, s, opts, &mut stored, progress)?);
         }
         progress.end();
@@ -304,7 +256,7 @@ impl Vault<Unlocked> {
         progress: &dyn Progress,
     ) -> Result<FileEntry> {
         let shown = src.disk.display().to_string();
-        let file = File::open(&src.disk).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let file = sources::open(src)?;
         let before = file.metadata().map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let size = before.len();
         let (analysis, blocks, scan) = self.analyze_source(&file, size, &shown, opts)?;
@@ -363,8 +315,7 @@ impl Vault<Unlocked> {
                 return Err(changed_error(&src.disk.display().to_string()));
             }
             // A file rewritten in place keeps its length: compare its change time and identity.
-            let after =
-                std::fs::metadata(&src.disk).map_err(|e| Error::io(format!("reading {}", src.disk.display()), e))?;
+            let after = sources::state_now(src)?;
             if !same_file_state(&before, &after) {
                 return Err(changed_error(&src.disk.display().to_string()));
             }
@@ -471,8 +422,9 @@ pub fn scan_record(r: &ScanReport, allowed_unsafe: bool) -> ScanRecord {
 /// Signs `m` and writes its version record.
 pub(crate) fn write_version(txn: &mut Txn<'_>, mk: &[u8; 32], m: &Manifest) -> Result<()> {
     let bytes = m.encode();
-    let signature = crate::manifest::sign(&txn.vault.state.signer, &bytes).to_vec();
-    let rec = VersionRecord { manifest: bytes, signature, signer: txn.vault.state.signer.public_key() };
+    let signer = txn.vault.state.signing.active();
+    let signature = crate::manifest::sign(&signer, &bytes).to_vec();
+    let rec = VersionRecord { manifest: bytes, signature, signer: signer.public_key() };
     let key = store::version_key(mk, m.version);
     let sealed = txn.seal_meta(Table::Versions, &key, &rec)?;
     txn.tx.put_version(mk, m.version, &sealed)
