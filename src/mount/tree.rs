@@ -106,12 +106,12 @@ pub struct Tree {
 /// plain name. `None` when the name breaks the rule (more than one `/`, or a part that is not a
 /// valid name on its own).
 pub fn model_place(name: &str) -> Option<(Option<&str>, &str)> {
-    let (ns, rest) = match name.split_once('/') {
+    // The whole name is checked (at most one '/', each side a valid name), then split.
+    names::check_model_name(name).ok()?;
+    Some(match name.split_once('/') {
         Some((ns, rest)) => (Some(ns), rest),
         None => (None, name),
-    };
-    let ok = |s: &str| names::check_model_name(s).is_ok();
-    (ns.is_none_or(ok) && ok(rest)).then_some((ns, rest))
+    })
 }
 
 impl Tree {
