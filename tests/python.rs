@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use common::s3::{locked, run_install, servers_dir};
 
-const TOOLS: &[&str] = &["maturin==1.9.6", "pytest==8.4.2", "numpy==2.2.6", "safetensors==0.8.0"];
+const TOOLS: &[&str] = &["maturin==1.16.0", "pytest==8.4.2", "numpy==2.2.6", "safetensors==0.8.0"];
 
-/// The venv with the build and test tools, made once.
+/// The venv with the build and test tools, made once (again when [`TOOLS`] changes).
 fn venv() -> PathBuf {
     let dir = servers_dir().join("py-modelvault");
     let marker = dir.join(".installed");
     locked("py-modelvault", || {
-        if marker.exists() {
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == TOOLS.join("\n")) {
             return;
         }
         let _ = std::fs::remove_dir_all(&dir);
