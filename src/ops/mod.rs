@@ -17,6 +17,7 @@ pub mod ondemand;
 pub mod outfile;
 pub mod put;
 pub mod query;
+pub mod range;
 pub(crate) mod reader;
 pub mod remote;
 pub mod remove;

@@ -1,0 +1,107 @@
+//! `modelvault._native`: the Python package's extension module over the `modelvault` library.
+//! This file owns the module's contents and the two ways in, `open` and `create`; the vault
+//! handle is in `vault`, the safetensors-style tensor access in `tensors`, passphrases in
+//! `secret`, the exceptions in `errors`. Every vault operation runs without the GIL
+//! (`Python::detach`), so other Python threads keep running while chunks are decrypted. It must
+//! never write a plaintext file except where the caller asked for files (`get`, `download`),
+//! never shell out to `mvault`, and never put a passphrase into a repr, a message or a log.
+
+mod errors;
+mod secret;
+mod tensors;
+mod vault;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use modelvault::{Argon2Params, CreateOptions, OpenOptions, Vault};
+use pyo3::prelude::*;
+
+use crate::errors::{invalid, to_py};
+use crate::vault::PyVault;
+
+/// Opens the vault file at `path` and unlocks it.
+///
+/// The passphrase comes from `passphrase_file` (its bytes less one trailing newline, as
+/// `mvault --passphrase-file` reads it), or from `passphrase` (bytes or str), or, when neither
+/// is given, from a `getpass` prompt. The copy this module makes is zeroized once the vault is
+/// unlocked; a Python `bytes` or `str` you pass stays in Python's memory until it is collected,
+/// so prefer a file. Opening as a writer (the default) fails with `VaultInUse` while another
+/// process writes the vault (after retrying for `wait` seconds); `read_only=True` opens beside a
+/// writer and refuses every write. Unlocking turns core dumps off for the whole process.
+///
+/// Raises: NotFound (no vault at `path`), WrongPassphrase, VaultInUse, TamperedData (not a
+/// vault, or a damaged one), InvalidInput, VaultError.
+#[pyfunction]
+#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot=None, read_only=false, wait=None))]
+fn open(
+    py: Python<'_>,
+    path: PathBuf,
+    passphrase_file: Option<PathBuf>,
+    passphrase: Option<&Bound<'_, PyAny>>,
+    slot: Option<String>,
+    read_only: bool,
+    wait: Option<f64>,
+) -> PyResult<PyVault> {
+    let wait = match wait {
+        None => None,
+        Some(s) if (0.0..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+        Some(s) => return Err(invalid(format!("wait={s}: give a number of seconds from 0 to 86400"))),
+    };
+    secret::check_one(passphrase_file.as_deref(), passphrase)?;
+    let opts = OpenOptions { wait, read_only };
+    let locked = py.detach(|| Vault::open(&path, &opts)).map_err(to_py)?;
+    let pass = secret::obtain(py, &path, passphrase_file.as_deref(), passphrase)?;
+    let v = py
+        .detach(|| match &slot {
+            Some(s) => locked.unlock_slot(s, &pass),
+            None => locked.unlock(&pass),
+        })
+        .map_err(to_py)?;
+    drop(pass);
+    Ok(PyVault::new(v))
+}
+
+/// Creates a new vault at `path` (which must not exist) with one key slot for the passphrase
+/// (given as for `open`), and returns it unlocked. The Argon2id cost defaults to RFC 9106's
+/// (64 MiB, 3 passes, 4 lanes); tests pass smaller values.
+///
+/// Raises: InvalidInput (a file exists at `path`, bad Argon2 parameters or slot name), VaultError.
+#[pyfunction]
+#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot="default", argon2_memory_kib=None, argon2_time_cost=None, argon2_lanes=None))]
+#[allow(clippy::too_many_arguments)]
+fn create(
+    py: Python<'_>,
+    path: PathBuf,
+    passphrase_file: Option<PathBuf>,
+    passphrase: Option<&Bound<'_, PyAny>>,
+    slot: &str,
+    argon2_memory_kib: Option<u32>,
+    argon2_time_cost: Option<u32>,
+    argon2_lanes: Option<u32>,
+) -> PyResult<PyVault> {
+    let d = Argon2Params::default();
+    let argon2 = Argon2Params {
+        memory_kib: argon2_memory_kib.unwrap_or(d.memory_kib),
+        time_cost: argon2_time_cost.unwrap_or(d.time_cost),
+        lanes: argon2_lanes.unwrap_or(d.lanes),
+    };
+    let opts = CreateOptions { argon2, slot_name: slot.to_string() };
+    let pass = secret::obtain(py, &path, passphrase_file.as_deref(), passphrase)?;
+    let v = py.detach(|| Vault::create(&path, &pass, &opts)).map_err(to_py)?;
+    drop(pass);
+    Ok(PyVault::new(v))
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(open, m)?)?;
+    m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_class::<PyVault>()?;
+    m.add_class::<vault::Version>()?;
+    m.add_class::<tensors::SafeOpen>()?;
+    m.add_class::<tensors::TensorSlice>()?;
+    errors::register(m)?;
+    Ok(())
+}
