@@ -404,3 +404,59 @@ fn writes_into_the_mount_fail_with_erofs() {
     assert_eq!(erofs(std::fs::remove_file(&existing)), Some(30));
     assert_eq!(erofs(std::fs::rename(&existing, m.at.join("silero/1/moved"))), Some(30));
 }
+
+/// A venv with onnx, made once under target/test-servers; `None` (after saying why) where it
+/// cannot be made (no network to PyPI, no wheel for this Python).
+fn onnx_venv() -> Option<PathBuf> {
+    const PKGS: &[&str] = &["onnx==1.23.2", "numpy"];
+    let d = common::s3::servers_dir().join("py-onnx");
+    common::s3::locked("py-onnx", || {
+        if d.join(".installed").exists() {
+            return Some(d.join("bin/python"));
+        }
+        let _ = std::fs::remove_dir_all(&d);
+        let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
+        if !ok(Command::new("python3").args(["-m", "venv"]).arg(&d))
+            || !ok(Command::new(d.join("bin/pip")).args(["install", "-q"]).args(PKGS))
+        {
+            eprintln!("SKIPPED (onnx part): a venv with {} could not be made", PKGS.join(" "));
+            return None;
+        }
+        std::fs::write(d.join(".installed"), PKGS.join(" ")).unwrap();
+        Some(d.join("bin/python"))
+    })
+}
+
+#[test]
+fn onnx_loads_every_corpus_onnx_model_from_the_mount_as_from_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    vault(dir.path());
+    let Some(m) = mount(dir.path(), &[]) else { return };
+    let Some(py) = onnx_venv() else { return };
+    let script = dir.path().join("check_onnx.py");
+    std::fs::write(
+        &script,
+        r#"import pathlib, sys
+import onnx
+orig, mounted = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+n = 0
+for p in sorted(orig.rglob("*.onnx")):
+    a = onnx.load(str(p))
+    b = onnx.load(str(mounted / p.relative_to(orig)))
+    assert a.SerializeToString() == b.SerializeToString(), p
+    assert len(b.graph.node) == len(a.graph.node), p
+    n += 1
+print(f"{n} ONNX models load identically")
+"#,
+    )
+    .unwrap();
+    let want = common::files_under(&corpus().join("onnx"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .count();
+    assert!(want >= 5, "{want}");
+    let out = Command::new(py).arg(&script).arg(corpus().join("onnx")).arg(m.at.join("onnx/1")).output().unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{so}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(so.trim(), format!("{want} ONNX models load identically"));
+}
