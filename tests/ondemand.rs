@@ -169,15 +169,29 @@ fn url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-#[test]
-fn cli_metadata_only_clone_reads_chunks_on_demand() {
+/// A vault `a` holding MiniLM as `minilm@1`, pushed through the command line to a directory
+/// remote `bucket` (`remote` is its URL), and an empty directory `b` for the second vault.
+struct Pushed {
+    a: tempfile::TempDir,
+    b: tempfile::TempDir,
+    bucket: tempfile::TempDir,
+    remote: String,
+    want: Vec<u8>,
+}
+
+fn pushed() -> Pushed {
     let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let remote = url(bucket.path());
     let src = corpus().join(MINILM);
-    let want = std::fs::read(&src).unwrap();
     cli_init(a.path());
     mvault(a.path()).arg("put").arg(&src).args(["--name", "minilm"]).assert().success();
     mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    Pushed { a, b, bucket, remote, want: std::fs::read(&src).unwrap() }
+}
+
+#[test]
+fn cli_metadata_only_clone_reads_chunks_on_demand() {
+    let Pushed { a: _a, b, bucket: _bucket, remote, want } = pushed();
     let vault = b.path().join("test.mvault");
     mvault(b.path())
         .args(["clone", "--metadata-only", &remote])
@@ -214,11 +228,7 @@ fn cli_metadata_only_clone_reads_chunks_on_demand() {
 
 #[test]
 fn cli_tampered_pack_exits_6_without_output() {
-    let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let remote = url(bucket.path());
-    cli_init(a.path());
-    mvault(a.path()).arg("put").arg(corpus().join(MINILM)).args(["--name", "minilm"]).assert().success();
-    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    let Pushed { a: _a, b, bucket, remote, .. } = pushed();
     mvault(b.path()).args(["clone", "--metadata-only", &remote]).arg(b.path().join("test.mvault")).assert().success();
     let packs = bucket.path().join("packs");
     let pack = std::fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
@@ -285,13 +295,7 @@ fn verify_counts_chunks_left_on_the_remote_and_flags_them_without_one() {
 
 #[test]
 fn cli_get_keeps_chunks_and_streams_when_another_process_writes() {
-    let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let remote = url(bucket.path());
-    let src = corpus().join(MINILM);
-    let want = std::fs::read(&src).unwrap();
-    cli_init(a.path());
-    mvault(a.path()).arg("put").arg(&src).args(["--name", "minilm"]).assert().success();
-    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    let Pushed { a: _a, b, bucket, remote, want } = pushed();
     let vault = b.path().join("test.mvault");
     mvault(b.path()).args(["clone", "--metadata-only", &remote]).arg(&vault).assert().success();
     mvault(b.path())
