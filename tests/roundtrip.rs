@@ -61,22 +61,31 @@ fn directory_model_round_trips_with_nested_paths() {
     assert!(files_under(&out).iter().all(|p| !p.to_string_lossy().contains(".mvault-tmp-")));
 }
 
+/// The file left by a put's compaction is tight in some chunk orders (about 1 in 16 here), and
+/// redb then doubles it at the next write; a re-put must not keep that doubling. Six vaults of
+/// three puts each, so the tight case comes up in about a third of runs.
 #[test]
 fn minilm_vault_size_ratio_and_reput_dedup() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, mut v) = new_vault(dir.path());
     let model = corpus().join("safetensors/all-MiniLM-L6-v2.model.safetensors");
     let size = std::fs::metadata(&model).unwrap().len();
-    let r1 = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
-    assert_eq!(r1.new_bytes, size);
-    let after1 = std::fs::metadata(&path).unwrap().len();
-    let ratio = after1 as f64 / size as f64;
-    assert!(ratio <= 1.10, "vault file is {ratio:.3}x the model");
-    let r2 = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
-    assert_eq!(r2.version, 2);
-    assert_eq!(r2.new_chunks, 0);
-    let after2 = std::fs::metadata(&path).unwrap().len();
-    assert!(((after2 as f64) - (after1 as f64)) < 0.01 * size as f64, "re-put grew the file from {after1} to {after2}");
+    for round in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut v) = new_vault(dir.path());
+        let r1 = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
+        assert_eq!(r1.new_bytes, size);
+        let mut before = std::fs::metadata(&path).unwrap().len();
+        let ratio = before as f64 / size as f64;
+        assert!(ratio <= 1.10, "vault file is {ratio:.3}x the model");
+        for version in 2..=3 {
+            let r = v.put(&model, "minilm", &PutOptions::default(), &NoProgress).unwrap();
+            assert_eq!(r.version, version);
+            assert_eq!(r.new_chunks, 0);
+            let after = std::fs::metadata(&path).unwrap().len();
+            let grew = after as f64 - before as f64;
+            assert!(grew < 0.01 * size as f64, "round {round}: re-put {version} grew the file from {before} to {after}");
+            before = after;
+        }
+    }
 }
 
 #[test]
