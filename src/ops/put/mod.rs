@@ -375,7 +375,7 @@ impl Vault<Unlocked> {
         let stored_much = new_bytes as f64 >= len * TRIM_SLACK;
         let grew = len - len_before as f64 - new_bytes as f64 > len_before as f64 * TRIM_SLACK;
         let read_much = read_bytes as f64 >= len * TRIM_SLACK;
-        if !stored_much && !(grew && read_much) {
+        if !(stored_much || (grew && read_much)) {
             return Ok(());
         }
         let live = store::stored_chunk_bytes(&self.db)? as f64;
