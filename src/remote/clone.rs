@@ -164,7 +164,7 @@ fn create_copy(
         index,
         signing: crate::vault::signing::SigningKeys::new(signer, signers),
         slot,
-        slot_kek,
+        slot_kek: Some(slot_kek),
         master,
         legacy,
         warnings: Default::default(),

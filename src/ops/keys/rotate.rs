@@ -12,9 +12,9 @@ use crate::names::escape;
 use crate::progress::Progress;
 use crate::store::chunks::ChunkStore;
 use crate::store::envelope::{Envelope, KeyUse};
-use crate::store::records::{self, SlotRecord};
+use crate::store::records::{self, RecipientSlot, SlotRecord};
 use crate::store::{self, ReadTxn, RecordRead, Table, WriteTxn};
-use crate::vault::{Passphrase, Unlocked, Vault};
+use crate::vault::{Passphrase, Unlocked, Vault, recipient_body};
 use crate::{Error, Result};
 
 /// Plaintext bytes re-encrypted per rotation transaction (64 MiB).
@@ -71,9 +71,17 @@ impl Vault<Unlocked> {
         let mut removed = Vec::new();
         let mut updates = Vec::new();
         for (name, bytes) in &slots {
+            if let Some(mut slot) = RecipientSlot::decode(bytes) {
+                // Public keys are all a recipient slot needs: it is always kept.
+                let recipients = super::stored_recipients(name, &slot)?;
+                slot.next = Some((to, recipient_body(&vid, name, to, &new_master, &recipients)?));
+                kept.push(name.clone());
+                updates.push((name.clone(), slot.encode()));
+                continue;
+            }
             let mut slot = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
             let kek = if *name == self.state.slot {
-                self.state.slot_kek.clone()
+                self.state.slot_kek.clone().ok_or_else(|| Error::KeySlotDamaged(name.clone()))?
             } else if let Some((_, p)) = others.iter().find(|(n, _)| n == name) {
                 let kek = slot.params.derive_kek(p.bytes(), &slot.salt)?;
                 let opened = aead::open(&kek, &SlotRecord::aad(&vid, name, slot.epoch, &slot.params), &slot.wrapped);
@@ -95,7 +103,7 @@ impl Vault<Unlocked> {
             let wrapped = aead::seal(&kek, &SlotRecord::aad(&vid, name, to, &slot.params), new_master.expose())?;
             slot.next = Some((to, wrapped));
             kept.push(name.clone());
-            updates.push((name.clone(), slot));
+            updates.push((name.clone(), slot.encode()));
         }
         for (name, _) in others {
             if !slots.iter().any(|(n, _)| n == name) {
@@ -104,7 +112,7 @@ impl Vault<Unlocked> {
         }
         let mut txn = self.write()?;
         for (name, slot) in &updates {
-            txn.put_slot(name, &slot.encode())?;
+            txn.put_slot(name, slot)?;
         }
         for name in &removed {
             txn.tx.remove_slot(name)?;
@@ -227,6 +235,22 @@ impl Reseal<'_> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
         let epoch = self.env.epoch();
         for (name, v) in rx.slots()? {
+            if let Some(mut slot) = RecipientSlot::decode(&v) {
+                match slot.next.take() {
+                    Some((e, body)) if e == epoch => {
+                        slot.epoch = e;
+                        slot.body = body;
+                    }
+                    _ if slot.epoch == epoch => {}
+                    _ => {
+                        report.slots_removed.push(name);
+                        continue;
+                    }
+                }
+                tx.put_slot(&name, &slot.encode())?;
+                report.slots_kept.push(name);
+                continue;
+            }
             let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
             match slot.next.take() {
                 Some((e, w)) if e == epoch => {
