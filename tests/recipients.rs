@@ -285,3 +285,40 @@ fn the_cli_adds_lists_and_unlocks_recipient_slots() {
     let text = String::from_utf8(mvault(d).args(["key", "list"]).output().unwrap().stdout).unwrap();
     assert!(!text.contains("bad"), "{text}");
 }
+
+#[test]
+fn a_second_machine_clones_with_only_its_private_key() {
+    let (a, b, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = format!("file://{}", bucket.path().display());
+    cli_init(a.path());
+    let (id, r) = age_identity(b.path(), "machine.key");
+    mvault(a.path()).args(["key", "add", "serving", "--recipient", &r]).assert().success();
+    let model = corpus().join("safetensors/silero_vad_16k.safetensors");
+    mvault(a.path()).arg("put").arg(&model).args(["--name", "silero", "-q"]).assert().success();
+    mvault(a.path()).args(["push", "--remote", &remote]).assert().success();
+    // Machine B has the URL and its key, no passphrase.
+    let target = b.path().join("test.mvault");
+    let o = mvault(b.path())
+        .env_remove("MVAULT_PASSPHRASE_FILE")
+        .args(["clone", &remote, "--identity"])
+        .arg(&id)
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = b.path().join("out");
+    mvault(b.path())
+        .env_remove("MVAULT_PASSPHRASE_FILE")
+        .env("MVAULT_IDENTITY_FILE", &id)
+        .args(["get", "silero", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(out.join("silero_vad_16k.safetensors")).unwrap(), std::fs::read(&model).unwrap());
+    // Another key: exit 3, and no vault file left behind.
+    let (other, _) = age_identity(b.path(), "other.key");
+    let t2 = b.path().join("second.mvault");
+    let o = mvault(b.path()).args(["clone", &remote, "--identity"]).arg(&other).arg(&t2).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!t2.exists());
+}

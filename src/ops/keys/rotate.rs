@@ -20,6 +20,14 @@ use crate::{Error, Result};
 /// Plaintext bytes re-encrypted per rotation transaction (64 MiB).
 pub const ROTATE_BATCH_BYTES: u64 = 64 << 20;
 
+/// The slots a rotation keeps (with their records wrapping the new master key as `next`) and
+/// removes.
+struct Wraps {
+    kept: Vec<String>,
+    removed: Vec<String>,
+    updates: Vec<(String, Vec<u8>)>,
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RotateReport {
@@ -67,14 +75,54 @@ impl Vault<Unlocked> {
         let from = self.epoch();
         let to = from.checked_add(1).ok_or_else(|| Error::InvalidInput("key epoch counter exhausted".into()))?;
         let new_master = SecretKey::random()?;
+        let Wraps { kept, removed, updates } = self.wrap_new_master(&slots, others, remove_others, to, &new_master)?;
+        for (name, _) in others {
+            if !slots.iter().any(|(n, _)| n == name) {
+                return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
+            }
+        }
+        let mut txn = self.write()?;
+        for (name, slot) in &updates {
+            txn.put_slot(name, slot)?;
+        }
+        for name in &removed {
+            txn.tx.remove_slot(name)?;
+        }
+        txn.state.rotating_to = Some(to);
+        txn.state.chunk_seals = 0;
+        txn.state.meta_seals = 0;
+        txn.commit()?;
+        let old_keys = std::mem::replace(&mut self.state.keys, EpochKeys::derive(&new_master, &vid, to));
+        self.state.prev = Some(old_keys);
+        self.state.master = new_master;
+        let mut report = self.resume_rotation(progress)?;
+        report.slots_kept = kept;
+        report.slots_removed = removed;
+        Ok(report)
+    }
+
+    /// The slot records that wrap `new_master` of epoch `to` as their `next`: every recipient
+    /// slot (from its public keys), the slot in use and every passphrase slot whose passphrase
+    /// is in `others`; with `remove_others` the other passphrase slots are listed to remove.
+    ///
+    /// Errors: as [`Vault::rotate`].
+    fn wrap_new_master(
+        &self,
+        slots: &[(String, Vec<u8>)],
+        others: &[(String, Passphrase)],
+        remove_others: bool,
+        to: u32,
+        new_master: &SecretKey,
+    ) -> Result<Wraps> {
+        let vid = self.header.vault_id;
         let mut kept = Vec::new();
         let mut removed = Vec::new();
         let mut updates = Vec::new();
-        for (name, bytes) in &slots {
+        for (name, bytes) in slots {
             if let Some(mut slot) = RecipientSlot::decode(bytes) {
                 // Public keys are all a recipient slot needs: it is always kept.
                 let recipients = super::stored_recipients(name, &slot)?;
-                slot.next = Some((to, recipient_body(&vid, name, to, &new_master, &recipients)?));
+                slot.next = Some((to, recipient_body(&vid, name, to, new_master, &recipients)?));
                 kept.push(name.clone());
                 updates.push((name.clone(), slot.encode()));
                 continue;
@@ -105,29 +153,7 @@ impl Vault<Unlocked> {
             kept.push(name.clone());
             updates.push((name.clone(), slot.encode()));
         }
-        for (name, _) in others {
-            if !slots.iter().any(|(n, _)| n == name) {
-                return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
-            }
-        }
-        let mut txn = self.write()?;
-        for (name, slot) in &updates {
-            txn.put_slot(name, slot)?;
-        }
-        for name in &removed {
-            txn.tx.remove_slot(name)?;
-        }
-        txn.state.rotating_to = Some(to);
-        txn.state.chunk_seals = 0;
-        txn.state.meta_seals = 0;
-        txn.commit()?;
-        let old_keys = std::mem::replace(&mut self.state.keys, EpochKeys::derive(&new_master, &vid, to));
-        self.state.prev = Some(old_keys);
-        self.state.master = new_master;
-        let mut report = self.resume_rotation(progress)?;
-        report.slots_kept = kept;
-        report.slots_removed = removed;
-        Ok(report)
+        Ok(Wraps { kept, removed, updates })
     }
 
     /// Finishes an unfinished rotation: builds a fresh vault file in which every value sealed
