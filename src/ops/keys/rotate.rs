@@ -261,36 +261,20 @@ impl Reseal<'_> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
         let epoch = self.env.epoch();
         for (name, v) in rx.slots()? {
-            if let Some(mut slot) = RecipientSlot::decode(&v) {
-                match slot.next.take() {
-                    Some((e, body)) if e == epoch => {
-                        slot.epoch = e;
-                        slot.body = body;
-                    }
-                    _ if slot.epoch == epoch => {}
-                    _ => {
-                        report.slots_removed.push(name);
-                        continue;
-                    }
+            // The wrap of the new epoch becomes the slot's wrap; a slot with none is dropped.
+            let record = if let Some(mut slot) = RecipientSlot::decode(&v) {
+                promote(&mut slot.epoch, &mut slot.body, slot.next.take(), epoch).then(|| slot.encode())
+            } else {
+                let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+                promote(&mut slot.epoch, &mut slot.wrapped, slot.next.take(), epoch).then(|| slot.encode())
+            };
+            match record {
+                Some(r) => {
+                    tx.put_slot(&name, &r)?;
+                    report.slots_kept.push(name);
                 }
-                tx.put_slot(&name, &slot.encode())?;
-                report.slots_kept.push(name);
-                continue;
+                None => report.slots_removed.push(name),
             }
-            let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
-            match slot.next.take() {
-                Some((e, w)) if e == epoch => {
-                    slot.epoch = e;
-                    slot.wrapped = w;
-                }
-                _ if slot.epoch == epoch => {}
-                _ => {
-                    report.slots_removed.push(name);
-                    continue;
-                }
-            }
-            tx.put_slot(&name, &slot.encode())?;
-            report.slots_kept.push(name);
         }
         if report.slots_kept.is_empty() {
             return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
@@ -347,5 +331,18 @@ impl Reseal<'_> {
         }
         progress.end();
         Ok((tx, chunk_seals))
+    }
+}
+
+/// Makes a slot's `next` wrap (when it is of `epoch`) its wrap; true when the slot then wraps
+/// the master key of `epoch`, false when it is to be dropped.
+fn promote(slot_epoch: &mut u32, wrap: &mut Vec<u8>, next: Option<(u32, Vec<u8>)>, epoch: u32) -> bool {
+    match next {
+        Some((e, w)) if e == epoch => {
+            *slot_epoch = e;
+            *wrap = w;
+            true
+        }
+        _ => *slot_epoch == epoch,
     }
 }
