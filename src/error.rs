@@ -60,6 +60,10 @@ pub enum Error {
     #[error("wrong passphrase: no key slot of this vault opens with it")]
     WrongPassphrase,
 
+    /// No recipient key slot opened with the identities given; names where they came from.
+    #[error("no key slot of this vault opens with the identity in {0}")]
+    WrongIdentity(String),
+
     /// No key slot tried opened with the passphrase, and a limit on one unlock (slots tried,
     /// Argon2id work) stopped before the rest were tried; the message names the slot and the
     /// limit; it comes as an [`Error::Guided`] whose remedy is to unlock with a slot by name.

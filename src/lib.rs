@@ -53,11 +53,13 @@ pub mod store;
 pub mod vault;
 
 pub use crypto::kdf::Argon2Params;
+pub use crypto::recipient::{Identities, Recipient};
 pub use error::{Error, Result};
 pub use harden::harden_process;
 pub use ops::diff::{DiffReport, DiffSummary, FileDiff, FileStatus, TensorChange, TensorDiff};
 pub use ops::get::{GetOptions, GetReport};
 pub use ops::inspect::{DtypeTotal, FileInspection, Inspection, TensorRow};
+pub use ops::keys::{SlotInfo, SlotKind};
 pub use ops::list::{FileInfo, Listing, ModelInfo, VersionInfo};
 pub use ops::ondemand::{ChunkSource, FetchedTotals};
 pub use ops::put::{Filter, PutOptions, PutReport, Source};

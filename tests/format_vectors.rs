@@ -102,11 +102,11 @@ fn library_reads_the_committed_vault() {
     assert_eq!(slots.len(), 1);
     assert_eq!(
         slots[0].argon2,
-        Argon2Params {
+        Some(Argon2Params {
             memory_kib: a["memory_kib"].as_u64().unwrap() as u32,
             time_cost: a["time_cost"].as_u64().unwrap() as u32,
             lanes: a["lanes"].as_u64().unwrap() as u32,
-        }
+        })
     );
     let signers: Vec<(u32, String, bool, bool)> =
         v.list_signers().unwrap().into_iter().map(|x| (x.id, x.public_key, x.active, x.retired.is_some())).collect();

@@ -82,7 +82,10 @@ fn minilm_vault_size_ratio_and_reput_dedup() {
             assert_eq!(r.new_chunks, 0);
             let after = std::fs::metadata(&path).unwrap().len();
             let grew = after as f64 - before as f64;
-            assert!(grew < 0.01 * size as f64, "round {round}: re-put {version} grew the file from {before} to {after}");
+            assert!(
+                grew < 0.01 * size as f64,
+                "round {round}: re-put {version} grew the file from {before} to {after}"
+            );
             before = after;
         }
     }

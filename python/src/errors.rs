@@ -37,7 +37,9 @@ create_exception!(modelvault, UnsafePickle, VaultError, "A pickle that can run c
 /// maps them.
 fn class<'py>(py: Python<'py>, e: &Error) -> (Bound<'py, pyo3::types::PyType>, i32) {
     match e.base() {
-        Error::WrongPassphrase | Error::UnlockLimit(_) => (py.get_type::<WrongPassphrase>(), 3),
+        Error::WrongPassphrase | Error::WrongIdentity(_) | Error::UnlockLimit(_) => {
+            (py.get_type::<WrongPassphrase>(), 3)
+        }
         Error::VaultInUse(_) => (py.get_type::<VaultInUse>(), 4),
         Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => {
             (py.get_type::<NotFound>(), 5)

@@ -38,6 +38,10 @@ pub struct Global {
     /// Unlock with this key slot only (default: try every slot).
     #[arg(long, global = true, value_name = "NAME")]
     pub slot: Option<String>,
+    /// Unlock with a private key instead of a passphrase: an age identity file (age-keygen) or
+    /// an unprotected OpenSSH private key, opening a slot added with `key add --recipient`.
+    #[arg(long, env = "MVAULT_IDENTITY_FILE", global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// If another process is writing the vault, retry for up to this many seconds (commands
     /// that write, and get/cat keeping chunks read from a remote; other reading commands never
     /// wait for a writer).
@@ -344,10 +348,19 @@ pub enum KeyCommand {
     List,
     /// AES-GCM seals made under each key of the current epoch, and the NIST SP 800-38D limit.
     Usage,
-    /// Add a key slot with its own passphrase and Argon2id cost.
+    /// Add a key slot with its own passphrase and Argon2id cost, or (with --recipient or
+    /// --recipients-file) one opened by a private key.
     Add {
         /// The new slot's name (e.g. alice, ci).
         name: String,
+        /// An age recipient (age1…) or SSH public key (ssh-ed25519 …, ssh-rsa …) whose private
+        /// key opens the slot; no passphrase is asked (repeatable: any one of them opens it).
+        #[arg(long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<String>,
+        /// A file of recipients, one per line (blank lines and `#` comments are skipped), as
+        /// `age -R` reads.
+        #[arg(long = "recipients-file", value_name = "FILE")]
+        recipients_file: Vec<PathBuf>,
         #[command(flatten)]
         new: NewPassphrase,
         #[command(flatten)]

@@ -14,7 +14,7 @@ use modelvault::{Error, Input, Remedy};
 /// key other than the one required. (2 is left to the argument parser.)
 pub fn code(e: &Error) -> i32 {
     match e.base() {
-        Error::WrongPassphrase | Error::UnlockLimit(_) => 3,
+        Error::WrongPassphrase | Error::WrongIdentity(_) | Error::UnlockLimit(_) => 3,
         Error::VaultInUse(_) => 4,
         Error::VaultNotFound(_) | Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::NotFound(_) => 5,
         Error::UntrustedSigner { .. } => 9,

@@ -68,6 +68,12 @@ pub fn unlock(g: &Global) -> Result<Vault<Unlocked>> {
 fn unlock_with(g: &Global, opts: &OpenOptions) -> Result<Vault<Unlocked>> {
     let path = vault_path(g)?;
     let locked = Vault::open(&path, opts)?;
+    if let Some(file) = &g.identity {
+        let ids = modelvault::Identities::from_file(file)?;
+        let v = locked.unlock_identity(&ids, g.slot.as_deref())?;
+        v.set_warning_sink(Box::new(|m| eprintln!("warning: {m}")));
+        return Ok(v);
+    }
     let pass = passphrase::obtain(g, &format!("Passphrase for {}: ", path.display()), false)?;
     let v = match &g.slot {
         Some(s) => locked.unlock_slot(s, &pass),

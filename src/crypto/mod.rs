@@ -4,6 +4,7 @@
 //! - [`kdf`]: passphrase → key-encryption key (KEK) with Argon2id (RFC 9106).
 //! - [`keys`]: the random 256-bit master key and the subkeys HKDF-SHA256 (RFC 5869) derives from it.
 //! - [`aead`]: AES-256-GCM sealing with random 96-bit nonces (NIST SP 800-38D).
+//! - [`recipient`]: public-key wraps of the master key as age files (X25519, ssh-ed25519, ssh-rsa).
 //! - [`sign`]: Ed25519 manifest signatures (RFC 8032), verified with `verify_strict`.
 //!
 //! Secret key material lives in [`SecretKey`], which zeroizes on drop and never prints.
@@ -11,6 +12,7 @@
 pub mod aead;
 pub mod kdf;
 pub mod keys;
+pub mod recipient;
 pub mod sign;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};

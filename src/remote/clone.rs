@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::crypto::SecretKey;
 use crate::crypto::aead;
 use crate::crypto::keys::{EpochKeys, IndexKeys};
+use crate::crypto::recipient::Identities;
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::progress::Progress;
 use crate::remote::bundle::read_bundle;
@@ -20,9 +21,9 @@ use crate::remote::format::{KEYS, KeysBundle, KeysRecord, KeysTable};
 use crate::remote::objects::Objects;
 use crate::remote::pull::{PullOptions, PullReport};
 use crate::store::envelope::Envelope;
-use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, SlotRecord, State};
+use crate::store::records::{self, FORMAT_VERSION, Header, IndexRecord, MAGIC, RecipientSlot, SlotRecord, State};
 use crate::store::{self, Table};
-use crate::vault::{MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
+use crate::vault::{MAX_RECIPIENT_SLOTS, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
 use crate::{Error, Result};
 
 impl Vault<Unlocked> {
@@ -54,8 +55,35 @@ impl Vault<Unlocked> {
         opts: &PullOptions,
         progress: &dyn Progress,
     ) -> Result<(Vault<Unlocked>, PullReport)> {
+        Self::clone_unlocked_by(objects, path.as_ref(), CloneKey::Passphrase(passphrase), label, opts, progress)
+    }
+
+    /// As [`Vault::clone_from_with`], unlocked by a private key: through any recipient key slot
+    /// of a key bundle that `ids` opens (at most [`crate::vault::MAX_RECIPIENT_SLOTS`] tried over
+    /// all bundles), its payload bound to the bundle's vault id, epoch and slot name.
+    ///
+    /// Errors: as [`Vault::clone_from`], with [`Error::WrongIdentity`] when no slot opens and
+    /// [`Error::Damaged`] for a slot that opens but is bound to something else.
+    pub fn clone_from_identity(
+        objects: &dyn Objects,
+        path: impl AsRef<Path>,
+        ids: &Identities,
+        label: &str,
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<(Vault<Unlocked>, PullReport)> {
+        Self::clone_unlocked_by(objects, path.as_ref(), CloneKey::Identity(ids), label, opts, progress)
+    }
+
+    fn clone_unlocked_by(
+        objects: &dyn Objects,
+        path: &Path,
+        key: CloneKey<'_>,
+        label: &str,
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<(Vault<Unlocked>, PullReport)> {
         crate::harden::harden_process()?;
-        let path = path.as_ref();
         if path.exists() {
             return Err(Error::VaultExists(path.to_path_buf()));
         }
@@ -68,8 +96,16 @@ impl Vault<Unlocked> {
         }
         bundles.sort_by_key(|b| std::cmp::Reverse(b.epoch));
         bundles.dedup_by(|a, b| a.epoch == b.epoch && a.slots == b.slots);
-        let (opened, _) = open_any(&bundles, passphrase)?;
-        let (bundle, (slot, kek, master)) = opened.ok_or(Error::WrongPassphrase)?;
+        let (bundle, (slot, kek, master)) = match key {
+            CloneKey::Passphrase(p) => {
+                let (opened, _) = open_any(&bundles, p)?;
+                let (b, (slot, kek, master)) = opened.ok_or(Error::WrongPassphrase)?;
+                (b, (slot, Some(kek), master))
+            }
+            CloneKey::Identity(ids) => {
+                open_any_identity(&bundles, ids)?.ok_or_else(|| Error::WrongIdentity(ids.source().to_string()))?
+            }
+        };
         let vault = create_copy(path, bundle, &slot, kek, master)?;
         match vault.pull_with(objects, label, &[], opts, progress) {
             Ok(report) => Ok((vault, report)),
@@ -80,6 +116,45 @@ impl Vault<Unlocked> {
             }
         }
     }
+}
+
+/// What unlocks a clone.
+enum CloneKey<'a> {
+    Passphrase(&'a Passphrase),
+    Identity(&'a Identities),
+}
+
+/// The first of `bundles` (newest epoch first) a recipient slot of which `ids` opens: (bundle,
+/// (slot name, no KEK, master key)). At most [`MAX_RECIPIENT_SLOTS`] slots are tried in all.
+///
+/// Errors: [`Error::Damaged`] for a slot that opens but whose payload names another vault id,
+/// epoch or slot name; [`Error::Damaged`] for a bundle header that does not decode.
+type OpenedById<'b> = (&'b KeysBundle, (String, Option<SecretKey>, SecretKey));
+fn open_any_identity<'b>(bundles: &'b [KeysBundle], ids: &Identities) -> Result<Option<OpenedById<'b>>> {
+    let mut tried = 0;
+    for b in bundles {
+        let h: Header = records::decode("remote key bundle header", &b.header)?;
+        for (name, v) in &b.slots {
+            let Some(slot) = RecipientSlot::decode(v).filter(|s| s.epoch == b.epoch && s.next.is_none()) else {
+                continue;
+            };
+            if tried == MAX_RECIPIENT_SLOTS {
+                return Ok(None);
+            }
+            tried += 1;
+            let Some(payload) = crate::crypto::recipient::decrypt(ids, &slot.body) else { continue };
+            let mk = RecipientSlot::open_payload(&payload, &h.vault_id, b.epoch, name).ok_or_else(|| {
+                Error::Damaged(format!(
+                    "key slot '{}' of the remote's key bundle opens with the identity in {}, but is bound to another \
+                     vault id, epoch or slot name: the bundle was changed",
+                    crate::names::escape(name),
+                    ids.source()
+                ))
+            })?;
+            return Ok(Some((b, (name.clone(), None, SecretKey(mk)))));
+        }
+    }
+    Ok(None)
 }
 
 /// The first of `bundles` (newest epoch first) a slot of which `passphrase` opens, and the work
@@ -138,7 +213,7 @@ fn create_copy(
     path: &Path,
     b: &KeysBundle,
     slot: &str,
-    slot_kek: SecretKey,
+    slot_kek: Option<SecretKey>,
     master: SecretKey,
 ) -> Result<Vault<Unlocked>> {
     let mut header: Header = records::decode("remote key bundle header", &b.header)?;

@@ -108,9 +108,10 @@ impl SlotRecord {
         body
     }
 
-    /// Decodes, checking the checksum. `None` means the record is damaged.
+    /// Decodes, checking the checksum. `None` means the record is damaged (or is a
+    /// [`RecipientSlot`], which starts with [`RECIPIENT_SLOT_MAGIC`]).
     pub fn decode(bytes: &[u8]) -> Option<SlotRecord> {
-        if bytes.len() < 32 {
+        if bytes.len() < 32 || bytes.starts_with(&RECIPIENT_SLOT_MAGIC) {
             return None;
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -134,6 +135,94 @@ impl SlotRecord {
         };
         let next_ok = rec.next.as_ref().is_none_or(|(_, w)| w.len() == 32 + OVERHEAD);
         (rec.wrapped.len() == 32 + OVERHEAD && next_ok).then_some(rec)
+    }
+}
+
+/// The first bytes of a [`RecipientSlot`] record. Read as the start of a passphrase
+/// [`SlotRecord`] they would give Argon2id `time_cost` 0, which no passphrase slot has (its
+/// parameters are checked when it is made), so the two kinds never collide.
+pub const RECIPIENT_SLOT_MAGIC: [u8; 4] = [0xFF, b'M', b'V', 0x00];
+
+/// Domain label that starts the payload a recipient slot's age file carries.
+pub const RECIPIENT_PAYLOAD_LABEL: &[u8] = b"modelvault/v1/recipient-slot\0";
+
+/// A key slot opened by a private key instead of a passphrase (format 3), in the `slots` table
+/// beside passphrase slots, under its name: `RECIPIENT_SLOT_MAGIC ‖ postcard(RecipientSlot) ‖
+/// SHA-256(everything before)`. Not sealed: the recipients are public keys.
+///
+/// `body` is a binary age file (age-encryption.org/v1) to every recipient, whose payload is
+/// [`RecipientSlot::payload`] of the master key of `epoch`. Anyone holding one of the matching
+/// private keys (an age identity, or an SSH private key) opens it, with the `age` command too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecipientSlot {
+    /// Epoch of the wrapped master key.
+    pub epoch: u32,
+    /// The recipients the body is encrypted to, as given (`age1…` or `ssh-… AAAA…`).
+    pub recipients: Vec<String>,
+    /// The age file wrapping the master key of `epoch`.
+    pub body: Vec<u8>,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// While a master-key rotation runs: the next epoch and an age file wrapping its master key
+    /// to the same recipients. `None` otherwise.
+    pub next: Option<(u32, Vec<u8>)>,
+}
+
+impl RecipientSlot {
+    /// The payload the age file carries (92 bytes + the name):
+    /// `"modelvault/v1/recipient-slot" ‖ 0x00 ‖ vault id (16 B) ‖ epoch (u32 BE) ‖ MK (32 B) ‖
+    /// slot name (UTF-8)`. Binding the vault id, epoch and slot name means a body moved to
+    /// another slot, epoch or vault does not open there.
+    pub fn payload(vault_id: &[u8; 16], epoch: u32, name: &str, mk: &[u8; 32]) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut p = zeroize::Zeroizing::new(Vec::with_capacity(RECIPIENT_PAYLOAD_LABEL.len() + 52 + name.len()));
+        p.extend_from_slice(RECIPIENT_PAYLOAD_LABEL);
+        p.extend_from_slice(vault_id);
+        p.extend_from_slice(&epoch.to_be_bytes());
+        p.extend_from_slice(mk);
+        p.extend_from_slice(name.as_bytes());
+        p
+    }
+
+    /// The master key in `payload` if it is [`RecipientSlot::payload`] for exactly this vault
+    /// id, epoch and slot name; `None` otherwise.
+    pub fn open_payload(payload: &[u8], vault_id: &[u8; 16], epoch: u32, name: &str) -> Option<[u8; 32]> {
+        let head = RECIPIENT_PAYLOAD_LABEL.len();
+        if payload.len() != head + 52 + name.len() || !payload.starts_with(RECIPIENT_PAYLOAD_LABEL) {
+            return None;
+        }
+        let rest = &payload[head..];
+        if rest[..16] != vault_id[..] || rest[16..20] != epoch.to_be_bytes() || &rest[52..] != name.as_bytes() {
+            return None;
+        }
+        rest[20..52].try_into().ok()
+    }
+
+    /// Encodes with the magic and the trailing checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = RECIPIENT_SLOT_MAGIC.to_vec();
+        body.extend_from_slice(&postcard::to_stdvec(self).expect("recipient slot serialises"));
+        let sum = Sha256::digest(&body);
+        body.extend_from_slice(&sum);
+        body
+    }
+
+    /// Decodes, checking the magic, the checksum and the bounds (at most
+    /// [`crate::crypto::recipient::MAX_RECIPIENTS`] recipients, bodies of at most
+    /// [`crate::crypto::recipient::MAX_AGE_FILE`] bytes). `None` means it is not a recipient
+    /// slot, or a damaged one.
+    pub fn decode(bytes: &[u8]) -> Option<RecipientSlot> {
+        use crate::crypto::recipient::{MAX_AGE_FILE, MAX_RECIPIENTS};
+        if bytes.len() < 36 || !bytes.starts_with(&RECIPIENT_SLOT_MAGIC) {
+            return None;
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if Sha256::digest(body).as_slice() != sum {
+            return None;
+        }
+        let rec: RecipientSlot = postcard::from_bytes(&body[4..]).ok()?;
+        let next_ok = rec.next.as_ref().is_none_or(|(_, b)| b.len() <= MAX_AGE_FILE);
+        let ok = !rec.recipients.is_empty() && rec.recipients.len() <= MAX_RECIPIENTS && rec.body.len() <= MAX_AGE_FILE;
+        (ok && next_ok).then_some(rec)
     }
 }
 

@@ -103,8 +103,9 @@ pub struct Unlocked {
     pub(crate) index: IndexKeys,
     /// The key slot that opened the vault (right after `create`: the first slot).
     pub(crate) slot: String,
-    /// That slot's KEK, so a rotation can wrap the new master key for it without asking again.
-    pub(crate) slot_kek: SecretKey,
+    /// That slot's KEK, so a rotation can wrap the new master key for it without asking again;
+    /// `None` when a recipient slot (a private key) opened the vault.
+    pub(crate) slot_kek: Option<SecretKey>,
     /// The master key of `keys.epoch`.
     pub(crate) master: SecretKey,
     /// The active signing key and the public keys of every signing key this vault has had.
@@ -121,6 +122,10 @@ pub struct Unlocked {
     /// What on-demand reads fetched so far.
     pub(crate) fetched: std::sync::Mutex<crate::ops::ondemand::FetchedTotals>,
 }
+
+/// Most recipient key slots one unlock with an identity tries (64; each costs an X25519 or RSA
+/// decryption per recipient, no Argon2id).
+pub const MAX_RECIPIENT_SLOTS: usize = 64;
 
 /// Most key slots one unlock tries when no slot is named (`--slot NAME` tries one).
 pub const MAX_UNLOCK_SLOTS: usize = 8;
@@ -185,6 +190,30 @@ impl<S> Vault<S> {
         let rx = store::read(&self.db)?;
         rx.require(Table::Slots, "reading key slots")?;
         Ok(rx.slots()?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// The age file of recipient key slot `name` (binary, age-encryption.org/v1): what
+    /// `age -d -i IDENTITY` opens with the slot's private key, giving the payload described in
+    /// SECURITY.md ("Recipient key slots"). It is no secret without that private key.
+    ///
+    /// Errors: [`Error::NotFound`] for no such slot; [`Error::InvalidInput`] for a passphrase
+    /// slot; [`Error::KeySlotDamaged`] for a record that does not decode.
+    pub fn recipient_slot_file(&self, name: &str) -> Result<Vec<u8>> {
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Slots, "reading key slots")?;
+        let bytes = rx
+            .slot(name)?
+            .ok_or_else(|| Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name))))?;
+        if let Some(s) = crate::store::records::RecipientSlot::decode(&bytes) {
+            return Ok(s.body);
+        }
+        if SlotRecord::decode(&bytes).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{}' is opened by a passphrase: it has no age file",
+                crate::names::escape(name)
+            )));
+        }
+        Err(Error::KeySlotDamaged(name.to_string()))
     }
 }
 
@@ -259,7 +288,7 @@ impl Vault<Unlocked> {
             index,
             signing: signing::SigningKeys::new(signer, signers),
             slot: slot_name,
-            slot_kek,
+            slot_kek: Some(slot_kek),
             master,
             legacy,
             warnings,
@@ -366,4 +395,19 @@ pub(crate) fn make_slot(
     let wrapped = aead::seal(&kek, &SlotRecord::aad(vault_id, name, epoch, params), master.expose())?;
     let kek_check = Some(crate::store::records::kek_check(&kek));
     Ok((SlotRecord { next: None, epoch, params: *params, salt, wrapped, created: now(), kek_check }, kek))
+}
+
+/// The age file of recipient slot `name`: the master key `master` of `epoch`, bound to this vault
+/// id, epoch and name ([`RecipientSlot::payload`]), encrypted to every recipient.
+///
+/// Errors: as [`crate::crypto::recipient::encrypt`].
+pub(crate) fn recipient_body(
+    vault_id: &[u8; 16],
+    name: &str,
+    epoch: u32,
+    master: &SecretKey,
+    recipients: &[crate::crypto::recipient::Recipient],
+) -> Result<Vec<u8>> {
+    let payload = crate::store::records::RecipientSlot::payload(vault_id, epoch, name, master.expose());
+    crate::crypto::recipient::encrypt(recipients, &payload)
 }

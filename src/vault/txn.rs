@@ -190,8 +190,10 @@ impl Txn<'_> {
             self.tx.put_model(&key, &v)?;
         }
         let name = self.vault.state.slot.clone();
-        if let Some(mut slot) = self.tx.slot(&name)?.as_deref().and_then(SlotRecord::decode) {
-            slot.kek_check = Some(records::kek_check(&self.vault.state.slot_kek));
+        if let Some(kek) = &self.vault.state.slot_kek
+            && let Some(mut slot) = self.tx.slot(&name)?.as_deref().and_then(SlotRecord::decode)
+        {
+            slot.kek_check = Some(records::kek_check(kek));
             self.put_slot(&name, &slot.encode())?;
         }
         self.upgraded = true;

@@ -7,13 +7,14 @@ use std::sync::atomic::AtomicBool;
 
 use zeroize::Zeroizing;
 
-use super::{Locked, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
+use super::{Locked, MAX_RECIPIENT_SLOTS, MAX_UNLOCK_COST, MAX_UNLOCK_SLOTS, Passphrase, Unlocked, Vault, unlock_cost};
 use crate::crypto::SecretKey;
 use crate::crypto::aead;
 use crate::crypto::keys::{EpochKeys, IndexKeys};
+use crate::crypto::recipient::Identities;
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::store::envelope::Envelope;
-use crate::store::records::{self, FORMAT_VERSION, IndexRecord, SignerRecord, SlotRecord};
+use crate::store::records::{self, FORMAT_VERSION, IndexRecord, RecipientSlot, SignerRecord, SlotRecord};
 use crate::store::{self, RecordRead, Table};
 use crate::{Error, Remedy, Result};
 
@@ -40,6 +41,77 @@ impl Vault<Locked> {
     /// slot of that name.
     pub fn unlock_slot(self, slot: &str, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         self.unlock_with(Some(slot), passphrase)
+    }
+
+    /// Unlocks with a private key: tries every recipient key slot (or only the one named
+    /// `only`), at most [`MAX_RECIPIENT_SLOTS`] of them, decrypting each slot's age file with
+    /// `ids` and checking that what it carries is bound to this vault id, epoch and slot name.
+    /// No Argon2id work is done.
+    ///
+    /// Errors: [`Error::WrongIdentity`] if no slot opens; [`Error::NotFound`] for no slot named
+    /// `only`; [`Error::InvalidInput`] if `only` is a passphrase slot or more than
+    /// [`MAX_RECIPIENT_SLOTS`] would have to be tried; [`Error::Damaged`] if a slot opens but
+    /// its payload is bound to another vault id, epoch or name (the header or the slot was
+    /// changed); [`Error::KeySlotDamaged`] if its rotation wrap does not open; as
+    /// [`Vault::unlock`] for the records after.
+    pub fn unlock_identity(self, ids: &Identities, only: Option<&str>) -> Result<Vault<Unlocked>> {
+        crate::harden::harden_process()?;
+        let slots = {
+            let rx = store::read(&self.db)?;
+            rx.require(Table::Slots, "reading key slots")?;
+            rx.slots()?
+        };
+        let escape = crate::names::escape;
+        if let Some(name) = only {
+            match slots.iter().find(|(n, _)| n == name) {
+                None => return Err(Error::NotFound(format!("no key slot named '{}'", escape(name)))),
+                Some((_, b)) if RecipientSlot::decode(b).is_none() && SlotRecord::decode(b).is_some() => {
+                    return Err(Error::InvalidInput(format!(
+                        "key slot '{}' is opened by a passphrase, not by an identity",
+                        escape(name)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let cands: Vec<(&String, RecipientSlot)> = slots
+            .iter()
+            .filter(|(n, _)| only.is_none_or(|o| o == n))
+            .filter_map(|(n, b)| RecipientSlot::decode(b).map(|s| (n, s)))
+            .collect();
+        if cands.len() > MAX_RECIPIENT_SLOTS {
+            return Err(Error::InvalidInput(format!(
+                "this vault has {} recipient key slots, more than the {MAX_RECIPIENT_SLOTS} one unlock tries: \
+                 name the slot to unlock with",
+                cands.len()
+            )));
+        }
+        let vid = self.header.vault_id;
+        for (name, slot) in &cands {
+            let Some(payload) = crate::crypto::recipient::decrypt(ids, &slot.body) else { continue };
+            let Some(mk) = RecipientSlot::open_payload(&payload, &vid, slot.epoch, name) else {
+                return Err(Error::Damaged(format!(
+                    "key slot '{}' opens with the identity in {}, but the master key it carries is bound to another \
+                     vault id, epoch or slot name (this vault is {}): the vault header or this key slot was changed \
+                     or damaged; restore the vault from a backup",
+                    escape(name),
+                    ids.source(),
+                    crate::manifest::hex(&vid)
+                )));
+            };
+            let master = SecretKey(mk);
+            let next = match &slot.next {
+                Some((e, body)) => {
+                    let damaged = || Error::KeySlotDamaged(name.to_string());
+                    let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
+                    let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
+                    Some((*e, SecretKey(mk)))
+                }
+                None => None,
+            };
+            return self.finish_unlock(name, None, master, slot.epoch, next);
+        }
+        Err(Error::WrongIdentity(ids.source().to_string()))
     }
 
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
@@ -105,7 +177,7 @@ impl Vault<Locked> {
                 }
                 None => None,
             };
-            return self.finish_unlock(name, kek, master, slot.epoch, next);
+            return self.finish_unlock(name, Some(kek), master, slot.epoch, next);
         }
         match damaged {
             Some(name) if slots.len() == 1 || only.is_some() => Err(Error::KeySlotDamaged(name)),
@@ -116,7 +188,7 @@ impl Vault<Locked> {
     fn finish_unlock(
         self,
         slot: &str,
-        slot_kek: SecretKey,
+        slot_kek: Option<SecretKey>,
         master: SecretKey,
         epoch: u32,
         next: Option<(u32, SecretKey)>,

@@ -25,7 +25,20 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
                 );
             }
         }
-        KeyCommand::Add { name, new, cost: c } => {
+        KeyCommand::Add { name, recipients, recipients_file, .. }
+            if !recipients.is_empty() || !recipients_file.is_empty() =>
+        {
+            let parsed = parse_recipients(recipients, recipients_file)?;
+            let v = unlock_write(g, &progress)?;
+            v.add_recipient_slot(name, &parsed)?;
+            let texts: Vec<&str> = parsed.iter().map(|r| r.text()).collect();
+            print_done(
+                g,
+                json!({"added_slot": name, "kind": "recipient", "recipients": texts}),
+                &format!("added key slot '{name}' for {} recipient(s): {}", texts.len(), texts.join(", ")),
+            );
+        }
+        KeyCommand::Add { name, new, cost: c, .. } => {
             let v = unlock_write(g, &progress)?;
             let params = cost(c, Argon2Params::default())?;
             let p = new_passphrase(g, new, name)?;
@@ -48,6 +61,25 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
     Ok(0)
 }
 
+/// The recipients of `key add --recipient/--recipients-file`, parsed (a recipients file as
+/// `age -R` reads it: one per line, blank lines and `#` comments skipped).
+///
+/// Errors: [`Error::Io`] naming an unreadable file; [`Error::InvalidInput`] naming the file and
+/// line of a recipient that does not parse.
+fn parse_recipients(given: &[String], files: &[std::path::PathBuf]) -> Result<Vec<modelvault::Recipient>> {
+    let mut out = Vec::new();
+    for r in given {
+        out.push(modelvault::Recipient::parse(r)?);
+    }
+    for f in files {
+        out.extend(modelvault::Recipient::read_file(f)?);
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidInput("the recipients files hold no recipient".into()));
+    }
+    Ok(out)
+}
+
 /// `key list`: the key slots, read without unlocking.
 fn list(g: &Global) -> Result<()> {
     let slots = Vault::open(vault_path(g)?, &read_opts(g)?)?.slots()?;
@@ -59,22 +91,46 @@ fn list(g: &Global) -> Result<()> {
     let rows: Vec<Vec<String>> = slots
         .iter()
         .map(|s| {
+            let (memory, time, lanes) = match &s.argon2 {
+                Some(a) => (format!("{} KiB", a.memory_kib), a.time_cost.to_string(), a.lanes.to_string()),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let kind = match s.kind {
+                modelvault::SlotKind::Passphrase => "passphrase".to_string(),
+                modelvault::SlotKind::Recipient => format!("recipient: {}", short_recipients(&s.recipients)),
+            };
             vec![
                 modelvault::names::escape(&s.name),
                 s.epoch.to_string(),
-                format!("{} KiB", s.argon2.memory_kib),
-                s.argon2.time_cost.to_string(),
-                s.argon2.lanes.to_string(),
+                memory,
+                time,
+                lanes,
                 output::time(s.created),
+                kind,
                 if s.rotating { "(rotation unfinished)" } else { "" }.to_string(),
             ]
         })
         .collect();
-    let head = ["SLOT", "EPOCH", "MEMORY", "TIME", "LANES", "CREATED"];
-    for line in output::table(&head, &[L, R, R, R, R, L, L], &rows) {
+    let head = ["SLOT", "EPOCH", "MEMORY", "TIME", "LANES", "CREATED", "OPENED BY"];
+    for line in output::table(&head, &[L, R, R, R, R, L, L, L], &rows) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Recipients as one short cell: each key cut to its type and 12 characters, at most two shown.
+fn short_recipients(rs: &[String]) -> String {
+    let short = |r: &String| -> String {
+        let key = r.split_whitespace().last().unwrap_or(r);
+        let kind = if r.starts_with("ssh-") { r.split_whitespace().next().unwrap_or("ssh") } else { "" };
+        let cut: String = key.chars().take(12).collect();
+        if kind.is_empty() { format!("{cut}…") } else { format!("{kind} {cut}…") }
+    };
+    let mut shown: Vec<String> = rs.iter().take(2).map(short).collect();
+    if rs.len() > 2 {
+        shown.push(format!("+{} more", rs.len() - 2));
+    }
+    shown.join(", ")
 }
 
 /// `key passwd`: a new passphrase (and optionally cost) for one slot; no data is re-encrypted.
@@ -112,6 +168,7 @@ fn rotate(g: &Global, resume: bool, slot_files: &[String], remove_others: bool, 
                 passphrase_fd: None,
                 passphrase_command: None,
                 slot: None,
+                identity: None,
                 wait: None,
                 json: g.json,
                 quiet: g.quiet,
@@ -149,6 +206,7 @@ fn new_passphrase(g: &Global, n: &NewPassphrase, slot: &str) -> Result<Passphras
         passphrase_fd: n.new_passphrase_fd,
         passphrase_command: n.new_passphrase_command.clone(),
         slot: None,
+        identity: None,
         wait: None,
         json: g.json,
         quiet: g.quiet,

@@ -117,9 +117,18 @@ pub fn clone(g: &Global, url: &str, path: &Path, metadata_only: bool) -> Result<
         return Err(Error::VaultExists(path.to_path_buf()));
     }
     let (remote, url, label) = open_url(url)?;
-    let pass = passphrase::obtain(g, &format!("Passphrase for the vault at {url}: "), false)?;
     let bar = Bar::new(g);
-    let (v, rep) = Vault::clone_from_with(&*remote, path, &pass, &label, &PullOptions { metadata_only }, &bar)?;
+    let opts = PullOptions { metadata_only };
+    let (v, rep) = match &g.identity {
+        Some(file) => {
+            let ids = modelvault::Identities::from_file(file)?;
+            Vault::clone_from_identity(&*remote, path, &ids, &label, &opts, &bar)?
+        }
+        None => {
+            let pass = passphrase::obtain(g, &format!("Passphrase for the vault at {url}: "), false)?;
+            Vault::clone_from_with(&*remote, path, &pass, &label, &opts, &bar)?
+        }
+    };
     let recorded = record_origin(&v, &url, &*remote);
     if g.json {
         output::json(&json!({"vault": path, "vault_id": modelvault::manifest::hex(&v.vault_id()), "pull": rep}));

@@ -31,21 +31,38 @@ use serde::Serialize;
 
 use crate::crypto::aead;
 use crate::crypto::kdf::Argon2Params;
+use crate::crypto::recipient::Recipient;
 use crate::names::{self, escape};
-use crate::store::records::SlotRecord;
+use crate::store::records::{RecipientSlot, SlotRecord};
 use crate::store::{self, RecordRead, Table};
-use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot};
+use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot, recipient_body};
 use crate::{Error, Result};
+
+/// How a key slot is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    /// By a passphrase (Argon2id KEK, AES-256-GCM wrap).
+    Passphrase,
+    /// By a private key: an age identity or an SSH key (an age file to its recipients).
+    Recipient,
+}
 
 /// A key slot as `key list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlotInfo {
     /// Slot name.
     pub name: String,
+    /// How it is opened.
+    pub kind: SlotKind,
     /// Epoch of the master key it wraps.
     pub epoch: u32,
-    /// Argon2id parameters.
-    pub argon2: Argon2Params,
+    /// Argon2id parameters (passphrase slots; `None` for recipient slots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2: Option<Argon2Params>,
+    /// The public keys a recipient slot is encrypted to (empty for passphrase slots).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Creation time, Unix seconds.
     pub created: u64,
     /// True for the slot that unlocked this handle.
@@ -69,6 +86,13 @@ pub struct KeyUsage {
     pub limit: u64,
 }
 
+/// The recipients of a stored recipient slot, parsed again (to wrap a new master key to them).
+///
+/// Errors: [`Error::KeySlotDamaged`] when one no longer parses.
+pub(super) fn stored_recipients(name: &str, slot: &RecipientSlot) -> Result<Vec<Recipient>> {
+    slot.recipients.iter().map(|r| Recipient::parse(r).map_err(|_| Error::KeySlotDamaged(name.to_string()))).collect()
+}
+
 fn read_slots(db: &store::Db) -> Result<Vec<(String, Vec<u8>)>> {
     let rx = store::read(db)?;
     rx.require(Table::Slots, "reading key slots")?;
@@ -79,11 +103,25 @@ fn slot_infos(slots: &[(String, Vec<u8>)], in_use: Option<&str>) -> Result<Vec<S
     slots
         .iter()
         .map(|(name, bytes)| {
+            if let Some(r) = RecipientSlot::decode(bytes) {
+                return Ok(SlotInfo {
+                    name: name.clone(),
+                    kind: SlotKind::Recipient,
+                    epoch: r.epoch,
+                    argon2: None,
+                    recipients: r.recipients,
+                    created: r.created,
+                    in_use: in_use == Some(name.as_str()),
+                    rotating: r.next.is_some(),
+                });
+            }
             let s = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
             Ok(SlotInfo {
                 name: name.clone(),
+                kind: SlotKind::Passphrase,
                 epoch: s.epoch,
-                argon2: s.params,
+                argon2: Some(s.params),
+                recipients: Vec::new(),
                 created: s.created,
                 in_use: in_use == Some(name.as_str()),
                 rotating: s.next.is_some(),
@@ -164,6 +202,35 @@ impl Vault<Unlocked> {
         txn.commit()
     }
 
+    /// Adds key slot `name`, opened by the private key of any of `recipients` (age X25519
+    /// recipients or SSH public keys, see [`Recipient::parse`]): the master key is wrapped to
+    /// them as one age file. No secret of theirs is needed, now or at a rotation.
+    ///
+    /// Errors: [`Error::InvalidName`]; [`Error::InvalidInput`] if the slot exists, a rotation is
+    /// unfinished, or there are no recipients or more than
+    /// [`crate::crypto::recipient::MAX_RECIPIENTS`].
+    pub fn add_recipient_slot(&self, name: &str, recipients: &[Recipient]) -> Result<()> {
+        names::check_key("key slot name", name)?;
+        self.refuse_during_rotation()?;
+        if read_slots(&self.db)?.iter().any(|(n, _)| n == name) {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{name}' already exists: remove it first, or pick another name"
+            )));
+        }
+        let vid = self.header.vault_id;
+        let body = recipient_body(&vid, name, self.epoch(), &self.state.master, recipients)?;
+        let slot = RecipientSlot {
+            epoch: self.epoch(),
+            recipients: recipients.iter().map(|r| r.text().to_string()).collect(),
+            body,
+            created: crate::vault::now(),
+            next: None,
+        };
+        let mut txn = self.write()?;
+        txn.put_slot(name, &slot.encode())?;
+        txn.commit()
+    }
+
     /// Removes key slot `name`. The last slot, and the slot this handle was unlocked with, cannot
     /// be removed.
     ///
@@ -206,6 +273,13 @@ impl Vault<Unlocked> {
         let (_, bytes) = slots.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             Error::NotFound(format!("no key slot named '{}'", escape(&name))).with_remedy(crate::Remedy::ListSlots)
         })?;
+        if RecipientSlot::decode(bytes).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "key slot '{}' is opened by a private key, not a passphrase: it has no passphrase to change \
+                 (remove it and add a passphrase slot, or add a slot for a new key)",
+                escape(&name)
+            )));
+        }
         let old = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
         let params = params.copied().unwrap_or(old.params);
         params.check()?;
@@ -215,7 +289,7 @@ impl Vault<Unlocked> {
         txn.put_slot(&name, &slot.encode())?;
         txn.commit()?;
         if name == self.state.slot {
-            self.state.slot_kek = kek;
+            self.state.slot_kek = Some(kek);
         }
         Ok(())
     }

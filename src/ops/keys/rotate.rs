@@ -12,13 +12,21 @@ use crate::names::escape;
 use crate::progress::Progress;
 use crate::store::chunks::ChunkStore;
 use crate::store::envelope::{Envelope, KeyUse};
-use crate::store::records::{self, SlotRecord};
+use crate::store::records::{self, RecipientSlot, SlotRecord};
 use crate::store::{self, ReadTxn, RecordRead, Table, WriteTxn};
-use crate::vault::{Passphrase, Unlocked, Vault};
+use crate::vault::{Passphrase, Unlocked, Vault, recipient_body};
 use crate::{Error, Result};
 
 /// Plaintext bytes re-encrypted per rotation transaction (64 MiB).
 pub const ROTATE_BATCH_BYTES: u64 = 64 << 20;
+
+/// The slots a rotation keeps (with their records wrapping the new master key as `next`) and
+/// removes.
+struct Wraps {
+    kept: Vec<String>,
+    removed: Vec<String>,
+    updates: Vec<(String, Vec<u8>)>,
+}
 
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize)]
@@ -67,13 +75,61 @@ impl Vault<Unlocked> {
         let from = self.epoch();
         let to = from.checked_add(1).ok_or_else(|| Error::InvalidInput("key epoch counter exhausted".into()))?;
         let new_master = SecretKey::random()?;
+        let Wraps { kept, removed, updates } = self.wrap_new_master(&slots, others, remove_others, to, &new_master)?;
+        for (name, _) in others {
+            if !slots.iter().any(|(n, _)| n == name) {
+                return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
+            }
+        }
+        let mut txn = self.write()?;
+        for (name, slot) in &updates {
+            txn.put_slot(name, slot)?;
+        }
+        for name in &removed {
+            txn.tx.remove_slot(name)?;
+        }
+        txn.state.rotating_to = Some(to);
+        txn.state.chunk_seals = 0;
+        txn.state.meta_seals = 0;
+        txn.commit()?;
+        let old_keys = std::mem::replace(&mut self.state.keys, EpochKeys::derive(&new_master, &vid, to));
+        self.state.prev = Some(old_keys);
+        self.state.master = new_master;
+        let mut report = self.resume_rotation(progress)?;
+        report.slots_kept = kept;
+        report.slots_removed = removed;
+        Ok(report)
+    }
+
+    /// The slot records that wrap `new_master` of epoch `to` as their `next`: every recipient
+    /// slot (from its public keys), the slot in use and every passphrase slot whose passphrase
+    /// is in `others`; with `remove_others` the other passphrase slots are listed to remove.
+    ///
+    /// Errors: as [`Vault::rotate`].
+    fn wrap_new_master(
+        &self,
+        slots: &[(String, Vec<u8>)],
+        others: &[(String, Passphrase)],
+        remove_others: bool,
+        to: u32,
+        new_master: &SecretKey,
+    ) -> Result<Wraps> {
+        let vid = self.header.vault_id;
         let mut kept = Vec::new();
         let mut removed = Vec::new();
         let mut updates = Vec::new();
-        for (name, bytes) in &slots {
+        for (name, bytes) in slots {
+            if let Some(mut slot) = RecipientSlot::decode(bytes) {
+                // Public keys are all a recipient slot needs: it is always kept.
+                let recipients = super::stored_recipients(name, &slot)?;
+                slot.next = Some((to, recipient_body(&vid, name, to, new_master, &recipients)?));
+                kept.push(name.clone());
+                updates.push((name.clone(), slot.encode()));
+                continue;
+            }
             let mut slot = SlotRecord::decode(bytes).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
             let kek = if *name == self.state.slot {
-                self.state.slot_kek.clone()
+                self.state.slot_kek.clone().ok_or_else(|| Error::KeySlotDamaged(name.clone()))?
             } else if let Some((_, p)) = others.iter().find(|(n, _)| n == name) {
                 let kek = slot.params.derive_kek(p.bytes(), &slot.salt)?;
                 let opened = aead::open(&kek, &SlotRecord::aad(&vid, name, slot.epoch, &slot.params), &slot.wrapped);
@@ -95,31 +151,9 @@ impl Vault<Unlocked> {
             let wrapped = aead::seal(&kek, &SlotRecord::aad(&vid, name, to, &slot.params), new_master.expose())?;
             slot.next = Some((to, wrapped));
             kept.push(name.clone());
-            updates.push((name.clone(), slot));
+            updates.push((name.clone(), slot.encode()));
         }
-        for (name, _) in others {
-            if !slots.iter().any(|(n, _)| n == name) {
-                return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
-            }
-        }
-        let mut txn = self.write()?;
-        for (name, slot) in &updates {
-            txn.put_slot(name, &slot.encode())?;
-        }
-        for name in &removed {
-            txn.tx.remove_slot(name)?;
-        }
-        txn.state.rotating_to = Some(to);
-        txn.state.chunk_seals = 0;
-        txn.state.meta_seals = 0;
-        txn.commit()?;
-        let old_keys = std::mem::replace(&mut self.state.keys, EpochKeys::derive(&new_master, &vid, to));
-        self.state.prev = Some(old_keys);
-        self.state.master = new_master;
-        let mut report = self.resume_rotation(progress)?;
-        report.slots_kept = kept;
-        report.slots_removed = removed;
-        Ok(report)
+        Ok(Wraps { kept, removed, updates })
     }
 
     /// Finishes an unfinished rotation: builds a fresh vault file in which every value sealed
@@ -227,20 +261,20 @@ impl Reseal<'_> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
         let epoch = self.env.epoch();
         for (name, v) in rx.slots()? {
-            let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
-            match slot.next.take() {
-                Some((e, w)) if e == epoch => {
-                    slot.epoch = e;
-                    slot.wrapped = w;
+            // The wrap of the new epoch becomes the slot's wrap; a slot with none is dropped.
+            let record = if let Some(mut slot) = RecipientSlot::decode(&v) {
+                promote(&mut slot.epoch, &mut slot.body, slot.next.take(), epoch).then(|| slot.encode())
+            } else {
+                let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
+                promote(&mut slot.epoch, &mut slot.wrapped, slot.next.take(), epoch).then(|| slot.encode())
+            };
+            match record {
+                Some(r) => {
+                    tx.put_slot(&name, &r)?;
+                    report.slots_kept.push(name);
                 }
-                _ if slot.epoch == epoch => {}
-                _ => {
-                    report.slots_removed.push(name);
-                    continue;
-                }
+                None => report.slots_removed.push(name),
             }
-            tx.put_slot(&name, &slot.encode())?;
-            report.slots_kept.push(name);
         }
         if report.slots_kept.is_empty() {
             return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
@@ -297,5 +331,18 @@ impl Reseal<'_> {
         }
         progress.end();
         Ok((tx, chunk_seals))
+    }
+}
+
+/// Makes a slot's `next` wrap (when it is of `epoch`) its wrap; true when the slot then wraps
+/// the master key of `epoch`, false when it is to be dropped.
+fn promote(slot_epoch: &mut u32, wrap: &mut Vec<u8>, next: Option<(u32, Vec<u8>)>, epoch: u32) -> bool {
+    match next {
+        Some((e, w)) if e == epoch => {
+            *slot_epoch = e;
+            *wrap = w;
+            true
+        }
+        _ => *slot_epoch == epoch,
     }
 }
