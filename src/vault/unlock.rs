@@ -374,7 +374,7 @@ fn to_key(bytes: Vec<u8>) -> SecretKey {
 impl Vault<Unlocked> {
     /// For a vault whose sealed state is of the format before 3: refuses when anything says the
     /// vault was already upgraded (a header of format 3 or later, a format 3 model record, a
-    /// key slot with a passphrase check), i.e. only the state record was rolled back to a copy
+    /// key slot with a passphrase check, a recipient key slot), i.e. only the state record was rolled back to a copy
     /// from before the upgrade. Such a state carries no live-model set, and the next write
     /// would re-derive every live list from the records present and seal any loss.
     ///
@@ -394,6 +394,10 @@ impl Vault<Unlocked> {
         for (name, v) in rx.slots()? {
             if SlotRecord::decode(&v).is_some_and(|s| s.kek_check.is_some()) {
                 return damaged(format!("key slot '{name}' has a format {FORMAT_VERSION} passphrase check"));
+            }
+            // Adding a recipient slot is a write, and every write upgrades the vault first.
+            if RecipientSlot::is_recipient_slot(&v) {
+                return damaged(format!("key slot '{name}' is a recipient slot, which format {FORMAT_VERSION} added"));
             }
         }
         for (k, v) in rx.models()? {
