@@ -88,6 +88,14 @@ pub enum Remedy {
         /// The slots not tried, escaped.
         not_tried: Vec<String>,
     },
+    /// Unlock with a private key (an age identity or SSH key) instead of a passphrase.
+    UnlockWithIdentity,
+    /// Check the recipients listed for slot `slot`; if they are right, add a recipient slot for
+    /// them under a new name, then remove this one.
+    AddRecipientSlotAgain {
+        /// The slot, escaped.
+        slot: String,
+    },
     /// Unlock with slot `slot` by name.
     UnlockSlot {
         /// The slot not tried, escaped.
@@ -154,6 +162,12 @@ impl fmt::Display for Remedy {
                 " without a slot named; not tried: {}: if the passphrase is for one of them, unlock with that slot \
                  by name",
                 quoted(not_tried)
+            ),
+            Remedy::UnlockWithIdentity => f.write_str(": unlock it with a private key (an age identity or SSH key)"),
+            Remedy::AddRecipientSlotAgain { slot } => write!(
+                f,
+                ": check the recipients the vault lists for '{slot}'; if they are right, add a recipient slot for \
+                 them under a new name, then remove '{slot}'"
             ),
             Remedy::UnlockSlot { .. } => f.write_str(": if the passphrase is for that slot, unlock with it by name"),
             Remedy::SignerKeyForm => f.write_str(", as a vault shows its signing public key"),

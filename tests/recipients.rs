@@ -6,42 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::keys::*;
 use common::*;
 use modelvault::store::records::{RECIPIENT_PAYLOAD_LABEL, RecipientSlot};
 use modelvault::{Error, Identities, NoProgress, OpenOptions, PutOptions, Recipient, Vault, VersionRef};
 
 const SLOTS: tamper::TableDefinition<&str, &[u8]> = tamper::TableDefinition::new("slots");
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e} (is it installed? .ci/run installs it)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// A fresh age identity file from `age-keygen`; returns (file, recipient).
-fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
-    let f = dir.join(name);
-    run(Command::new("age-keygen").arg("-o").arg(&f));
-    let text = std::fs::read_to_string(&f).unwrap();
-    let r = text.lines().find_map(|l| l.strip_prefix("# public key: ")).expect("age-keygen names the public key");
-    (f, r.to_string())
-}
-
-/// A fresh unprotected SSH key of `kind` (ed25519, rsa) from `ssh-keygen`; returns (private key
-/// file, public key line).
-fn ssh_identity(dir: &Path, name: &str, kind: &str) -> (PathBuf, String) {
-    let f = dir.join(name);
-    let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-t", kind, "-N", "", "-C", "test@host", "-f"]).arg(&f);
-    if kind == "rsa" {
-        c.args(["-b", "2048"]);
-    }
-    run(&mut c);
-    (f.clone(), std::fs::read_to_string(f.with_extension("pub")).unwrap().trim().to_string())
-}
 
 fn locked(path: &Path) -> Vault<modelvault::Locked> {
     Vault::open(path, &OpenOptions::default()).unwrap()

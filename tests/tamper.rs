@@ -636,6 +636,22 @@ fn query_and_ls_where_see_only_live_versions_and_report_live_problems() {
         .stderr(predicates::str::contains(S2_MISSING));
 }
 
+#[test]
+fn a_recipient_slot_in_a_vault_whose_state_is_pre_format_3_is_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format2_vault(dir.path());
+    let (old_state, old_header) = (meta_value(&path, "state"), meta_value(&path, "header"));
+    let r = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    reopen(&path).add_recipient_slot("ci", &[modelvault::Recipient::parse(r).unwrap()]).unwrap();
+    set_meta_value(&path, "state", &old_state);
+    set_meta_value(&path, "header", &old_header);
+    let Err(e) = modelvault::Vault::open(&path, &Default::default()).unwrap().unlock(&pass()) else {
+        panic!("the rolled-back vault unlocked");
+    };
+    assert!(matches!(e, Error::Damaged(_)), "{e:?}");
+    assert!(e.to_string().contains("key slot 'ci' is a recipient slot, which format 3 added"), "{e}");
+}
+
 fn meta_value(path: &Path, key: &str) -> Vec<u8> {
     tamper::read(path, META, |t| t.get(key).unwrap().unwrap().value().to_vec())
 }

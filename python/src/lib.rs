@@ -14,7 +14,7 @@ mod vault;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use modelvault::{Argon2Params, CreateOptions, OpenOptions, Vault};
+use modelvault::{Argon2Params, CreateOptions, Identities, OpenOptions, Vault};
 use pyo3::prelude::*;
 
 use crate::errors::{invalid, to_py};
@@ -30,10 +30,18 @@ use crate::vault::PyVault;
 /// process writes the vault (after retrying for `wait` seconds); `read_only=True` opens beside a
 /// writer and refuses every write. Unlocking turns core dumps off for the whole process.
 ///
-/// Raises: NotFound (no vault at `path`), WrongPassphrase, VaultInUse, TamperedData (not a
-/// vault, or a damaged one), InvalidInput, VaultError.
+/// With `identity_file` (an age identity file or an unprotected OpenSSH private key, as
+/// `mvault --identity` reads it), the vault is unlocked by a recipient key slot instead, and no
+/// passphrase may be given. The key is read and kept by the library in zeroizing memory; no
+/// Python object ever holds it.
+///
+/// Raises: NotFound (no vault at `path`), WrongPassphrase (no slot opens with the passphrase or
+/// the identity), VaultInUse, TamperedData (not a vault, or a damaged one), InvalidInput (also
+/// a passphrase given with `identity_file`, or an identity file that holds no usable key),
+/// VaultError.
 #[pyfunction]
-#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot=None, read_only=false, wait=None))]
+#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot=None, read_only=false, wait=None, identity_file=None))]
+#[allow(clippy::too_many_arguments)]
 fn open(
     py: Python<'_>,
     path: PathBuf,
@@ -42,6 +50,7 @@ fn open(
     slot: Option<String>,
     read_only: bool,
     wait: Option<f64>,
+    identity_file: Option<PathBuf>,
 ) -> PyResult<PyVault> {
     let wait = match wait {
         None => None,
@@ -50,6 +59,20 @@ fn open(
     };
     secret::check_one(passphrase_file.as_deref(), passphrase)?;
     let opts = OpenOptions { wait, read_only };
+    if let Some(id) = identity_file {
+        if passphrase_file.is_some() || passphrase.is_some() {
+            return Err(invalid(
+                "identity_file unlocks by a private key: give it without passphrase_file or passphrase",
+            ));
+        }
+        let v = py
+            .detach(|| {
+                let ids = Identities::from_file(&id)?;
+                Vault::open(&path, &opts)?.unlock_identity(&ids, slot.as_deref())
+            })
+            .map_err(to_py)?;
+        return Ok(PyVault::new(v));
+    }
     let locked = py.detach(|| Vault::open(&path, &opts)).map_err(to_py)?;
     let pass = secret::obtain(py, &path, passphrase_file.as_deref(), passphrase)?;
     let v = py

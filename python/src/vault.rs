@@ -156,6 +156,30 @@ impl PyVault {
         })
     }
 
+    /// Adds key slot `name`, opened by the private key of any of `recipients` (age X25519
+    /// recipients `age1…`, or SSH public key lines `ssh-ed25519 …` / `ssh-rsa …`), as
+    /// `mvault key add NAME --recipient R…` does. No private key is needed.
+    ///
+    /// Raises: InvalidInput (a recipient that does not parse, none or more than 64, a bad or
+    /// existing slot name, an unfinished rotation), VaultError (a read-only vault).
+    fn add_recipient_slot(&self, py: Python<'_>, name: String, recipients: Vec<String>) -> PyResult<()> {
+        self.write(py, |v| {
+            let parsed = recipients.iter().map(|r| modelvault::Recipient::parse(r)).collect::<Result<Vec<_>, _>>()?;
+            v.add_recipient_slot(&name, &parsed)
+        })
+    }
+
+    /// The key slots, each a dict as `mvault key list --json` prints them: `name`, `kind`
+    /// ("passphrase" or "recipient"), `epoch`, `argon2` (a dict, or None for a recipient slot),
+    /// `recipients` (public keys; empty for a passphrase slot), `created` (Unix seconds),
+    /// `in_use` (the slot this handle was unlocked with) and `rotating`.
+    ///
+    /// Raises: TamperedData (a slot record that does not decode), VaultError.
+    fn key_slots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let slots = self.read(py, |v| v.list_slots())?;
+        to_python(py, &slots)
+    }
+
     /// The models (all, or the one named), each a dict with its versions, as `mvault ls --json`
     /// lists them under "models". Records that could not be read are skipped with a warning.
     ///

@@ -342,6 +342,18 @@ pub struct SlotCost {
     pub argon2_lanes: Option<u32>,
 }
 
+/// The options of `key add` that only a passphrase slot takes: a recipient slot refuses them
+/// rather than ignoring them.
+const PASSPHRASE_SLOT_ARGS: [&str; 7] = [
+    "new_passphrase_file",
+    "new_passphrase_fd",
+    "new_passphrase_command",
+    "argon2_memory_mib",
+    "argon2_memory_kib",
+    "argon2_time",
+    "argon2_lanes",
+];
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// List the key slots (no passphrase needed).
@@ -355,11 +367,11 @@ pub enum KeyCommand {
         name: String,
         /// An age recipient (age1…) or SSH public key (ssh-ed25519 …, ssh-rsa …) whose private
         /// key opens the slot; no passphrase is asked (repeatable: any one of them opens it).
-        #[arg(long = "recipient", value_name = "RECIPIENT")]
+        #[arg(long = "recipient", value_name = "RECIPIENT", conflicts_with_all = PASSPHRASE_SLOT_ARGS)]
         recipients: Vec<String>,
         /// A file of recipients, one per line (blank lines and `#` comments are skipped), as
         /// `age -R` reads.
-        #[arg(long = "recipients-file", value_name = "FILE")]
+        #[arg(long = "recipients-file", value_name = "FILE", conflicts_with_all = PASSPHRASE_SLOT_ARGS)]
         recipients_file: Vec<PathBuf>,
         #[command(flatten)]
         new: NewPassphrase,

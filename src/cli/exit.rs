@@ -111,6 +111,11 @@ pub fn remedy(r: &Remedy) -> String {
             " without --slot; not tried: {}: if the passphrase is for one of them, unlock with `--slot NAME`",
             modelvault::remedy::quoted(not_tried)
         ),
+        Remedy::UnlockWithIdentity => ": pass --identity FILE (or set MVAULT_IDENTITY_FILE) instead".into(),
+        Remedy::AddRecipientSlotAgain { slot } => format!(
+            ": check its recipients in `mvault key list`; if they are right, add them again under a new name \
+             (`mvault key add NEW --recipient ...`), then run `mvault key remove {slot}`"
+        ),
         Remedy::UnlockSlot { slot } => format!(": if the passphrase is for that slot, unlock with `--slot {slot}`"),
         Remedy::SignerKeyForm => ", as `mvault signer show` prints them".into(),
         Remedy::ListTrusted => ": `mvault trust list` lists them".into(),

@@ -4,7 +4,8 @@
 //! master key MK_e (32 random bytes, one per key epoch e; wrapped by every key slot)
 //!   └─ HKDF-SHA256(salt = vault id, ikm = MK_e, info = "modelvault/v1/<purpose>" || e as u32 BE)
 //!        ├─ chunk     AES-256-GCM key for chunk ciphertexts of epoch e
-//!        └─ meta      AES-256-GCM key for every other record of epoch e
+//!        ├─ meta      AES-256-GCM key for every other record of epoch e
+//!        └─ recipient-slot-mac  HMAC-SHA256 key of the recipient lists of key slots of epoch e
 //! index key IK (32 random bytes, made at init, sealed under the meta key of the current epoch)
 //!   └─ HKDF-SHA256(salt = vault id, ikm = IK, info = "modelvault/v1/<purpose>")
 //!        ├─ chunk-id  BLAKE3 keyed-hash key: chunk id = BLAKE3-keyed(chunk-id key, plaintext)
@@ -16,6 +17,7 @@
 //! only decide where things are stored, never protect their content. All keys zeroize on drop.
 
 use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::SecretKey;
@@ -52,6 +54,36 @@ impl EpochKeys {
             chunk: hkdf(master, vault_id, "chunk", Some(epoch)),
             meta: hkdf(master, vault_id, "meta", Some(epoch)),
         }
+    }
+}
+
+/// The HMAC-SHA256 key (RFC 2104, <https://www.rfc-editor.org/rfc/rfc2104>) that authenticates
+/// a recipient key slot's recipient list: HKDF-SHA256(salt = vault id, ikm = MK_e, info =
+/// `"modelvault/v1/recipient-slot-mac"` ‖ e as u32 BE). Only a holder of the master key of epoch
+/// `e` makes or checks a tag.
+#[derive(Debug)]
+pub struct SlotMacKey(SecretKey);
+
+impl SlotMacKey {
+    /// Derives the key of `master`, the master key of `epoch`, in the vault `vault_id`.
+    pub fn derive(master: &SecretKey, vault_id: &[u8; 16], epoch: u32) -> SlotMacKey {
+        SlotMacKey(hkdf(master, vault_id, "recipient-slot-mac", Some(epoch)))
+    }
+
+    /// The 32-byte tag of `message`.
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        self.mac(message).finalize().into_bytes().into()
+    }
+
+    /// True when `tag` is the tag of `message` (compared in constant time).
+    pub fn verify(&self, message: &[u8], tag: &[u8; 32]) -> bool {
+        self.mac(message).verify_slice(tag).is_ok()
+    }
+
+    fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.expose()).expect("HMAC takes a key of any length");
+        m.update(message);
+        m
     }
 }
 

@@ -143,7 +143,8 @@ impl Identities {
     pub fn from_file(path: &Path) -> Result<Identities> {
         let shown = path.display().to_string();
         let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening identity file {shown}"), e))?;
-        let mut buf = Zeroizing::new(Vec::new());
+        // Room for the whole bound up front: a growing Vec would leave copies of the key behind.
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_IDENTITY_FILE as usize + 1));
         f.take(MAX_IDENTITY_FILE + 1)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io(format!("reading identity file {shown}"), e))?;
@@ -162,7 +163,8 @@ impl Identities {
     pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Identities> {
         let invalid = |why: String| Error::InvalidInput(format!("identity file {shown}: {why}"));
         let text = std::str::from_utf8(bytes).map_err(|_| invalid("is not UTF-8 text".into()))?;
-        if text.contains("-----BEGIN") {
+        // An OpenSSH or PEM key starts with its armour; an age identity file may mention one in a comment.
+        if text.trim_start().starts_with("-----BEGIN") {
             let id = age::ssh::Identity::from_buffer(text.as_bytes(), Some(shown.to_string()))
                 .map_err(|_| invalid("is not an OpenSSH private key age can read".into()))?;
             return match id {
@@ -231,7 +233,8 @@ pub fn decrypt(ids: &Identities, file: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         return None;
     }
     let mut r = dec.decrypt(ids.inner.iter().map(|i| i.as_ref() as &dyn age::Identity)).ok()?;
-    let mut out = Zeroizing::new(Vec::new());
+    // Room for the whole bound up front: a growing Vec would leave copies of the key behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(MAX_AGE_FILE));
     // The payload is small; a file whose payload runs past the bound does not open.
     r.by_ref().take(MAX_AGE_FILE as u64).read_to_end(&mut out).ok()?;
     Some(out)

@@ -95,7 +95,9 @@ impl Vault<Unlocked> {
             return Err(Error::NotFound("the remote holds no key bundle: nothing was pushed to it yet".into()));
         }
         bundles.sort_by_key(|b| std::cmp::Reverse(b.epoch));
-        bundles.dedup_by(|a, b| a.epoch == b.epoch && a.slots == b.slots);
+        // Only exact copies are one: a bundle that differs in any byte is tried on its own.
+        bundles
+            .dedup_by(|a, b| a.epoch == b.epoch && a.slots == b.slots && a.header == b.header && a.sealed == b.sealed);
         let (bundle, (slot, kek, master)) = match key {
             CloneKey::Passphrase(p) => {
                 let (opened, _) = open_any(&bundles, p)?;
@@ -124,14 +126,19 @@ enum CloneKey<'a> {
     Identity(&'a Identities),
 }
 
-/// The first of `bundles` (newest epoch first) a recipient slot of which `ids` opens: (bundle,
-/// (slot name, no KEK, master key)). At most [`MAX_RECIPIENT_SLOTS`] slots are tried in all.
+/// The first of `bundles` (newest epoch first) a recipient slot of which `ids` opens and whose
+/// key opens the bundle's sealed record: (bundle, (slot name, no KEK, master key)). At most
+/// [`MAX_RECIPIENT_SLOTS`] slots are tried in all.
 ///
-/// Errors: [`Error::Damaged`] for a slot that opens but whose payload names another vault id,
-/// epoch or slot name; [`Error::Damaged`] for a bundle header that does not decode.
+/// Errors (only when no slot opens): [`Error::Damaged`] for a slot that opens but gives no key of
+/// its bundle; [`Error::InvalidInput`] when the limit stopped the search; [`Error::Damaged`] for
+/// a bundle header that does not decode.
 type OpenedById<'b> = (&'b KeysBundle, (String, Option<SecretKey>, SecretKey));
 fn open_any_identity<'b>(bundles: &'b [KeysBundle], ids: &Identities) -> Result<Option<OpenedById<'b>>> {
     let mut tried = 0;
+    // A slot that opens with this identity but gives no key of its bundle (planted by the
+    // remote's operator, encrypted to a public key) is passed over, so it cannot lock a clone out.
+    let mut misfit = None;
     for b in bundles {
         let h: Header = records::decode("remote key bundle header", &b.header)?;
         for (name, v) in &b.slots {
@@ -139,22 +146,43 @@ fn open_any_identity<'b>(bundles: &'b [KeysBundle], ids: &Identities) -> Result<
                 continue;
             };
             if tried == MAX_RECIPIENT_SLOTS {
-                return Ok(None);
+                return Err(misfit.unwrap_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "none of the first {MAX_RECIPIENT_SLOTS} recipient key slots of the remote's key bundles, \
+                         the most one clone tries, opens with the identity in {}",
+                        ids.source()
+                    ))
+                }));
             }
             tried += 1;
             let Some(payload) = crate::crypto::recipient::decrypt(ids, &slot.body) else { continue };
-            let mk = RecipientSlot::open_payload(&payload, &h.vault_id, b.epoch, name).ok_or_else(|| {
-                Error::Damaged(format!(
-                    "key slot '{}' of the remote's key bundle opens with the identity in {}, but is bound to another \
-                     vault id, epoch or slot name: the bundle was changed",
-                    crate::names::escape(name),
-                    ids.source()
-                ))
-            })?;
-            return Ok(Some((b, (name.clone(), None, SecretKey(mk)))));
+            let opened = RecipientSlot::open_payload(&payload, &h.vault_id, b.epoch, name)
+                .map(|mk| SecretKey(*mk))
+                .filter(|mk| sealed_opens(b, &h.vault_id, mk));
+            let Some(master) = opened else {
+                misfit.get_or_insert_with(|| {
+                    Error::Damaged(format!(
+                        "key slot '{}' of the remote's key bundle opens with the identity in {}, but gives no key of \
+                         that bundle (it is bound to another vault id, epoch or slot name, or its key does not open \
+                         the bundle): the bundle was changed",
+                        crate::names::escape(name),
+                        ids.source()
+                    ))
+                });
+                continue;
+            };
+            return Ok(Some((b, (name.clone(), None, master))));
         }
     }
-    Ok(None)
+    misfit.map_or(Ok(None), Err)
+}
+
+/// True when `master`, the master key of the bundle's epoch, opens the bundle's sealed record.
+fn sealed_opens(b: &KeysBundle, vault_id: &[u8; 16], master: &SecretKey) -> bool {
+    let keys = EpochKeys::derive(master, vault_id, b.epoch);
+    let opened: Result<KeysRecord> =
+        Envelope::new(*vault_id, &keys, None).open_record(&KeysTable, b"", "remote key bundle", &b.sealed);
+    opened.is_ok()
 }
 
 /// The first of `bundles` (newest epoch first) a slot of which `passphrase` opens, and the work
@@ -202,7 +230,11 @@ fn open_bundle(
         if let Ok(mk) = aead::open(&kek, &aad, &slot.wrapped) {
             let mk = Zeroizing::new(mk);
             let master = SecretKey(mk.as_slice().try_into().map_err(|_| Error::KeySlotDamaged(name.clone()))?);
-            return Ok(Some((name.clone(), kek, master)));
+            // A real slot copied into a bundle with another sealed record opens, but that bundle
+            // is not this vault's: the next bundle is tried.
+            if sealed_opens(b, &h.vault_id, &master) {
+                return Ok(Some((name.clone(), kek, master)));
+            }
         }
     }
     Ok(None)
@@ -232,6 +264,7 @@ fn create_copy(
     let signers = rec.signers.iter().filter_map(|(_, s)| ManifestVerifier::new(&s.public)).collect();
     let db = store::create_db(path)?;
     let legacy = AtomicBool::new(false);
+    let slot_name = slot;
     let slot = slot.to_string();
     let state = Unlocked {
         keys,
@@ -251,6 +284,15 @@ fn create_copy(
         let mut tx = vault.write()?;
         tx.put_plain_meta("header", &records::encode(&vault.header))?;
         for (name, v) in &b.slots {
+            // A recipient slot is copied only when a master-key holder wrote its list (or it is
+            // the slot this clone opened with): a list planted on the remote never reaches a
+            // rotation of the clone.
+            let keep = name == slot_name
+                || !RecipientSlot::is_recipient_slot(v)
+                || RecipientSlot::decode(v).is_some_and(|r| r.authentic(&vault.state.master, &vid, b.epoch, name));
+            if !keep {
+                continue;
+            }
             tx.put_slot(name, v)?;
         }
         for (id, s) in &rec.signers {
@@ -276,6 +318,88 @@ mod tests {
     use crate::remote::MemoryObjects;
     use crate::remote::bundle::read_bundles;
     use crate::{Argon2Params, CreateOptions, NoProgress};
+
+    /// A vault with a recipient slot "zz-key" for a fresh age identity, pushed to a memory
+    /// remote: (dir, identities, the recipient, the remote, its one bundle).
+    fn pushed_with_recipient() -> (tempfile::TempDir, Identities, String, MemoryObjects, KeysBundle) {
+        use age::secrecy::ExposeSecret;
+        let d = tempfile::tempdir().unwrap();
+        let pass = Passphrase::new(b"a passphrase for this test".to_vec()).unwrap();
+        let argon2 = Argon2Params { memory_kib: 256, time_cost: 1, lanes: 1 };
+        let v =
+            Vault::create(d.path().join("v.mvault"), &pass, &CreateOptions { argon2, ..Default::default() }).unwrap();
+        let id = age::x25519::Identity::generate();
+        let r = id.to_public().to_string();
+        let ids = Identities::from_bytes(id.to_string().expose_secret().as_bytes(), "the test key").unwrap();
+        v.add_recipient_slot("zz-key", &[crate::Recipient::parse(&r).unwrap()]).unwrap();
+        let remote = MemoryObjects::new();
+        v.push(&remote, "origin", &[], &NoProgress).unwrap();
+        let (_, real) = read_bundles(&remote).unwrap().remove(0);
+        (d, ids, r, remote, real)
+    }
+
+    /// A recipient whose private key nobody here holds (the age specification's example).
+    const STRANGER: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn planted_slot(r: &str, plain: &[u8]) -> Vec<u8> {
+        let body = crate::crypto::recipient::encrypt(&[crate::Recipient::parse(r).unwrap()], plain).unwrap();
+        RecipientSlot { epoch: 1, recipients: vec![r.into()], body, created: 0, next: None, mac: None, next_mac: None }
+            .encode()
+    }
+
+    #[test]
+    fn planted_slots_and_bundles_on_the_remote_neither_lock_a_clone_out_nor_reach_it() {
+        let (d, ids, r, remote, real) = pushed_with_recipient();
+        // The operator plants, before the real slot, a slot that opens with the clone's key (its
+        // public key is all that takes) but carries no key, and an unauthenticated list.
+        let mut slots = real.slots.clone();
+        slots.insert(0, ("a-planted".into(), planted_slot(&r, b"no key in here")));
+        slots.insert(0, ("a-listed".into(), planted_slot(STRANGER, b"x")));
+        // And a bundle copying the real slots around a sealed record of its own, named to come
+        // first: an exact-copy check must not fold the real bundle into it.
+        let mut sealed = real.sealed.clone();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        let fake = KeysBundle { header: real.header.clone(), slots: real.slots.clone(), epoch: real.epoch, sealed };
+        let planted = KeysBundle { header: real.header.clone(), slots, epoch: real.epoch, sealed: real.sealed.clone() };
+        let bundles = [fake, planted];
+        let (b, (name, _, _)) = open_any_identity(&bundles, &ids).unwrap().expect("the real slot opens");
+        assert_eq!(name, "zz-key");
+        assert!(std::ptr::eq(b, &bundles[1]), "the bundle whose sealed record opens");
+        // The bundle with planted slots on the remote in place of the real one: a clone opens
+        // through it and keeps the real slots only. (The fake bundle on the remote would stop
+        // the pull after: a bundle of this vault that does not open is reported as tampering.)
+        for (key, _) in read_bundles(&remote).unwrap() {
+            remote.delete(&key).unwrap();
+        }
+        {
+            let bytes = records::encode(&bundles[1]);
+            remote.put(&crate::remote::format::content_name(KEYS, &bytes), &bytes).unwrap();
+        }
+        let path = d.path().join("clone.mvault");
+        let (clone, _) =
+            Vault::clone_from_identity(&remote, &path, &ids, "origin", &PullOptions::default(), &NoProgress).unwrap();
+        assert_eq!(clone.slot_names().unwrap(), vec!["default".to_string(), "zz-key".to_string()]);
+        // With only planted slots, the error names the one that opened.
+        let only = KeysBundle {
+            header: real.header.clone(),
+            slots: vec![("a-planted".into(), planted_slot(&r, b"no key in here"))],
+            epoch: real.epoch,
+            sealed: real.sealed.clone(),
+        };
+        let e = open_any_identity(std::slice::from_ref(&only), &ids).err().expect("refused");
+        assert!(e.to_string().contains("key slot 'a-planted' of the remote's key bundle opens"), "{e}");
+        // More recipient slots than a clone tries: a clear error, not "wrong key".
+        let many = KeysBundle {
+            header: real.header.clone(),
+            slots: (0..=MAX_RECIPIENT_SLOTS).map(|i| (format!("s{i:02}"), planted_slot(STRANGER, b"x"))).collect(),
+            epoch: real.epoch,
+            sealed: real.sealed.clone(),
+        };
+        let e = open_any_identity(std::slice::from_ref(&many), &ids).err().expect("refused");
+        assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+        assert!(e.to_string().contains("none of the first 64 recipient key slots"), "{e}");
+    }
 
     #[test]
     fn many_bundles_share_one_unlock_budget() {

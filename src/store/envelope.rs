@@ -130,6 +130,11 @@ impl<'k> Envelope<'k> {
         Envelope { vault_id, current, prev }
     }
 
+    /// The vault id bound into every AAD.
+    pub fn vault_id(&self) -> [u8; 16] {
+        self.vault_id
+    }
+
     /// The epoch new values are sealed under.
     pub fn epoch(&self) -> u32 {
         self.current.epoch

@@ -111,7 +111,7 @@ impl SlotRecord {
     /// Decodes, checking the checksum. `None` means the record is damaged (or is a
     /// [`RecipientSlot`], which starts with [`RECIPIENT_SLOT_MAGIC`]).
     pub fn decode(bytes: &[u8]) -> Option<SlotRecord> {
-        if bytes.len() < 32 || bytes.starts_with(&RECIPIENT_SLOT_MAGIC) {
+        if bytes.len() < 32 || RecipientSlot::is_recipient_slot(bytes) {
             return None;
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -140,11 +140,19 @@ impl SlotRecord {
 
 /// The first bytes of a [`RecipientSlot`] record. Read as the start of a passphrase
 /// [`SlotRecord`] they would give Argon2id `time_cost` 0, which no passphrase slot has (its
-/// parameters are checked when it is made), so the two kinds never collide.
-pub const RECIPIENT_SLOT_MAGIC: [u8; 4] = [0xFF, b'M', b'V', 0x00];
+/// parameters are checked when it is made), so the two kinds never collide. The last byte is the
+/// layout: 1 (with [`RecipientSlot::mac`]) is written; 0, the first layout, without it, is still
+/// read ([`RECIPIENT_SLOT_MAGIC_V0`]).
+pub const RECIPIENT_SLOT_MAGIC: [u8; 4] = [0xFF, b'M', b'V', 0x01];
+
+/// The first bytes of a recipient slot of the first layout, which had no MAC: read, never written.
+pub const RECIPIENT_SLOT_MAGIC_V0: [u8; 4] = [0xFF, b'M', b'V', 0x00];
 
 /// Domain label that starts the payload a recipient slot's age file carries.
 pub const RECIPIENT_PAYLOAD_LABEL: &[u8] = b"modelvault/v1/recipient-slot\0";
+
+/// Domain label that starts the message a recipient slot's MAC covers.
+pub const RECIPIENT_MAC_LABEL: &[u8] = b"modelvault/v1/recipient-slot-mac\0";
 
 /// A key slot opened by a private key instead of a passphrase (format 3), in the `slots` table
 /// beside passphrase slots, under its name: `RECIPIENT_SLOT_MAGIC ‖ postcard(RecipientSlot) ‖
@@ -153,6 +161,12 @@ pub const RECIPIENT_PAYLOAD_LABEL: &[u8] = b"modelvault/v1/recipient-slot\0";
 /// `body` is a binary age file (age-encryption.org/v1) to every recipient, whose payload is
 /// [`RecipientSlot::payload`] of the master key of `epoch`. Anyone holding one of the matching
 /// private keys (an age identity, or an SSH private key) opens it, with the `age` command too.
+///
+/// The recipient list is what a rotation encrypts the next master key to, so it is
+/// authenticated: `mac` is HMAC-SHA256 ([`crate::crypto::keys::SlotMacKey`], keyed from the master
+/// key of `epoch`) over [`RecipientSlot::mac_message`]. Only a holder of that master key writes
+/// one; a slot planted or rewritten by someone who only holds the file does not verify, and no
+/// rotation wraps a new master key to it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecipientSlot {
     /// Epoch of the wrapped master key.
@@ -166,6 +180,20 @@ pub struct RecipientSlot {
     /// While a master-key rotation runs: the next epoch and an age file wrapping its master key
     /// to the same recipients. `None` otherwise.
     pub next: Option<(u32, Vec<u8>)>,
+    /// The MAC of the slot at `epoch` with `body`; `None` in a slot of the first layout.
+    pub mac: Option<[u8; 32]>,
+    /// The MAC of the slot at the epoch of `next` with its body (keyed from the next master key).
+    pub next_mac: Option<[u8; 32]>,
+}
+
+/// A recipient slot as the first layout wrote it (magic [`RECIPIENT_SLOT_MAGIC_V0`]).
+#[derive(Deserialize)]
+struct RecipientSlotV0 {
+    epoch: u32,
+    recipients: Vec<String>,
+    body: Vec<u8>,
+    created: u64,
+    next: Option<(u32, Vec<u8>)>,
 }
 
 impl RecipientSlot {
@@ -185,7 +213,12 @@ impl RecipientSlot {
 
     /// The master key in `payload` if it is [`RecipientSlot::payload`] for exactly this vault
     /// id, epoch and slot name; `None` otherwise.
-    pub fn open_payload(payload: &[u8], vault_id: &[u8; 16], epoch: u32, name: &str) -> Option<[u8; 32]> {
+    pub fn open_payload(
+        payload: &[u8],
+        vault_id: &[u8; 16],
+        epoch: u32,
+        name: &str,
+    ) -> Option<zeroize::Zeroizing<[u8; 32]>> {
         let head = RECIPIENT_PAYLOAD_LABEL.len();
         if payload.len() != head + 52 + name.len() || !payload.starts_with(RECIPIENT_PAYLOAD_LABEL) {
             return None;
@@ -194,7 +227,69 @@ impl RecipientSlot {
         if rest[..16] != vault_id[..] || rest[16..20] != epoch.to_be_bytes() || &rest[52..] != name.as_bytes() {
             return None;
         }
-        rest[20..52].try_into().ok()
+        rest[20..52].try_into().ok().map(zeroize::Zeroizing::new)
+    }
+
+    /// The message a recipient slot's MAC covers, every length fixed or prefixed (u32 BE):
+    /// `"modelvault/v1/recipient-slot-mac" ‖ 0x00 ‖ vault id (16 B) ‖ len ‖ slot name ‖ epoch
+    /// (u32 BE) ‖ created (u64 BE) ‖ number of recipients ‖ (len ‖ recipient)… ‖ SHA-256(body)`.
+    pub fn mac_message(
+        vault_id: &[u8; 16],
+        name: &str,
+        epoch: u32,
+        created: u64,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+        let mut m = Vec::with_capacity(128 + name.len() + recipients.iter().map(|r| r.len() + 4).sum::<usize>());
+        m.extend_from_slice(RECIPIENT_MAC_LABEL);
+        m.extend_from_slice(vault_id);
+        m.extend_from_slice(&len(name.len()));
+        m.extend_from_slice(name.as_bytes());
+        m.extend_from_slice(&epoch.to_be_bytes());
+        m.extend_from_slice(&created.to_be_bytes());
+        m.extend_from_slice(&len(recipients.len()));
+        for r in recipients {
+            m.extend_from_slice(&len(r.len()));
+            m.extend_from_slice(r.as_bytes());
+        }
+        m.extend_from_slice(&Sha256::digest(body));
+        m
+    }
+
+    /// Sets [`RecipientSlot::mac`] for the slot as it is, under `master`, the master key of its
+    /// epoch.
+    pub fn authenticate(&mut self, master: &SecretKey, vault_id: &[u8; 16], name: &str) {
+        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, self.epoch);
+        self.mac =
+            Some(key.tag(&Self::mac_message(vault_id, name, self.epoch, self.created, &self.recipients, &self.body)));
+    }
+
+    /// Sets [`RecipientSlot::next_mac`] for the slot's `next` wrap under `next_master`, the
+    /// master key of that epoch (nothing when there is no `next`).
+    pub fn authenticate_next(&mut self, next_master: &SecretKey, vault_id: &[u8; 16], name: &str) {
+        if let Some((e, body)) = &self.next {
+            let key = crate::crypto::keys::SlotMacKey::derive(next_master, vault_id, *e);
+            self.next_mac = Some(key.tag(&Self::mac_message(vault_id, name, *e, self.created, &self.recipients, body)));
+        }
+    }
+
+    /// True when [`RecipientSlot::mac`] verifies under `master`, the master key of `epoch`
+    /// (false for a slot of another epoch, or one without a MAC).
+    pub fn authentic(&self, master: &SecretKey, vault_id: &[u8; 16], epoch: u32, name: &str) -> bool {
+        let Some(tag) = &self.mac else { return false };
+        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, epoch);
+        self.epoch == epoch
+            && key.verify(&Self::mac_message(vault_id, name, epoch, self.created, &self.recipients, &self.body), tag)
+    }
+
+    /// True when the slot's `next` wrap is of `epoch` and [`RecipientSlot::next_mac`] verifies
+    /// under `master`, the master key of that epoch.
+    pub fn next_authentic(&self, master: &SecretKey, vault_id: &[u8; 16], epoch: u32, name: &str) -> bool {
+        let (Some((e, body)), Some(tag)) = (&self.next, &self.next_mac) else { return false };
+        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, epoch);
+        *e == epoch && key.verify(&Self::mac_message(vault_id, name, epoch, self.created, &self.recipients, body), tag)
     }
 
     /// Encodes with the magic and the trailing checksum.
@@ -206,20 +301,31 @@ impl RecipientSlot {
         body
     }
 
-    /// Decodes, checking the magic, the checksum and the bounds (at most
+    /// True when `bytes` start as a recipient slot of either layout.
+    pub fn is_recipient_slot(bytes: &[u8]) -> bool {
+        bytes.starts_with(&RECIPIENT_SLOT_MAGIC) || bytes.starts_with(&RECIPIENT_SLOT_MAGIC_V0)
+    }
+
+    /// Decodes either layout, checking the magic, the checksum and the bounds (at most
     /// [`crate::crypto::recipient::MAX_RECIPIENTS`] recipients, bodies of at most
-    /// [`crate::crypto::recipient::MAX_AGE_FILE`] bytes). `None` means it is not a recipient
-    /// slot, or a damaged one.
+    /// [`crate::crypto::recipient::MAX_AGE_FILE`] bytes); a slot of the first layout has no
+    /// MAC. `None` means it is not a recipient slot, or a damaged one.
     pub fn decode(bytes: &[u8]) -> Option<RecipientSlot> {
         use crate::crypto::recipient::{MAX_AGE_FILE, MAX_RECIPIENTS};
-        if bytes.len() < 36 || !bytes.starts_with(&RECIPIENT_SLOT_MAGIC) {
+        if bytes.len() < 36 || !Self::is_recipient_slot(bytes) {
             return None;
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if Sha256::digest(body).as_slice() != sum {
             return None;
         }
-        let rec: RecipientSlot = postcard::from_bytes(&body[4..]).ok()?;
+        let rec: RecipientSlot = if body.starts_with(&RECIPIENT_SLOT_MAGIC) {
+            postcard::from_bytes(&body[4..]).ok()?
+        } else {
+            let o: RecipientSlotV0 = postcard::from_bytes(&body[4..]).ok()?;
+            let (epoch, recipients, body, created, next) = (o.epoch, o.recipients, o.body, o.created, o.next);
+            RecipientSlot { epoch, recipients, body, created, next, mac: None, next_mac: None }
+        };
         let next_ok = rec.next.as_ref().is_none_or(|(_, b)| b.len() <= MAX_AGE_FILE);
         let ok = !rec.recipients.is_empty() && rec.recipients.len() <= MAX_RECIPIENTS && rec.body.len() <= MAX_AGE_FILE;
         (ok && next_ok).then_some(rec)

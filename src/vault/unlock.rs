@@ -18,12 +18,22 @@ use crate::store::records::{self, FORMAT_VERSION, IndexRecord, RecipientSlot, Si
 use crate::store::{self, RecordRead, Table};
 use crate::{Error, Remedy, Result};
 
+/// A passphrase slot and its name.
+type Named = (String, SlotRecord);
+
+/// The master key a slot gives and, while a rotation runs, the next epoch and its master key.
+type SlotKeys = (SecretKey, Option<(u32, SecretKey)>);
+
 impl Vault<Locked> {
     /// Unlocks with `passphrase`, trying the key slots cheapest first (each costs one Argon2id
     /// derivation), at most [`MAX_UNLOCK_SLOTS`] of them and at most [`MAX_UNLOCK_COST`] of
     /// Argon2id work in all.
     ///
-    /// Errors: [`Error::WrongPassphrase`] if no slot opens; [`Error::UnlockLimit`] if none of the
+    /// Recipient key slots are not tried: a passphrase never opens one.
+    ///
+    /// Errors: [`Error::WrongPassphrase`] if no slot opens; [`Error::InvalidInput`] (with the
+    /// remedy to unlock with a private key) if the vault has no passphrase slot, or `slot` names a
+    /// recipient slot; [`Error::UnlockLimit`] if none of the
     /// slots tried opened and a limit stopped the rest (naming the slot and the limit);
     /// [`Error::KeySlotDamaged`] if the only slots that could have opened are damaged;
     /// [`Error::Damaged`] if a slot accepts the passphrase but its wrap does not open under the
@@ -48,12 +58,17 @@ impl Vault<Locked> {
     /// `ids` and checking that what it carries is bound to this vault id, epoch and slot name.
     /// No Argon2id work is done.
     ///
-    /// Errors: [`Error::WrongIdentity`] if no slot opens; [`Error::NotFound`] for no slot named
-    /// `only`; [`Error::InvalidInput`] if `only` is a passphrase slot or more than
-    /// [`MAX_RECIPIENT_SLOTS`] would have to be tried; [`Error::Damaged`] if a slot opens but
-    /// its payload is bound to another vault id, epoch or name (the header or the slot was
-    /// changed); [`Error::KeySlotDamaged`] if its rotation wrap does not open; as
-    /// [`Vault::unlock`] for the records after.
+    /// A slot that opens with `ids` but whose payload is bound to another vault id, epoch or
+    /// name, whose rotation wrap does not open, or whose master key does not open the sealed
+    /// state, was planted or damaged: it is passed over (anyone can encrypt to a public key, so
+    /// such a slot must not lock the owner out), and reported only when no slot opens.
+    ///
+    /// Errors: [`Error::WrongIdentity`] if no slot opens and none was passed over;
+    /// [`Error::Damaged`] (bound elsewhere, or not this vault's key) or [`Error::KeySlotDamaged`]
+    /// (rotation wrap) for the first slot passed over, when no slot opens; [`Error::NotFound`]
+    /// for no slot named `only`; [`Error::InvalidInput`] if `only` is a passphrase slot or more
+    /// than [`MAX_RECIPIENT_SLOTS`] would have to be tried; as [`Vault::unlock`] for the records
+    /// after.
     pub fn unlock_identity(self, ids: &Identities, only: Option<&str>) -> Result<Vault<Unlocked>> {
         crate::harden::harden_process()?;
         let slots = {
@@ -86,32 +101,80 @@ impl Vault<Locked> {
                 cands.len()
             )));
         }
-        let vid = self.header.vault_id;
+        // A slot that opens with this identity but gives no key of this vault (planted by a file
+        // holder, encrypted to a public key) is passed over, so it cannot lock the owner out.
+        let mut misfit = None;
         for (name, slot) in &cands {
-            let Some(payload) = crate::crypto::recipient::decrypt(ids, &slot.body) else { continue };
-            let Some(mk) = RecipientSlot::open_payload(&payload, &vid, slot.epoch, name) else {
-                return Err(Error::Damaged(format!(
-                    "key slot '{}' opens with the identity in {}, but the master key it carries is bound to another \
-                     vault id, epoch or slot name (this vault is {}): the vault header or this key slot was changed \
-                     or damaged; restore the vault from a backup",
-                    escape(name),
-                    ids.source(),
-                    crate::manifest::hex(&vid)
-                )));
-            };
-            let master = SecretKey(mk);
-            let next = match &slot.next {
-                Some((e, body)) => {
-                    let damaged = || Error::KeySlotDamaged(name.to_string());
-                    let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
-                    let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
-                    Some((*e, SecretKey(mk)))
+            match self.open_recipient_slot(ids, name, slot) {
+                Ok(Some((master, next))) => return self.finish_unlock(name, None, master, slot.epoch, next),
+                Ok(None) => {}
+                Err(e) => {
+                    misfit.get_or_insert(e);
                 }
-                None => None,
-            };
-            return self.finish_unlock(name, None, master, slot.epoch, next);
+            }
         }
-        Err(Error::WrongIdentity(ids.source().to_string()))
+        Err(misfit.unwrap_or_else(|| Error::WrongIdentity(ids.source().to_string())))
+    }
+
+    /// The master key (and, while a rotation runs, the next one) recipient slot `name` gives
+    /// with `ids`, checked to open this vault's state; `None` when `ids` does not open it.
+    ///
+    /// Errors: [`Error::Damaged`] when it opens but its payload is bound to another vault id,
+    /// epoch or name, or its key does not open the state; [`Error::KeySlotDamaged`] when its
+    /// rotation wrap does not open.
+    fn open_recipient_slot(&self, ids: &Identities, name: &str, slot: &RecipientSlot) -> Result<Option<SlotKeys>> {
+        let vid = self.header.vault_id;
+        let escape = crate::names::escape;
+        let Some(payload) = crate::crypto::recipient::decrypt(ids, &slot.body) else { return Ok(None) };
+        let Some(mk) = RecipientSlot::open_payload(&payload, &vid, slot.epoch, name) else {
+            return Err(Error::Damaged(format!(
+                "key slot '{}' opens with the identity in {}, but the master key it carries is bound to another \
+                 vault id, epoch or slot name (this vault is {}): the vault header or this key slot was changed \
+                 or damaged; restore the vault from a backup",
+                escape(name),
+                ids.source(),
+                crate::manifest::hex(&vid)
+            )));
+        };
+        let master = SecretKey(*mk);
+        let next = match &slot.next {
+            Some((e, body)) => {
+                let damaged = || Error::KeySlotDamaged(name.to_string());
+                let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
+                let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
+                Some((*e, SecretKey(*mk)))
+            }
+            None => None,
+        };
+        if !self.opens_state(&master, slot.epoch, next.as_ref())? {
+            return Err(Error::Damaged(format!(
+                "key slot '{}' opens with the identity in {}, but the master key it carries does not open this \
+                 vault's state: the slot was planted (by someone holding an old master key) or the vault is damaged",
+                escape(name),
+                ids.source()
+            )));
+        }
+        Ok(Some((master, next)))
+    }
+
+    /// True when the keys of `master` (epoch `epoch`), or of `next` with `master` as the
+    /// previous epoch, open the sealed state record; true also when there is none (unlocking
+    /// then reports it).
+    fn opens_state(&self, master: &SecretKey, epoch: u32, next: Option<&(u32, SecretKey)>) -> Result<bool> {
+        let vid = self.header.vault_id;
+        let (keys, prev) = match next {
+            None => (EpochKeys::derive(master, &vid, epoch), None),
+            Some((e, mk)) => (EpochKeys::derive(mk, &vid, *e), Some(EpochKeys::derive(master, &vid, epoch))),
+        };
+        let env = Envelope::new(vid, &keys, prev.as_ref());
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Meta, "reading vault state")?;
+        let Some(bytes) = rx.state()? else { return Ok(true) };
+        Ok(env
+            .open_record_with(&Table::Meta, b"state", "vault state record", &bytes, |b| {
+                records::decode_state("vault state record", b)
+            })
+            .is_ok())
     }
 
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
@@ -121,22 +184,7 @@ impl Vault<Locked> {
             rx.require(Table::Slots, "reading key slots")?;
             rx.slots()?
         };
-        if let Some(name) = only
-            && !slots.iter().any(|(n, _)| n == name)
-        {
-            return Err(Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name))));
-        }
-        let mut damaged = None;
-        let mut cands = Vec::new();
-        for (name, bytes) in &slots {
-            if only.is_some_and(|o| o != name) {
-                continue;
-            }
-            match SlotRecord::decode(bytes) {
-                Some(slot) => cands.push((name.clone(), slot)),
-                None => damaged = Some(name.clone()),
-            }
-        }
+        let (mut cands, damaged, passphrase_slots) = passphrase_slots(&slots, only)?;
         // Cheapest first, so slots planted with a high cost are reached last, if at all.
         cands.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
         let (mut tried, mut spent) = (0usize, 0u64);
@@ -180,7 +228,7 @@ impl Vault<Locked> {
             return self.finish_unlock(name, Some(kek), master, slot.epoch, next);
         }
         match damaged {
-            Some(name) if slots.len() == 1 || only.is_some() => Err(Error::KeySlotDamaged(name)),
+            Some(name) if passphrase_slots == 1 || only.is_some() => Err(Error::KeySlotDamaged(name)),
             _ => Err(Error::WrongPassphrase),
         }
     }
@@ -247,6 +295,45 @@ impl Vault<Locked> {
     }
 }
 
+/// The passphrase slots an unlock tries (all, or the one named `only`), the last one that does
+/// not decode, and how many passphrase slots the vault has; recipient slots are left out.
+///
+/// Errors: [`Error::NotFound`] for no slot named `only`; [`Error::InvalidInput`] (remedy: unlock
+/// with a private key) when `only` is a recipient slot or there is no passphrase slot.
+fn passphrase_slots(slots: &[(String, Vec<u8>)], only: Option<&str>) -> Result<(Vec<Named>, Option<String>, usize)> {
+    if let Some(name) = only {
+        match slots.iter().find(|(n, _)| n == name) {
+            None => return Err(Error::NotFound(format!("no key slot named '{}'", crate::names::escape(name)))),
+            Some((_, b)) if RecipientSlot::is_recipient_slot(b) => {
+                return Err(Error::InvalidInput(format!(
+                    "key slot '{}' is opened by a private key, not by a passphrase",
+                    crate::names::escape(name)
+                ))
+                .with_remedy(Remedy::UnlockWithIdentity));
+            }
+            Some(_) => {}
+        }
+    }
+    let passphrase_slots = slots.iter().filter(|(_, b)| !RecipientSlot::is_recipient_slot(b)).count();
+    if passphrase_slots == 0 {
+        return Err(
+            Error::InvalidInput("this vault has no passphrase key slot".into()).with_remedy(Remedy::UnlockWithIdentity)
+        );
+    }
+    let mut damaged = None;
+    let mut cands = Vec::new();
+    for (name, bytes) in slots {
+        if only.is_some_and(|o| o != name) || RecipientSlot::is_recipient_slot(bytes) {
+            continue;
+        }
+        match SlotRecord::decode(bytes) {
+            Some(slot) => cands.push((name.clone(), slot)),
+            None => damaged = Some(name.clone()),
+        }
+    }
+    Ok((cands, damaged, passphrase_slots))
+}
+
 /// The error that stops an unlock trying every slot before `rest[0]` (of Argon2id cost
 /// `cost`), when `tried` slots (costing `spent`) opened nothing and one more would pass
 /// [`MAX_UNLOCK_SLOTS`] or [`MAX_UNLOCK_COST`]; `None` when the next slot may be tried.
@@ -287,7 +374,7 @@ fn to_key(bytes: Vec<u8>) -> SecretKey {
 impl Vault<Unlocked> {
     /// For a vault whose sealed state is of the format before 3: refuses when anything says the
     /// vault was already upgraded (a header of format 3 or later, a format 3 model record, a
-    /// key slot with a passphrase check), i.e. only the state record was rolled back to a copy
+    /// key slot with a passphrase check, a recipient key slot), i.e. only the state record was rolled back to a copy
     /// from before the upgrade. Such a state carries no live-model set, and the next write
     /// would re-derive every live list from the records present and seal any loss.
     ///
@@ -307,6 +394,10 @@ impl Vault<Unlocked> {
         for (name, v) in rx.slots()? {
             if SlotRecord::decode(&v).is_some_and(|s| s.kek_check.is_some()) {
                 return damaged(format!("key slot '{name}' has a format {FORMAT_VERSION} passphrase check"));
+            }
+            // Adding a recipient slot is a write, and every write upgrades the vault first.
+            if RecipientSlot::is_recipient_slot(&v) {
+                return damaged(format!("key slot '{name}' is a recipient slot, which format {FORMAT_VERSION} added"));
             }
         }
         for (k, v) in rx.models()? {

@@ -5,6 +5,7 @@
 pub mod faults;
 pub mod guided;
 pub mod hfhub;
+pub mod keys;
 pub mod literals;
 pub mod s3;
 pub mod tamper;

@@ -41,8 +41,12 @@ def open(
     slot: str | None = None,
     read_only: bool = False,
     wait: float | None = None,
+    identity_file: _Path | None = None,
 ) -> Vault:
-    """Opens and unlocks a vault; prompts with getpass when no passphrase is given."""
+    """Opens and unlocks a vault; prompts with getpass when no passphrase is given.
+
+    With identity_file (an age identity or OpenSSH private key), unlocks by a recipient key slot
+    instead; no passphrase may be given then."""
 
 def create(
     path: _Path,
@@ -72,6 +76,10 @@ class Vault:
     def path(self) -> str: ...
     @property
     def read_only(self) -> bool: ...
+    def add_recipient_slot(self, name: str, recipients: Sequence[str]) -> None:
+        """Adds a key slot opened by the private key of any of the recipients (age1…, ssh-ed25519 …, ssh-rsa …)."""
+    def key_slots(self) -> list[dict[str, Any]]:
+        """The key slots, as `mvault key list --json` prints them."""
     def put(
         self,
         path: _Path,

@@ -219,13 +219,16 @@ impl Vault<Unlocked> {
         }
         let vid = self.header.vault_id;
         let body = recipient_body(&vid, name, self.epoch(), &self.state.master, recipients)?;
-        let slot = RecipientSlot {
+        let mut slot = RecipientSlot {
             epoch: self.epoch(),
             recipients: recipients.iter().map(|r| r.text().to_string()).collect(),
             body,
             created: crate::vault::now(),
             next: None,
+            mac: None,
+            next_mac: None,
         };
+        slot.authenticate(&self.state.master, &vid, name);
         let mut txn = self.write()?;
         txn.put_slot(name, &slot.encode())?;
         txn.commit()

@@ -37,7 +37,8 @@ pub struct RotateReport {
     pub to_epoch: u32,
     /// Slots that now wrap the new master key.
     pub slots_kept: Vec<String>,
-    /// Slots removed because no passphrase was given for them.
+    /// Slots removed: passphrase slots whose passphrase was not given, and recipient slots whose
+    /// wrap of the new master key does not verify (planted or changed during the rotation).
     pub slots_removed: Vec<String>,
     /// Chunks re-encrypted by this call.
     pub chunks: u64,
@@ -120,9 +121,20 @@ impl Vault<Unlocked> {
         let mut updates = Vec::new();
         for (name, bytes) in slots {
             if let Some(mut slot) = RecipientSlot::decode(bytes) {
-                // Public keys are all a recipient slot needs: it is always kept.
+                // Public keys are all a recipient slot needs, but only a list a master-key holder
+                // wrote may receive the new master key.
+                if !slot.authentic(&self.state.master, &vid, self.epoch(), name) {
+                    return Err(Error::InvalidInput(format!(
+                        "key slot '{}' lists recipients that no holder of the master key authenticated (the slot \
+                         was written by an earlier version, or planted or changed in the file): the new master key \
+                         is not encrypted to them; nothing was changed",
+                        escape(name)
+                    ))
+                    .with_remedy(crate::Remedy::AddRecipientSlotAgain { slot: escape(name) }));
+                }
                 let recipients = super::stored_recipients(name, &slot)?;
                 slot.next = Some((to, recipient_body(&vid, name, to, new_master, &recipients)?));
+                slot.authenticate_next(new_master, &vid, name);
                 kept.push(name.clone());
                 updates.push((name.clone(), slot.encode()));
                 continue;
@@ -182,7 +194,10 @@ impl Vault<Unlocked> {
             txn.state.clone()
         };
         let prev = self.state.prev.as_ref().expect("checked above");
-        let ctx = Reseal { env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)) };
+        let ctx = Reseal {
+            env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)),
+            master: &self.state.master,
+        };
         let path = self.path.clone();
         store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
         self.state.prev = None;
@@ -194,6 +209,8 @@ impl Vault<Unlocked> {
 /// What a rotation's copy needs: the envelope of the new epoch that also opens the old one.
 struct Reseal<'k> {
     env: Envelope<'k>,
+    /// The new master key, which authenticates the recipient slots' next wraps.
+    master: &'k SecretKey,
 }
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
@@ -263,7 +280,17 @@ impl Reseal<'_> {
         for (name, v) in rx.slots()? {
             // The wrap of the new epoch becomes the slot's wrap; a slot with none is dropped.
             let record = if let Some(mut slot) = RecipientSlot::decode(&v) {
-                promote(&mut slot.epoch, &mut slot.body, slot.next.take(), epoch).then(|| slot.encode())
+                // Its next wrap is kept only when its MAC verifies under the new master key.
+                let fresh = slot.next_authentic(self.master, &self.env.vault_id(), epoch, &name);
+                let next = slot.next.take().filter(|_| fresh);
+                let next_mac = slot.next_mac.take();
+                let promoted = next.is_some();
+                let kept = promote(&mut slot.epoch, &mut slot.body, next, epoch)
+                    && (promoted || slot.authentic(self.master, &self.env.vault_id(), epoch, &name));
+                if promoted {
+                    slot.mac = next_mac;
+                }
+                kept.then(|| slot.encode())
             } else {
                 let mut slot = SlotRecord::decode(&v).ok_or_else(|| Error::KeySlotDamaged(name.clone()))?;
                 promote(&mut slot.epoch, &mut slot.wrapped, slot.next.take(), epoch).then(|| slot.encode())
