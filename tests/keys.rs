@@ -418,8 +418,9 @@ fn key_remove_says_an_old_copy_of_the_slot_still_opens_the_vault_until_a_rotatio
         .assert()
         .success();
     mvault(dir.path()).args(["key", "remove", "ci"]).assert().success().stdout(has(
-        "removed key slot 'ci'; its passphrase still opens this vault through an earlier copy of the slot (a backup \
-         of the vault file, or a freed page of it) until the master key is rotated: run `mvault key rotate`",
+        "removed key slot 'ci'; its passphrase or private key still opens this vault through an earlier copy of the \
+         slot (a backup of the vault file, or a freed page of it) until the master key is rotated: run `mvault key \
+         rotate`",
     ));
 }
 

@@ -44,6 +44,8 @@ pub struct EpochKeys {
     pub chunk: SecretKey,
     /// AES-256-GCM key for metadata records.
     pub meta: SecretKey,
+    /// HMAC-SHA256 key of the recipient key slots' MACs of this epoch.
+    pub slot_mac: SlotMacKey,
 }
 
 impl EpochKeys {
@@ -53,6 +55,7 @@ impl EpochKeys {
             epoch,
             chunk: hkdf(master, vault_id, "chunk", Some(epoch)),
             meta: hkdf(master, vault_id, "meta", Some(epoch)),
+            slot_mac: SlotMacKey::derive(master, vault_id, epoch),
         }
     }
 }

@@ -283,23 +283,40 @@ fn create_copy(
     let written = (|| {
         let mut tx = vault.write()?;
         tx.put_plain_meta("header", &records::encode(&vault.header))?;
+        // A recipient slot is copied only when a master-key holder wrote it (or it is the slot
+        // this clone opened with), and without a rotation wrap (the clone has no rotation
+        // unfinished): a list planted on the remote never reaches a rotation of the clone. The
+        // ones whose MAC verifies are the clone's live recipient slots.
+        let mut live = Vec::new();
         for (name, v) in &b.slots {
-            // A recipient slot is copied only when a master-key holder wrote its list (or it is
-            // the slot this clone opened with): a list planted on the remote never reaches a
-            // rotation of the clone.
-            let keep = name == slot_name
-                || !RecipientSlot::is_recipient_slot(v)
-                || RecipientSlot::decode(v).is_some_and(|r| r.authentic(&vault.state.master, &vid, b.epoch, name));
-            if !keep {
+            let Some(mut r) = RecipientSlot::decode(v) else {
+                if !RecipientSlot::is_recipient_slot(v) || name == slot_name {
+                    tx.put_slot(name, v)?;
+                }
+                continue;
+            };
+            let authentic = r.authentic(&vault.state.keys.slot_mac, &vid, b.epoch, name);
+            if !authentic && name != slot_name {
                 continue;
             }
-            tx.put_slot(name, v)?;
+            (r.next, r.next_mac) = (None, None);
+            if let (true, Some(mac)) = (authentic, r.mac) {
+                live.push((name.clone(), mac));
+            }
+            tx.put_slot(name, &r.encode())?;
         }
         for (id, s) in &rec.signers {
             tx.put_signer(*id, s)?;
         }
         let next_signer = rec.signers.iter().map(|(id, _)| id + 1).max().unwrap_or(1);
-        tx.state = State { epoch: b.epoch, active_signer: rec.active_signer, next_signer, ..State::default() };
+        let recipient_slots = Some(live);
+        tx.state = State {
+            epoch: b.epoch,
+            active_signer: rec.active_signer,
+            next_signer,
+            recipient_slots,
+            ..State::default()
+        };
         let ix = tx.seal_meta(Table::Meta, b"index", &IndexRecord { key: rec.index_key })?;
         tx.put_plain_meta("index", &ix)?;
         tx.commit()

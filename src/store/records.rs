@@ -12,6 +12,7 @@ use super::envelope;
 use crate::crypto::SecretKey;
 use crate::crypto::aead::OVERHEAD;
 use crate::crypto::kdf::Argon2Params;
+use crate::crypto::keys::SlotMacKey;
 use crate::{Error, Result};
 
 /// The format version this build writes. Version 2 added the `chunk_ids` index table; version 3
@@ -163,10 +164,12 @@ pub const RECIPIENT_MAC_LABEL: &[u8] = b"modelvault/v1/recipient-slot-mac\0";
 /// private keys (an age identity, or an SSH private key) opens it, with the `age` command too.
 ///
 /// The recipient list is what a rotation encrypts the next master key to, so it is
-/// authenticated: `mac` is HMAC-SHA256 ([`crate::crypto::keys::SlotMacKey`], keyed from the master
-/// key of `epoch`) over [`RecipientSlot::mac_message`]. Only a holder of that master key writes
-/// one; a slot planted or rewritten by someone who only holds the file does not verify, and no
-/// rotation wraps a new master key to it.
+/// authenticated: `mac` is HMAC-SHA256 ([`SlotMacKey`], keyed from the master key of `epoch`) over
+/// [`RecipientSlot::mac_message`]. Only a holder of that master key writes one; a slot planted or
+/// rewritten by someone who only holds the file does not verify, and no rotation wraps a new
+/// master key to it. That a record was once written is not that it is still live: the sealed
+/// [`State::recipient_slots`] lists the (name, MAC) of the live ones, so a removed slot put back
+/// is not rotated either.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecipientSlot {
     /// Epoch of the wrapped master key.
@@ -182,7 +185,8 @@ pub struct RecipientSlot {
     pub next: Option<(u32, Vec<u8>)>,
     /// The MAC of the slot at `epoch` with `body`; `None` in a slot of the first layout.
     pub mac: Option<[u8; 32]>,
-    /// The MAC of the slot at the epoch of `next` with its body (keyed from the next master key).
+    /// The MAC of the slot at the epoch of `next` with its body, keyed from the master key of
+    /// `epoch` (the one the rotation started from).
     pub next_mac: Option<[u8; 32]>,
 }
 
@@ -258,38 +262,37 @@ impl RecipientSlot {
         m
     }
 
-    /// Sets [`RecipientSlot::mac`] for the slot as it is, under `master`, the master key of its
+    /// Sets [`RecipientSlot::mac`] for the slot as it is, under `key`, the slot MAC key of its
     /// epoch.
-    pub fn authenticate(&mut self, master: &SecretKey, vault_id: &[u8; 16], name: &str) {
-        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, self.epoch);
+    pub fn authenticate(&mut self, key: &SlotMacKey, vault_id: &[u8; 16], name: &str) {
         self.mac =
             Some(key.tag(&Self::mac_message(vault_id, name, self.epoch, self.created, &self.recipients, &self.body)));
     }
 
-    /// Sets [`RecipientSlot::next_mac`] for the slot's `next` wrap under `next_master`, the
-    /// master key of that epoch (nothing when there is no `next`).
-    pub fn authenticate_next(&mut self, next_master: &SecretKey, vault_id: &[u8; 16], name: &str) {
+    /// Sets [`RecipientSlot::next_mac`] for the slot's `next` wrap under `key`, the slot MAC key
+    /// of the slot's current epoch (not of the next one: only a holder of the current master key
+    /// can start a rotation, so only they can vouch for a next wrap). Nothing when there is no
+    /// `next`.
+    pub fn authenticate_next(&mut self, key: &SlotMacKey, vault_id: &[u8; 16], name: &str) {
         if let Some((e, body)) = &self.next {
-            let key = crate::crypto::keys::SlotMacKey::derive(next_master, vault_id, *e);
             self.next_mac = Some(key.tag(&Self::mac_message(vault_id, name, *e, self.created, &self.recipients, body)));
         }
     }
 
-    /// True when [`RecipientSlot::mac`] verifies under `master`, the master key of `epoch`
-    /// (false for a slot of another epoch, or one without a MAC).
-    pub fn authentic(&self, master: &SecretKey, vault_id: &[u8; 16], epoch: u32, name: &str) -> bool {
+    /// True when [`RecipientSlot::mac`] verifies under `key`, the slot MAC key of `epoch` (false
+    /// for a slot of another epoch, or one without a MAC).
+    pub fn authentic(&self, key: &SlotMacKey, vault_id: &[u8; 16], epoch: u32, name: &str) -> bool {
         let Some(tag) = &self.mac else { return false };
-        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, epoch);
         self.epoch == epoch
             && key.verify(&Self::mac_message(vault_id, name, epoch, self.created, &self.recipients, &self.body), tag)
     }
 
-    /// True when the slot's `next` wrap is of `epoch` and [`RecipientSlot::next_mac`] verifies
-    /// under `master`, the master key of that epoch.
-    pub fn next_authentic(&self, master: &SecretKey, vault_id: &[u8; 16], epoch: u32, name: &str) -> bool {
+    /// True when the slot's `next` wrap is of epoch `next_epoch` and [`RecipientSlot::next_mac`]
+    /// verifies under `key`, the slot MAC key of the slot's current epoch.
+    pub fn next_authentic(&self, key: &SlotMacKey, vault_id: &[u8; 16], next_epoch: u32, name: &str) -> bool {
         let (Some((e, body)), Some(tag)) = (&self.next, &self.next_mac) else { return false };
-        let key = crate::crypto::keys::SlotMacKey::derive(master, vault_id, epoch);
-        *e == epoch && key.verify(&Self::mac_message(vault_id, name, epoch, self.created, &self.recipients, body), tag)
+        *e == next_epoch
+            && key.verify(&Self::mac_message(vault_id, name, *e, self.created, &self.recipients, body), tag)
     }
 
     /// Encodes with the magic and the trailing checksum.
@@ -351,6 +354,24 @@ pub struct State {
     pub live_models: u64,
     /// [`models_digest`] of the model record keys (format 3; set with `live_models`).
     pub models_digest: [u8; 32],
+    /// The live recipient key slots, as (name, [`RecipientSlot::mac`]), kept by every write that
+    /// adds, removes or re-wraps one: a rotation re-wraps only these. `None` in a state written
+    /// before it was kept (such a vault trusts any slot whose MAC verifies until its first key
+    /// change, which starts the list).
+    pub recipient_slots: Option<Vec<(String, [u8; 32])>>,
+}
+
+/// The state as format 3 wrote it before [`State::recipient_slots`].
+#[derive(Deserialize)]
+struct StateV3 {
+    epoch: u32,
+    active_signer: u32,
+    next_signer: u32,
+    chunk_seals: u64,
+    meta_seals: u64,
+    rotating_to: Option<u32>,
+    live_models: u64,
+    models_digest: [u8; 32],
 }
 
 /// The state as written by format versions 1 and 2 (no live-model count or digest).
@@ -372,6 +393,20 @@ pub fn decode_state(what: &str, bytes: &[u8]) -> Result<(State, bool)> {
     if let Ok(s) = postcard::from_bytes::<State>(bytes) {
         return Ok((s, true));
     }
+    if let Ok(o) = postcard::from_bytes::<StateV3>(bytes) {
+        let s = State {
+            epoch: o.epoch,
+            active_signer: o.active_signer,
+            next_signer: o.next_signer,
+            chunk_seals: o.chunk_seals,
+            meta_seals: o.meta_seals,
+            rotating_to: o.rotating_to,
+            live_models: o.live_models,
+            models_digest: o.models_digest,
+            recipient_slots: None,
+        };
+        return Ok((s, true));
+    }
     let o: StateV2 = decode(what, bytes)?;
     let s = State {
         epoch: o.epoch,
@@ -382,6 +417,7 @@ pub fn decode_state(what: &str, bytes: &[u8]) -> Result<(State, bool)> {
         rotating_to: o.rotating_to,
         live_models: 0,
         models_digest: [0; 32],
+        recipient_slots: None,
     };
     Ok((s, false))
 }

@@ -306,7 +306,13 @@ impl Vault<Unlocked> {
                 created: now(),
                 retired: None,
             };
-            tx.state = State { epoch, active_signer: 0, next_signer: 1, ..State::default() };
+            tx.state = State {
+                epoch,
+                active_signer: 0,
+                next_signer: 1,
+                recipient_slots: Some(Vec::new()),
+                ..State::default()
+            };
             tx.put_signer(0, &rec)?;
             let ix = tx.seal_meta(Table::Meta, b"index", &index_rec)?;
             tx.put_plain_meta("index", &ix)?;

@@ -14,9 +14,19 @@ use crate::crypto::keys::{EpochKeys, IndexKeys};
 use crate::crypto::recipient::Identities;
 use crate::crypto::sign::{ManifestSigner, ManifestVerifier};
 use crate::store::envelope::Envelope;
-use crate::store::records::{self, FORMAT_VERSION, IndexRecord, RecipientSlot, SignerRecord, SlotRecord};
+use crate::store::records::{self, FORMAT_VERSION, IndexRecord, RecipientSlot, SignerRecord, SlotRecord, State};
 use crate::store::{self, RecordRead, Table};
 use crate::{Error, Remedy, Result};
+
+/// What opening the sealed state with one epoch's keys found.
+enum Probe {
+    /// It opens, and says this.
+    Opens(Box<State>),
+    /// There is no state record.
+    Missing,
+    /// It does not open with these keys.
+    DoesNotOpen,
+}
 
 /// A passphrase slot and its name.
 type Named = (String, SlotRecord);
@@ -59,9 +69,11 @@ impl Vault<Locked> {
     /// No Argon2id work is done.
     ///
     /// A slot that opens with `ids` but whose payload is bound to another vault id, epoch or
-    /// name, whose rotation wrap does not open, or whose master key does not open the sealed
-    /// state, was planted or damaged: it is passed over (anyone can encrypt to a public key, so
-    /// such a slot must not lock the owner out), and reported only when no slot opens.
+    /// name, or whose master key does not open the sealed state, was planted or damaged: it is
+    /// passed over (anyone can encrypt to a public key, so such a slot must not lock the owner
+    /// out), and reported only when no slot opens. A slot's rotation wrap (`next`) is followed
+    /// only for the rotation the sealed state says is unfinished, and only with a MAC under the
+    /// slot's own epoch key; otherwise it is ignored.
     ///
     /// Errors: [`Error::WrongIdentity`] if no slot opens and none was passed over;
     /// [`Error::Damaged`] (bound elsewhere, or not this vault's key) or [`Error::KeySlotDamaged`]
@@ -137,44 +149,47 @@ impl Vault<Locked> {
             )));
         };
         let master = SecretKey(*mk);
-        let next = match &slot.next {
-            Some((e, body)) => {
+        // The state is sealed under the slot's epoch, also while a rotation from it is unfinished.
+        let keys = EpochKeys::derive(&master, &vid, slot.epoch);
+        let rotating_to = match self.state_under(&keys)? {
+            Probe::Opens(st) => st.rotating_to,
+            Probe::Missing => None, // finishing the unlock reports it
+            Probe::DoesNotOpen => {
+                return Err(Error::Damaged(format!(
+                    "key slot '{}' opens with the identity in {}, but the master key it carries does not open \
+                     this vault's state: the slot was planted (by someone holding an old master key) or the vault \
+                     is damaged",
+                    escape(name),
+                    ids.source()
+                )));
+            }
+        };
+        // A next wrap counts only for the rotation the sealed state says is unfinished, and only
+        // when a holder of this epoch's master key vouched for it: anyone can encrypt a key of
+        // their own to the owner's public key, and following it would hand them the vault.
+        let next = match (&slot.next, rotating_to) {
+            (Some((e, body)), Some(to)) if *e == to && slot.next_authentic(&keys.slot_mac, &vid, to, name) => {
                 let damaged = || Error::KeySlotDamaged(name.to_string());
                 let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
                 let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
                 Some((*e, SecretKey(*mk)))
             }
-            None => None,
+            _ => None,
         };
-        if !self.opens_state(&master, slot.epoch, next.as_ref())? {
-            return Err(Error::Damaged(format!(
-                "key slot '{}' opens with the identity in {}, but the master key it carries does not open this \
-                 vault's state: the slot was planted (by someone holding an old master key) or the vault is damaged",
-                escape(name),
-                ids.source()
-            )));
-        }
         Ok(Some((master, next)))
     }
 
-    /// True when the keys of `master` (epoch `epoch`), or of `next` with `master` as the
-    /// previous epoch, open the sealed state record; true also when there is none (unlocking
-    /// then reports it).
-    fn opens_state(&self, master: &SecretKey, epoch: u32, next: Option<&(u32, SecretKey)>) -> Result<bool> {
-        let vid = self.header.vault_id;
-        let (keys, prev) = match next {
-            None => (EpochKeys::derive(master, &vid, epoch), None),
-            Some((e, mk)) => (EpochKeys::derive(mk, &vid, *e), Some(EpochKeys::derive(master, &vid, epoch))),
-        };
-        let env = Envelope::new(vid, &keys, prev.as_ref());
+    /// Whether `keys` open the sealed state record, and what it says.
+    fn state_under(&self, keys: &EpochKeys) -> Result<Probe> {
+        let env = Envelope::new(self.header.vault_id, keys, None);
         let rx = store::read(&self.db)?;
         rx.require(Table::Meta, "reading vault state")?;
-        let Some(bytes) = rx.state()? else { return Ok(true) };
+        let Some(bytes) = rx.state()? else { return Ok(Probe::Missing) };
         Ok(env
             .open_record_with(&Table::Meta, b"state", "vault state record", &bytes, |b| {
                 records::decode_state("vault state record", b)
             })
-            .is_ok())
+            .map_or(Probe::DoesNotOpen, |(st, _)| Probe::Opens(Box::new(st))))
     }
 
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {

@@ -33,7 +33,7 @@ use crate::crypto::aead;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::recipient::Recipient;
 use crate::names::{self, escape};
-use crate::store::records::{RecipientSlot, SlotRecord};
+use crate::store::records::{RecipientSlot, SlotRecord, State};
 use crate::store::{self, RecordRead, Table};
 use crate::vault::{Locked, Passphrase, Unlocked, Vault, make_slot, recipient_body};
 use crate::{Error, Result};
@@ -219,6 +219,7 @@ impl Vault<Unlocked> {
         }
         let vid = self.header.vault_id;
         let body = recipient_body(&vid, name, self.epoch(), &self.state.master, recipients)?;
+        let slots = read_slots(&self.db)?;
         let mut slot = RecipientSlot {
             epoch: self.epoch(),
             recipients: recipients.iter().map(|r| r.text().to_string()).collect(),
@@ -228,8 +229,11 @@ impl Vault<Unlocked> {
             mac: None,
             next_mac: None,
         };
-        slot.authenticate(&self.state.master, &vid, name);
+        slot.authenticate(&self.state.keys.slot_mac, &vid, name);
         let mut txn = self.write()?;
+        let mut live = self.live_recipient_slots(&txn.state, &slots);
+        live.push((name.to_string(), slot.mac.expect("just authenticated")));
+        txn.state.recipient_slots = Some(live);
         txn.put_slot(name, &slot.encode())?;
         txn.commit()
     }
@@ -256,8 +260,37 @@ impl Vault<Unlocked> {
                 .with_remedy(crate::Remedy::UnlockWithAnotherSlot));
         }
         let mut txn = self.write()?;
+        let live = self.live_recipient_slots(&txn.state, &slots).into_iter().filter(|(n, _)| n != name).collect();
+        txn.state.recipient_slots = Some(live);
         txn.tx.remove_slot(name)?;
         txn.commit()
+    }
+
+    /// The live recipient slots, as (name, MAC): those the sealed `state` lists, or, for a state
+    /// that lists none yet (written before the list was kept), every recipient slot in `slots`
+    /// whose MAC verifies under the current epoch's key.
+    pub(crate) fn live_recipient_slots(&self, state: &State, slots: &[(String, Vec<u8>)]) -> Vec<(String, [u8; 32])> {
+        if let Some(live) = &state.recipient_slots {
+            return live.clone();
+        }
+        let (vid, epoch) = (self.header.vault_id, self.epoch());
+        slots
+            .iter()
+            .filter_map(|(n, b)| RecipientSlot::decode(b).map(|s| (n, s)))
+            .filter(|(n, s)| s.authentic(&self.state.keys.slot_mac, &vid, epoch, n))
+            .filter_map(|(n, s)| s.mac.map(|m| (n.clone(), m)))
+            .collect()
+    }
+
+    /// True when recipient slot `name` is live: its MAC verifies under the current epoch's key
+    /// and the sealed `state` lists it with that MAC (see [`State::recipient_slots`]).
+    pub(crate) fn recipient_slot_live(&self, state: &State, name: &str, slot: &RecipientSlot) -> bool {
+        let (vid, epoch) = (self.header.vault_id, self.epoch());
+        slot.authentic(&self.state.keys.slot_mac, &vid, epoch, name)
+            && state
+                .recipient_slots
+                .as_ref()
+                .is_none_or(|live| live.iter().any(|(n, m)| n == name && Some(*m) == slot.mac))
     }
 
     /// Gives key slot `name` (default: the slot in use) a new passphrase, and optionally new

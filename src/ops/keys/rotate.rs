@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::read_slots;
-use crate::crypto::keys::EpochKeys;
+use crate::crypto::keys::{EpochKeys, SlotMacKey};
 use crate::crypto::{SecretKey, aead};
 use crate::names::escape;
 use crate::progress::Progress;
@@ -76,13 +76,14 @@ impl Vault<Unlocked> {
         let from = self.epoch();
         let to = from.checked_add(1).ok_or_else(|| Error::InvalidInput("key epoch counter exhausted".into()))?;
         let new_master = SecretKey::random()?;
-        let Wraps { kept, removed, updates } = self.wrap_new_master(&slots, others, remove_others, to, &new_master)?;
+        let mut txn = self.write()?;
+        let Wraps { kept, removed, updates } =
+            self.wrap_new_master(&txn.state, &slots, others, remove_others, to, &new_master)?;
         for (name, _) in others {
             if !slots.iter().any(|(n, _)| n == name) {
                 return Err(Error::NotFound(format!("no key slot named '{}'; nothing was changed", escape(name))));
             }
         }
-        let mut txn = self.write()?;
         for (name, slot) in &updates {
             txn.put_slot(name, slot)?;
         }
@@ -109,6 +110,7 @@ impl Vault<Unlocked> {
     /// Errors: as [`Vault::rotate`].
     fn wrap_new_master(
         &self,
+        state: &records::State,
         slots: &[(String, Vec<u8>)],
         others: &[(String, Passphrase)],
         remove_others: bool,
@@ -123,18 +125,18 @@ impl Vault<Unlocked> {
             if let Some(mut slot) = RecipientSlot::decode(bytes) {
                 // Public keys are all a recipient slot needs, but only a list a master-key holder
                 // wrote may receive the new master key.
-                if !slot.authentic(&self.state.master, &vid, self.epoch(), name) {
+                if !self.recipient_slot_live(state, name, &slot) {
                     return Err(Error::InvalidInput(format!(
                         "key slot '{}' lists recipients that no holder of the master key authenticated (the slot \
-                         was written by an earlier version, or planted or changed in the file): the new master key \
-                         is not encrypted to them; nothing was changed",
+                         was written by an earlier version, or planted, changed or put back after its removal in the \
+                         file): the new master key is not encrypted to them; nothing was changed",
                         escape(name)
                     ))
                     .with_remedy(crate::Remedy::AddRecipientSlotAgain { slot: escape(name) }));
                 }
                 let recipients = super::stored_recipients(name, &slot)?;
                 slot.next = Some((to, recipient_body(&vid, name, to, new_master, &recipients)?));
-                slot.authenticate_next(new_master, &vid, name);
+                slot.authenticate_next(&self.state.keys.slot_mac, &vid, name);
                 kept.push(name.clone());
                 updates.push((name.clone(), slot.encode()));
                 continue;
@@ -196,7 +198,8 @@ impl Vault<Unlocked> {
         let prev = self.state.prev.as_ref().expect("checked above");
         let ctx = Reseal {
             env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)),
-            master: &self.state.master,
+            prev_mac: &prev.slot_mac,
+            new_mac: &self.state.keys.slot_mac,
         };
         let path = self.path.clone();
         store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
@@ -209,8 +212,10 @@ impl Vault<Unlocked> {
 /// What a rotation's copy needs: the envelope of the new epoch that also opens the old one.
 struct Reseal<'k> {
     env: Envelope<'k>,
-    /// The new master key, which authenticates the recipient slots' next wraps.
-    master: &'k SecretKey,
+    /// The slot MAC key of the epoch rotated from, which authenticates the recipient slots' next
+    /// wraps, and of the new epoch, which authenticates them once promoted.
+    prev_mac: &'k SlotMacKey,
+    new_mac: &'k SlotMacKey,
 }
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
@@ -259,8 +264,9 @@ impl Reseal<'_> {
                 tx.put_row(table, k, &value).map(|()| true)
             })?;
         }
-        self.copy_slots(&rx, &mut tx, report)?;
+        let live = self.copy_slots(&rx, &mut tx, report)?;
         let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        state.recipient_slots = Some(live);
         state.epoch = self.env.epoch();
         state.rotating_to = None;
         state.chunk_seals = chunk_seals;
@@ -271,24 +277,32 @@ impl Reseal<'_> {
     }
 
     /// Copies the key slots, each keeping the wrap of the new master key only; a slot without
-    /// one is left out (and reported removed).
+    /// one is left out (and reported removed). Returns the recipient slots kept, as (name, MAC
+    /// under the new epoch's key), for the new state.
     ///
     /// Errors: [`Error::KeySlotDamaged`]; [`Error::Damaged`] when no slot is kept.
-    fn copy_slots(&self, rx: &ReadTxn, tx: &mut WriteTxn, report: &mut RotateReport) -> Result<()> {
+    fn copy_slots(
+        &self,
+        rx: &ReadTxn,
+        tx: &mut WriteTxn,
+        report: &mut RotateReport,
+    ) -> Result<Vec<(String, [u8; 32])>> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
         let epoch = self.env.epoch();
+        let vid = self.env.vault_id();
+        let mut live = Vec::new();
         for (name, v) in rx.slots()? {
             // The wrap of the new epoch becomes the slot's wrap; a slot with none is dropped.
             let record = if let Some(mut slot) = RecipientSlot::decode(&v) {
-                // Its next wrap is kept only when its MAC verifies under the new master key.
-                let fresh = slot.next_authentic(self.master, &self.env.vault_id(), epoch, &name);
+                // Its next wrap is kept only when a holder of the old master key vouched for it
+                // (the rotation itself); it then gets its MAC under the new epoch's key.
+                let fresh = slot.next_authentic(self.prev_mac, &vid, epoch, &name);
                 let next = slot.next.take().filter(|_| fresh);
-                let next_mac = slot.next_mac.take();
-                let promoted = next.is_some();
-                let kept = promote(&mut slot.epoch, &mut slot.body, next, epoch)
-                    && (promoted || slot.authentic(self.master, &self.env.vault_id(), epoch, &name));
-                if promoted {
-                    slot.mac = next_mac;
+                slot.next_mac = None;
+                let kept = next.is_some() && promote(&mut slot.epoch, &mut slot.body, next, epoch);
+                if kept {
+                    slot.authenticate(self.new_mac, &vid, &name);
+                    live.push((name.clone(), slot.mac.expect("just authenticated")));
                 }
                 kept.then(|| slot.encode())
             } else {
@@ -306,7 +320,7 @@ impl Reseal<'_> {
         if report.slots_kept.is_empty() {
             return Err(Error::Damaged("no key slot wraps the new master key: the rotation cannot finish".into()));
         }
-        Ok(())
+        Ok(live)
     }
 
     /// Copies the chunks, sealed again, checkpointing (a commit that does not wait for the disk)
