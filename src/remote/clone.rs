@@ -283,28 +283,7 @@ fn create_copy(
     let written = (|| {
         let mut tx = vault.write()?;
         tx.put_plain_meta("header", &records::encode(&vault.header))?;
-        // A recipient slot is copied only when a master-key holder wrote it (or it is the slot
-        // this clone opened with), and without a rotation wrap (the clone has no rotation
-        // unfinished): a list planted on the remote never reaches a rotation of the clone. The
-        // ones whose MAC verifies are the clone's live recipient slots.
-        let mut live = Vec::new();
-        for (name, v) in &b.slots {
-            let Some(mut r) = RecipientSlot::decode(v) else {
-                if !RecipientSlot::is_recipient_slot(v) || name == slot_name {
-                    tx.put_slot(name, v)?;
-                }
-                continue;
-            };
-            let authentic = r.authentic(&vault.state.keys.slot_mac, &vid, b.epoch, name);
-            if !authentic && name != slot_name {
-                continue;
-            }
-            (r.next, r.next_mac) = (None, None);
-            if let (true, Some(mac)) = (authentic, r.mac) {
-                live.push((name.clone(), mac));
-            }
-            tx.put_slot(name, &r.encode())?;
-        }
+        let live = copy_slots(&mut tx, b, &vault.state.keys.slot_mac, &vid, slot_name)?;
         for (id, s) in &rec.signers {
             tx.put_signer(*id, s)?;
         }
@@ -327,6 +306,41 @@ fn create_copy(
         return Err(e);
     }
     Ok(vault)
+}
+
+/// Copies the bundle's key slots into the clone's first transaction and returns its live
+/// recipient slots. A recipient slot is copied only when a master-key holder wrote it (or it
+/// is `opened`, the slot the clone opened with), and without a rotation wrap (the clone has no
+/// rotation unfinished): a list planted on the remote never reaches a rotation of the clone.
+/// The ones whose MAC verifies under `mac_key` (the bundle's epoch) are the live ones.
+///
+/// Errors: [`Error::Storage`].
+fn copy_slots(
+    tx: &mut crate::vault::txn::Txn<'_>,
+    b: &KeysBundle,
+    mac_key: &crate::crypto::keys::SlotMacKey,
+    vid: &[u8; 16],
+    opened: &str,
+) -> Result<Vec<(String, [u8; 32])>> {
+    let mut live = Vec::new();
+    for (name, v) in &b.slots {
+        let Some(mut r) = RecipientSlot::decode(v) else {
+            if !RecipientSlot::is_recipient_slot(v) || name == opened {
+                tx.put_slot(name, v)?;
+            }
+            continue;
+        };
+        let authentic = r.authentic(mac_key, vid, b.epoch, name);
+        if !authentic && name != opened {
+            continue;
+        }
+        (r.next, r.next_mac) = (None, None);
+        if let (true, Some(mac)) = (authentic, r.mac) {
+            live.push((name.clone(), mac));
+        }
+        tx.put_slot(name, &r.encode())?;
+    }
+    Ok(live)
 }
 
 #[cfg(test)]

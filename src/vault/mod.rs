@@ -13,7 +13,7 @@
 
 mod records;
 pub(crate) mod signing;
-mod txn;
+pub(crate) mod txn;
 mod unlock;
 
 pub(crate) use txn::Txn;
