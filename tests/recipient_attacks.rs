@@ -257,6 +257,32 @@ fn the_limits_and_missing_things_of_recipient_slots_are_clear_errors() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(7), "{err}");
     assert!(err.contains("recipients.txt") && err.contains("line 4"), "{err}");
+    // A secret given where a public key belongs is never echoed: an age secret key (the identity
+    // file itself as a recipients file, or on the command line) or a passphrase.
+    let secret = std::fs::read_to_string(&alice).unwrap();
+    let secret = secret.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap().to_string();
+    for args in [
+        vec!["key".to_string(), "add".into(), "t3".into(), "--recipients-file".into(), alice.display().to_string()],
+        vec!["key".to_string(), "add".into(), "t3".into(), "--recipient".into(), secret.clone()],
+        vec!["--json".to_string(), "key".into(), "add".into(), "t3".into(), "--recipient".into(), PASS.into()],
+    ] {
+        let o = mvault(dir.path()).args(&args).output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(7), "{all}");
+        assert!(!all.contains(&secret[15..25]) && !all.contains(PASS), "{args:?} showed a secret: {all}");
+        assert!(all.contains("not shown"), "{all}");
+    }
+    // A public key given as the identity: said so.
+    let public = dir.path().join("alice.pub");
+    std::fs::write(&public, format!("{alice_r}\n")).unwrap();
+    let e = Identities::from_file(&public).unwrap_err();
+    assert!(e.to_string().contains("line 1 holds a public key, not a private key"), "{e}");
+    // A recipient slot named with --slot and no passphrase source: the identity hint, before
+    // any passphrase is asked for.
+    let o = mvault(dir.path()).env_remove("MVAULT_PASSPHRASE_FILE").args(["--slot", "ci", "ls"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert!(err.contains("is opened by a private key") && err.contains("--identity FILE"), "{err}");
     // Passphrase-slot options are refused with a recipient, not ignored.
     let o =
         mvault(dir.path()).args(["key", "add", "t2", "--recipient", &alice_r, "--argon2-time", "9"]).output().unwrap();

@@ -170,7 +170,8 @@ fn bad_recipients_and_identities_are_clear_errors_and_change_nothing() {
         ("age1notarecipient", "is not a valid age X25519 recipient"),
         ("ssh-ed25519 AAAAnotbase64!!", "is not a valid SSH public key"),
         ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "SSH public key"),
-        ("AGE-SECRET-KEY-1XYZ", "is of an unknown kind"),
+        ("AGE-SECRET-KEY-1XYZ", "is an age secret key (an identity), not shown"),
+        ("correct horse battery", "a recipient is of an unknown kind (not shown"),
     ] {
         let e = Recipient::parse(bad).unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{bad}: {e:?}");

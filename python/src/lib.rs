@@ -74,6 +74,7 @@ fn open(
         return Ok(PyVault::new(v));
     }
     let locked = py.detach(|| Vault::open(&path, &opts)).map_err(to_py)?;
+    locked.check_passphrase_unlock(slot.as_deref()).map_err(to_py)?;
     let pass = secret::obtain(py, &path, passphrase_file.as_deref(), passphrase)?;
     let v = py
         .detach(|| match &slot {

@@ -74,6 +74,8 @@ fn unlock_with(g: &Global, opts: &OpenOptions) -> Result<Vault<Unlocked>> {
         v.set_warning_sink(Box::new(|m| eprintln!("warning: {m}")));
         return Ok(v);
     }
+    // A recipient slot named, or a vault of recipient slots only: say so before asking.
+    locked.check_passphrase_unlock(g.slot.as_deref())?;
     let pass = passphrase::obtain(g, &format!("Passphrase for {}: ", path.display()), false)?;
     let v = match &g.slot {
         Some(s) => locked.unlock_slot(s, &pass),

@@ -40,15 +40,19 @@ impl Recipient {
     /// (`ssh-ed25519 AAAA… [comment]`, `ssh-rsa AAAA… [comment]`). Surrounding whitespace is
     /// trimmed; an SSH key's comment is dropped from the kept text.
     ///
-    /// Errors: [`Error::InvalidInput`] naming the recipient (it is public) and the forms accepted.
+    /// Errors: [`Error::InvalidInput`] with the forms accepted, naming the recipient only when it
+    /// has a public key's form (`age1…`, `ssh-…`): text of another kind may be a secret given by
+    /// mistake (an age secret key, a passphrase) and is never shown.
     pub fn parse(text: &str) -> Result<Recipient> {
         let t = text.trim();
+        let public = t.starts_with("age1") || t.starts_with("ssh-");
         let bad = |why: &str| {
             let shown: String = t.chars().take(80).collect();
+            let what =
+                if public { format!("recipient '{}'", crate::names::escape(&shown)) } else { "a recipient".into() };
             Error::InvalidInput(format!(
-                "recipient '{}' {why}: give an age recipient (age1…) or an SSH public key (ssh-ed25519 … or \
-                 ssh-rsa …)",
-                crate::names::escape(&shown)
+                "{what} {why}: give an age recipient (age1…) or an SSH public key (ssh-ed25519 …, or ssh-rsa … of \
+                 2048 to 4096 bits)"
             ))
         };
         if t.is_empty() {
@@ -56,6 +60,13 @@ impl Recipient {
         }
         if t.len() > MAX_RECIPIENT_LEN {
             return Err(bad(&format!("is longer than {MAX_RECIPIENT_LEN} bytes")));
+        }
+        if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+            return Err(bad("is an age secret key (an identity), not shown: give its public key, which \
+                            `age-keygen -y` prints"));
+        }
+        if t.starts_with("-----BEGIN") {
+            return Err(bad("is the start of a private key file: give the public key (the .pub file's line)"));
         }
         if t.starts_with("age1") {
             let r: age::x25519::Recipient = t.parse().map_err(|_| bad("is not a valid age X25519 recipient"))?;
@@ -67,7 +78,7 @@ impl Recipient {
             let r: age::ssh::Recipient = key.parse().map_err(|e| bad(&ssh_reason(&e)))?;
             return Ok(Recipient { text: key, inner: Box::new(r) });
         }
-        Err(bad("is of an unknown kind"))
+        Err(bad("is of an unknown kind (not shown, in case it is a secret)"))
     }
 
     /// Reads a recipients file as `age -R` does: one recipient per line, blank lines and lines
@@ -78,7 +89,8 @@ impl Recipient {
     pub fn read_file(path: &Path) -> Result<Vec<Recipient>> {
         let shown = path.display();
         let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening recipients file {shown}"), e))?;
-        let mut text = String::new();
+        // Zeroizing, sized up front: a private key or passphrase file given by mistake leaves no copy.
+        let mut text = Zeroizing::new(String::with_capacity((1 << 20) + 1));
         f.take((1 << 20) + 1)
             .read_to_string(&mut text)
             .map_err(|e| Error::io(format!("reading recipients file {shown}"), e))?;
@@ -180,6 +192,16 @@ impl Identities {
                     Err(invalid("is an SSH key of a type age does not support (use ed25519 or RSA)".into()))
                 }
             };
+        }
+        if let Some(n) = text.lines().position(|l| {
+            let l = l.trim();
+            l.starts_with("age1") || l.starts_with("ssh-")
+        }) {
+            return Err(invalid(format!(
+                "line {} holds a public key, not a private key: give the private key file (the one age-keygen \
+                 or ssh-keygen wrote, not the .pub file or the public key line)",
+                n + 1
+            )));
         }
         let file = age::IdentityFile::from_buffer(text.as_bytes()).map_err(|e| {
             // age's message names the line number, never the line.

@@ -192,6 +192,18 @@ impl Vault<Locked> {
             .map_or(Probe::DoesNotOpen, |(st, _)| Probe::Opens(Box::new(st))))
     }
 
+    /// Checks, before a passphrase is asked for, that a passphrase could unlock this vault (with
+    /// the slot named `only`, if given): there is a passphrase slot, and `only` names one.
+    ///
+    /// Errors: as the checks of [`Vault::unlock`] and [`Vault::unlock_slot`] made before any
+    /// derivation ([`Error::NotFound`], [`Error::InvalidInput`] with the remedy to unlock with a
+    /// private key); [`Error::Storage`].
+    pub fn check_passphrase_unlock(&self, only: Option<&str>) -> Result<()> {
+        let rx = store::read(&self.db)?;
+        rx.require(Table::Slots, "reading key slots")?;
+        passphrase_slots(&rx.slots()?, only).map(|_| ())
+    }
+
     fn unlock_with(self, only: Option<&str>, passphrase: &Passphrase) -> Result<Vault<Unlocked>> {
         crate::harden::harden_process()?;
         let slots = {

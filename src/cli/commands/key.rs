@@ -50,7 +50,7 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
             v.remove_slot(name)?;
             let note = "its passphrase or private key still opens this vault through an earlier copy of the slot (a backup of \
                         the vault file, or a freed page of it) until the master key is rotated: run `mvault key \
-                        rotate` if that passphrase may be known to someone who should not read the vault";
+                        rotate` if that passphrase or key may be known to someone who should not read the vault";
             print_done(g, json!({"removed_slot": name, "note": note}), &format!("removed key slot '{name}'; {note}"));
         }
         KeyCommand::Passwd { slot_name, new, cost: c } => passwd(g, slot_name.as_deref(), new, c, &progress)?,
