@@ -687,3 +687,54 @@ fn a_state_rolled_back_past_the_format_3_upgrade_is_damage() {
         assert!(records_of(&path) == before, "nothing was written");
     }
 }
+
+fn slot_bytes(path: &Path, name: &str) -> Vec<u8> {
+    tamper::read(path, crate::common::tables::SLOTS, |t| t.get(name).unwrap().expect("slot").value().to_vec())
+}
+
+fn put_slot_bytes(path: &Path, name: &str, v: &[u8]) {
+    tamper::edit(path, crate::common::tables::SLOTS, |t| {
+        t.insert(name, v).unwrap();
+    });
+}
+
+#[test]
+fn an_old_wrap_put_back_as_a_rotation_wrap_does_not_roll_the_key_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut v) = new_vault(dir.path());
+    v.put(&corpus().join("safetensors/silero_vad_16k.safetensors"), "s", &PutOptions::default(), &NoProgress).unwrap();
+    drop(v);
+    // A former holder of MK_1 keeps the slot as it was at epoch 1.
+    let old = records::SlotRecord::decode(&slot_bytes(&path, "default")).unwrap();
+    let mut v = reopen(&path);
+    assert_eq!(v.rotate(&[], false, &NoProgress).unwrap().to_epoch, 2);
+    drop(v);
+    // Rotation kept the slot's salt and parameters, so the old wrap of MK_1 carries the AAD a next
+    // wrap to epoch 1 would: planted as `next`, it opens with the owner's passphrase.
+    let mut now = records::SlotRecord::decode(&slot_bytes(&path, "default")).unwrap();
+    assert_eq!((now.salt, now.params), (old.salt, old.params));
+    now.next = Some((1, old.wrapped.clone()));
+    put_slot_bytes(&path, "default", &now.encode());
+    let v = reopen(&path);
+    assert_eq!((v.epoch(), v.rotation_pending()), (2, false), "the planted wrap was not followed");
+    v.set_tag("s", &VersionRef::Latest, "stage", "prod").unwrap();
+    let mut v = v;
+    assert_eq!(v.rotate(&[], false, &NoProgress).unwrap().from_epoch, 2);
+    drop(v);
+    assert!(reopen(&path).verify(true, &NoProgress).unwrap().ok());
+}
+
+#[test]
+fn a_planted_slot_with_argon2_parameters_out_of_range_does_not_stop_an_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, v) = new_vault(dir.path());
+    drop(v);
+    // Cost 0 sorts first; deriving with it would fail and used to stop the whole unlock.
+    let mut planted = records::SlotRecord::decode(&slot_bytes(&path, "default")).unwrap();
+    planted.params.lanes = 0;
+    put_slot_bytes(&path, "aaa", &planted.encode());
+    assert_eq!(reopen(&path).unlocked_slot(), "default");
+    // Named, it is reported as damaged.
+    let e = modelvault::Vault::open(&path, &Default::default()).unwrap().unlock_slot("aaa", &pass()).err().unwrap();
+    assert!(matches!(e, Error::KeySlotDamaged(ref s) if s == "aaa"), "{e:?}");
+}

@@ -216,6 +216,8 @@ fn open_bundle(
     let h: Header = records::decode("remote key bundle header", &b.header)?;
     let mut slots: Vec<(String, SlotRecord)> =
         b.slots.iter().filter_map(|(n, v)| SlotRecord::decode(v).map(|s| (n.clone(), s))).collect();
+    // Out-of-range Argon2 parameters: a planted slot, passed over rather than stopping the clone.
+    slots.retain(|(_, s)| s.params.check().is_ok());
     slots.retain(|(_, s)| s.epoch == b.epoch && s.next.is_none());
     slots.sort_by(|a, b| (unlock_cost(&a.1.params), &a.0).cmp(&(unlock_cost(&b.1.params), &b.0)));
     for (name, slot) in &slots {
@@ -325,7 +327,11 @@ fn copy_slots(
     let mut live = Vec::new();
     for (name, v) in &b.slots {
         let Some(mut r) = RecipientSlot::decode(v) else {
-            if !RecipientSlot::is_recipient_slot(v) || name == opened {
+            // A passphrase slot is copied without a rotation wrap too.
+            if let Some(mut p) = SlotRecord::decode(v) {
+                p.next = None;
+                tx.put_slot(name, &p.encode())?;
+            } else if !RecipientSlot::is_recipient_slot(v) || name == opened {
                 tx.put_slot(name, v)?;
             }
             continue;

@@ -168,7 +168,11 @@ impl Vault<Locked> {
         // when a holder of this epoch's master key vouched for it: anyone can encrypt a key of
         // their own to the owner's public key, and following it would hand them the vault.
         let next = match (&slot.next, rotating_to) {
-            (Some((e, body)), Some(to)) if *e == to && slot.next_authentic(&keys.slot_mac, &vid, to, name) => {
+            (Some((e, body)), Some(to))
+                if *e == to
+                    && slot.epoch.checked_add(1) == Some(to)
+                    && slot.next_authentic(&keys.slot_mac, &vid, to, name) =>
+            {
                 let damaged = || Error::KeySlotDamaged(name.to_string());
                 let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
                 let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
@@ -244,13 +248,22 @@ impl Vault<Locked> {
                 continue;
             };
             let master = to_key(mk);
-            let next = match &slot.next {
-                Some((e, w)) => {
+            // A next wrap is followed only for the rotation the sealed state (opened with this
+            // slot's own key) says is unfinished: rotation keeps a slot's salt and parameters, so
+            // an old wrap of this slot put back as `next` would otherwise open, and the vault
+            // would "rotate" back to a master key a former holder knows.
+            let keys = EpochKeys::derive(&master, &self.header.vault_id, slot.epoch);
+            let rotating_to = match self.state_under(&keys)? {
+                Probe::Opens(st) => st.rotating_to,
+                Probe::Missing | Probe::DoesNotOpen => None, // finishing the unlock reports it
+            };
+            let next = match (&slot.next, rotating_to) {
+                (Some((e, w)), Some(to)) if *e == to && slot.epoch.checked_add(1) == Some(to) => {
                     let aad = SlotRecord::aad(&self.header.vault_id, name, *e, &slot.params);
                     let mk = aead::open(&kek, &aad, w).map_err(|_| Error::KeySlotDamaged(name.clone()))?;
                     Some((*e, to_key(mk)))
                 }
-                None => None,
+                _ => None,
             };
             return self.finish_unlock(name, Some(kek), master, slot.epoch, next);
         }
@@ -354,7 +367,10 @@ fn passphrase_slots(slots: &[(String, Vec<u8>)], only: Option<&str>) -> Result<(
             continue;
         }
         match SlotRecord::decode(bytes) {
-            Some(slot) => cands.push((name.clone(), slot)),
+            // A slot whose Argon2 parameters are out of range (planted: no slot is made so) is
+            // damaged, not an error that stops the unlock.
+            Some(slot) if slot.params.check().is_ok() => cands.push((name.clone(), slot)),
+            Some(_) => damaged = Some(name.clone()),
             None => damaged = Some(name.clone()),
         }
     }

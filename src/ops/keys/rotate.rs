@@ -264,7 +264,7 @@ impl Reseal<'_> {
                 tx.put_row(table, k, &value).map(|()| true)
             })?;
         }
-        let live = self.copy_slots(&rx, &mut tx, report)?;
+        let live = self.copy_slots(&rx, &mut tx, state.recipient_slots.as_deref(), report)?;
         let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
         state.recipient_slots = Some(live);
         state.epoch = self.env.epoch();
@@ -277,14 +277,16 @@ impl Reseal<'_> {
     }
 
     /// Copies the key slots, each keeping the wrap of the new master key only; a slot without
-    /// one is left out (and reported removed). Returns the recipient slots kept, as (name, MAC
-    /// under the new epoch's key), for the new state.
+    /// one is left out (and reported removed); a recipient slot also when `old_live` (the live
+    /// list of the state the rotation started from) does not list it. Returns the recipient
+    /// slots kept, as (name, MAC under the new epoch's key), for the new state.
     ///
     /// Errors: [`Error::KeySlotDamaged`]; [`Error::Damaged`] when no slot is kept.
     fn copy_slots(
         &self,
         rx: &ReadTxn,
         tx: &mut WriteTxn,
+        old_live: Option<&[(String, [u8; 32])]>,
         report: &mut RotateReport,
     ) -> Result<Vec<(String, [u8; 32])>> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
@@ -296,7 +298,10 @@ impl Reseal<'_> {
             let record = if let Some(mut slot) = RecipientSlot::decode(&v) {
                 // Its next wrap is kept only when a holder of the old master key vouched for it
                 // (the rotation itself); it then gets its MAC under the new epoch's key.
-                let fresh = slot.next_authentic(self.prev_mac, &vid, epoch, &name);
+                // And only when the state the rotation started from lists it as live (an old
+                // record of a removed slot, whose next wrap a former rotation made, put back).
+                let listed = old_live.is_none_or(|l| l.iter().any(|(n, m)| *n == name && Some(*m) == slot.mac));
+                let fresh = listed && slot.next_authentic(self.prev_mac, &vid, epoch, &name);
                 let next = slot.next.take().filter(|_| fresh);
                 slot.next_mac = None;
                 let kept = next.is_some() && promote(&mut slot.epoch, &mut slot.body, next, epoch);
