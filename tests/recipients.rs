@@ -172,6 +172,7 @@ fn bad_recipients_and_identities_are_clear_errors_and_change_nothing() {
         ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "SSH public key"),
         ("AGE-SECRET-KEY-1XYZ", "is an age secret key (an identity), not shown"),
         ("correct horse battery", "a recipient is of an unknown kind (not shown"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----", "is the start of a private key file"),
     ] {
         let e = Recipient::parse(bad).unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{bad}: {e:?}");

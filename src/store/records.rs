@@ -361,17 +361,21 @@ pub struct State {
     pub recipient_slots: Option<Vec<(String, [u8; 32])>>,
 }
 
-/// The state as format 3 wrote it before [`State::recipient_slots`].
+/// The state as format 3 wrote it before [`State::recipient_slots`]: the format 1 and 2 fields,
+/// then the live models (postcard writes a nested struct's fields in place, so this is the same
+/// byte layout as the flat struct).
 #[derive(Deserialize)]
 struct StateV3 {
-    epoch: u32,
-    active_signer: u32,
-    next_signer: u32,
-    chunk_seals: u64,
-    meta_seals: u64,
-    rotating_to: Option<u32>,
+    v2: StateV2,
     live_models: u64,
     models_digest: [u8; 32],
+}
+
+impl State {
+    /// True when [`State::recipient_slots`] lists slot `name` with `mac`, or lists nothing yet.
+    pub fn lists_recipient_slot(&self, name: &str, mac: Option<[u8; 32]>) -> bool {
+        self.recipient_slots.as_ref().is_none_or(|live| live.iter().any(|(n, m)| n == name && Some(*m) == mac))
+    }
 }
 
 /// The state as written by format versions 1 and 2 (no live-model count or digest).
@@ -385,41 +389,38 @@ struct StateV2 {
     rotating_to: Option<u32>,
 }
 
-/// Decodes a state record: `(state, true)` for a format 3 encoding, `(state, false)` for a
-/// format 1 or 2 encoding (whose live-model fields are then zero and mean nothing).
+impl StateV2 {
+    /// The state with these fields and the given live models, no recipient-slot list.
+    fn with_live(self, live_models: u64, models_digest: [u8; 32]) -> State {
+        State {
+            epoch: self.epoch,
+            active_signer: self.active_signer,
+            next_signer: self.next_signer,
+            chunk_seals: self.chunk_seals,
+            meta_seals: self.meta_seals,
+            rotating_to: self.rotating_to,
+            live_models,
+            models_digest,
+            recipient_slots: None,
+        }
+    }
+}
+
+/// Decodes a state record: `(state, true)` for a format 3 encoding (with or without the
+/// recipient-slot list), `(state, false)` for a format 1 or 2 encoding (whose live-model fields
+/// are then zero and mean nothing).
 ///
 /// Errors: [`Error::Damaged`] naming `what` when neither decodes.
 pub fn decode_state(what: &str, bytes: &[u8]) -> Result<(State, bool)> {
+    // Longest layout first: each shorter one ends where the longer needs more bytes.
     if let Ok(s) = postcard::from_bytes::<State>(bytes) {
         return Ok((s, true));
     }
     if let Ok(o) = postcard::from_bytes::<StateV3>(bytes) {
-        let s = State {
-            epoch: o.epoch,
-            active_signer: o.active_signer,
-            next_signer: o.next_signer,
-            chunk_seals: o.chunk_seals,
-            meta_seals: o.meta_seals,
-            rotating_to: o.rotating_to,
-            live_models: o.live_models,
-            models_digest: o.models_digest,
-            recipient_slots: None,
-        };
-        return Ok((s, true));
+        return Ok((o.v2.with_live(o.live_models, o.models_digest), true));
     }
     let o: StateV2 = decode(what, bytes)?;
-    let s = State {
-        epoch: o.epoch,
-        active_signer: o.active_signer,
-        next_signer: o.next_signer,
-        chunk_seals: o.chunk_seals,
-        meta_seals: o.meta_seals,
-        rotating_to: o.rotating_to,
-        live_models: 0,
-        models_digest: [0; 32],
-        recipient_slots: None,
-    };
-    Ok((s, false))
+    Ok((o.with_live(0, [0; 32]), false))
 }
 
 /// The digest of the set of live models: SHA-256 of `"modelvault/v3/live-models\0"` followed by

@@ -28,6 +28,18 @@ enum Probe {
     DoesNotOpen,
 }
 
+impl Probe {
+    /// The epoch an unfinished rotation from `slot_epoch` goes to, when the state opened and
+    /// says one is (always `slot_epoch + 1`); `None` otherwise. A slot's next wrap is followed
+    /// for this rotation only.
+    fn pending_to(&self, slot_epoch: u32) -> Option<u32> {
+        match self {
+            Probe::Opens(st) => st.rotating_to.filter(|to| slot_epoch.checked_add(1) == Some(*to)),
+            Probe::Missing | Probe::DoesNotOpen => None,
+        }
+    }
+}
+
 /// A passphrase slot and its name.
 type Named = (String, SlotRecord);
 
@@ -151,28 +163,21 @@ impl Vault<Locked> {
         let master = SecretKey(*mk);
         // The state is sealed under the slot's epoch, also while a rotation from it is unfinished.
         let keys = EpochKeys::derive(&master, &vid, slot.epoch);
-        let rotating_to = match self.state_under(&keys)? {
-            Probe::Opens(st) => st.rotating_to,
-            Probe::Missing => None, // finishing the unlock reports it
-            Probe::DoesNotOpen => {
-                return Err(Error::Damaged(format!(
-                    "key slot '{}' opens with the identity in {}, but the master key it carries does not open \
-                     this vault's state: the slot was planted (by someone holding an old master key) or the vault \
-                     is damaged",
-                    escape(name),
-                    ids.source()
-                )));
-            }
-        };
+        let probe = self.state_under(&keys)?;
+        if let Probe::DoesNotOpen = probe {
+            return Err(Error::Damaged(format!(
+                "key slot '{}' opens with the identity in {}, but the master key it carries does not open \
+                 this vault's state: the slot was planted (by someone holding an old master key) or the vault \
+                 is damaged",
+                escape(name),
+                ids.source()
+            )));
+        }
         // A next wrap counts only for the rotation the sealed state says is unfinished, and only
         // when a holder of this epoch's master key vouched for it: anyone can encrypt a key of
         // their own to the owner's public key, and following it would hand them the vault.
-        let next = match (&slot.next, rotating_to) {
-            (Some((e, body)), Some(to))
-                if *e == to
-                    && slot.epoch.checked_add(1) == Some(to)
-                    && slot.next_authentic(&keys.slot_mac, &vid, to, name) =>
-            {
+        let next = match (&slot.next, probe.pending_to(slot.epoch)) {
+            (Some((e, body)), Some(to)) if *e == to && slot.next_authentic(&keys.slot_mac, &vid, to, name) => {
                 let damaged = || Error::KeySlotDamaged(name.to_string());
                 let payload = crate::crypto::recipient::decrypt(ids, body).ok_or_else(damaged)?;
                 let mk = RecipientSlot::open_payload(&payload, &vid, *e, name).ok_or_else(damaged)?;
@@ -253,12 +258,9 @@ impl Vault<Locked> {
             // an old wrap of this slot put back as `next` would otherwise open, and the vault
             // would "rotate" back to a master key a former holder knows.
             let keys = EpochKeys::derive(&master, &self.header.vault_id, slot.epoch);
-            let rotating_to = match self.state_under(&keys)? {
-                Probe::Opens(st) => st.rotating_to,
-                Probe::Missing | Probe::DoesNotOpen => None, // finishing the unlock reports it
-            };
-            let next = match (&slot.next, rotating_to) {
-                (Some((e, w)), Some(to)) if *e == to && slot.epoch.checked_add(1) == Some(to) => {
+            // A state that does not open is reported by finishing the unlock.
+            let next = match (&slot.next, self.state_under(&keys)?.pending_to(slot.epoch)) {
+                (Some((e, w)), Some(to)) if *e == to => {
                     let aad = SlotRecord::aad(&self.header.vault_id, name, *e, &slot.params);
                     let mk = aead::open(&kek, &aad, w).map_err(|_| Error::KeySlotDamaged(name.clone()))?;
                     Some((*e, to_key(mk)))

@@ -286,11 +286,7 @@ impl Vault<Unlocked> {
     /// and the sealed `state` lists it with that MAC (see [`State::recipient_slots`]).
     pub(crate) fn recipient_slot_live(&self, state: &State, name: &str, slot: &RecipientSlot) -> bool {
         let (vid, epoch) = (self.header.vault_id, self.epoch());
-        slot.authentic(&self.state.keys.slot_mac, &vid, epoch, name)
-            && state
-                .recipient_slots
-                .as_ref()
-                .is_none_or(|live| live.iter().any(|(n, m)| n == name && Some(*m) == slot.mac))
+        slot.authentic(&self.state.keys.slot_mac, &vid, epoch, name) && state.lists_recipient_slot(name, slot.mac)
     }
 
     /// Gives key slot `name` (default: the slot in use) a new passphrase, and optionally new

@@ -264,7 +264,7 @@ impl Reseal<'_> {
                 tx.put_row(table, k, &value).map(|()| true)
             })?;
         }
-        let live = self.copy_slots(&rx, &mut tx, state.recipient_slots.as_deref(), report)?;
+        let live = self.copy_slots(&rx, &mut tx, &state, report)?;
         let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
         state.recipient_slots = Some(live);
         state.epoch = self.env.epoch();
@@ -277,8 +277,8 @@ impl Reseal<'_> {
     }
 
     /// Copies the key slots, each keeping the wrap of the new master key only; a slot without
-    /// one is left out (and reported removed); a recipient slot also when `old_live` (the live
-    /// list of the state the rotation started from) does not list it. Returns the recipient
+    /// one is left out (and reported removed); a recipient slot also when `old`, the state the
+    /// rotation started from, does not list it as live. Returns the recipient
     /// slots kept, as (name, MAC under the new epoch's key), for the new state.
     ///
     /// Errors: [`Error::KeySlotDamaged`]; [`Error::Damaged`] when no slot is kept.
@@ -286,7 +286,7 @@ impl Reseal<'_> {
         &self,
         rx: &ReadTxn,
         tx: &mut WriteTxn,
-        old_live: Option<&[(String, [u8; 32])]>,
+        old: &records::State,
         report: &mut RotateReport,
     ) -> Result<Vec<(String, [u8; 32])>> {
         rx.require(Table::Slots, "re-encrypting into a fresh file")?;
@@ -300,7 +300,7 @@ impl Reseal<'_> {
                 // (the rotation itself); it then gets its MAC under the new epoch's key.
                 // And only when the state the rotation started from lists it as live (an old
                 // record of a removed slot, whose next wrap a former rotation made, put back).
-                let listed = old_live.is_none_or(|l| l.iter().any(|(n, m)| *n == name && Some(*m) == slot.mac));
+                let listed = old.lists_recipient_slot(&name, slot.mac);
                 let fresh = listed && slot.next_authentic(self.prev_mac, &vid, epoch, &name);
                 let next = slot.next.take().filter(|_| fresh);
                 slot.next_mac = None;
