@@ -47,6 +47,10 @@ pub struct Global {
     /// wait for a writer).
     #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
+    /// Open the vault even if it is older than the newest state of it this user has seen (a
+    /// backup restored on purpose): see `mvault log`.
+    #[arg(long, global = true)]
+    pub accept_rollback: bool,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -239,6 +243,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// The vault's signed log of changes: who did what when (key holders only), signed
+    /// checkpoints, and checks against a kept checkpoint.
+    Log {
+        #[command(subcommand)]
+        command: Option<LogCommand>,
+    },
     /// Other vaults' signing keys that this vault trusts.
     Trust {
         #[command(subcommand)]
@@ -420,6 +430,24 @@ pub enum AllowCommand {
     Remove {
         /// The global.
         global: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print a signed checkpoint of the log (a C2SP signed note): keep it (in git, a ticket, CI
+    /// output) to check the vault against later with `log verify --since`.
+    Checkpoint {
+        /// Write it to this file instead of standard output (refused if it exists).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check every entry and the tree; with --since, also that the log extends a kept
+    /// checkpoint (exit 6 naming what does not hold).
+    Verify {
+        /// A checkpoint printed earlier by `mvault log checkpoint`.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
     },
 }
 

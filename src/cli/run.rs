@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),
+        Command::Log { command } => c::log::run(g, command.as_ref()),
         Command::Remote { command } => c::remote::run(g, command),
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),

@@ -13,6 +13,7 @@ pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
 pub mod list;
+pub mod log;
 pub mod ondemand;
 pub mod outfile;
 pub mod put;

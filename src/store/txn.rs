@@ -24,7 +24,7 @@
 use redb::{ReadableTable, TableDefinition, TableError};
 
 use super::chunks::{ChunkId, ChunkTables};
-use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
+use super::tables::{CHUNK_IDS, CHUNKS, LOG, LOG_HASHES, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
 use crate::{Error, Result};
 
 /// The key of a version record: model key followed by the big-endian version.
@@ -283,6 +283,10 @@ fn id_key(table: Table, key: &[u8]) -> Result<u32> {
     key.try_into().map(u32::from_be_bytes).map_err(|_| key_error(table))
 }
 
+fn seq_key(table: Table, key: &[u8]) -> Result<u64> {
+    key.try_into().map(u64::from_be_bytes).map_err(|_| key_error(table))
+}
+
 fn array_key<const N: usize>(table: Table, key: &[u8]) -> Result<&[u8; N]> {
     key.try_into().map_err(|_| key_error(table))
 }
@@ -329,6 +333,8 @@ impl ReadTxn {
             Table::Signers => go!(SIGNERS, u32, |a| id_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
             Table::Models => go!(MODELS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
             Table::Versions => go!(VERSIONS, &[u8; 40], |a| array_key::<40>(table, a)?, |k, v| (k, v)),
+            Table::Log => go!(LOG, u64, |a| seq_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
+            Table::LogHashes => go!(LOG_HASHES, u64, |a| seq_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
             Table::Chunks => go!(CHUNKS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
             Table::ChunkIds => go!(CHUNK_IDS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v.to_be_bytes())),
         }
@@ -355,7 +361,7 @@ impl WriteTxn {
         WriteTxn { tx }
     }
 
-    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    pub(in crate::store) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
         table: Table,
@@ -363,7 +369,7 @@ impl WriteTxn {
         self.open(def, table).map(Some)
     }
 
-    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+    pub(in crate::store) fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
         table: Table,
@@ -492,6 +498,8 @@ impl WriteTxn {
             Table::Signers => drop(self.open(SIGNERS, table)?),
             Table::Models => drop(self.open(MODELS, table)?),
             Table::Versions => drop(self.open(VERSIONS, table)?),
+            Table::Log => drop(self.open(LOG, table)?),
+            Table::LogHashes => drop(self.open(LOG_HASHES, table)?),
             Table::Chunks => drop(self.open(CHUNKS, table)?),
             Table::ChunkIds => drop(self.open(CHUNK_IDS, table)?),
         }
@@ -527,6 +535,13 @@ impl WriteTxn {
             }
             Table::Versions => {
                 self.open(VERSIONS, table)?.insert(array_key::<40>(table, key)?, value).map_err(err)?;
+            }
+            Table::Log => {
+                self.open(LOG, table)?.insert(seq_key(table, key)?, value).map_err(err)?;
+            }
+            Table::LogHashes => {
+                let hash = array_key::<32>(table, value)?;
+                self.open(LOG_HASHES, table)?.insert(seq_key(table, key)?, hash).map_err(err)?;
             }
             Table::Chunks => {
                 self.open(CHUNKS, table)?.insert(array_key::<32>(table, key)?, value).map_err(err)?;

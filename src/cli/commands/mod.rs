@@ -15,6 +15,7 @@ pub mod info;
 pub mod init;
 pub mod inspect;
 pub mod key;
+pub mod log;
 pub mod ls;
 pub mod metric;
 pub mod mount;

@@ -3,6 +3,7 @@
 //! new one (see the module docs of `ops::keys` and SECURITY.md). It must never leave a value of
 //! the old epoch in the file that replaces the vault, or a slot wrapping the old master key.
 
+use crate::log::Op;
 use serde::Serialize;
 
 use super::read_slots;
@@ -76,7 +77,7 @@ impl Vault<Unlocked> {
         let from = self.epoch();
         let to = from.checked_add(1).ok_or_else(|| Error::InvalidInput("key epoch counter exhausted".into()))?;
         let new_master = SecretKey::random()?;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyRotate)?;
         let Wraps { kept, removed, updates } =
             self.wrap_new_master(&txn.state, &slots, others, remove_others, to, &new_master)?;
         for (name, _) in others {
@@ -192,7 +193,7 @@ impl Vault<Unlocked> {
         };
         self.check_live_records(crate::ops::Refused::Op("key rotate"))?;
         let state = {
-            let txn = self.write()?;
+            let txn = self.write(Op::KeyRotate)?;
             txn.state.clone()
         };
         let prev = self.state.prev.as_ref().expect("checked above");
@@ -220,8 +221,8 @@ struct Reseal<'k> {
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
 /// names it) the copy leaves out: the state, which the copy writes last.
-const RESEALED_RECORDS: [Table; 6] =
-    [Table::Meta, Table::Signers, Table::Trust, Table::Remotes, Table::Models, Table::Versions];
+const RESEALED_RECORDS: [Table; 7] =
+    [Table::Meta, Table::Signers, Table::Trust, Table::Remotes, Table::Models, Table::Versions, Table::Log];
 
 impl Reseal<'_> {
     /// The value to store for `value` of `table`/`key` in the new file: sealed again under the new
@@ -264,6 +265,8 @@ impl Reseal<'_> {
                 tx.put_row(table, k, &value).map(|()| true)
             })?;
         }
+        // The tree's hashes are not sealed: copied as they are, the log keeps its root.
+        store::copy_table(&rx, &mut tx, Table::LogHashes)?;
         let live = self.copy_slots(&rx, &mut tx, &state, report)?;
         let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
         state.recipient_slots = Some(live);
