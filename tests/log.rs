@@ -148,6 +148,9 @@ fn tampered(edit: impl FnOnce(&Path), needle: &str) {
     let (code, err) = fails(dir, &["log", "verify", "--since", "cp1"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    // `verify` of the whole vault checks the log too.
+    let out = run(dir, &["--json", "verify"]).failure().code(6).get_output().stdout.clone();
+    assert!(String::from_utf8_lossy(&out).contains(needle), "verify did not report '{needle}'");
 }
 
 #[test]
