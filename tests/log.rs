@@ -232,8 +232,52 @@ fn a_dropped_version_record_the_log_says_exists_is_named() {
                 }
             });
         },
-        "version m1@1 is missing: log entry 1 stored it and no later entry removed it",
+        "the version record of m1@1 is missing: log entry 2 wrote it; it was dropped",
     );
+}
+
+const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
+
+fn model_rows(v: &Path) -> Vec<([u8; 32], Vec<u8>)> {
+    tamper::read(v, MODELS, |t| t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect())
+}
+
+/// A single record put back to an older value (which still authenticates under its AAD): the
+/// alias moved back, the tag undone, a removed version brought back. Each is named.
+#[test]
+fn a_single_record_rolled_back_to_an_older_value_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let vault = setup(dir);
+    ok(dir, &["put", model().to_str().unwrap(), "--name", "m1", "-q"]);
+    let before = model_rows(&vault);
+    assert_eq!(before.len(), 1);
+    ok(dir, &["alias", "m1@2", "prod"]);
+    ok(dir, &["verify"]);
+    tamper::edit(&vault, MODELS, |t| {
+        t.insert(&before[0].0, before[0].1.as_slice()).unwrap();
+    });
+    let (code, err) = fails(dir, &["log", "verify"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("the model record of m1 is not the one log entry 5 wrote: an older copy of it was put back"), "{err}");
+    // A version removed and its record put back.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let vault = setup(dir);
+    ok(dir, &["put", model().to_str().unwrap(), "--name", "m1", "-q"]);
+    let versions: Vec<([u8; 40], Vec<u8>)> =
+        tamper::read(&vault, VERSIONS, |t| t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect());
+    let models = model_rows(&vault);
+    ok(dir, &["rm", "m1@2"]);
+    tamper::edit(&vault, VERSIONS, |t| {
+        t.insert(&versions[1].0, versions[1].1.as_slice()).unwrap();
+    });
+    tamper::edit(&vault, MODELS, |t| {
+        t.insert(&models[0].0, models[0].1.as_slice()).unwrap();
+    });
+    let (code, err) = fails(dir, &["log", "verify"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("the version record of m1@2 is present, but log entry 5 removed it: it was put back"), "{err}");
 }
 
 #[test]
@@ -270,10 +314,13 @@ fn rotation_keeps_the_log_and_its_checkpoints() {
     let dir = d.path();
     setup(dir);
     ok(dir, &["key", "rotate"]);
-    assert_eq!(ops(dir).last().unwrap(), "key-rotate");
+    let o = ops(dir);
+    assert_eq!(o[o.len() - 2..], ["key-rotate", "reseal"], "the rotation, then the reseal that rewrote every record");
     ok(dir, &["log", "verify", "--since", "cp1"]);
     let entries = tamper::read(&dir.join("test.mvault"), LOG, |t| t.len().unwrap());
-    assert_eq!(entries, 5);
+    assert_eq!(entries, 6);
+    // The reseal bound the new bytes of every record: a single one put back from before is named.
+    ok(dir, &["log", "verify"]);
 }
 
 #[test]

@@ -20,10 +20,17 @@ pub(crate) mod tree;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Result;
+use crate::crypto::fill_random;
+use crate::store::records::LogHead;
+use crate::store::{RecordWrite, WriteTxn};
+
 /// Domain prefix of a leaf's bytes (the record the tree hashes as `SHA-256(0x00 ‖ bytes)`).
 pub const LEAF_DOMAIN: &[u8] = b"modelvault log leaf v1\0";
 /// Domain prefix of a subject commitment.
 const SUBJECT_DOMAIN: &[u8] = b"modelvault log subjects v1\0";
+/// Domain prefix of the commitment to the record rows an entry's transaction wrote.
+const RECORDS_DOMAIN: &[u8] = b"modelvault log records v1\0";
 
 /// What a logged change was. Stored by its [`Op::as_str`] name, so an entry written by a later
 /// version with an operation this one does not know still reads (as [`Op::Other`]).
@@ -63,6 +70,8 @@ pub enum Op {
     KeyPasswd,
     /// The master key was rotated.
     KeyRotate,
+    /// A rotation sealed every record again under the new master key.
+    Reseal,
     /// A remote was added.
     RemoteAdd,
     /// A remote was removed.
@@ -81,7 +90,7 @@ pub enum Op {
     Other(String),
 }
 
-const NAMES: [(&str, Op); 24] = [
+const NAMES: [(&str, Op); 25] = [
     ("create", Op::Create),
     ("put", Op::Put),
     ("rm", Op::Remove),
@@ -99,6 +108,7 @@ const NAMES: [(&str, Op); 24] = [
     ("key-remove", Op::KeyRemove),
     ("key-passwd", Op::KeyPasswd),
     ("key-rotate", Op::KeyRotate),
+    ("reseal", Op::Reseal),
     ("remote-add", Op::RemoteAdd),
     ("remote-remove", Op::RemoteRemove),
     ("push", Op::Push),
@@ -164,6 +174,18 @@ pub struct Leaf {
     pub slot: String,
     /// [`Subjects::commitment`] of the entry's subjects.
     pub subjects: [u8; 32],
+    /// [`records_commitment`] of the record rows the change wrote or deleted.
+    pub records: [u8; 32],
+}
+
+/// SHA-256(domain ‖ postcard(records)): the leaf's binding of the rows an entry's transaction
+/// wrote (table, key, SHA-256 of the sealed value, or deletion). Row keys and value hashes say
+/// nothing a file holder does not see in the file itself.
+pub fn records_commitment(records: &[RecordWrite]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(RECORDS_DOMAIN);
+    h.update(crate::store::records::encode(&records));
+    h.finalize().into()
 }
 
 impl Leaf {
@@ -185,15 +207,18 @@ pub struct Entry {
     pub subjects: Option<Subjects>,
     /// The commitment's salt (zero after erasure).
     pub salt: [u8; 16],
+    /// The record rows the change wrote or deleted, in order (see [`RecordWrite`]).
+    pub records: Vec<RecordWrite>,
 }
 
 impl Entry {
     /// True when the subjects present open the leaf's commitment (or were dropped by erasure).
     pub fn subjects_match(&self) -> bool {
-        match &self.subjects {
+        let subjects = match &self.subjects {
             Some(s) => s.commitment(&self.salt) == self.leaf.subjects,
             None => true,
-        }
+        };
+        subjects && records_commitment(&self.records) == self.leaf.records
     }
 }
 
@@ -232,4 +257,65 @@ impl From<&Entry> for EntryView {
             erased: e.subjects.is_none(),
         }
     }
+}
+
+/// What one append needs besides the transaction: who, what, and the rows it wrote.
+pub(crate) struct Append<'a> {
+    /// The vault's id.
+    pub vault_id: [u8; 16],
+    /// The key slot that unlocked the vault.
+    pub slot: &'a str,
+    /// The operation.
+    pub op: &'a Op,
+    /// What it is about.
+    pub subjects: &'a Subjects,
+    /// The record rows it wrote or deleted.
+    pub records: Vec<RecordWrite>,
+}
+
+/// Appends one entry to the log in `tx`, after `head` (`None`: the log begins, with a random
+/// id): its leaf's stored hashes and the entry sealed by `seal(seq, entry)`. Returns the new
+/// head, for the state the same transaction writes.
+///
+/// Errors: [`crate::Error::Damaged`] when `head` is `None` but the file holds log entries (an
+/// older state record was put back), or a stored hash the append needs is missing; as `seal`;
+/// [`crate::Error::Storage`].
+pub(crate) fn append(
+    tx: &mut WriteTxn,
+    head: Option<LogHead>,
+    a: Append<'_>,
+    seal: impl FnOnce(u64, &Entry) -> Result<Vec<u8>>,
+) -> Result<LogHead> {
+    use crate::store::LogRead;
+    let head = match head {
+        Some(h) => h,
+        None if tx.log_hash_count()? > 0 || tx.log_entry(0)?.is_some() => {
+            return Err(crate::Error::Damaged(
+                "the vault state names no log, but the file holds log entries: an older state record was put back; restore the vault from a backup; nothing was written".into(),
+            ));
+        }
+        None => {
+            let mut id = [0u8; 16];
+            fill_random(&mut id)?;
+            LogHead { id, size: 0, root: [0; 32] }
+        }
+    };
+    let mut salt = [0u8; 16];
+    fill_random(&mut salt)?;
+    let leaf = Leaf {
+        vault_id: a.vault_id,
+        log_id: head.id,
+        seq: head.size,
+        time: crate::vault::now(),
+        op: a.op.as_str().to_string(),
+        slot: a.slot.to_string(),
+        subjects: a.subjects.commitment(&salt),
+        records: records_commitment(&a.records),
+    };
+    let (first, hashes) = tree::hashes_for(&*tx, head.size, &leaf.bytes())?;
+    let entry = Entry { leaf, subjects: Some(a.subjects.clone()), salt, records: a.records };
+    let sealed = seal(head.size, &entry)?;
+    tx.put_log(head.size, &sealed, first, &hashes)?;
+    let size = head.size + 1;
+    Ok(LogHead { id: head.id, size, root: tree::root(&*tx, size)? })
 }

@@ -7,12 +7,13 @@
 //! This module must never print, or report an entry as fine that did not open and match its
 //! leaf.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::crypto::sign::hex;
-use crate::log::{Entry, EntryView, Op, checkpoint, memory, tree};
+use crate::log::{Entry, EntryView, checkpoint, memory, tree};
 use crate::store::records::{LogHead, State};
 use crate::store::{self, LogRead, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
@@ -121,7 +122,7 @@ impl Vault<Unlocked> {
             } else if tree::root(&rx, head.size)? != head.root {
                 problems.push("the log's root does not match the one the vault state names: the tree was replaced".into());
             }
-            self.check_claims(&rx, &entries, &mut problems)?;
+            self.check_records(&rx, &entries, &mut problems)?;
         }
         if let Some((cp, log_id)) = &since {
             check_since(&rx, &head, cp, log_id, &mut problems)?;
@@ -165,34 +166,47 @@ impl Vault<Unlocked> {
         Ok(out)
     }
 
-    /// Replays `put` and `rm` entries: every version a put made and no later entry removed must
-    /// have its record. A push may renumber local versions, so claims made before a push are
-    /// not checked.
-    fn check_claims(&self, rx: &impl RecordRead, entries: &[Entry], problems: &mut Vec<String>) -> Result<()> {
-        let mut claimed: std::collections::BTreeMap<(String, u64), u64> = Default::default();
+    /// Replays the record rows the entries say their changes wrote or deleted: each row's last
+    /// write must be the value stored now (same SHA-256 of the sealed bytes), and a row last
+    /// deleted must be absent. So a record dropped, put back after its removal, or rolled back
+    /// to an older value (which still authenticates) is named. Rows last written before the log
+    /// began are not covered.
+    fn check_records(&self, rx: &store::ReadTxn, entries: &[Entry], problems: &mut Vec<String>) -> Result<()> {
+        use sha2::Digest;
+        let mut last: BTreeMap<(String, Vec<u8>), (u64, Option<[u8; 32]>)> = BTreeMap::new();
+        let mut names: BTreeMap<[u8; 32], String> = BTreeMap::new();
         for e in entries {
-            let Some(s) = &e.subjects else { continue };
-            match Op::from_name(&e.leaf.op) {
-                Op::Put => {
-                    for v in &s.versions {
-                        claimed.insert((s.model.clone().unwrap_or_default(), *v), e.leaf.seq);
-                    }
-                }
-                Op::Remove | Op::Erase => {
-                    for v in &s.versions {
-                        claimed.remove(&(s.model.clone().unwrap_or_default(), *v));
-                    }
-                }
-                Op::Push | Op::Pull | Op::Clone => claimed.clear(),
-                _ => {}
+            if let Some(m) = e.subjects.as_ref().and_then(|s| s.model.as_deref()) {
+                names.insert(self.model_key(m), m.to_string());
+            }
+            for r in &e.records {
+                last.insert((r.table.clone(), r.key.clone()), (e.leaf.seq, r.value));
             }
         }
-        for ((model, v), seq) in claimed {
-            if rx.version(&self.model_key(&model), v)?.is_none() {
-                problems.push(format!(
-                    "version {}@{v} is missing: log entry {seq} stored it and no later entry removed it; its record was dropped",
-                    crate::names::escape(&model)
-                ));
+        for table in Table::ALL {
+            let logged: Vec<_> = last.range((table.name().to_string(), Vec::new())..).take_while(|((t, _), _)| t == table.name()).collect();
+            if logged.is_empty() {
+                continue;
+            }
+            let mut now: BTreeMap<Vec<u8>, [u8; 32]> = BTreeMap::new();
+            rx.scan(table, None, |k, v| {
+                if store::logged_row(table, k) {
+                    now.insert(k.to_vec(), sha2::Sha256::digest(v).into());
+                }
+                Ok(true)
+            })?;
+            for ((_, key), (seq, want)) in logged {
+                let what = row_name(table, key, &names);
+                match (want, now.get(key)) {
+                    (Some(_), None) => problems.push(format!("{what} is missing: log entry {seq} wrote it; it was dropped")),
+                    (Some(w), Some(h)) if w != h => problems.push(format!(
+                        "{what} is not the one log entry {seq} wrote: an older copy of it was put back, or it was replaced"
+                    )),
+                    (None, Some(_)) => {
+                        problems.push(format!("{what} is present, but log entry {seq} removed it: it was put back"))
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -307,4 +321,24 @@ fn check_since(
         ));
     }
     Ok(())
+}
+
+/// A record row as a sentence names it: the model and version for model and version records
+/// whose name the log knows, else the table and the key (names of slots, remotes and trusted
+/// keys are public; model keys are keyed hashes, shown as their first hex digits).
+fn row_name(table: Table, key: &[u8], names: &BTreeMap<[u8; 32], String>) -> String {
+    let model = |k: &[u8]| {
+        <[u8; 32]>::try_from(k).ok().and_then(|k| names.get(&k)).map(|n| crate::names::escape(n)).unwrap_or_else(|| format!("{}…", &hex(k)[..16]))
+    };
+    match table {
+        Table::Models => format!("the model record of {}", model(key)),
+        Table::Versions if key.len() == 40 => {
+            let v = u64::from_be_bytes(key[32..].try_into().expect("8 bytes"));
+            format!("the version record of {}@{v}", model(&key[..32]))
+        }
+        Table::Signers if key.len() == 4 => {
+            format!("signing key record {}", u32::from_be_bytes(key.try_into().expect("4 bytes")))
+        }
+        _ => format!("the {} record '{}'", table.name(), crate::names::escape(&String::from_utf8_lossy(key))),
+    }
 }

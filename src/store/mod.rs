@@ -56,7 +56,7 @@ pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
 pub use log::LogRead;
 pub use tables::Table;
-pub use txn::{ReadTxn, RecordRead, StoredValue, VersionRow, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, RecordWrite, StoredValue, VersionRow, WriteTxn, logged_row, version_key};
 
 use crate::{Error, Result};
 

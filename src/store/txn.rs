@@ -354,11 +354,51 @@ impl ReadTxn {
 /// is kept (since its start or its last checkpoint).
 pub struct WriteTxn {
     tx: redb::WriteTransaction,
+    /// Every record row written or deleted, as the log binds them ([`WriteTxn::take_written`]).
+    written: Vec<RecordWrite>,
+}
+
+/// One record row a transaction wrote or deleted: the table, the row key as bytes (as the AAD
+/// names it) and SHA-256 of the stored value (`None`: deleted). Chunks, the chunk index, the
+/// log's own tables and the `meta` rows `"state"` and `"erase"` are not recorded (the chunks are
+/// bound by manifests, the log by its tree, the state names the log, and the erasure record
+/// never outlives the erasure's rewrite).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordWrite {
+    /// The table's name.
+    pub table: String,
+    /// The row key.
+    pub key: Vec<u8>,
+    /// SHA-256 of the value written, `None` for a deletion.
+    pub value: Option<[u8; 32]>,
+}
+
+/// True when the log binds rows of `table` under `key` (see [`RecordWrite`]).
+pub fn logged_row(table: Table, key: &[u8]) -> bool {
+    match table {
+        Table::Chunks | Table::ChunkIds | Table::Log | Table::LogHashes => false,
+        Table::Meta => key != b"state" && key != b"erase",
+        _ => true,
+    }
 }
 
 impl WriteTxn {
     pub(in crate::store) fn new(tx: redb::WriteTransaction) -> Self {
-        WriteTxn { tx }
+        WriteTxn { tx, written: Vec::new() }
+    }
+
+    /// The record rows written or deleted since the last call (or the start), in order; the
+    /// log entry of the commit binds them.
+    pub fn take_written(&mut self) -> Vec<RecordWrite> {
+        std::mem::take(&mut self.written)
+    }
+
+    fn note(&mut self, table: Table, key: &[u8], value: Option<&[u8]>) {
+        use sha2::Digest;
+        if logged_row(table, key) {
+            let value = value.map(|v| sha2::Sha256::digest(v).into());
+            self.written.push(RecordWrite { table: table.name().to_string(), key: key.to_vec(), value });
+        }
     }
 
     pub(in crate::store) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -405,6 +445,8 @@ impl WriteTxn {
         let what = if key == "state" { "writing vault state" } else { "writing the header" };
         let mut t = self.tx.open_table(META).map_err(|e| Error::storage(what, e))?;
         t.insert(key, value).map_err(|e| Error::storage(what, e))?;
+        drop(t);
+        self.note(Table::Meta, key.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -412,6 +454,8 @@ impl WriteTxn {
     pub fn put_model(&mut self, key: &[u8; 32], value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
         t.insert(key, value).map_err(|e| Error::storage("writing a model", e))?;
+        drop(t);
+        self.note(Table::Models, key, Some(value));
         Ok(())
     }
 
@@ -419,6 +463,8 @@ impl WriteTxn {
     pub fn remove_model(&mut self, key: &[u8; 32]) -> Result<()> {
         let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
         t.remove(key).map_err(|e| Error::storage("removing a model", e))?;
+        drop(t);
+        self.note(Table::Models, key, None);
         Ok(())
     }
 
@@ -426,6 +472,8 @@ impl WriteTxn {
     pub fn put_version(&mut self, model_key: &[u8; 32], n: u64, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
         t.insert(&version_key(model_key, n), value).map_err(|e| Error::storage("writing a version", e))?;
+        drop(t);
+        self.note(Table::Versions, &version_key(model_key, n), Some(value));
         Ok(())
     }
 
@@ -433,6 +481,8 @@ impl WriteTxn {
     pub fn remove_version(&mut self, model_key: &[u8; 32], n: u64) -> Result<()> {
         let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
         t.remove(&version_key(model_key, n)).map_err(|e| Error::storage("removing a version", e))?;
+        drop(t);
+        self.note(Table::Versions, &version_key(model_key, n), None);
         Ok(())
     }
 
@@ -440,6 +490,8 @@ impl WriteTxn {
     pub fn put_slot(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("writing a key slot", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a key slot", e))?;
+        drop(t);
+        self.note(Table::Slots, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -447,6 +499,8 @@ impl WriteTxn {
     pub fn remove_slot(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("removing a key slot", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a key slot", e))?;
+        drop(t);
+        self.note(Table::Slots, name.as_bytes(), None);
         Ok(())
     }
 
@@ -454,6 +508,8 @@ impl WriteTxn {
     pub fn put_signer(&mut self, id: u32, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(SIGNERS).map_err(|e| Error::storage("writing a signing key", e))?;
         t.insert(id, value).map_err(|e| Error::storage("writing a signing key", e))?;
+        drop(t);
+        self.note(Table::Signers, &id.to_be_bytes(), Some(value));
         Ok(())
     }
 
@@ -461,6 +517,8 @@ impl WriteTxn {
     pub fn put_trust(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("writing a trusted key", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a trusted key", e))?;
+        drop(t);
+        self.note(Table::Trust, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -468,6 +526,8 @@ impl WriteTxn {
     pub fn remove_trust(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("removing a trusted key", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a trusted key", e))?;
+        drop(t);
+        self.note(Table::Trust, name.as_bytes(), None);
         Ok(())
     }
 
@@ -475,6 +535,8 @@ impl WriteTxn {
     pub fn put_remote(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("writing a remote", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a remote", e))?;
+        drop(t);
+        self.note(Table::Remotes, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -482,6 +544,8 @@ impl WriteTxn {
     pub fn remove_remote(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("removing a remote", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a remote", e))?;
+        drop(t);
+        self.note(Table::Remotes, name.as_bytes(), None);
         Ok(())
     }
 
@@ -512,6 +576,7 @@ impl WriteTxn {
     ///
     /// Errors: [`Error::Storage`]; [`Error::InvalidInput`] for a key or value of the wrong form.
     pub fn put_row(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        self.note(table, key, Some(value));
         let ctx = format!("copying table {}", table.name());
         let err = |e: redb::StorageError| Error::storage(ctx.as_str(), e);
         match table {

@@ -14,10 +14,8 @@ use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
 use crate::progress::Progress;
 use crate::store::chunks::ChunkStore;
 use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
-use crate::crypto::fill_random;
-use crate::log::{Entry, Leaf, Op, Subjects, tree};
-use crate::store::records::LogHead;
-use crate::store::{self, LogRead, RecordRead, Table, WriteTxn};
+use crate::log::{Append, Op, Subjects};
+use crate::store::{self, RecordRead, RecordWrite, Table, WriteTxn};
 use crate::{Error, Result};
 
 impl Vault<Unlocked> {
@@ -71,7 +69,7 @@ impl Vault<Unlocked> {
         }
         let log = op.map(|op| (op, Subjects::default()));
         let mut txn =
-            Txn { vault: self, db, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress, log };
+            Txn { vault: self, db, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress, log, written: Vec::new() };
         if current == Some(false) {
             let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
             self.check_not_rolled_back(format, &*txn.tx)?;
@@ -98,6 +96,9 @@ pub(crate) struct Txn<'v> {
     /// The log entry the commit appends: the operation and what it is about (`None`: a
     /// transaction that changes no record).
     log: Option<(Op, Subjects)>,
+    /// Record rows written before the last checkpoint (the store's list starts again with each
+    /// transaction).
+    written: Vec<RecordWrite>,
 }
 
 /// The store's write transaction inside a [`Txn`]; always present except for the instant a
@@ -249,44 +250,26 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Appends the entry of this transaction's operation to the log: its leaf's stored hashes
-    /// and the sealed entry, and the new head into the state. The first logged write of a vault
-    /// without a log starts one (a random log id).
+    /// Appends the entry of this transaction's operation to the log ([`crate::log::append`]),
+    /// binding every record row written since the transaction began, and puts the new head in
+    /// the state.
     ///
-    /// Errors: [`Error::Damaged`] when the state names no log but the file holds log entries
-    /// (an older state record was put back), or a stored hash the append needs is missing.
+    /// Errors: as [`crate::log::append`].
     fn append_log(&mut self) -> Result<()> {
-        let Some((op, subjects)) = self.log.as_ref() else { return Ok(()) };
-        let head = match self.state.log {
-            Some(h) => h,
-            None if self.tx.log_hash_count()? > 0 || self.tx.log_entry(0)?.is_some() => {
-                return Err(Error::Damaged(
-                    "the vault state names no log, but the file holds log entries: an older state record was put back; restore the vault from a backup; nothing was written".into(),
-                ));
-            }
-            None => {
-                let mut id = [0u8; 16];
-                fill_random(&mut id)?;
-                LogHead { id, size: 0, root: [0; 32] }
-            }
-        };
-        let mut salt = [0u8; 16];
-        fill_random(&mut salt)?;
-        let leaf = Leaf {
-            vault_id: self.vault.header.vault_id,
-            log_id: head.id,
-            seq: head.size,
-            time: crate::vault::now(),
-            op: op.as_str().to_string(),
-            slot: self.vault.state.slot.clone(),
-            subjects: subjects.commitment(&salt),
-        };
-        let (first, hashes) = tree::hashes_for(&*self.tx, head.size, &leaf.bytes())?;
-        let entry = Entry { leaf, subjects: Some(subjects.clone()), salt };
-        let sealed = self.seal_meta(Table::Log, &head.size.to_be_bytes(), &entry)?;
-        self.tx.put_log(head.size, &sealed, first, &hashes)?;
-        let size = head.size + 1;
-        self.state.log = Some(LogHead { id: head.id, size, root: tree::root(&*self.tx, size)? });
+        let mut records = std::mem::take(&mut self.written);
+        records.extend(self.tx.take_written());
+        let Some((op, subjects)) = self.log.take() else { return Ok(()) };
+        let vault = self.vault;
+        let a = Append { vault_id: vault.header.vault_id, slot: &vault.state.slot, op: &op, subjects: &subjects, records };
+        let mut seals = 0;
+        let head = crate::log::append(&mut self.tx, self.state.log, a, |seq, e| {
+            seals += 1;
+            vault.envelope().seal_record(&Table::Log, &seq.to_be_bytes(), e)
+        })?;
+        self.state.meta_seals += seals;
+        self.check_limit("metadata", self.state.meta_seals)?;
+        self.state.log = Some(head);
+        self.log = Some((op, subjects));
         Ok(())
     }
 
@@ -297,6 +280,7 @@ impl Txn<'_> {
     /// under cache pressure; chunks of a put that never committed its manifest are garbage that
     /// `gc` collects.
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        self.written.extend(self.tx.take_written());
         self.write_state()?;
         self.tx.0.take().expect("open transaction").commit_checkpoint()?;
         self.tx = TxCell(Some(store::write(self.db)?));

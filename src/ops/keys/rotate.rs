@@ -201,6 +201,7 @@ impl Vault<Unlocked> {
             env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)),
             prev_mac: &prev.slot_mac,
             new_mac: &self.state.keys.slot_mac,
+            slot: &self.state.slot,
         };
         let path = self.path.clone();
         store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
@@ -217,6 +218,8 @@ struct Reseal<'k> {
     /// wraps, and of the new epoch, which authenticates them once promoted.
     prev_mac: &'k SlotMacKey,
     new_mac: &'k SlotMacKey,
+    /// The key slot that unlocked the vault (for the log entry of the reseal).
+    slot: &'k str,
 }
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
@@ -268,13 +271,25 @@ impl Reseal<'_> {
         // The tree's hashes are not sealed: copied as they are, the log keeps its root.
         store::copy_table(&rx, &mut tx, Table::LogHashes)?;
         let live = self.copy_slots(&rx, &mut tx, &state, report)?;
-        let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        // Every record and slot is new bytes now: the log binds them in one entry.
+        let records = tx.take_written();
+        let (mut tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        let a = crate::log::Append {
+            vault_id: self.env.vault_id(),
+            slot: self.slot,
+            op: &Op::Reseal,
+            subjects: &Default::default(),
+            records,
+        };
+        state.log = Some(crate::log::append(&mut tx, state.log, a, |seq, e| {
+            meta_seals += 1;
+            self.env.seal_record(&Table::Log, &seq.to_be_bytes(), e)
+        })?);
         state.recipient_slots = Some(live);
         state.epoch = self.env.epoch();
         state.rotating_to = None;
         state.chunk_seals = chunk_seals;
         state.meta_seals = meta_seals + 1;
-        let mut tx = tx;
         tx.put_meta("state", &self.env.seal_record(&Table::Meta, b"state", &state)?)?;
         tx.commit()
     }
