@@ -75,7 +75,10 @@ fn every_change_appends_an_entry_and_names_its_subjects() {
     assert_eq!(j[3]["detail"], "prod");
     assert_eq!(j[8]["model"], "m2");
     assert_eq!(j[1]["slot"], "default");
-    assert!(ok(dir, &["log", "verify", "--since", "cp1"]).contains("the log holds: 11 entries, extending the checkpoint of 4"));
+    assert!(
+        ok(dir, &["log", "verify", "--since", "cp1"])
+            .contains("the log holds: 11 entries, extending the checkpoint of 4")
+    );
     // The entries are sealed: the file holds no subject in the clear.
     let bytes = std::fs::read(dir.join("test.mvault")).unwrap();
     assert!(!common::contains(&bytes, b"a model"));
@@ -99,7 +102,10 @@ fn a_whole_file_rollback_is_refused_and_detected_against_a_kept_checkpoint() {
     let other = |args: &[&str]| mvault(dir).env("MVAULT_STATE_DIR", dir.join("state2")).args(args).assert();
     let out = other(&["log", "verify", "--since", "cp2"]).failure().code(6).get_output().clone();
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("the log has 4 entries, fewer than the 5 of the checkpoint: the vault was rolled back"), "{err}");
+    assert!(
+        err.contains("the log has 4 entries, fewer than the 5 of the checkpoint: the vault was rolled back"),
+        "{err}"
+    );
     other(&["log", "verify", "--since", "cp1"]).success();
     // Told to accept it, the command runs and the older head becomes the one remembered.
     let out = run(dir, &["ls", "--accept-rollback"]).success().get_output().clone();
@@ -223,7 +229,8 @@ fn an_edited_tree_is_named() {
 fn a_dropped_version_record_the_log_says_exists_is_named() {
     tampered(
         |v| {
-            let keys: Vec<[u8; 40]> = tamper::read(v, VERSIONS, |t| t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect());
+            let keys: Vec<[u8; 40]> =
+                tamper::read(v, VERSIONS, |t| t.iter().unwrap().map(|r| *r.unwrap().0.value()).collect());
             assert_eq!(keys.len(), 2);
             // Drop both version records (keyed hashes of the names: which is which is hidden).
             tamper::edit(v, VERSIONS, |t| {
@@ -239,7 +246,9 @@ fn a_dropped_version_record_the_log_says_exists_is_named() {
 const MODELS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("models");
 
 fn model_rows(v: &Path) -> Vec<([u8; 32], Vec<u8>)> {
-    tamper::read(v, MODELS, |t| t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect())
+    tamper::read(v, MODELS, |t| {
+        t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect()
+    })
 }
 
 /// A single record put back to an older value (which still authenticates under its AAD): the
@@ -259,14 +268,18 @@ fn a_single_record_rolled_back_to_an_older_value_is_named() {
     });
     let (code, err) = fails(dir, &["log", "verify"]);
     assert_eq!(code, 6, "{err}");
-    assert!(err.contains("the model record of m1 is not the one log entry 5 wrote: an older copy of it was put back"), "{err}");
+    assert!(
+        err.contains("the model record of m1 is not the one log entry 5 wrote: an older copy of it was put back"),
+        "{err}"
+    );
     // A version removed and its record put back.
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let vault = setup(dir);
     ok(dir, &["put", model().to_str().unwrap(), "--name", "m1", "-q"]);
-    let versions: Vec<([u8; 40], Vec<u8>)> =
-        tamper::read(&vault, VERSIONS, |t| t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect());
+    let versions: Vec<([u8; 40], Vec<u8>)> = tamper::read(&vault, VERSIONS, |t| {
+        t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (*k.value(), v.value().to_vec())).collect()
+    });
     let models = model_rows(&vault);
     ok(dir, &["rm", "m1@2"]);
     tamper::edit(&vault, VERSIONS, |t| {
@@ -277,7 +290,10 @@ fn a_single_record_rolled_back_to_an_older_value_is_named() {
     });
     let (code, err) = fails(dir, &["log", "verify"]);
     assert_eq!(code, 6, "{err}");
-    assert!(err.contains("the version record of m1@2 is present, but log entry 5 removed it: it was put back"), "{err}");
+    assert!(
+        err.contains("the version record of m1@2 is present, but log entry 5 removed it: it was put back"),
+        "{err}"
+    );
 }
 
 #[test]

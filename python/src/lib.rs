@@ -97,7 +97,10 @@ fn open(
 /// accepted or for a state directory that does not serve.
 fn checked(py: Python<'_>, v: Vault<modelvault::Unlocked>, accept_rollback: bool) -> PyResult<PyVault> {
     let Some(dir) = modelvault::log::memory::default_dir() else {
-        crate::vault::warn_all(py, &["no state directory (set MVAULT_STATE_DIR or HOME): this vault is not checked for rollback".into()])?;
+        crate::vault::warn_all(
+            py,
+            &["no state directory (set MVAULT_STATE_DIR or HOME): this vault is not checked for rollback".into()],
+        )?;
         return Ok(PyVault::new(v));
     };
     match py.detach(|| v.check_rollback(&dir, accept_rollback)) {

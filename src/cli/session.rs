@@ -93,7 +93,9 @@ fn check_rollback(g: &Global, v: Vault<Unlocked>) -> Result<Vault<Unlocked>> {
         return Ok(v);
     };
     match v.check_rollback(&dir, g.accept_rollback) {
-        Ok(modelvault::ops::log::RollbackCheck::Accepted(what)) => eprintln!("warning: accepting a rollback as told: {what}"),
+        Ok(modelvault::ops::log::RollbackCheck::Accepted(what)) => {
+            eprintln!("warning: accepting a rollback as told: {what}")
+        }
         Ok(_) => {}
         // A rollback found is an error; a memory this user cannot read or write is a warning
         // (the vault itself is as it was).

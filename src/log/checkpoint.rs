@@ -86,11 +86,12 @@ fn malformed(what: &str) -> Error {
 ///
 /// Errors: [`Error::InvalidInput`] for a note over [`MAX_CHECKPOINT_BYTES`], without the blank
 /// line, with a body that is not a checkpoint, or a signature line that does not parse.
-pub fn parse(note: &[u8]) -> Result<(Checkpoint, Vec<(String, u32, Vec<u8>)>)> {
+pub fn parse(note: &[u8]) -> Result<(Checkpoint, Signatures)> {
     parse_note(note).map(|(c, _, s)| (c, s))
 }
 
-type Signatures = Vec<(String, u32, Vec<u8>)>;
+/// A note's signature lines as (key name, key id, signature bytes).
+pub type Signatures = Vec<(String, u32, Vec<u8>)>;
 
 /// [`parse`], also returning the note text (what the signatures sign).
 fn parse_note(note: &[u8]) -> Result<(Checkpoint, &[u8], Signatures)> {
@@ -100,10 +101,12 @@ fn parse_note(note: &[u8]) -> Result<(Checkpoint, &[u8], Signatures)> {
     let note = std::str::from_utf8(note).map_err(|_| malformed("it is not UTF-8 text"))?;
     let Some(split) = note.rfind("\n\n") else { return Err(malformed("no blank line before the signatures")) };
     let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
-    let cp = tlog_tiles::Checkpoint::from_bytes(text.as_bytes()).map_err(|_| malformed("the text is not a checkpoint"))?;
+    let cp =
+        tlog_tiles::Checkpoint::from_bytes(text.as_bytes()).map_err(|_| malformed("the text is not a checkpoint"))?;
     let mut out = Vec::new();
     for line in sigs.lines() {
-        let rest = line.strip_prefix("\u{2014} ").ok_or_else(|| malformed("a signature line does not start with '— '"))?;
+        let rest =
+            line.strip_prefix("\u{2014} ").ok_or_else(|| malformed("a signature line does not start with '— '"))?;
         let (name, b64) = rest.split_once(' ').ok_or_else(|| malformed("a signature line has no signature"))?;
         let raw = STANDARD.decode(b64).map_err(|_| malformed("a signature is not base64"))?;
         if raw.len() < 5 {
@@ -127,20 +130,21 @@ fn parse_note(note: &[u8]) -> Result<(Checkpoint, &[u8], Signatures)> {
 pub fn verify(note: &[u8], vault_id: &[u8; 16], keys: &[[u8; 32]]) -> Result<(Checkpoint, [u8; 16])> {
     let (cp, text, sigs) = parse_note(note)?;
     let prefix = format!("{}/", key_name(vault_id));
-    let log_id = cp
-        .origin
-        .strip_prefix(&prefix)
-        .and_then(|h| crate::crypto::sign::unhex::<16>(h))
-        .ok_or_else(|| Error::InvalidInput(format!(
+    let log_id = cp.origin.strip_prefix(&prefix).and_then(crate::crypto::sign::unhex::<16>).ok_or_else(|| {
+        Error::InvalidInput(format!(
             "the checkpoint is of another log ('{}'), not of this vault (vault id {}): give this vault's checkpoint",
             crate::names::escape(&cp.origin),
             hex(vault_id)
-        )))?;
+        ))
+    })?;
     let name = key_name(vault_id);
     for (n, id, sig) in &sigs {
         let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else { continue };
         for k in keys {
-            if *n == name && key_id(&name, k) == *id && ManifestVerifier::new(k).is_some_and(|v| v.verify_note(text, &sig)) {
+            if *n == name
+                && key_id(&name, k) == *id
+                && ManifestVerifier::new(k).is_some_and(|v| v.verify_note(text, &sig))
+            {
                 return Ok((cp, log_id));
             }
         }

@@ -73,7 +73,9 @@ pub fn load(dir: &Path, vault_id: &[u8; 16]) -> Result<Remembered> {
     };
     let mut text = String::new();
     use std::io::Read;
-    f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(bad_file(&path, "it is over 1 MiB"));
     }

@@ -18,7 +18,9 @@ impl<R: LogRead> HashReader for Stored<'_, R> {
         let got = self.0.log_hashes(indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))?;
         got.into_iter()
             .zip(indexes)
-            .map(|(h, i)| h.map(Hash).ok_or_else(|| tlog_tiles::Error::InvalidInput(format!("stored hash {i} is missing"))))
+            .map(|(h, i)| {
+                h.map(Hash).ok_or_else(|| tlog_tiles::Error::InvalidInput(format!("stored hash {i} is missing")))
+            })
             .collect()
     }
 }

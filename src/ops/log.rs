@@ -47,7 +47,9 @@ pub enum RollbackCheck {
 impl Vault<Unlocked> {
     /// The current state, read in a snapshot of its own.
     fn current_state(&self, rx: &impl RecordRead) -> Result<State> {
-        let v = rx.state()?.ok_or_else(|| Error::Damaged("the vault state record is missing: the vault is damaged".into()))?;
+        let v = rx
+            .state()?
+            .ok_or_else(|| Error::Damaged("the vault state record is missing: the vault is damaged".into()))?;
         Ok(self.open_state(&v)?.0)
     }
 
@@ -103,7 +105,10 @@ impl Vault<Unlocked> {
         let mut problems = Vec::new();
         let Some(head) = state.log else {
             if rx.log_hash_count()? > 0 || !rx.log_entries()?.is_empty() {
-                problems.push("the vault state names no log, but the file holds log entries: an older state record was put back".into());
+                problems.push(
+                    "the vault state names no log, but the file holds log entries: an older state record was put back"
+                        .into(),
+                );
             }
             if let Some((cp, _)) = &since {
                 problems.push(format!(
@@ -118,9 +123,12 @@ impl Vault<Unlocked> {
         if problems.is_empty() {
             let leaves: Vec<Vec<u8>> = entries.iter().map(|e| e.leaf.bytes()).collect();
             if let Some((i, seq)) = tree::check_all(&rx, &leaves)? {
-                problems.push(format!("stored hash {i} of the log (at entry {seq}) does not match the entries: the tree was edited"));
+                problems.push(format!(
+                    "stored hash {i} of the log (at entry {seq}) does not match the entries: the tree was edited"
+                ));
             } else if tree::root(&rx, head.size)? != head.root {
-                problems.push("the log's root does not match the one the vault state names: the tree was replaced".into());
+                problems
+                    .push("the log's root does not match the one the vault state names: the tree was replaced".into());
             }
             self.check_records(&rx, &entries, &mut problems)?;
         }
@@ -154,9 +162,8 @@ impl Vault<Unlocked> {
                 Ok(e) if e.leaf.seq != *seq || e.leaf.vault_id != self.header.vault_id || e.leaf.log_id != head.id => {
                     problems.push(format!("log entry {seq} is numbered or bound elsewhere: it was moved"))
                 }
-                Ok(e) if !e.subjects_match() => {
-                    problems.push(format!("log entry {seq} names other subjects than its leaf commits to: it was edited"))
-                }
+                Ok(e) if !e.subjects_match() => problems
+                    .push(format!("log entry {seq} names other subjects than its leaf commits to: it was edited")),
                 Ok(e) => out.push(e),
             }
         }
@@ -173,7 +180,9 @@ impl Vault<Unlocked> {
     /// began are not covered.
     fn check_records(&self, rx: &store::ReadTxn, entries: &[Entry], problems: &mut Vec<String>) -> Result<()> {
         use sha2::Digest;
-        let mut last: BTreeMap<(String, Vec<u8>), (u64, Option<[u8; 32]>)> = BTreeMap::new();
+        // (table, row key) → (entry that last wrote it, SHA-256 of what it wrote or None).
+        type Last = BTreeMap<(String, Vec<u8>), (u64, Option<[u8; 32]>)>;
+        let mut last: Last = BTreeMap::new();
         let mut names: BTreeMap<[u8; 32], String> = BTreeMap::new();
         for e in entries {
             if let Some(m) = e.subjects.as_ref().and_then(|s| s.model.as_deref()) {
@@ -184,7 +193,10 @@ impl Vault<Unlocked> {
             }
         }
         for table in Table::ALL {
-            let logged: Vec<_> = last.range((table.name().to_string(), Vec::new())..).take_while(|((t, _), _)| t == table.name()).collect();
+            let logged: Vec<_> = last
+                .range((table.name().to_string(), Vec::new())..)
+                .take_while(|((t, _), _)| t == table.name())
+                .collect();
             if logged.is_empty() {
                 continue;
             }
@@ -278,12 +290,17 @@ impl Vault<Unlocked> {
     /// hash whose salt goes too).
     ///
     /// Errors: [`Error::Damaged`] for an entry that does not open; [`Error::Storage`].
-    pub(crate) fn forget_log_subjects(&self, txn: &mut crate::vault::Txn<'_>, name: &str, versions: Option<&[u64]>) -> Result<()> {
+    pub(crate) fn forget_log_subjects(
+        &self,
+        txn: &mut crate::vault::Txn<'_>,
+        name: &str,
+        versions: Option<&[u64]>,
+    ) -> Result<()> {
         for (seq, v) in txn.tx.log_entries()? {
             let mut e = self.open_entry(seq, &v)?;
             let Some(s) = &e.subjects else { continue };
-            let hit = s.model.as_deref() == Some(name)
-                && versions.is_none_or(|vs| s.versions.iter().any(|x| vs.contains(x)));
+            let hit =
+                s.model.as_deref() == Some(name) && versions.is_none_or(|vs| s.versions.iter().any(|x| vs.contains(x)));
             if hit {
                 e.subjects = None;
                 e.salt = [0; 16];
@@ -328,7 +345,11 @@ fn check_since(
 /// keys are public; model keys are keyed hashes, shown as their first hex digits).
 fn row_name(table: Table, key: &[u8], names: &BTreeMap<[u8; 32], String>) -> String {
     let model = |k: &[u8]| {
-        <[u8; 32]>::try_from(k).ok().and_then(|k| names.get(&k)).map(|n| crate::names::escape(n)).unwrap_or_else(|| format!("{}…", &hex(k)[..16]))
+        <[u8; 32]>::try_from(k)
+            .ok()
+            .and_then(|k| names.get(&k))
+            .map(|n| crate::names::escape(n))
+            .unwrap_or_else(|| format!("{}…", &hex(k)[..16]))
     };
     match table {
         Table::Models => format!("the model record of {}", model(key)),

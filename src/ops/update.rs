@@ -2,9 +2,9 @@
 //! version's tags, metrics or description makes a new manifest revision, signed again; aliases
 //! and the model description live in the model record.
 
-use crate::log::Op;
 use super::VersionRef;
 use super::put::{write_model, write_version};
+use crate::log::Op;
 use crate::manifest::Manifest;
 use crate::names::{self, escape};
 use crate::store::records::AliasEvent;

@@ -280,7 +280,7 @@ fn create_copy(
         warnings: Default::default(),
         source: Default::default(),
         fetched: Default::default(),
-            memory: Default::default(),
+        memory: Default::default(),
     };
     let vault = Vault { db, path: path.to_path_buf(), header, state };
     let written = (|| {

@@ -24,7 +24,9 @@
 use redb::{ReadableTable, TableDefinition, TableError};
 
 use super::chunks::{ChunkId, ChunkTables};
-use super::tables::{CHUNK_IDS, CHUNKS, LOG, LOG_HASHES, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
+use super::tables::{
+    CHUNK_IDS, CHUNKS, LOG, LOG_HASHES, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS,
+};
 use crate::{Error, Result};
 
 /// The key of a version record: model key followed by the big-endian version.

@@ -11,10 +11,10 @@ use serde::Serialize;
 use super::records::{model_set_damage, models_now};
 use super::{Unlocked, Vault};
 use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
+use crate::log::{Append, Op, Subjects};
 use crate::progress::Progress;
 use crate::store::chunks::ChunkStore;
 use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
-use crate::log::{Append, Op, Subjects};
 use crate::store::{self, RecordRead, RecordWrite, Table, WriteTxn};
 use crate::{Error, Result};
 
@@ -68,8 +68,17 @@ impl Vault<Unlocked> {
             return Err(Error::Damaged(format!("{e}; nothing was written")));
         }
         let log = op.map(|op| (op, Subjects::default()));
-        let mut txn =
-            Txn { vault: self, db, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress, log, written: Vec::new() };
+        let mut txn = Txn {
+            vault: self,
+            db,
+            tx: TxCell(Some(tx)),
+            state,
+            warned: false,
+            upgraded: false,
+            progress,
+            log,
+            written: Vec::new(),
+        };
         if current == Some(false) {
             let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
             self.check_not_rolled_back(format, &*txn.tx)?;
@@ -260,7 +269,8 @@ impl Txn<'_> {
         records.extend(self.tx.take_written());
         let Some((op, subjects)) = self.log.take() else { return Ok(()) };
         let vault = self.vault;
-        let a = Append { vault_id: vault.header.vault_id, slot: &vault.state.slot, op: &op, subjects: &subjects, records };
+        let a =
+            Append { vault_id: vault.header.vault_id, slot: &vault.state.slot, op: &op, subjects: &subjects, records };
         let mut seals = 0;
         let head = crate::log::append(&mut self.tx, self.state.log, a, |seq, e| {
             seals += 1;

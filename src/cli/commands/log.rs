@@ -74,14 +74,10 @@ pub fn run(g: &Global, cmd: Option<&LogCommand>) -> Result<i32> {
             let r = v.verify_log(note.as_deref())?;
             if g.json {
                 output::json(&r);
-            } else {
-                for p in &r.problems {
-                    eprintln!("problem: {p}");
-                }
-                if r.problems.is_empty() {
-                    let since = r.since.as_ref().map(|(n, _)| format!(", extending the checkpoint of {n}")).unwrap_or_default();
-                    println!("the log holds: {} entries{since}", r.size);
-                }
+            } else if r.problems.is_empty() {
+                let since =
+                    r.since.as_ref().map(|(n, _)| format!(", extending the checkpoint of {n}")).unwrap_or_default();
+                println!("the log holds: {} entries{since}", r.size);
             }
             return Ok(if damaged(&r.problems) { 6 } else { 0 });
         }
@@ -92,7 +88,8 @@ pub fn run(g: &Global, cmd: Option<&LogCommand>) -> Result<i32> {
 /// Reads a checkpoint file, refusing one over [`modelvault::log::checkpoint::MAX_CHECKPOINT_BYTES`].
 fn read_checkpoint(path: &std::path::Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| Error::Io { context: format!("reading {}", path.display()), source: e })?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::Io { context: format!("reading {}", path.display()), source: e })?;
     let limit = modelvault::log::checkpoint::MAX_CHECKPOINT_BYTES as u64;
     let mut b = Vec::new();
     f.take(limit + 1)
