@@ -204,6 +204,9 @@ pub enum Command {
         #[arg(long, requires = "erase", conflicts_with = "spec")]
         resume: bool,
     },
+    /// Remove the versions a retention policy does not keep, per model (restic's `forget` rules:
+    /// see README, "Retention"); a version an alias points to is always kept.
+    Forget(ForgetArgs),
     /// Delete chunks no version references, then compact the file; with --remote, collect the
     /// remote's unreferenced packs instead (marked by one run, deleted by a run after the grace).
     Gc {
@@ -431,6 +434,43 @@ pub enum AllowCommand {
         /// The global.
         global: String,
     },
+}
+
+/// The options of `mvault forget`.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// Only these models (default: every model).
+    pub names: Vec<String>,
+    /// Keep the N newest versions.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest version of each of the N most recent hours that have one (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// ... of each of the N most recent days.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// ... of each of the N most recent ISO weeks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// ... of each of the N most recent months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// ... of each of the N most recent years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every version newer than the newest minus this (e.g. 1y5m7d2h, 36h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep versions with this tag (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub keep_tag: Vec<String>,
+    /// Keep versions whose metric satisfies this (repeatable): KEY>=X, KEY>X, KEY<=X, KEY<X, KEY=X.
+    #[arg(long, value_name = "RULE")]
+    pub keep_metric: Vec<String>,
+    /// Show what would be kept and removed, and why, without removing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Untag { spec, keys } => c::untag::run(g, spec, keys),
         Command::Metric { spec, metrics } => c::metric::run(g, spec, metrics),
         Command::Describe { spec, text } => c::describe::run(g, spec, text),
+        Command::Forget(a) => c::forget::run(g, a),
         Command::Rm { spec, yes, erase, resume } => c::rm::run(g, spec.as_deref(), *yes, *erase, *resume),
         Command::Gc { remote, grace } => match remote {
             None => c::gc::run(g),

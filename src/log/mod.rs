@@ -42,6 +42,8 @@ pub enum Op {
     Put,
     /// A version or model was removed.
     Remove,
+    /// Versions a retention policy did not keep were removed.
+    Forget,
     /// A model or version was erased (what, is not kept).
     Erase,
     /// Chunks no version uses were deleted.
@@ -90,10 +92,11 @@ pub enum Op {
     Other(String),
 }
 
-const NAMES: [(&str, Op); 25] = [
+const NAMES: [(&str, Op); 26] = [
     ("create", Op::Create),
     ("put", Op::Put),
     ("rm", Op::Remove),
+    ("forget", Op::Forget),
     ("erase", Op::Erase),
     ("gc", Op::Gc),
     ("alias", Op::Alias),

@@ -4,6 +4,7 @@
 
 pub mod allow;
 pub mod diff;
+pub mod forget;
 pub mod get;
 #[cfg(unix)]
 pub mod hf;

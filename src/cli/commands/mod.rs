@@ -9,6 +9,7 @@ pub mod cat;
 pub mod describe;
 pub mod diff;
 pub mod families;
+pub mod forget;
 pub mod gc;
 pub mod get;
 pub mod info;
