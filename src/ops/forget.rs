@@ -217,7 +217,7 @@ type Bucket = fn(&chrono::NaiveDateTime, usize) -> i64;
 /// number).
 pub fn apply(versions: &[Candidate], policy: &Policy, now: u64) -> Vec<Decision> {
     let mut list: Vec<&Candidate> = versions.iter().collect();
-    list.sort_by(|a, b| (b.created, b.version).cmp(&(a.created, a.version)));
+    list.sort_by_key(|c| std::cmp::Reverse((c.created, c.version)));
     let buckets: [(u32, Bucket, &str); 6] = [
         (policy.last, |_, nr| nr as i64, "last"),
         (
