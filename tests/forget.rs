@@ -240,8 +240,8 @@ fn forget_keeps_aliased_and_metric_versions_and_logs_what_it_removes() {
     assert_eq!(decided[&5], (true, vec!["last".to_string()]));
     assert_eq!(decided[&2], (true, vec!["metric acc>=0.9".to_string()]));
     assert_eq!(decided[&1], (true, vec!["alias prod".to_string()]));
-    assert_eq!(decided[&3].0, false);
-    assert_eq!(decided[&4].0, false);
+    assert_eq!(decided[&3], (false, Vec::new()));
+    assert_eq!(decided[&4], (false, Vec::new()));
     // The dry run removed nothing.
     let ls = mv(dir, &["--json", "ls"]).success();
     let l: serde_json::Value = serde_json::from_slice(&ls.get_output().stdout).unwrap();
