@@ -42,6 +42,7 @@ pub mod crypto;
 pub mod error;
 pub mod formats;
 pub mod harden;
+pub mod log;
 pub mod manifest;
 pub mod mount;
 pub mod names;

@@ -90,6 +90,9 @@ pub enum Remedy {
     },
     /// Unlock with a private key (an age identity or SSH key) instead of a passphrase.
     UnlockWithIdentity,
+    /// If the older copy is wanted (a backup restored on purpose), open it telling the vault to
+    /// accept the rollback.
+    AcceptRollback,
     /// Check the recipients listed for slot `slot`; if they are right, add a recipient slot for
     /// them under a new name, then remove this one.
     AddRecipientSlotAgain {
@@ -164,6 +167,9 @@ impl fmt::Display for Remedy {
                 quoted(not_tried)
             ),
             Remedy::UnlockWithIdentity => f.write_str(": unlock it with a private key (an age identity or SSH key)"),
+            Remedy::AcceptRollback => f.write_str(
+                ": if you restored this older copy on purpose, open it accepting the rollback; otherwise do not trust it and restore the newest copy",
+            ),
             Remedy::AddRecipientSlotAgain { slot } => write!(
                 f,
                 ": check the recipients the vault lists for '{slot}'; if they are right, add a recipient slot for \

@@ -90,6 +90,7 @@ fn run(dir: &Path, args: &[&str], kill: KillAt) -> Outcome {
         .args(args)
         .env("MVAULT_VAULT", &vault)
         .env("MVAULT_PASSPHRASE_FILE", dir.join("passphrase"))
+        .env("MVAULT_STATE_DIR", common::state_dir(dir))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -317,7 +317,15 @@ fn a_forged_rotation_wrap_never_hands_the_vault_to_the_forger() {
     // What is written stays readable by the passphrase (the vault's keys did not change hands).
     let v = reopen(&path);
     assert_eq!(v.epoch(), 1);
-    assert!(v.verify(true, &NoProgress).unwrap().ok());
+    // The data is whole; the slot record replaced by hand is what the log names.
+    let rep = v.verify(true, &NoProgress).unwrap();
+    let problems: Vec<_> = rep.problems.iter().map(|p| p.detail.as_str()).collect();
+    assert_eq!(
+        problems,
+        [
+            "the slots record 'ci' is not the one log entry 2 wrote: an older copy of it was put back, or it was replaced"
+        ]
+    );
 }
 
 #[test]

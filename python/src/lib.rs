@@ -35,12 +35,18 @@ use crate::vault::PyVault;
 /// passphrase may be given. The key is read and kept by the library in zeroizing memory; no
 /// Python object ever holds it.
 ///
+/// The vault's log is checked against the newest checkpoint this user has seen of it (in
+/// `$MVAULT_STATE_DIR`, else `$XDG_STATE_HOME/modelvault`, else `~/.local/state/modelvault`,
+/// as `mvault` does), and the newest is remembered there: a vault older than it (a copy put
+/// back) raises TamperedData unless `accept_rollback=True`, which warns instead. A state
+/// directory that cannot be read or written is a warning.
+///
 /// Raises: NotFound (no vault at `path`), WrongPassphrase (no slot opens with the passphrase or
-/// the identity), VaultInUse, TamperedData (not a vault, or a damaged one), InvalidInput (also
-/// a passphrase given with `identity_file`, or an identity file that holds no usable key),
-/// VaultError.
+/// the identity), VaultInUse, TamperedData (not a vault, a damaged one, or one rolled back),
+/// InvalidInput (also a passphrase given with `identity_file`, or an identity file that holds no
+/// usable key), VaultError.
 #[pyfunction]
-#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot=None, read_only=false, wait=None, identity_file=None))]
+#[pyo3(signature = (path, passphrase_file=None, passphrase=None, *, slot=None, read_only=false, wait=None, identity_file=None, accept_rollback=false))]
 #[allow(clippy::too_many_arguments)]
 fn open(
     py: Python<'_>,
@@ -51,6 +57,7 @@ fn open(
     read_only: bool,
     wait: Option<f64>,
     identity_file: Option<PathBuf>,
+    accept_rollback: bool,
 ) -> PyResult<PyVault> {
     let wait = match wait {
         None => None,
@@ -71,7 +78,7 @@ fn open(
                 Vault::open(&path, &opts)?.unlock_identity(&ids, slot.as_deref())
             })
             .map_err(to_py)?;
-        return Ok(PyVault::new(v));
+        return checked(py, v, accept_rollback);
     }
     let locked = py.detach(|| Vault::open(&path, &opts)).map_err(to_py)?;
     locked.check_passphrase_unlock(slot.as_deref()).map_err(to_py)?;
@@ -83,6 +90,27 @@ fn open(
         })
         .map_err(to_py)?;
     drop(pass);
+    checked(py, v, accept_rollback)
+}
+
+/// The rollback check of [`open`]: an error for a rollback not accepted, a warning for one
+/// accepted or for a state directory that does not serve.
+fn checked(py: Python<'_>, v: Vault<modelvault::Unlocked>, accept_rollback: bool) -> PyResult<PyVault> {
+    let Some(dir) = modelvault::log::memory::default_dir() else {
+        crate::vault::warn_all(
+            py,
+            &["no state directory (set MVAULT_STATE_DIR or HOME): this vault is not checked for rollback".into()],
+        )?;
+        return Ok(PyVault::new(v));
+    };
+    match py.detach(|| v.check_rollback(&dir, accept_rollback)) {
+        Ok(modelvault::ops::log::RollbackCheck::Accepted(what)) => {
+            crate::vault::warn_all(py, &[format!("accepting a rollback as told: {what}")])?
+        }
+        Ok(_) => {}
+        Err(e) if matches!(e.base(), modelvault::Error::Damaged(_)) => return Err(to_py(e)),
+        Err(e) => crate::vault::warn_all(py, &[format!("this vault was not checked for rollback: {e}")])?,
+    }
     Ok(PyVault::new(v))
 }
 

@@ -180,6 +180,35 @@ impl PyVault {
         to_python(py, &slots)
     }
 
+    /// The log, oldest entry first, each a dict as `mvault log --json` prints it: `seq`, `time`
+    /// (Unix seconds), `op`, `slot`, `model`, `versions`, `detail`, `erased`.
+    ///
+    /// Raises: TamperedData (an entry that does not open), VaultError.
+    fn log<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let entries = self.read(py, |v| v.log_entries())?;
+        to_python(py, &entries)
+    }
+
+    /// A signed checkpoint of the log (a C2SP signed note, as `mvault log checkpoint` prints it),
+    /// or None when the log has not begun.
+    ///
+    /// Raises: TamperedData, VaultError.
+    fn log_checkpoint(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.read(py, |v| v.log_checkpoint())
+    }
+
+    /// Checks the log (as `mvault log verify` does), and with `since` (a checkpoint's text) that
+    /// the log extends it. Returns a dict: `size`, `root`, `since`, `problems` (sentences; empty
+    /// when the log holds).
+    ///
+    /// Raises: InvalidInput (`since` is not a checkpoint of this vault), TamperedData (its
+    /// signature does not verify), VaultError.
+    #[pyo3(signature = (since=None))]
+    fn verify_log<'py>(&self, py: Python<'py>, since: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.read(py, |v| v.verify_log(since.as_deref().map(str::as_bytes)))?;
+        to_python(py, &r)
+    }
+
     /// The models (all, or the one named), each a dict with its versions, as `mvault ls --json`
     /// lists them under "models". Records that could not be read are skipped with a warning.
     ///

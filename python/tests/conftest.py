@@ -25,6 +25,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"the test corpus is expected at {CORPUS}")
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """Each test its own user state directory (the remembered log checkpoints)."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("MVAULT_STATE_DIR", str(d))
+    return d
+
+
 @pytest.fixture()
 def pwfile(tmp_path: pathlib.Path) -> pathlib.Path:
     p = tmp_path / "pw.txt"

@@ -47,6 +47,10 @@ pub struct Global {
     /// wait for a writer).
     #[arg(long, env = "MVAULT_WAIT", global = true, value_name = "SECONDS")]
     pub wait: Option<f64>,
+    /// Open the vault even if it is older than the newest state of it this user has seen (a
+    /// backup restored on purpose): see `mvault log`.
+    #[arg(long, global = true)]
+    pub accept_rollback: bool,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -200,6 +204,9 @@ pub enum Command {
         #[arg(long, requires = "erase", conflicts_with = "spec")]
         resume: bool,
     },
+    /// Remove the versions a retention policy does not keep, per model (restic's `forget` rules:
+    /// see README, "Retention"); a version an alias points to is always kept.
+    Forget(ForgetArgs),
     /// Delete chunks no version references, then compact the file; with --remote, collect the
     /// remote's unreferenced packs instead (marked by one run, deleted by a run after the grace).
     Gc {
@@ -238,6 +245,12 @@ pub enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// The vault's signed log of changes: who did what when (key holders only), signed
+    /// checkpoints, and checks against a kept checkpoint.
+    Log {
+        #[command(subcommand)]
+        command: Option<LogCommand>,
     },
     /// Other vaults' signing keys that this vault trusts.
     Trust {
@@ -420,6 +433,61 @@ pub enum AllowCommand {
     Remove {
         /// The global.
         global: String,
+    },
+}
+
+/// The options of `mvault forget`.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// Only these models (default: every model).
+    pub names: Vec<String>,
+    /// Keep the N newest versions.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest version of each of the N most recent hours that have one (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// ... of each of the N most recent days.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// ... of each of the N most recent ISO weeks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// ... of each of the N most recent months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// ... of each of the N most recent years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every version newer than the newest minus this (e.g. 1y5m7d2h, 36h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep versions with this tag (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub keep_tag: Vec<String>,
+    /// Keep versions whose metric satisfies this (repeatable): KEY>=X, KEY>X, KEY<=X, KEY<X, KEY=X.
+    #[arg(long, value_name = "RULE")]
+    pub keep_metric: Vec<String>,
+    /// Show what would be kept and removed, and why, without removing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print a signed checkpoint of the log (a C2SP signed note): keep it (in git, a ticket, CI
+    /// output) to check the vault against later with `log verify --since`.
+    Checkpoint {
+        /// Write it to this file instead of standard output (refused if it exists).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check every entry and the tree; with --since, also that the log extends a kept
+    /// checkpoint (exit 6 naming what does not hold).
+    Verify {
+        /// A checkpoint printed earlier by `mvault log checkpoint`.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
     },
 }
 

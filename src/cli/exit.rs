@@ -112,6 +112,9 @@ pub fn remedy(r: &Remedy) -> String {
             modelvault::remedy::quoted(not_tried)
         ),
         Remedy::UnlockWithIdentity => ": pass --identity FILE (or set MVAULT_IDENTITY_FILE) instead".into(),
+        Remedy::AcceptRollback => ": if you restored this older copy on purpose, run the command again with \
+             --accept-rollback; otherwise do not trust it and restore the newest copy"
+            .into(),
         Remedy::AddRecipientSlotAgain { slot } => format!(
             ": check its recipients in `mvault key list`; if they are right, add them again under a new name \
              (`mvault key add NEW --recipient ...`), then run `mvault key remove {slot}`"

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Untag { spec, keys } => c::untag::run(g, spec, keys),
         Command::Metric { spec, metrics } => c::metric::run(g, spec, metrics),
         Command::Describe { spec, text } => c::describe::run(g, spec, text),
+        Command::Forget(a) => c::forget::run(g, a),
         Command::Rm { spec, yes, erase, resume } => c::rm::run(g, spec.as_deref(), *yes, *erase, *resume),
         Command::Gc { remote, grace } => match remote {
             None => c::gc::run(g),
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Signer { command } => c::signer::run(g, command),
         Command::Key { command } => c::key::run(g, command),
         Command::Trust { command } => c::trust::run(g, command),
+        Command::Log { command } => c::log::run(g, command.as_ref()),
         Command::Remote { command } => c::remote::run(g, command),
         Command::Allow { command } => c::allow::run(g, command),
         Command::Scan { paths, allow } => c::scan::run(g, paths, allow),

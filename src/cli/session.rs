@@ -72,7 +72,7 @@ fn unlock_with(g: &Global, opts: &OpenOptions) -> Result<Vault<Unlocked>> {
         let ids = modelvault::Identities::from_file(file)?;
         let v = locked.unlock_identity(&ids, g.slot.as_deref())?;
         v.set_warning_sink(Box::new(|m| eprintln!("warning: {m}")));
-        return Ok(v);
+        return check_rollback(g, v);
     }
     // A recipient slot named, or a vault of recipient slots only: say so before asking.
     locked.check_passphrase_unlock(g.slot.as_deref())?;
@@ -82,6 +82,26 @@ fn unlock_with(g: &Global, opts: &OpenOptions) -> Result<Vault<Unlocked>> {
         None => locked.unlock(&pass),
     }?;
     v.set_warning_sink(Box::new(|m| eprintln!("warning: {m}")));
+    check_rollback(g, v)
+}
+
+/// Checks the vault against the newest checkpoint this user has seen of it (and remembers the
+/// newest from now on): a rollback is refused unless `--accept-rollback`.
+fn check_rollback(g: &Global, v: Vault<Unlocked>) -> Result<Vault<Unlocked>> {
+    let Some(dir) = modelvault::log::memory::default_dir() else {
+        eprintln!("warning: no state directory (set MVAULT_STATE_DIR or HOME): this vault is not checked for rollback");
+        return Ok(v);
+    };
+    match v.check_rollback(&dir, g.accept_rollback) {
+        Ok(modelvault::ops::log::RollbackCheck::Accepted(what)) => {
+            eprintln!("warning: accepting a rollback as told: {what}")
+        }
+        Ok(_) => {}
+        // A rollback found is an error; a memory this user cannot read or write is a warning
+        // (the vault itself is as it was).
+        Err(e) if matches!(e.base(), Error::Damaged(_)) => return Err(e),
+        Err(e) => eprintln!("warning: this vault was not checked for rollback: {e}"),
+    }
     Ok(v)
 }
 

@@ -13,6 +13,13 @@ pub const MANIFEST_DOMAIN: &[u8] = b"modelvault manifest signature v1\0";
 /// Domain prefix of every remote log entry signature (RFC 8032 Ed25519 over prefix ‖ message).
 pub const LOG_DOMAIN: &[u8] = b"modelvault remote log signature v1\0";
 
+/// True when `text` may be the text of a C2SP signed note: UTF-8 without control characters
+/// other than newline, ending in a newline. Every other message this crate signs starts with a
+/// domain prefix holding a NUL byte, so it never is one: the signatures cannot be swapped.
+pub fn is_note_text(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|t| t.ends_with('\n') && !t.chars().any(|c| c.is_control() && c != '\n'))
+}
+
 /// Length of a public key in bytes.
 pub const PUBLIC_KEY_LEN: usize = 32;
 /// Length of a signature in bytes.
@@ -48,6 +55,15 @@ impl ManifestSigner {
     /// Signs `MANIFEST_DOMAIN || message`.
     pub fn sign_manifest(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.key.sign(&domain(message)).to_bytes()
+    }
+
+    /// Signs the text of a C2SP signed note (no prefix, as signed-note requires).
+    ///
+    /// # Panics
+    /// When `text` is not note text ([`is_note_text`]): the callers build it.
+    pub fn sign_note(&self, text: &[u8]) -> [u8; SIGNATURE_LEN] {
+        assert!(is_note_text(text), "only note text is signed without a domain prefix");
+        self.key.sign(text).to_bytes()
     }
 
     /// Signs `message` prefixed with [`LOG_DOMAIN`] (a remote's log entries; see SECURITY.md,
@@ -104,6 +120,12 @@ impl ManifestVerifier {
         self.key.verify_strict(&domain(message), &Signature::from_bytes(sig)).is_ok()
     }
 
+    /// Checks a signed note's signature ([`ManifestSigner::sign_note`]) with `verify_strict`;
+    /// false for text that is not note text.
+    pub fn verify_note(&self, text: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
+        is_note_text(text) && self.key.verify_strict(text, &Signature::from_bytes(sig)).is_ok()
+    }
+
     /// Checks a log entry signature ([`ManifestSigner::sign_log`]) with `verify_strict`.
     pub fn verify_log(&self, message: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
         self.key.verify_strict(&with_domain(LOG_DOMAIN, message), &Signature::from_bytes(sig)).is_ok()
@@ -119,6 +141,18 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     s
+}
+
+/// Parses `N` bytes from lower-case or upper-case hex; `None` for any other text.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

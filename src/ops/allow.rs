@@ -2,6 +2,7 @@
 //! `module.qualname` globals that every `put` into this vault accepts in addition to the built-in
 //! allow-list (see [`crate::formats::pickle`]). Stored sealed in the `meta` table under `allow`.
 
+use crate::log::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{self, RecordRead, Table};
@@ -47,7 +48,7 @@ impl Vault<Unlocked> {
     }
 
     fn write_allow(&self, globals: Vec<String>) -> Result<()> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Allow)?;
         let v = txn.seal_meta(Table::Meta, b"allow", &AllowRecord { globals })?;
         txn.put_plain_meta("allow", &v)?;
         txn.commit()

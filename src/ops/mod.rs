@@ -4,6 +4,7 @@
 
 pub mod allow;
 pub mod diff;
+pub mod forget;
 pub mod get;
 #[cfg(unix)]
 pub mod hf;
@@ -13,6 +14,7 @@ pub(crate) mod input;
 pub mod inspect;
 pub mod keys;
 pub mod list;
+pub mod log;
 pub mod ondemand;
 pub mod outfile;
 pub mod put;

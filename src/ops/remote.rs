@@ -4,6 +4,7 @@
 //! never part of it. This module must never store a credential, nor record a server that failed
 //! the probe as safe for several writers.
 
+use crate::log::Op;
 use serde::Serialize;
 
 use crate::names::{self, escape};
@@ -110,7 +111,8 @@ impl Vault<Unlocked> {
             probe_failure: report.failure.clone(),
             added: now(),
         };
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::RemoteAdd)?;
+        txn.about(None, Vec::new(), Some(name));
         let v = txn.seal_meta(Table::Remotes, name.as_bytes(), &rec)?;
         txn.tx.put_remote(name, &v)?;
         txn.commit()?;
@@ -149,7 +151,8 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::NotFound`] if there is none.
     pub fn remote_remove(&self, name: &str) -> Result<()> {
         self.remote(name)?;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::RemoteRemove)?;
+        txn.about(None, Vec::new(), Some(name));
         txn.tx.remove_remote(name)?;
         txn.commit()
     }

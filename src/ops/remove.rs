@@ -6,6 +6,7 @@
 //! `rm --erase` ([`Vault::erase`] in `keys.rs`) removes through the `*_in` forms here, in the
 //! transaction that records its intent. Nothing here may commit a caller's transaction.
 
+use crate::log::Op;
 use crate::store::chunks::ChunkStore;
 use std::collections::HashSet;
 
@@ -48,8 +49,9 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`].
     pub fn remove_version(&self, name: &str, r: &VersionRef) -> Result<u64> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Remove)?;
         let version = self.remove_version_in(&mut txn, name, r)?;
+        txn.about(Some(name), vec![version], None);
         txn.commit()?;
         Ok(version)
     }
@@ -87,8 +89,9 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`].
     pub fn remove_model(&self, name: &str) -> Result<u64> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Remove)?;
         let removed = self.remove_model_in(&mut txn, name)?;
+        txn.about(Some(name), removed.clone(), None);
         txn.commit()?;
         Ok(removed.len() as u64)
     }
@@ -131,7 +134,7 @@ impl Vault<Unlocked> {
             file_bytes_after: 0,
             compacted: true,
         };
-        let txn = self.write()?;
+        let txn = self.write(Op::Gc)?;
         {
             // The chunk table itself, not its index, says what is stored; the index is rebuilt
             // from what survives, so gc also repairs an index that disagrees with the chunks.

@@ -7,6 +7,7 @@
 //! by the user; `--require-signer NAME` accepts a version only if its manifest was signed by the
 //! key trusted under NAME (or, for `self`, by one of this vault's own keys).
 
+use crate::log::Op;
 use serde::Serialize;
 
 use super::VersionRef;
@@ -48,14 +49,10 @@ pub struct TrustInfo {
 /// Errors: [`Error::InvalidInput`] naming what is wrong.
 pub fn parse_public_key(s: &str) -> Result<[u8; 32]> {
     let h = s.trim().strip_prefix("ed25519:").unwrap_or(s.trim());
-    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Some(out) = crate::crypto::sign::unhex::<32>(h) else {
         return Err(Error::InvalidInput(format!("'{}' is not an Ed25519 public key: give 64 hex digits", escape(s)))
             .with_remedy(crate::Remedy::SignerKeyForm));
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("checked hex");
-    }
+    };
     if ed25519_dalek::VerifyingKey::from_bytes(&out).is_err() {
         return Err(Error::InvalidInput(format!("'{}' is not a valid Ed25519 point", escape(s))));
     }
@@ -87,7 +84,7 @@ impl Vault<Unlocked> {
     pub fn rotate_signer(&mut self) -> Result<[u8; 32]> {
         let fresh = ManifestSigner::generate()?;
         let old_public = self.state.signing.active_public();
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::SignerRotate)?;
         let (old_id, mut old) = {
             let mut found = None;
             for (id, v) in txn.tx.signers()? {
@@ -123,7 +120,8 @@ impl Vault<Unlocked> {
         if self.trusted().iter().any(|t| t.name == name) {
             return Err(Error::InvalidInput(format!("a key is already trusted as '{name}': remove it first")));
         }
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Trust)?;
+        txn.about(None, Vec::new(), Some(name));
         let v =
             txn.seal_meta(Table::Trust, name.as_bytes(), &TrustRecord { name: name.into(), public, added: now() })?;
         txn.tx.put_trust(name, &v)?;
@@ -138,7 +136,8 @@ impl Vault<Unlocked> {
             return Err(Error::NotFound(format!("no key is trusted as '{}'", escape(name)))
                 .with_remedy(crate::Remedy::ListTrusted));
         }
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Untrust)?;
+        txn.about(None, Vec::new(), Some(name));
         txn.tx.remove_trust(name)?;
         txn.commit()
     }

@@ -4,6 +4,7 @@
 
 use super::VersionRef;
 use super::put::{write_model, write_version};
+use crate::log::Op;
 use crate::manifest::Manifest;
 use crate::names::{self, escape};
 use crate::store::records::AliasEvent;
@@ -16,8 +17,9 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::InvalidName`], [`Error::ModelNotFound`], [`Error::VersionNotFound`].
     pub fn set_alias(&self, name: &str, r: &VersionRef, alias: &str) -> Result<u64> {
         names::check_alias(alias)?;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Alias)?;
         let (mut model, version) = self.resolve(&*txn.tx, name, r)?;
+        txn.about(Some(name), vec![version], Some(alias));
         let from = model.aliases.insert(alias.to_string(), version);
         if from != Some(version) {
             model.alias_history.push(AliasEvent { alias: alias.to_string(), from, to: Some(version), at: now() });
@@ -31,11 +33,12 @@ impl Vault<Unlocked> {
     ///
     /// Errors: [`Error::ModelNotFound`], [`Error::VersionNotFound`] if there is no such alias.
     pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Unalias)?;
         let mut model = self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
         let Some(from) = model.aliases.remove(alias) else {
             return Err(Error::VersionNotFound { name: escape(name), reference: escape(alias) });
         };
+        txn.about(Some(name), vec![from], Some(alias));
         model.alias_history.push(AliasEvent { alias: alias.to_string(), from: Some(from), to: None, at: now() });
         write_model(&mut txn, &self.model_key(name), &model)?;
         txn.commit()
@@ -43,9 +46,10 @@ impl Vault<Unlocked> {
 
     /// Applies `change` to the manifest of `name@r` as a new signed revision. Returns the version.
     fn revise(&self, name: &str, r: &VersionRef, change: impl FnOnce(&mut Manifest) -> Result<()>) -> Result<u64> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::Revise)?;
         let mut m = {
             let (_, version) = self.resolve(&*txn.tx, name, r)?;
+            txn.about(Some(name), vec![version], None);
             self.load_version(&*txn.tx, name, version)?.0
         };
         change(&mut m)?;
@@ -149,8 +153,9 @@ impl Vault<Unlocked> {
                 })
                 .map(|_| ()),
             None => {
-                let mut txn = self.write()?;
+                let mut txn = self.write(Op::Describe)?;
                 let mut model = self.load_model(&*txn.tx, name)?.ok_or_else(|| Error::ModelNotFound(escape(name)))?;
+                txn.about(Some(name), Vec::new(), None);
                 model.description = text.to_string();
                 write_model(&mut txn, &self.model_key(name), &model)?;
                 txn.commit()

@@ -167,6 +167,12 @@ impl Vault<Unlocked> {
         if let Some(p) = self.unfinished_erasure_problem() {
             rep.problems.push(p);
         }
+        if only.is_none() {
+            // The log: every entry, the tree, and every version it says was stored and kept.
+            for detail in self.verify_log(None)?.problems {
+                rep.problems.push(Problem { model: None, version: None, file: None, detail, remedy: None });
+            }
+        }
         Ok(rep)
     }
 

@@ -280,10 +280,11 @@ fn create_copy(
         warnings: Default::default(),
         source: Default::default(),
         fetched: Default::default(),
+        memory: Default::default(),
     };
     let vault = Vault { db, path: path.to_path_buf(), header, state };
     let written = (|| {
-        let mut tx = vault.write()?;
+        let mut tx = vault.write(crate::log::Op::Clone)?;
         tx.put_plain_meta("header", &records::encode(&vault.header))?;
         let live = copy_slots(&mut tx, b, &vault.state.keys.slot_mac, &vid, slot_name)?;
         for (id, s) in &rec.signers {

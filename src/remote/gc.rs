@@ -104,7 +104,7 @@ impl Vault<Unlocked> {
                     }
                 }
             };
-            let mut txn = self.write()?;
+            let mut txn = self.write(crate::log::Op::RemoteGc)?;
             state::save_seen(&mut txn, label, head)?;
             txn.commit()?;
             let doomed_ix = sweep_ix.iter().chain(leftover.iter().copied().filter(|k| k.starts_with(INDEX)));

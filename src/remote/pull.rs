@@ -5,6 +5,7 @@
 //! a version whose chunks are not all in the vault in the same transaction, nor change anything
 //! when the log does not check.
 
+use crate::log::Op;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -101,7 +102,7 @@ impl Vault<Unlocked> {
         let wanted = if opts.metadata_only { BTreeMap::new() } else { self.missing_chunks(&incoming)? };
         let places = packs::locate(objects, &keys, &self.header.vault_id, &remote.indexes)?;
         let fk = FetchKeys { vault_id: self.header.vault_id, keys: &keys, index: &self.state.index };
-        let mut txn = self.write_reporting(progress)?;
+        let mut txn = self.write_reporting(Op::Pull, progress)?;
         progress.begin("pull", wanted.values().map(|l| u64::from(*l)).sum());
         let mut batch = 0u64;
         let traffic = packs::fetch(objects, &fk, &places, &wanted, |id, plain| {

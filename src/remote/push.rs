@@ -149,7 +149,7 @@ impl Vault<Unlocked> {
     /// Records the entry written or read last, and renumbers local versions as the remote
     /// numbered them, in one transaction.
     fn finish_push(&self, label: &str, head: log::Seen, renumber: &[Renumber]) -> Result<()> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(crate::log::Op::Push)?;
         sync::renumber_local(&mut txn, renumber)?;
         state::save_seen(&mut txn, label, head)?;
         txn.commit()

@@ -148,7 +148,7 @@ impl Vault<Unlocked> {
 
     /// Writes the merge of `theirs` in one transaction and applies it to the keys in memory.
     fn record_signers(&self, theirs: &[SignerRecord]) -> Result<SignerChanges> {
-        let mut txn = self.write()?;
+        let mut txn = self.write(crate::log::Op::RemoteSigners)?;
         let mut local = Vec::new();
         for (id, v) in txn.tx.signers()? {
             local.push((id, self.open_meta(Table::Signers, &id.to_be_bytes(), "signing key record", &v)?));

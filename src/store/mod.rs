@@ -20,6 +20,8 @@
 //! | `remotes`  | remote name (UTF-8)         | sealed [`records::RemoteRecord`]                 |
 //! | `models`   | BLAKE3-keyed(name) (32 B)   | sealed [`records::ModelRecord`]                  |
 //! | `versions` | model key ‖ version BE (40 B)| sealed [`records::VersionRecord`] (signed manifest)|
+//! | `log`      | sequence number (u64)       | sealed log entry (`crate::log`)                  |
+//! | `log_hashes`| stored hash index (u64)    | SHA-256 hash of a complete log subtree (32 B)    |
 //! | `chunks`   | chunk id (32 B)             | `0x01` ‖ epoch BE ‖ nonce ‖ ciphertext ‖ tag     |
 //! | `chunk_ids`| chunk id (32 B)             | length of the `chunks` value, bytes (u32)         |
 //!
@@ -44,6 +46,7 @@ pub mod chunks;
 pub mod envelope;
 mod error;
 mod file;
+mod log;
 pub mod records;
 mod rewrite;
 mod tables;
@@ -51,8 +54,9 @@ mod txn;
 
 pub use chunks::ChunkTables;
 pub use error::{StoreError, StoreErrorKind};
+pub use log::LogRead;
 pub use tables::Table;
-pub use txn::{ReadTxn, RecordRead, StoredValue, VersionRow, WriteTxn, version_key};
+pub use txn::{ReadTxn, RecordRead, RecordWrite, StoredValue, VersionRow, WriteTxn, logged_row, version_key};
 
 use crate::{Error, Result};
 

@@ -359,6 +359,29 @@ pub struct State {
     /// before it was kept (such a vault trusts any slot whose MAC verifies until its first key
     /// change, which starts the list).
     pub recipient_slots: Option<Vec<(String, [u8; 32])>>,
+    /// The head of the signed log (`crate::log`): set by every logged commit. `None` in a state
+    /// written before the vault kept a log (its first logged write starts one).
+    pub log: Option<LogHead>,
+}
+
+/// The head of the vault's log, sealed in the state so that the log tables cannot be put back
+/// or cut short without the state record that names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    /// The log's id: 16 random bytes drawn when the log began (a clone starts its own log).
+    pub id: [u8; 16],
+    /// Number of entries (leaves).
+    pub size: u64,
+    /// RFC 6962 root hash of the tree of `size` leaves.
+    pub root: [u8; 32],
+}
+
+/// The state as format 3 wrote it before [`State::log`] (postcard writes a nested struct's
+/// fields in place).
+#[derive(Deserialize)]
+struct StateV4 {
+    v3: StateV3,
+    recipient_slots: Option<Vec<(String, [u8; 32])>>,
 }
 
 /// The state as format 3 wrote it before [`State::recipient_slots`]: the format 1 and 2 fields,
@@ -402,6 +425,7 @@ impl StateV2 {
             live_models,
             models_digest,
             recipient_slots: None,
+            log: None,
         }
     }
 }
@@ -414,6 +438,11 @@ impl StateV2 {
 pub fn decode_state(what: &str, bytes: &[u8]) -> Result<(State, bool)> {
     // Longest layout first: each shorter one ends where the longer needs more bytes.
     if let Ok(s) = postcard::from_bytes::<State>(bytes) {
+        return Ok((s, true));
+    }
+    if let Ok(o) = postcard::from_bytes::<StateV4>(bytes) {
+        let mut s = o.v3.v2.with_live(o.v3.live_models, o.v3.models_digest);
+        s.recipient_slots = o.recipient_slots;
         return Ok((s, true));
     }
     if let Ok(o) = postcard::from_bytes::<StateV3>(bytes) {

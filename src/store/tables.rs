@@ -20,6 +20,10 @@ pub(in crate::store) static TRUST: TableDefinition<&str, &[u8]> = TableDefinitio
 pub(in crate::store) static REMOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("remotes");
 /// Encrypted chunks by chunk id.
 pub(in crate::store) static CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+/// Sealed log entries by sequence number (0, 1, ...).
+pub(in crate::store) static LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// The log's Merkle tree: stored hash index (C2SP tlog-tiles numbering) → SHA-256 hash.
+pub(in crate::store) static LOG_HASHES: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("log_hashes");
 /// Index of the chunk table's keys: chunk id → length in bytes of the stored (sealed) value.
 pub(in crate::store) static CHUNK_IDS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_ids");
 
@@ -41,6 +45,10 @@ pub enum Table {
     Trust,
     /// `remotes`: sealed remote records by name.
     Remotes,
+    /// `log`: sealed log entries by sequence number.
+    Log,
+    /// `log_hashes`: the log's Merkle tree hashes by stored hash index (not sealed).
+    LogHashes,
     /// `chunks`: sealed chunks by chunk id.
     Chunks,
     /// `chunk_ids`: the index of the chunk table's keys.
@@ -49,7 +57,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in the order a rewrite copies them.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Slots,
         Table::Signers,
@@ -57,6 +65,8 @@ impl Table {
         Table::Remotes,
         Table::Models,
         Table::Versions,
+        Table::Log,
+        Table::LogHashes,
         Table::Chunks,
         Table::ChunkIds,
     ];
@@ -71,6 +81,8 @@ impl Table {
             Table::Versions => VERSIONS.name(),
             Table::Trust => TRUST.name(),
             Table::Remotes => REMOTES.name(),
+            Table::Log => LOG.name(),
+            Table::LogHashes => LOG_HASHES.name(),
             Table::Chunks => CHUNKS.name(),
             Table::ChunkIds => CHUNK_IDS.name(),
         }

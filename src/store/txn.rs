@@ -24,7 +24,9 @@
 use redb::{ReadableTable, TableDefinition, TableError};
 
 use super::chunks::{ChunkId, ChunkTables};
-use super::tables::{CHUNK_IDS, CHUNKS, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS};
+use super::tables::{
+    CHUNK_IDS, CHUNKS, LOG, LOG_HASHES, META, MODELS, REMOTES, SIGNERS, SLOTS, TRUST, Table, VERSIONS,
+};
 use crate::{Error, Result};
 
 /// The key of a version record: model key followed by the big-endian version.
@@ -283,6 +285,10 @@ fn id_key(table: Table, key: &[u8]) -> Result<u32> {
     key.try_into().map(u32::from_be_bytes).map_err(|_| key_error(table))
 }
 
+fn seq_key(table: Table, key: &[u8]) -> Result<u64> {
+    key.try_into().map(u64::from_be_bytes).map_err(|_| key_error(table))
+}
+
 fn array_key<const N: usize>(table: Table, key: &[u8]) -> Result<&[u8; N]> {
     key.try_into().map_err(|_| key_error(table))
 }
@@ -329,6 +335,8 @@ impl ReadTxn {
             Table::Signers => go!(SIGNERS, u32, |a| id_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
             Table::Models => go!(MODELS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
             Table::Versions => go!(VERSIONS, &[u8; 40], |a| array_key::<40>(table, a)?, |k, v| (k, v)),
+            Table::Log => go!(LOG, u64, |a| seq_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
+            Table::LogHashes => go!(LOG_HASHES, u64, |a| seq_key(table, a)?, |k, v| (k.to_be_bytes(), v)),
             Table::Chunks => go!(CHUNKS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v)),
             Table::ChunkIds => go!(CHUNK_IDS, &[u8; 32], |a| array_key::<32>(table, a)?, |k, v| (k, v.to_be_bytes())),
         }
@@ -348,14 +356,54 @@ impl ReadTxn {
 /// is kept (since its start or its last checkpoint).
 pub struct WriteTxn {
     tx: redb::WriteTransaction,
+    /// Every record row written or deleted, as the log binds them ([`WriteTxn::take_written`]).
+    written: Vec<RecordWrite>,
+}
+
+/// One record row a transaction wrote or deleted: the table, the row key as bytes (as the AAD
+/// names it) and SHA-256 of the stored value (`None`: deleted). Chunks, the chunk index, the
+/// log's own tables and the `meta` rows `"state"` and `"erase"` are not recorded (the chunks are
+/// bound by manifests, the log by its tree, the state names the log, and the erasure record
+/// never outlives the erasure's rewrite).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordWrite {
+    /// The table's name.
+    pub table: String,
+    /// The row key.
+    pub key: Vec<u8>,
+    /// SHA-256 of the value written, `None` for a deletion.
+    pub value: Option<[u8; 32]>,
+}
+
+/// True when the log binds rows of `table` under `key` (see [`RecordWrite`]).
+pub fn logged_row(table: Table, key: &[u8]) -> bool {
+    match table {
+        Table::Chunks | Table::ChunkIds | Table::Log | Table::LogHashes => false,
+        Table::Meta => key != b"state" && key != b"erase",
+        _ => true,
+    }
 }
 
 impl WriteTxn {
     pub(in crate::store) fn new(tx: redb::WriteTransaction) -> Self {
-        WriteTxn { tx }
+        WriteTxn { tx, written: Vec::new() }
     }
 
-    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    /// The record rows written or deleted since the last call (or the start), in order; the
+    /// log entry of the commit binds them.
+    pub fn take_written(&mut self) -> Vec<RecordWrite> {
+        std::mem::take(&mut self.written)
+    }
+
+    fn note(&mut self, table: Table, key: &[u8], value: Option<&[u8]>) {
+        use sha2::Digest;
+        if logged_row(table, key) {
+            let value = value.map(|v| sha2::Sha256::digest(v).into());
+            self.written.push(RecordWrite { table: table.name().to_string(), key: key.to_vec(), value });
+        }
+    }
+
+    pub(in crate::store) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
         table: Table,
@@ -363,7 +411,7 @@ impl WriteTxn {
         self.open(def, table).map(Some)
     }
 
-    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+    pub(in crate::store) fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
         table: Table,
@@ -399,6 +447,8 @@ impl WriteTxn {
         let what = if key == "state" { "writing vault state" } else { "writing the header" };
         let mut t = self.tx.open_table(META).map_err(|e| Error::storage(what, e))?;
         t.insert(key, value).map_err(|e| Error::storage(what, e))?;
+        drop(t);
+        self.note(Table::Meta, key.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -406,6 +456,8 @@ impl WriteTxn {
     pub fn put_model(&mut self, key: &[u8; 32], value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("writing a model", e))?;
         t.insert(key, value).map_err(|e| Error::storage("writing a model", e))?;
+        drop(t);
+        self.note(Table::Models, key, Some(value));
         Ok(())
     }
 
@@ -413,6 +465,8 @@ impl WriteTxn {
     pub fn remove_model(&mut self, key: &[u8; 32]) -> Result<()> {
         let mut t = self.tx.open_table(MODELS).map_err(|e| Error::storage("removing a model", e))?;
         t.remove(key).map_err(|e| Error::storage("removing a model", e))?;
+        drop(t);
+        self.note(Table::Models, key, None);
         Ok(())
     }
 
@@ -420,6 +474,8 @@ impl WriteTxn {
     pub fn put_version(&mut self, model_key: &[u8; 32], n: u64, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("writing a version", e))?;
         t.insert(&version_key(model_key, n), value).map_err(|e| Error::storage("writing a version", e))?;
+        drop(t);
+        self.note(Table::Versions, &version_key(model_key, n), Some(value));
         Ok(())
     }
 
@@ -427,6 +483,8 @@ impl WriteTxn {
     pub fn remove_version(&mut self, model_key: &[u8; 32], n: u64) -> Result<()> {
         let mut t = self.tx.open_table(VERSIONS).map_err(|e| Error::storage("removing a version", e))?;
         t.remove(&version_key(model_key, n)).map_err(|e| Error::storage("removing a version", e))?;
+        drop(t);
+        self.note(Table::Versions, &version_key(model_key, n), None);
         Ok(())
     }
 
@@ -434,6 +492,8 @@ impl WriteTxn {
     pub fn put_slot(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("writing a key slot", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a key slot", e))?;
+        drop(t);
+        self.note(Table::Slots, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -441,6 +501,8 @@ impl WriteTxn {
     pub fn remove_slot(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(SLOTS).map_err(|e| Error::storage("removing a key slot", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a key slot", e))?;
+        drop(t);
+        self.note(Table::Slots, name.as_bytes(), None);
         Ok(())
     }
 
@@ -448,6 +510,8 @@ impl WriteTxn {
     pub fn put_signer(&mut self, id: u32, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(SIGNERS).map_err(|e| Error::storage("writing a signing key", e))?;
         t.insert(id, value).map_err(|e| Error::storage("writing a signing key", e))?;
+        drop(t);
+        self.note(Table::Signers, &id.to_be_bytes(), Some(value));
         Ok(())
     }
 
@@ -455,6 +519,8 @@ impl WriteTxn {
     pub fn put_trust(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("writing a trusted key", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a trusted key", e))?;
+        drop(t);
+        self.note(Table::Trust, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -462,6 +528,8 @@ impl WriteTxn {
     pub fn remove_trust(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(TRUST).map_err(|e| Error::storage("removing a trusted key", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a trusted key", e))?;
+        drop(t);
+        self.note(Table::Trust, name.as_bytes(), None);
         Ok(())
     }
 
@@ -469,6 +537,8 @@ impl WriteTxn {
     pub fn put_remote(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("writing a remote", e))?;
         t.insert(name, value).map_err(|e| Error::storage("writing a remote", e))?;
+        drop(t);
+        self.note(Table::Remotes, name.as_bytes(), Some(value));
         Ok(())
     }
 
@@ -476,6 +546,8 @@ impl WriteTxn {
     pub fn remove_remote(&mut self, name: &str) -> Result<()> {
         let mut t = self.tx.open_table(REMOTES).map_err(|e| Error::storage("removing a remote", e))?;
         t.remove(name).map_err(|e| Error::storage("removing a remote", e))?;
+        drop(t);
+        self.note(Table::Remotes, name.as_bytes(), None);
         Ok(())
     }
 
@@ -492,6 +564,8 @@ impl WriteTxn {
             Table::Signers => drop(self.open(SIGNERS, table)?),
             Table::Models => drop(self.open(MODELS, table)?),
             Table::Versions => drop(self.open(VERSIONS, table)?),
+            Table::Log => drop(self.open(LOG, table)?),
+            Table::LogHashes => drop(self.open(LOG_HASHES, table)?),
             Table::Chunks => drop(self.open(CHUNKS, table)?),
             Table::ChunkIds => drop(self.open(CHUNK_IDS, table)?),
         }
@@ -504,6 +578,7 @@ impl WriteTxn {
     ///
     /// Errors: [`Error::Storage`]; [`Error::InvalidInput`] for a key or value of the wrong form.
     pub fn put_row(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        self.note(table, key, Some(value));
         let ctx = format!("copying table {}", table.name());
         let err = |e: redb::StorageError| Error::storage(ctx.as_str(), e);
         match table {
@@ -527,6 +602,13 @@ impl WriteTxn {
             }
             Table::Versions => {
                 self.open(VERSIONS, table)?.insert(array_key::<40>(table, key)?, value).map_err(err)?;
+            }
+            Table::Log => {
+                self.open(LOG, table)?.insert(seq_key(table, key)?, value).map_err(err)?;
+            }
+            Table::LogHashes => {
+                let hash = array_key::<32>(table, value)?;
+                self.open(LOG_HASHES, table)?.insert(seq_key(table, key)?, hash).map_err(err)?;
             }
             Table::Chunks => {
                 self.open(CHUNKS, table)?.insert(array_key::<32>(table, key)?, value).map_err(err)?;

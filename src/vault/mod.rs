@@ -121,6 +121,10 @@ pub struct Unlocked {
     pub(crate) source: std::sync::Mutex<Option<crate::ops::ondemand::ChunkSource>>,
     /// What on-demand reads fetched so far.
     pub(crate) fetched: std::sync::Mutex<crate::ops::ondemand::FetchedTotals>,
+    /// The directory this user's newest checkpoints are remembered in, once
+    /// [`Vault::check_rollback`] has checked against it: every logged commit then remembers its
+    /// new head there.
+    pub(crate) memory: std::sync::Mutex<Option<PathBuf>>,
 }
 
 /// Most recipient key slots one unlock with an identity tries (64; each costs an X25519 or RSA
@@ -294,10 +298,11 @@ impl Vault<Unlocked> {
             warnings,
             source: Default::default(),
             fetched: Default::default(),
+            memory: Default::default(),
         };
         let vault = Vault { db, path, header, state };
         let result = (|| {
-            let mut tx = vault.write()?;
+            let mut tx = vault.write(crate::log::Op::Create)?;
             tx.put_plain_meta("header", &crate::store::records::encode(&vault.header))?;
             tx.put_slot(&opts.slot_name, &slot.encode())?;
             let rec = SignerRecord {

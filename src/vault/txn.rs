@@ -11,14 +11,17 @@ use serde::Serialize;
 use super::records::{model_set_damage, models_now};
 use super::{Unlocked, Vault};
 use crate::crypto::aead::{NONCE_LIMIT, NONCE_WARN};
+use crate::log::{Append, Op, Subjects};
 use crate::progress::Progress;
 use crate::store::chunks::ChunkStore;
 use crate::store::records::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SignerRecord, SlotRecord, State};
-use crate::store::{self, RecordRead, Table, WriteTxn};
+use crate::store::{self, RecordRead, RecordWrite, Table, WriteTxn};
 use crate::{Error, Result};
 
 impl Vault<Unlocked> {
-    /// Starts a write transaction that counts seals and refuses to pass the nonce limit. A
+    /// Starts a write transaction of operation `op` that counts seals and refuses to pass the
+    /// nonce limit; its commit appends the log entry of `op` (with the subjects given to
+    /// [`Txn::about`]) in the same transaction, and remembers the new log head. A
     /// format 1 or 2 vault is upgraded to [`FORMAT_VERSION`] inside it (see
     /// [`store::upgrade_format`]; the model records are sealed again with their live versions,
     /// the slot in use gets its passphrase check). A warning (a key near its limit) is kept for
@@ -27,30 +30,32 @@ impl Vault<Unlocked> {
     /// Errors: [`Error::Damaged`] when the model records present do not match the live models
     /// the sealed state records (a write would otherwise seal that loss into the state);
     /// [`Error::Storage`].
-    pub(crate) fn write(&self) -> Result<Txn<'_>> {
-        self.begin_txn(None)
+    pub(crate) fn write(&self, op: Op) -> Result<Txn<'_>> {
+        self.begin_on(&self.db, None, Some(op))
     }
 
     /// As [`Vault::write`], handing warnings to `progress` ([`Progress::warn`]).
     ///
     /// Errors: as [`Vault::write`].
-    pub(crate) fn write_reporting<'v>(&'v self, progress: &'v dyn Progress) -> Result<Txn<'v>> {
-        self.begin_txn(Some(progress))
+    pub(crate) fn write_reporting<'v>(&'v self, op: Op, progress: &'v dyn Progress) -> Result<Txn<'v>> {
+        self.begin_on(&self.db, Some(progress), Some(op))
     }
 
     /// As [`Vault::write_reporting`], on `db`: a writer's handle on this vault's own file opened
-    /// beside a read-only one ([`store::open_writer_beside`]).
+    /// beside a read-only one ([`store::open_writer_beside`]), to keep chunks a read fetched
+    /// from a remote. It changes no record, so it appends no log entry.
     ///
     /// Errors: as [`Vault::write`].
     pub(crate) fn write_on<'v>(&'v self, db: &'v store::Db, progress: &'v dyn Progress) -> Result<Txn<'v>> {
-        self.begin_on(db, Some(progress))
+        self.begin_on(db, Some(progress), None)
     }
 
-    fn begin_txn<'v>(&'v self, progress: Option<&'v dyn Progress>) -> Result<Txn<'v>> {
-        self.begin_on(&self.db, progress)
-    }
-
-    fn begin_on<'v>(&'v self, db: &'v store::Db, progress: Option<&'v dyn Progress>) -> Result<Txn<'v>> {
+    fn begin_on<'v>(
+        &'v self,
+        db: &'v store::Db,
+        progress: Option<&'v dyn Progress>,
+        op: Option<Op>,
+    ) -> Result<Txn<'v>> {
         let mut tx = store::write(db)?;
         let header_was_old = store::upgrade_format(&mut tx)?;
         let (state, current) = match tx.state()? {
@@ -62,7 +67,18 @@ impl Vault<Unlocked> {
         {
             return Err(Error::Damaged(format!("{e}; nothing was written")));
         }
-        let mut txn = Txn { vault: self, db, tx: TxCell(Some(tx)), state, warned: false, upgraded: false, progress };
+        let log = op.map(|op| (op, Subjects::default()));
+        let mut txn = Txn {
+            vault: self,
+            db,
+            tx: TxCell(Some(tx)),
+            state,
+            warned: false,
+            upgraded: false,
+            progress,
+            log,
+            written: Vec::new(),
+        };
         if current == Some(false) {
             let format = if header_was_old { OLDEST_FORMAT_VERSION } else { FORMAT_VERSION };
             self.check_not_rolled_back(format, &*txn.tx)?;
@@ -86,6 +102,12 @@ pub(crate) struct Txn<'v> {
     upgraded: bool,
     /// Where warnings go; without one they are kept in the vault ([`Vault::take_warnings`]).
     progress: Option<&'v dyn Progress>,
+    /// The log entry the commit appends: the operation and what it is about (`None`: a
+    /// transaction that changes no record).
+    log: Option<(Op, Subjects)>,
+    /// Record rows written before the last checkpoint (the store's list starts again with each
+    /// transaction).
+    written: Vec<RecordWrite>,
 }
 
 /// The store's write transaction inside a [`Txn`]; always present except for the instant a
@@ -106,6 +128,14 @@ impl std::ops::DerefMut for TxCell {
 }
 
 impl Txn<'_> {
+    /// Says what the logged change is about: the model, its versions made or removed, and any
+    /// other name (an alias, a slot, a remote, a trusted key). Sealed in the entry only.
+    pub(crate) fn about(&mut self, model: Option<&str>, versions: Vec<u64>, detail: Option<&str>) {
+        if let Some((_, s)) = &mut self.log {
+            *s = Subjects { model: model.map(str::to_string), versions, detail: detail.map(str::to_string) };
+        }
+    }
+
     /// Keeps a chunk fetched from a remote (its plaintext checked against its id): seals it under
     /// the vault's chunk key, counts the seal, inserts it, and checkpoints every
     /// [`crate::ops::put::CHECKPOINT_BYTES`] (`batch` carries the bytes since the last one).
@@ -210,13 +240,46 @@ impl Txn<'_> {
         self.tx.put_meta("state", &v)
     }
 
-    /// Writes the sealed state and commits durably (one fsync).
+    /// Appends the log entry, writes the sealed state (with the new log head) and commits
+    /// durably (one fsync); then remembers the new head where [`Vault::check_rollback`] set up
+    /// a memory (a failure there is a warning: the change is made).
     pub(crate) fn commit(mut self) -> Result<()> {
+        self.append_log()?;
         self.write_state()?;
         self.tx.0.take().expect("open transaction").commit()?;
         if self.upgraded {
             self.vault.state.legacy.store(false, Ordering::Release);
         }
+        if self.log.is_some()
+            && let Some(head) = self.state.log
+            && let Err(e) = self.vault.remember_head(&head)
+        {
+            self.vault.warn(format!("the new log head was not remembered: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Appends the entry of this transaction's operation to the log ([`crate::log::append`]),
+    /// binding every record row written since the transaction began, and puts the new head in
+    /// the state.
+    ///
+    /// Errors: as [`crate::log::append`].
+    fn append_log(&mut self) -> Result<()> {
+        let mut records = std::mem::take(&mut self.written);
+        records.extend(self.tx.take_written());
+        let Some((op, subjects)) = self.log.take() else { return Ok(()) };
+        let vault = self.vault;
+        let a =
+            Append { vault_id: vault.header.vault_id, slot: &vault.state.slot, op: &op, subjects: &subjects, records };
+        let mut seals = 0;
+        let head = crate::log::append(&mut self.tx, self.state.log, a, |seq, e| {
+            seals += 1;
+            vault.envelope().seal_record(&Table::Log, &seq.to_be_bytes(), e)
+        })?;
+        self.state.meta_seals += seals;
+        self.check_limit("metadata", self.state.meta_seals)?;
+        self.state.log = Some(head);
+        self.log = Some((op, subjects));
         Ok(())
     }
 
@@ -227,6 +290,7 @@ impl Txn<'_> {
     /// under cache pressure; chunks of a put that never committed its manifest are garbage that
     /// `gc` collects.
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        self.written.extend(self.tx.take_written());
         self.write_state()?;
         self.tx.0.take().expect("open transaction").commit_checkpoint()?;
         self.tx = TxCell(Some(store::write(self.db)?));
@@ -266,24 +330,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path());
         // Without a progress handle or sink: kept.
-        near_the_limit(&mut v.write().unwrap());
+        near_the_limit(&mut v.write(Op::Put).unwrap());
         let kept = v.take_warnings();
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].contains("the chunk key has sealed 1073741824 messages"), "{kept:?}");
         assert!(v.take_warnings().is_empty());
         // A progress whose warn does nothing does not lose it.
-        near_the_limit(&mut v.write_reporting(&NoProgress).unwrap());
+        near_the_limit(&mut v.write_reporting(Op::Put, &NoProgress).unwrap());
         assert_eq!(v.take_warnings().len(), 1);
         // A progress that reports it gets it (and it is kept too).
         let r = Recorder(Mutex::new(Vec::new()));
-        near_the_limit(&mut v.write_reporting(&r).unwrap());
+        near_the_limit(&mut v.write_reporting(Op::Put, &r).unwrap());
         assert_eq!(r.0.lock().unwrap().len(), 1);
         assert_eq!(v.take_warnings().len(), 1);
         // With a sink, a write without a progress hands it over instead of keeping it.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = Arc::clone(&seen);
         v.set_warning_sink(Box::new(move |m| s.lock().unwrap().push(m.to_string())));
-        near_the_limit(&mut v.write().unwrap());
+        near_the_limit(&mut v.write(Op::Put).unwrap());
         assert_eq!(seen.lock().unwrap().len(), 1);
         assert!(v.take_warnings().is_empty());
     }

@@ -326,6 +326,7 @@ impl Vault<Locked> {
             warnings,
             source: Default::default(),
             fetched: Default::default(),
+            memory: Default::default(),
         };
         let v = Vault { db: self.db, path: self.path, header: self.header, state };
         if !current {

@@ -44,7 +44,16 @@ pub fn reopen(path: &Path) -> Vault<Unlocked> {
     Vault::open(path, &OpenOptions::default()).unwrap().unlock(&pass()).unwrap()
 }
 
-/// A command running the built `mvault` with the vault and a passphrase file set.
+/// The state directory (remembered log checkpoints) of the user a test in `dir` plays: beside
+/// `dir`, so that copies of one vault in several test directories are several users' vaults,
+/// and no file appears in `dir` itself.
+pub fn state_dir(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(format!("{name}.mvault-state"))
+}
+
+/// A command running the built `mvault` with the vault, a passphrase file and the user's state
+/// directory ([`state_dir`]) set.
 pub fn mvault(dir: &Path) -> assert_cmd::Command {
     let pf = dir.join("passphrase");
     if !pf.exists() {
@@ -54,6 +63,7 @@ pub fn mvault(dir: &Path) -> assert_cmd::Command {
     c.env("MVAULT_VAULT", dir.join("test.mvault"))
         .env("MVAULT_PASSPHRASE_FILE", &pf)
         .env_remove("MVAULT_PASSPHRASE")
+        .env("MVAULT_STATE_DIR", state_dir(dir))
         .current_dir(dir);
     c
 }

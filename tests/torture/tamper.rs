@@ -75,7 +75,12 @@ fn tamper_a_version_rolled_back_to_an_older_signed_version_is_detected() {
     assert!(matches!(e, Error::Damaged(_)) && e.to_string().contains("model 's' version 2"), "{e}");
     v.show("s", &VersionRef::Number(1)).unwrap();
     let rep = v.verify(true, &NoProgress).unwrap();
-    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert_eq!(rep.problems.len(), 2, "{:?}", rep.problems);
+    assert!(
+        rep.problems[1].detail.starts_with("the version record of s@2 is not the one log entry"),
+        "{:?}",
+        rep.problems
+    );
     drop(v);
     // Through the CLI: `cat s` (latest) refuses with exit 6, `cat s@1` still reads.
     std::fs::rename(&path, d.join("cli.mvault")).unwrap();

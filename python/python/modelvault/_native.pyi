@@ -42,11 +42,13 @@ def open(
     read_only: bool = False,
     wait: float | None = None,
     identity_file: _Path | None = None,
+    accept_rollback: bool = False,
 ) -> Vault:
     """Opens and unlocks a vault; prompts with getpass when no passphrase is given.
 
     With identity_file (an age identity or OpenSSH private key), unlocks by a recipient key slot
-    instead; no passphrase may be given then."""
+    instead; no passphrase may be given then. A vault older than the newest state of it this
+    user has seen raises TamperedData unless accept_rollback=True."""
 
 def create(
     path: _Path,
@@ -80,6 +82,12 @@ class Vault:
         """Adds a key slot opened by the private key of any of the recipients (age1…, ssh-ed25519 …, ssh-rsa …)."""
     def key_slots(self) -> list[dict[str, Any]]:
         """The key slots, as `mvault key list --json` prints them."""
+    def log(self) -> list[dict[str, Any]]:
+        """The log, oldest entry first, as `mvault log --json` prints it."""
+    def log_checkpoint(self) -> str | None:
+        """A signed checkpoint of the log (C2SP signed note), None before the log begins."""
+    def verify_log(self, since: str | None = None) -> dict[str, Any]:
+        """Checks the log, and that it extends the checkpoint `since`; problems in "problems"."""
     def put(
         self,
         path: _Path,

@@ -170,6 +170,7 @@ fn rotate(g: &Global, resume: bool, slot_files: &[String], remove_others: bool, 
                 slot: None,
                 identity: None,
                 wait: None,
+                accept_rollback: false,
                 json: g.json,
                 quiet: g.quiet,
             };
@@ -208,6 +209,7 @@ fn new_passphrase(g: &Global, n: &NewPassphrase, slot: &str) -> Result<Passphras
         slot: None,
         identity: None,
         wait: None,
+        accept_rollback: false,
         json: g.json,
         quiet: g.quiet,
     };

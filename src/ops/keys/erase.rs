@@ -3,6 +3,7 @@
 //! docs of `ops::keys` and SECURITY.md). It must never drop that record before the fresh file
 //! has replaced the vault.
 
+use crate::log::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -67,11 +68,12 @@ impl Vault<Unlocked> {
         self.check_live_records(crate::ops::Refused::Erase { resuming: false })?;
         let file_bytes_before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         {
-            let mut txn = self.write()?;
+            let mut txn = self.write(Op::Erase)?;
             let versions = match r {
                 Some(r) => vec![self.remove_version_in(&mut txn, name, r)?],
                 None => self.remove_model_in(&mut txn, name)?,
             };
+            self.forget_log_subjects(&mut txn, name, r.map(|_| versions.as_slice()))?;
             let pad = erase_pad(name);
             let intent = EraseIntent { name: name.to_string(), versions, started: crate::vault::now(), pad };
             let v = txn.seal_meta(Table::Meta, ERASE_KEY.as_bytes(), &intent)?;

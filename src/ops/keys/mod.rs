@@ -27,6 +27,7 @@ mod rotate;
 pub use erase::{ERASE_KEY, EraseReport, UnfinishedErasure};
 pub use rotate::{ROTATE_BATCH_BYTES, RotateReport};
 
+use crate::log::Op;
 use serde::Serialize;
 
 use crate::crypto::aead;
@@ -197,7 +198,8 @@ impl Vault<Unlocked> {
         }
         let (slot, _kek) =
             make_slot(&self.header.vault_id, name, self.epoch(), params, &self.state.master, passphrase)?;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyAdd)?;
+        txn.about(None, Vec::new(), Some(name));
         txn.put_slot(name, &slot.encode())?;
         txn.commit()
     }
@@ -230,7 +232,8 @@ impl Vault<Unlocked> {
             next_mac: None,
         };
         slot.authenticate(&self.state.keys.slot_mac, &vid, name);
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyAdd)?;
+        txn.about(None, Vec::new(), Some(name));
         let mut live = self.live_recipient_slots(&txn.state, &slots);
         live.push((name.to_string(), slot.mac.expect("just authenticated")));
         txn.state.recipient_slots = Some(live);
@@ -259,7 +262,8 @@ impl Vault<Unlocked> {
             return Err(Error::InvalidInput(format!("key slot '{name}' is the one"))
                 .with_remedy(crate::Remedy::UnlockWithAnotherSlot));
         }
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyRemove)?;
+        txn.about(None, Vec::new(), Some(name));
         let live = self.live_recipient_slots(&txn.state, &slots).into_iter().filter(|(n, _)| n != name).collect();
         txn.state.recipient_slots = Some(live);
         txn.tx.remove_slot(name)?;
@@ -317,7 +321,8 @@ impl Vault<Unlocked> {
         params.check()?;
         let (mut slot, kek) = make_slot(&self.header.vault_id, &name, self.epoch(), &params, &self.state.master, new)?;
         slot.created = old.created;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyPasswd)?;
+        txn.about(None, Vec::new(), Some(&name));
         txn.put_slot(&name, &slot.encode())?;
         txn.commit()?;
         if name == self.state.slot {

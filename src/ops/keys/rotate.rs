@@ -3,6 +3,7 @@
 //! new one (see the module docs of `ops::keys` and SECURITY.md). It must never leave a value of
 //! the old epoch in the file that replaces the vault, or a slot wrapping the old master key.
 
+use crate::log::Op;
 use serde::Serialize;
 
 use super::read_slots;
@@ -76,7 +77,7 @@ impl Vault<Unlocked> {
         let from = self.epoch();
         let to = from.checked_add(1).ok_or_else(|| Error::InvalidInput("key epoch counter exhausted".into()))?;
         let new_master = SecretKey::random()?;
-        let mut txn = self.write()?;
+        let mut txn = self.write(Op::KeyRotate)?;
         let Wraps { kept, removed, updates } =
             self.wrap_new_master(&txn.state, &slots, others, remove_others, to, &new_master)?;
         for (name, _) in others {
@@ -192,7 +193,7 @@ impl Vault<Unlocked> {
         };
         self.check_live_records(crate::ops::Refused::Op("key rotate"))?;
         let state = {
-            let txn = self.write()?;
+            let txn = self.write(Op::KeyRotate)?;
             txn.state.clone()
         };
         let prev = self.state.prev.as_ref().expect("checked above");
@@ -200,6 +201,7 @@ impl Vault<Unlocked> {
             env: Envelope::new(self.header.vault_id, &self.state.keys, Some(prev)),
             prev_mac: &prev.slot_mac,
             new_mac: &self.state.keys.slot_mac,
+            slot: &self.state.slot,
         };
         let path = self.path.clone();
         store::rewrite_with(&mut self.db, &path, |old, fresh| ctx.copy(old, fresh, state, &mut report, progress))?;
@@ -216,12 +218,14 @@ struct Reseal<'k> {
     /// wraps, and of the new epoch, which authenticates them once promoted.
     prev_mac: &'k SlotMacKey,
     new_mac: &'k SlotMacKey,
+    /// The key slot that unlocked the vault (for the log entry of the reseal).
+    slot: &'k str,
 }
 
 /// The tables of sealed records a rotation seals again, with the key of each row (as its AAD
 /// names it) the copy leaves out: the state, which the copy writes last.
-const RESEALED_RECORDS: [Table; 6] =
-    [Table::Meta, Table::Signers, Table::Trust, Table::Remotes, Table::Models, Table::Versions];
+const RESEALED_RECORDS: [Table; 7] =
+    [Table::Meta, Table::Signers, Table::Trust, Table::Remotes, Table::Models, Table::Versions, Table::Log];
 
 impl Reseal<'_> {
     /// The value to store for `value` of `table`/`key` in the new file: sealed again under the new
@@ -264,14 +268,28 @@ impl Reseal<'_> {
                 tx.put_row(table, k, &value).map(|()| true)
             })?;
         }
+        // The tree's hashes are not sealed: copied as they are, the log keeps its root.
+        store::copy_table(&rx, &mut tx, Table::LogHashes)?;
         let live = self.copy_slots(&rx, &mut tx, &state, report)?;
-        let (tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        // Every record and slot is new bytes now: the log binds them in one entry.
+        let records = tx.take_written();
+        let (mut tx, chunk_seals) = self.copy_chunks(&rx, tx, fresh, report, progress)?;
+        let a = crate::log::Append {
+            vault_id: self.env.vault_id(),
+            slot: self.slot,
+            op: &Op::Reseal,
+            subjects: &Default::default(),
+            records,
+        };
+        state.log = Some(crate::log::append(&mut tx, state.log, a, |seq, e| {
+            meta_seals += 1;
+            self.env.seal_record(&Table::Log, &seq.to_be_bytes(), e)
+        })?);
         state.recipient_slots = Some(live);
         state.epoch = self.env.epoch();
         state.rotating_to = None;
         state.chunk_seals = chunk_seals;
         state.meta_seals = meta_seals + 1;
-        let mut tx = tx;
         tx.put_meta("state", &self.env.seal_record(&Table::Meta, b"state", &state)?)?;
         tx.commit()
     }

@@ -25,6 +25,7 @@
 //! put killed at any moment therefore leaves the version complete or absent; chunks of a put that
 //! never committed are referenced by no manifest, and `gc` deletes them.
 
+use crate::log::Op;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
@@ -158,10 +159,11 @@ impl Vault<Unlocked> {
         let total: u64 = sources.iter().map(|s| s.size).sum();
         let len_before = self.file_len()?;
 
-        let mut txn = self.write_reporting(progress)?;
+        let mut txn = self.write_reporting(Op::Put, progress)?;
         let mk = self.model_key(name);
         let mut model = self.load_model(&*txn.tx, name)?.unwrap_or_else(|| ModelRecord::new(name, now()));
         let version = model.next_version;
+        txn.about(Some(name), vec![version], None);
 
         progress.begin(&format!("put {name}@{version}"), total);
         let mut files = Vec::with_capacity(sources.len());
