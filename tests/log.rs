@@ -350,3 +350,69 @@ fn a_checkpoint_file_is_never_overwritten() {
     assert!(err.contains("cp1"), "{err}");
     assert_eq!(std::fs::read(dir.join("cp1")).unwrap(), before);
 }
+
+const TRUST: TableDefinition<&str, &[u8]> = TableDefinition::new("trust");
+
+/// A row taken from a copy of the vault (it opens under the same keys) that no entry of this
+/// log wrote is named as planted.
+#[test]
+fn a_row_planted_from_a_copy_of_the_vault_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let vault = setup(dir);
+    let fork = dir.join("fork");
+    std::fs::create_dir(&fork).unwrap();
+    std::fs::copy(&vault, fork.join("test.mvault")).unwrap();
+    std::fs::copy(dir.join("passphrase"), fork.join("passphrase")).unwrap();
+    ok(&fork, &["trust", "add", "evil", "ed25519:209a11c422b65aaaa4f8658024184cb293269c4b60551b8518bd410b2892cc2f"]);
+    let row = tamper::read(&fork.join("test.mvault"), TRUST, |t| t.get("evil").unwrap().unwrap().value().to_vec());
+    tamper::edit(&vault, TRUST, |t| {
+        t.insert("evil", row.as_slice()).unwrap();
+    });
+    assert!(ok(dir, &["trust", "list"]).contains("evil"), "the planted row opens");
+    let (code, err) = fails(dir, &["log", "verify"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("the trust record 'evil' is present, but no log entry wrote it: it was planted"), "{err}");
+    let (code, _) = fails(dir, &["verify"]);
+    assert_eq!(code, 6);
+}
+
+/// A clone of the vault (same vault id, its own log) put in the file's place is refused by a
+/// reader who saw the original there.
+#[test]
+fn a_clone_put_in_the_files_place_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let vault = setup(dir);
+    let remote = dir.join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    let url = format!("file://{}", remote.display());
+    ok(dir, &["push", "--remote", &url]);
+    ok(dir, &["clone", &url, dir.join("c.mvault").to_str().unwrap()]);
+    ok(dir, &["rm", "m1", "--yes"]);
+    std::fs::copy(dir.join("c.mvault"), &vault).unwrap();
+    let (code, err) = fails(dir, &["ls"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("another copy of the vault (a clone, or a copy of one) was put in its place"), "{err}");
+    run(dir, &["ls", "--accept-rollback"]).success();
+    ok(dir, &["ls"]);
+}
+
+/// A log whose tail was cut is never extended (the new entry would hide the hole), and the
+/// listing warns.
+#[test]
+fn a_cut_log_is_not_extended_and_the_listing_warns() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let vault = setup(dir);
+    tamper::edit(&vault, LOG, |t| {
+        t.remove(3).unwrap();
+    });
+    let (code, err) = fails(dir, &["tag", "m1@1", "k=v"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("the vault's log is cut short"), "{err}");
+    assert!(!ok(dir, &["--json", "ls"]).contains("\"k\""), "the tag was not written");
+    let out = run(dir, &["log"]).success().get_output().clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("the vault state names 4 log entries, but 3 are present"), "{err}");
+}

@@ -150,7 +150,7 @@ pub fn verify(note: &[u8], vault_id: &[u8; 16], keys: &[[u8; 32]]) -> Result<(Ch
         }
     }
     Err(Error::Damaged(
-        "the checkpoint's signature does not verify under any signing key of this vault: it was altered, or is not this vault's; do not trust it".into(),
+        "the checkpoint's signature does not verify under any signing key this copy of the vault knows: it was altered, or is not this vault's, or it was signed by a key this copy does not have yet (the vault is older than the checkpoint, e.g. rolled back past a `signer rotate`); do not trust either until you know which".into(),
     ))
 }
 

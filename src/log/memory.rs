@@ -48,11 +48,15 @@ impl Seen {
     }
 }
 
-/// What is remembered of one vault: its logs by log id (hex).
+/// What is remembered of one vault: its logs by log id (hex), and which log each path held.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Remembered {
     /// Log id (hex) → newest head seen.
     pub logs: BTreeMap<String, Seen>,
+    /// Vault file path (canonical) → the log id (hex) last seen there: another copy of the
+    /// vault (a clone, whose log is its own) put in a file's place is then seen.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
 }
 
 /// The memory file of vault `vault_id` under `dir`.
@@ -95,17 +99,22 @@ fn bad_file(path: &Path, why: &str) -> Error {
 
 /// Remembers `seen` as the newest head of log `log_id` of vault `vault_id`, unless a larger
 /// size is already remembered for it (two processes finishing out of order never make the
-/// memory forget) and `replace` is false (a rollback the user accepted). Written to a temporary
+/// memory forget) and `replace` is false (a rollback the user accepted); and that the file at
+/// `at` (a canonical path) holds that log. Written to a temporary
 /// file beside it, synced, and renamed over it.
 ///
 /// Errors: as [`load`]; [`Error::Io`] writing.
-pub fn remember(dir: &Path, vault_id: &[u8; 16], log_id: &[u8; 16], seen: Seen, replace: bool) -> Result<()> {
+pub fn remember(dir: &Path, vault_id: &[u8; 16], log_id: &[u8; 16], at: &str, seen: Seen, replace: bool) -> Result<()> {
     let mut r = load(dir, vault_id)?;
     let key = hex(log_id);
-    if r.logs.get(&key).is_some_and(|old| (old.size > seen.size && !replace) || *old == seen) {
+    let same_path = r.paths.get(at) == Some(&key);
+    if same_path && r.logs.get(&key).is_some_and(|old| (old.size > seen.size && !replace) || *old == seen) {
         return Ok(());
     }
-    r.logs.insert(key, seen);
+    r.paths.insert(at.to_string(), key.clone());
+    if !r.logs.get(&key).is_some_and(|old| old.size > seen.size && !replace) {
+        r.logs.insert(key, seen);
+    }
     let path = file(dir, vault_id);
     let parent = path.parent().expect("a file under checkpoints/");
     create_private_dir(parent)?;

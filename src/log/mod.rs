@@ -303,6 +303,15 @@ pub(crate) fn append(
             LogHead { id, size: 0, root: [0; 32] }
         }
     };
+    // Never extend a log whose tail was cut: the new entry would hide the hole behind it.
+    let whole = tx.log_hash_count()? == tlog_tiles::stored_hash_count(head.size)
+        && (head.size == 0 || tx.log_entry(head.size - 1)?.is_some());
+    if !whole {
+        return Err(crate::Error::Damaged(format!(
+            "the vault's log is cut short: the state names {} entries, but the file lacks the last one or its tree hashes; verify the log, and restore the vault from a backup; nothing was written",
+            head.size
+        )));
+    }
     let mut salt = [0u8; 16];
     fill_random(&mut salt)?;
     let leaf = Leaf {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::crypto::sign::hex;
-use crate::log::{Entry, EntryView, checkpoint, memory, tree};
+use crate::log::{Entry, EntryView, Op, checkpoint, memory, tree};
 use crate::store::records::{LogHead, State};
 use crate::store::{self, LogRead, RecordRead, Table};
 use crate::vault::{Unlocked, Vault};
@@ -176,14 +176,19 @@ impl Vault<Unlocked> {
     /// Replays the record rows the entries say their changes wrote or deleted: each row's last
     /// write must be the value stored now (same SHA-256 of the sealed bytes), and a row last
     /// deleted must be absent. So a record dropped, put back after its removal, or rolled back
-    /// to an older value (which still authenticates) is named. Rows last written before the log
-    /// began are not covered.
+    /// to an older value (which still authenticates) is named. When the log covers every row
+    /// (it begins with the vault's `create` or `clone`, or holds a `reseal`, which binds every
+    /// row of the file it wrote), a row no entry wrote is named too: planted, e.g. taken from a
+    /// clone, whose rows open under the same keys. Rows of a vault whose log began later are
+    /// covered only from its next `reseal`.
     fn check_records(&self, rx: &store::ReadTxn, entries: &[Entry], problems: &mut Vec<String>) -> Result<()> {
         use sha2::Digest;
         // (table, row key) → (entry that last wrote it, SHA-256 of what it wrote or None).
         type Last = BTreeMap<(String, Vec<u8>), (u64, Option<[u8; 32]>)>;
         let mut last: Last = BTreeMap::new();
         let mut names: BTreeMap<[u8; 32], String> = BTreeMap::new();
+        let covers_all = entries.first().is_some_and(|e| matches!(Op::from_name(&e.leaf.op), Op::Create | Op::Clone))
+            || entries.iter().any(|e| Op::from_name(&e.leaf.op) == Op::Reseal);
         for e in entries {
             if let Some(m) = e.subjects.as_ref().and_then(|s| s.model.as_deref()) {
                 names.insert(self.model_key(m), m.to_string());
@@ -197,7 +202,7 @@ impl Vault<Unlocked> {
                 .range((table.name().to_string(), Vec::new())..)
                 .take_while(|((t, _), _)| t == table.name())
                 .collect();
-            if logged.is_empty() {
+            if logged.is_empty() && !(covers_all && store::logged_row(table, b"")) {
                 continue;
             }
             let mut now: BTreeMap<Vec<u8>, [u8; 32]> = BTreeMap::new();
@@ -207,6 +212,15 @@ impl Vault<Unlocked> {
                 }
                 Ok(true)
             })?;
+            if covers_all {
+                let written: std::collections::BTreeSet<&Vec<u8>> = logged.iter().map(|((_, k), _)| k).collect();
+                for key in now.keys().filter(|k| !written.contains(k)) {
+                    let what = row_name(table, key, &names);
+                    problems.push(format!(
+                        "{what} is present, but no log entry wrote it: it was planted (e.g. taken from a copy or clone of the vault)"
+                    ));
+                }
+            }
             for ((_, key), (seq, want)) in logged {
                 let what = row_name(table, key, &names);
                 match (want, now.get(key)) {
@@ -235,7 +249,15 @@ impl Vault<Unlocked> {
         let rx = store::read(&self.db)?;
         let head = self.current_state(&rx)?.log;
         let seen = memory::load(dir, &self.header.vault_id)?;
-        let found = match head {
+        let at = self.memory_path();
+        let swapped = match (head, seen.paths.get(&at)) {
+            (Some(h), Some(was)) if *was != hex(&h.id) => Some(format!(
+                "the file held log {was} of this vault when this user last saw it, and now holds log {}: another copy of the vault (a clone, or a copy of one) was put in its place",
+                hex(&h.id)
+            )),
+            _ => None,
+        };
+        let found = swapped.or(match head {
             None if !seen.logs.is_empty() => Some(
                 "the vault has no log, but this user has seen its log before: it was rolled back to a copy from before its log began".to_string(),
             ),
@@ -251,7 +273,7 @@ impl Vault<Unlocked> {
                 )),
                 _ => None,
             },
-        };
+        });
         let known = head.is_some_and(|h| seen.logs.contains_key(&hex(&h.id)));
         let result = match found {
             Some(f) if !accept_rollback => {
@@ -281,7 +303,12 @@ impl Vault<Unlocked> {
     fn remember_in(&self, dir: &Path, head: &LogHead, replace: bool) -> Result<()> {
         let note = checkpoint::sign(&self.header.vault_id, head, &self.state.signing.active());
         let seen = memory::Seen { size: head.size, root: hex(&head.root), checkpoint: note };
-        memory::remember(dir, &self.header.vault_id, &head.id, seen, replace)
+        memory::remember(dir, &self.header.vault_id, &head.id, &self.memory_path(), seen, replace)
+    }
+
+    /// The vault file's path as the memory keys it: canonical where it resolves.
+    fn memory_path(&self) -> String {
+        std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone()).to_string_lossy().into_owned()
     }
 
     /// Seals again, without their subjects, the log entries about `name` (only those naming one

@@ -15,6 +15,15 @@ pub fn run(g: &Global, cmd: Option<&LogCommand>) -> Result<i32> {
     match cmd {
         None => {
             let entries = v.log_entries()?;
+            let size = v.log_head()?.map(|h| h.size).unwrap_or(0);
+            let contiguous = entries.iter().enumerate().all(|(i, e)| e.seq == i as u64);
+            if !contiguous || entries.len() as u64 != size {
+                eprintln!(
+                    "warning: the vault state names {size} log entries, but {} are present{}: run `mvault log verify`",
+                    entries.len(),
+                    if contiguous { "" } else { ", with gaps" }
+                );
+            }
             if g.json {
                 output::json(&entries);
                 return Ok(0);
