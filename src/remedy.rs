@@ -168,7 +168,7 @@ impl fmt::Display for Remedy {
             ),
             Remedy::UnlockWithIdentity => f.write_str(": unlock it with a private key (an age identity or SSH key)"),
             Remedy::AcceptRollback => f.write_str(
-                ": if you restored this older copy on purpose, open it accepting the rollback; otherwise do not trust it and restore the newest copy",
+                ": if you put this copy here on purpose (a backup restored), open it accepting the rollback; otherwise do not trust it, and find the copy you last used",
             ),
             Remedy::AddRecipientSlotAgain { slot } => write!(
                 f,

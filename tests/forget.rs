@@ -241,6 +241,15 @@ fn forget_keeps_aliased_and_metric_versions_and_logs_what_it_removes() {
     assert_eq!(decided[&2], (true, vec!["metric acc>=0.9".to_string()]));
     assert_eq!(decided[&1], (true, vec!["alias prod".to_string()]));
     assert_eq!(decided[&3], (false, Vec::new()));
+    assert_eq!((j[0]["dry_run"].as_bool(), j[0]["remove"].clone()), (Some(true), serde_json::json!([4, 3])));
+    // A rule naming a metric or tag no version has would keep nothing: refused, nothing removed.
+    for (rule, needle) in [
+        (["--keep-metric", "acc_typo>=0.9"], "no version has the metric 'acc_typo'"),
+        (["--keep-tag", "stage=prod"], "no version has the tag 'stage'"),
+    ] {
+        let out = mv(dir, &["forget", "--keep-last", "1", rule[0], rule[1]]).failure().code(7).get_output().clone();
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{rule:?}");
+    }
     assert_eq!(decided[&4], (false, Vec::new()));
     // The dry run removed nothing.
     let ls = mv(dir, &["--json", "ls"]).success();
@@ -267,11 +276,12 @@ fn bad_policies_are_clear_errors_and_change_nothing() {
     let dir = d.path();
     common::cli_init(dir);
     for (args, needle) in [
-        (&["forget"][..], "no --keep-* option given"),
+        (&["forget"][..], "no keep rule given"),
         (&["forget", "--keep-within", "3w"], "keep-within '3w' is not a duration"),
         (&["forget", "--keep-metric", "acc"], "keep-metric 'acc' has no comparison"),
         (&["forget", "--keep-tag", "env"], "--keep-tag 'env' is not KEY=VALUE"),
         (&["forget", "nosuch", "--keep-last", "1"], "nosuch"),
+        (&["forget", "--keep-last", "0"], "no keep rule given (every --keep-* count is 0"),
     ] {
         let out = mv(dir, args).failure().get_output().clone();
         let err = String::from_utf8(out.stderr).unwrap();

@@ -96,7 +96,10 @@ fn a_whole_file_rollback_is_refused_and_detected_against_a_kept_checkpoint() {
     // This user saw the newer vault: every command refuses the older file.
     let (code, err) = fails(dir, &["ls"]);
     assert_eq!(code, 6, "{err}");
-    assert!(err.contains("older than it was: its log has 4 entries, fewer than the 5 this user last saw"), "{err}");
+    assert!(
+        err.contains("is not the one this user last saw: its log has 4 entries, fewer than the 5 this user last saw"),
+        "{err}"
+    );
     assert!(err.contains("--accept-rollback"), "{err}");
     // A user who did not see it (another state directory) is caught by the kept checkpoint.
     let other = |args: &[&str]| mvault(dir).env("MVAULT_STATE_DIR", dir.join("state2")).args(args).assert();

@@ -112,8 +112,8 @@ pub fn remedy(r: &Remedy) -> String {
             modelvault::remedy::quoted(not_tried)
         ),
         Remedy::UnlockWithIdentity => ": pass --identity FILE (or set MVAULT_IDENTITY_FILE) instead".into(),
-        Remedy::AcceptRollback => ": if you restored this older copy on purpose, run the command again with \
-             --accept-rollback; otherwise do not trust it and restore the newest copy"
+        Remedy::AcceptRollback => ": if you put this copy here on purpose (a backup restored), run the command \
+             again with --accept-rollback; otherwise do not trust it, and find the copy you last used"
             .into(),
         Remedy::AddRecipientSlotAgain { slot } => format!(
             ": check its recipients in `mvault key list`; if they are right, add them again under a new name \

@@ -279,8 +279,12 @@ pub fn apply(versions: &[Candidate], policy: &Policy, now: u64) -> Vec<Decision>
 pub struct ForgetReport {
     /// The model.
     pub model: String,
+    /// True when nothing was removed because it was a dry run.
+    pub dry_run: bool,
     /// Every version, newest first.
     pub decisions: Vec<Decision>,
+    /// The versions the policy does not keep, newest first.
+    pub remove: Vec<u64>,
     /// The versions removed (empty on a dry run).
     pub removed: Vec<u64>,
 }
@@ -308,6 +312,25 @@ impl Vault<Unlocked> {
                 return Err(Error::ModelNotFound(crate::names::escape(n)));
             }
         }
+        // A rule naming a metric or tag no version has keeps nothing: a typo would forget.
+        let chosen: Vec<_> = listing.models.iter().filter(|m| names.is_empty() || names.contains(&m.name)).collect();
+        let has = |f: &dyn Fn(&crate::VersionInfo) -> bool| chosen.iter().any(|m| m.versions.iter().any(f));
+        for r in &policy.metrics {
+            if !has(&|v| v.metrics.contains_key(&r.key)) {
+                return Err(Error::InvalidInput(format!(
+                    "no version has the metric '{}' (keep-metric {r}): it would keep nothing, so forget refuses it; check the name",
+                    crate::names::escape(&r.key)
+                )));
+            }
+        }
+        for (k, _) in &policy.tags {
+            if !has(&|v| v.tags.contains_key(k)) {
+                return Err(Error::InvalidInput(format!(
+                    "no version has the tag '{}': it would keep nothing, so forget refuses it; check the name",
+                    crate::names::escape(k)
+                )));
+            }
+        }
         let mut out = Vec::new();
         for m in listing.models.iter().filter(|m| names.is_empty() || names.contains(&m.name)) {
             let cands: Vec<Candidate> = m
@@ -325,7 +348,7 @@ impl Vault<Unlocked> {
             let doomed: Vec<u64> = decisions.iter().filter(|d| !d.keep).map(|d| d.version).collect();
             let removed =
                 if dry_run || doomed.is_empty() { Vec::new() } else { self.forget_versions(&m.name, &doomed)? };
-            out.push(ForgetReport { model: m.name.clone(), decisions, removed });
+            out.push(ForgetReport { model: m.name.clone(), dry_run, decisions, remove: doomed, removed });
         }
         Ok(out)
     }

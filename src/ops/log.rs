@@ -268,8 +268,8 @@ impl Vault<Unlocked> {
                     h.size, s.size
                 )),
                 Some(s) if !tree::extends(&rx, &h, s.size, &s.root_bytes().unwrap_or_default())? => Some(format!(
-                    "its log does not extend the {} entries this user last saw: they were rewritten",
-                    s.size
+                    "its log has {} entries but does not extend the {} this user last saw: the two copies have diverged (writes were made to each, e.g. to an older copy after a rollback was accepted), so one of them is not the vault you last used",
+                    h.size, s.size
                 )),
                 _ => None,
             },
@@ -277,8 +277,11 @@ impl Vault<Unlocked> {
         let known = head.is_some_and(|h| seen.logs.contains_key(&hex(&h.id)));
         let result = match found {
             Some(f) if !accept_rollback => {
-                return Err(Error::Damaged(format!("the vault {} is older than it was: {f}", self.path.display()))
-                    .with_remedy(Remedy::AcceptRollback));
+                return Err(Error::Damaged(format!(
+                    "the vault {} is not the one this user last saw: {f}",
+                    self.path.display()
+                ))
+                .with_remedy(Remedy::AcceptRollback));
             }
             Some(f) => RollbackCheck::Accepted(f),
             None if known => RollbackCheck::Extends,

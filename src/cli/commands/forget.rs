@@ -39,7 +39,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
     let p = policy(a)?;
     if p.is_empty() {
         return Err(Error::InvalidInput(
-            "no --keep-* option given: forget would remove every version no alias points to; give at least one".into(),
+            "no keep rule given (every --keep-* count is 0, and no --keep-within, --keep-tag or --keep-metric): forget would remove every version no alias points to; give at least one".into(),
         ));
     }
     let v = if a.dry_run { unlock_read(g)? } else { unlock_write(g, &modelvault::NoProgress)? };

@@ -63,7 +63,10 @@ pub fn run(g: &Global, cmd: Option<&LogCommand>) -> Result<i32> {
                 Some(path) => {
                     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
                         if e.kind() == std::io::ErrorKind::AlreadyExists {
-                            Error::OutputExists(path.clone())
+                            Error::InvalidInput(format!(
+                                "{} already exists: a checkpoint is never written over a file; give another name",
+                                path.display()
+                            ))
                         } else {
                             Error::Io { context: format!("creating {}", path.display()), source: e }
                         }
